@@ -1,0 +1,213 @@
+// TensorFlow CPU kernels for the clipping ops: thin adapters that unpack
+// tensors, validate scalars and call the framework-free core (clip_core.h).
+#include <cmath>
+#include <vector>
+
+#include "cc/kernels/clip_core.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "tensorflow/core/framework/tensor_shape.h"
+#include "tensorflow/core/lib/core/threadpool.h"
+
+namespace monolith_ops {
+
+using ::tensorflow::DEVICE_CPU;
+using ::tensorflow::OpInputList;
+using ::tensorflow::OpKernel;
+using ::tensorflow::OpKernelConstruction;
+using ::tensorflow::OpKernelContext;
+using ::tensorflow::Tensor;
+using ::tensorflow::TensorShapeUtils;
+namespace errors = ::tensorflow::errors;
+
+namespace {
+
+// The core's ParallelFor on this device's CPU worker threads.
+ParallelFor WorkerThreads(OpKernelContext* ctx) {
+  auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+  return [pool](int64_t n, int64_t cost,
+                const std::function<void(int64_t, int64_t)>& fn) {
+    if (n <= 1) {
+      SerialFor(n, cost, fn);
+    } else {
+      pool->ParallelFor(n, cost, fn);
+    }
+  };
+}
+
+// Pointers and element counts of the "grad_list" inputs.
+template <typename T>
+struct GradList {
+  explicit GradList(const OpInputList& list) {
+    data.reserve(list.size());
+    sizes.reserve(list.size());
+    for (const Tensor& t : list) {
+      data.push_back(t.flat<T>().data());
+      sizes.push_back(t.NumElements());
+    }
+  }
+  int64_t count() const { return static_cast<int64_t>(data.size()); }
+  std::vector<const T*> data;
+  std::vector<int64_t> sizes;
+};
+
+// The type a T is scaled in: float for 16-bit types, else T.
+template <typename T>
+struct ScaleType {
+  using type = float;
+};
+template <>
+struct ScaleType<double> {
+  using type = double;
+};
+
+template <typename Tn>
+bool ReadScalar(OpKernelContext* ctx, int index, const char* name, Tn* value) {
+  const Tensor& t = ctx->input(index);
+  if (!TensorShapeUtils::IsScalar(t.shape())) {
+    ctx->CtxFailure(errors::InvalidArgument(
+        name, " must be a scalar, got shape ", t.shape().DebugString()));
+    return false;
+  }
+  *value = t.scalar<Tn>()();
+  return true;
+}
+
+bool CheckClipNorm(OpKernelContext* ctx, double clip_norm) {
+  if (!(std::isfinite(clip_norm) && clip_norm > 0)) {
+    ctx->CtxFailure(errors::InvalidArgument(
+        "clip_norm must be positive and finite, got ", clip_norm));
+    return false;
+  }
+  return true;
+}
+
+// Writes outputs [0, N) of `ctx` as the clip of grad_list by `norm`.
+template <typename T, typename Tn>
+void ClipInto(OpKernelContext* ctx, const OpInputList& list, Tn norm,
+              Tn clip_norm) {
+  if (norm < 0) {
+    ctx->CtxFailure(errors::InvalidArgument(
+        "global_norm must be non-negative, got ", static_cast<double>(norm)));
+    return;
+  }
+  Tn scale = 0;
+  const ClipAction action = DecideClip(norm, clip_norm, &scale);
+  if (action == ClipAction::kPassThrough) {
+    for (int i = 0; i < list.size(); ++i) ctx->set_output(i, list[i]);
+    return;
+  }
+  const GradList<T> grads(list);
+  std::vector<T*> out(list.size());
+  for (int i = 0; i < list.size(); ++i) {
+    Tensor* t = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output(
+                            {i}, i, list[i].shape(), &t));
+    out[i] = t->flat<T>().data();
+  }
+  if (action == ClipAction::kFillNaN) {
+    FillNaN(out.data(), grads.sizes.data(), grads.count(), WorkerThreads(ctx));
+    return;
+  }
+  // As tf.clip_by_global_norm: the scale is cast to the tensor's dtype first.
+  using S = typename ScaleType<T>::type;
+  const S s = static_cast<S>(static_cast<T>(scale));
+  Scale(grads.data.data(), out.data(), grads.sizes.data(), grads.count(), s,
+        WorkerThreads(ctx));
+}
+
+template <typename T, typename Tn>
+class GlobalL2ReduceOp : public OpKernel {
+ public:
+  explicit GlobalL2ReduceOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    OpInputList list;
+    OP_REQUIRES_OK(ctx, ctx->input_list("grad_list", &list));
+    const GradList<T> grads(list);
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &out));
+    out->scalar<Tn>()() = static_cast<Tn>(SumOfSquares(
+        grads.data.data(), grads.sizes.data(), grads.count(),
+        WorkerThreads(ctx)));
+  }
+};
+
+template <typename T, typename Tn>
+class ClipByGlobalNormOp : public OpKernel {
+ public:
+  explicit ClipByGlobalNormOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    float clip_norm = 0;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("clip_norm", &clip_norm));
+    clip_norm_ = clip_norm;
+    OP_REQUIRES(ctx, std::isfinite(clip_norm) && clip_norm > 0,
+                errors::InvalidArgument(
+                    "clip_norm must be positive and finite, got ", clip_norm));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    OpInputList list;
+    OP_REQUIRES_OK(ctx, ctx->input_list("grad_list", &list));
+    Tn norm = 0;
+    if (!ReadScalar(ctx, list.size(), "global_norm", &norm)) return;
+    ClipInto<T, Tn>(ctx, list, norm, clip_norm_);
+  }
+
+ private:
+  Tn clip_norm_;
+};
+
+template <typename T, typename Tn>
+class ClipByGlobalNormFusedOp : public OpKernel {
+ public:
+  explicit ClipByGlobalNormFusedOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    OpInputList list;
+    OP_REQUIRES_OK(ctx, ctx->input_list("grad_list", &list));
+    Tn clip_norm = 0;
+    if (!ReadScalar(ctx, list.size(), "clip_norm", &clip_norm)) return;
+    if (!CheckClipNorm(ctx, static_cast<double>(clip_norm))) return;
+    const GradList<T> grads(list);
+    const Tn sum = static_cast<Tn>(SumOfSquares(
+        grads.data.data(), grads.sizes.data(), grads.count(),
+        WorkerThreads(ctx)));
+    const Tn norm = std::sqrt(sum);
+    Tensor* norm_out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(list.size(), {}, &norm_out));
+    norm_out->scalar<Tn>()() = norm;
+    ClipInto<T, Tn>(ctx, list, norm, clip_norm);
+  }
+};
+
+#define MONOLITH_OPS_REGISTER(T, Tn)                                     \
+  REGISTER_KERNEL_BUILDER(Name("GlobalL2Reduce")                         \
+                              .Device(DEVICE_CPU)                        \
+                              .TypeConstraint<T>("T")                    \
+                              .TypeConstraint<Tn>("Tnorm"),              \
+                          GlobalL2ReduceOp<T, Tn>);                      \
+  REGISTER_KERNEL_BUILDER(Name("MonolithClipByGlobalNorm")               \
+                              .Device(DEVICE_CPU)                        \
+                              .TypeConstraint<T>("T")                    \
+                              .TypeConstraint<Tn>("Tnorm"),              \
+                          ClipByGlobalNormOp<T, Tn>);                    \
+  REGISTER_KERNEL_BUILDER(Name("MonolithClipByGlobalNormFused")          \
+                              .Device(DEVICE_CPU)                        \
+                              .TypeConstraint<T>("T")                    \
+                              .TypeConstraint<Tn>("Tnorm"),              \
+                          ClipByGlobalNormFusedOp<T, Tn>);
+
+#define MONOLITH_OPS_REGISTER_ALL(T) \
+  MONOLITH_OPS_REGISTER(T, float)    \
+  MONOLITH_OPS_REGISTER(T, double)
+
+MONOLITH_OPS_REGISTER_ALL(float)
+MONOLITH_OPS_REGISTER_ALL(double)
+MONOLITH_OPS_REGISTER_ALL(Eigen::half)
+MONOLITH_OPS_REGISTER_ALL(Eigen::bfloat16)
+#undef MONOLITH_OPS_REGISTER_ALL
+#undef MONOLITH_OPS_REGISTER
+
+}  // namespace
+
+}  // namespace monolith_ops

@@ -1,0 +1,111 @@
+"""A hook that calls checkpoint-restore listeners when a session is created.
+
+`CheckpointRestorerHook` performs no restore itself: the real restore (or any
+work that must run right before and after it) lives in its
+`CheckpointRestorerListener`\\ s.
+
+Order in which TensorFlow calls the hook, and the hook its listeners::
+
+  hook.begin()                           -> listener.begin(), for each listener
+  sess = tf.compat.v1.Session()
+  hook.after_create_session(sess, coord) -> listener.before_restore(sess), for
+                                            each listener, then
+                                            listener.after_restore(sess), for
+                                            each listener
+  while not stop:                        (nothing is called during steps)
+    hook.before_run(...); sess.run(...); hook.after_run(...)
+  hook.end(sess)                         -> listener.end(sess), for each listener
+
+`after_create_session` runs once for every session the monitored session
+creates (a recovered session is a new one), so the listeners run around each.
+
+Departure from Monolith's original, on purpose: `CheckpointRestorerHook.end`
+calls each listener's `end(session)`; the original never did. As for any
+`SessionRunHook`, `end` is not called when the session ends with an exception.
+"""
+
+import logging
+
+import tensorflow as tf
+
+__all__ = ["CheckpointRestorerListener", "CheckpointRestorerHook"]
+
+_logger = logging.getLogger(__name__)
+
+
+class CheckpointRestorerListener:
+  """Interface for listeners that act before or after a restore.
+
+  Every method is a no-op; override the ones you need.
+  """
+
+  def begin(self):
+    """Called once, from the hook's `begin`, before any session exists."""
+
+  def before_restore(self, session):
+    """Called when a session is created, before the (listeners') restore."""
+
+  def after_restore(self, session):
+    """Called when a session is created, after every `before_restore`."""
+
+  def end(self, session):
+    """Called from the hook's `end`, when the session ends normally."""
+
+
+_REQUIRED_METHODS = ("begin", "before_restore", "after_restore", "end")
+
+
+class CheckpointRestorerHook(tf.compat.v1.train.SessionRunHook):
+  """Calls `CheckpointRestorerListener`\\ s around restore at session creation.
+
+  The real restore action is implemented in the listeners.
+  """
+
+  def __init__(self, listeners=None):
+    """Initializes a `CheckpointRestorerHook`.
+
+    Args:
+      listeners: None or a list of `CheckpointRestorerListener`-like objects
+        (anything with callable `begin`, `before_restore`, `after_restore` and
+        `end`), called in list order.
+
+    Raises:
+      TypeError: if `listeners` is not a list of such objects (the message
+        names the first bad entry and the missing method).
+    """
+    if listeners is None:
+      listeners = []
+    elif isinstance(listeners, (str, bytes)) or not hasattr(
+        listeners, "__iter__"):
+      raise TypeError(
+          "listeners must be a list of CheckpointRestorerListener, got {!r}."
+          .format(listeners))
+    listeners = list(listeners)
+    for i, listener in enumerate(listeners):
+      for method in _REQUIRED_METHODS:
+        if not callable(getattr(listener, method, None)):
+          raise TypeError(
+              "listeners[{}] must be a CheckpointRestorerListener (with a "
+              "callable {}()), got {!r}.".format(i, method, listener))
+    _logger.info("Create CheckpointRestorerHook.")
+    self._listeners = listeners
+
+  def begin(self):
+    for listener in self._listeners:
+      listener.begin()
+
+  def after_create_session(self, session, coord):
+    self._restore(session)
+
+  def end(self, session):
+    for listener in self._listeners:
+      listener.end(session)
+
+  def _restore(self, session):
+    """Calls the listeners; the restore itself is theirs to do."""
+    _logger.info("Calling checkpoint restorer listeners.")
+    for listener in self._listeners:
+      listener.before_restore(session)
+    # This hook performs no restore action itself.
+    for listener in self._listeners:
+      listener.after_restore(session)

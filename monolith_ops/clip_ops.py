@@ -1,0 +1,236 @@
+"""Global-norm gradient clipping on fused kernels, a drop-in for TF's.
+
+``clip_by_global_norm`` and ``global_norm`` give the results of
+``tf.clip_by_global_norm`` and ``tf.linalg.global_norm`` (within float
+rounding) with one pass over the data for the norm:
+
+* the sum of squares is accumulated in double (float32 at least for 16-bit
+  inputs), in a fixed order, so the same inputs give bitwise the same result;
+* when the norm is at most ``clip_norm`` the outputs are the inputs, uncopied;
+* when the norm is inf or NaN every output is entirely NaN, as in TF.
+
+Departures from TF, each deliberate:
+
+* float16 and bfloat16 lists accumulate in float32, so a norm that fits in
+  the dtype never overflows (TF gives inf for ``[300., 400.]`` in float16);
+* lists that mix float dtypes are accepted (TF raises); each output keeps its
+  input's dtype and the norm is float64 if any input is, else float32;
+* ``clip_norm`` known when the graph is built must be positive and finite;
+  a ``clip_norm`` tensor is checked by the kernel when it runs.
+"""
+import numbers
+
+import numpy as np
+import tensorflow as tf
+
+from monolith_ops._loader import ops
+
+__all__ = ["clip_by_global_norm", "global_norm"]
+
+SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+
+
+def _check_list(t_list):
+    if not isinstance(t_list, (list, tuple)):
+        raise TypeError(
+            "t_list should be a list or tuple of tensors, IndexedSlices or "
+            f"None, but received {type(t_list).__name__}: {t_list!r:.200}")
+
+
+def _entries(t_list):
+    """t_list with Tensors converted; None and IndexedSlices kept as they are."""
+    entries = []
+    for i, t in enumerate(t_list):
+        if t is not None and not isinstance(t, tf.IndexedSlices):
+            try:
+                t = tf.convert_to_tensor(t)
+            except (TypeError, ValueError) as err:
+                raise TypeError(
+                    f"t_list[{i}] should be a Tensor, IndexedSlices or None, "
+                    f"but received {type(t).__name__}: {err}") from err
+        if t is not None and t.dtype not in SUPPORTED_DTYPES:
+            raise TypeError(
+                f"t_list[{i}] has dtype {t.dtype.name}; global-norm clipping "
+                "supports float16, bfloat16, float32 and float64")
+        entries.append(t)
+    return entries
+
+
+def _values(entry):
+    return entry.values if isinstance(entry, tf.IndexedSlices) else entry
+
+
+def _norm_dtype(values):
+    """The dtype the norm is computed in: float64 if any input is, else float32."""
+    return tf.float64 if any(v.dtype == tf.float64 for v in values) else tf.float32
+
+
+def _result_dtype(values):
+    """The norm's dtype as returned: the inputs' dtype when they share one."""
+    dtypes = {v.dtype for v in values}
+    return dtypes.pop() if len(dtypes) == 1 else _norm_dtype(values)
+
+
+def _groups(values):
+    """Indices of `values` grouped by dtype, groups in order of first appearance."""
+    groups = {}
+    for i, v in enumerate(values):
+        groups.setdefault(v.dtype, []).append(i)
+    return list(groups.values())
+
+
+def _scalar(value, arg, dtype):
+    """`value` as a scalar tensor of `dtype`, or a clear error naming `arg`."""
+    try:
+        tensor = tf.convert_to_tensor(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{arg} should be a number or a scalar Tensor, but "
+                        f"received {type(value).__name__}: {err}") from err
+    if not (tensor.dtype.is_floating or tensor.dtype.is_integer):
+        raise TypeError(f"{arg} should be a number or a scalar Tensor, but has "
+                        f"dtype {tensor.dtype.name}")
+    if tensor.shape.rank is not None and tensor.shape.rank != 0:
+        raise ValueError(f"{arg} should be a scalar, but has shape {tensor.shape}")
+    return tensor, tf.cast(tensor, dtype)
+
+
+def _static_clip_norm(clip_norm):
+    """clip_norm as a Python float when known now, else None; checks its value."""
+    if isinstance(clip_norm, bool):
+        raise TypeError("clip_norm should be a number or a scalar Tensor, "
+                        "but received bool")
+    if isinstance(clip_norm, numbers.Real):
+        value = float(clip_norm)
+    else:
+        static = tf.get_static_value(clip_norm)
+        if static is None:
+            return None
+        value = float(np.asarray(static))
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"clip_norm should be positive and finite, got {value}")
+    return value
+
+
+def _sum_of_squares(values, norm_dtype):
+    """Sum of squares of all `values`, one GlobalL2Reduce per dtype group."""
+    total = None
+    for group in _groups(values):
+        part = ops.global_l2_reduce([values[i] for i in group], Tnorm=norm_dtype)
+        total = part if total is None else total + part
+    return total
+
+
+def _scale_like_tf(values, norm, clip_norm):
+    """TF's own formula, for a clip_norm the attr-based kernel cannot take."""
+    scale = clip_norm * tf.minimum(1.0 / norm, 1.0 / clip_norm)
+    scale = scale + (norm - norm)  # NaN when the norm is not finite.
+    return [tf.identity(v * tf.cast(scale, v.dtype)) for v in values]
+
+
+def _clip(values, norm, clip_norm, clip_norm_value):
+    """Clips `values` by a norm already computed (a scalar of the norm dtype)."""
+    norm_dtype = norm.dtype
+    exact_attr = (clip_norm_value is not None and
+                  (norm_dtype == tf.float32 or
+                   float(np.float32(clip_norm_value)) == clip_norm_value))
+    if not exact_attr:
+        return _scale_like_tf(values, norm, clip_norm)
+    clipped = [None] * len(values)
+    for group in _groups(values):
+        outs = ops.monolith_clip_by_global_norm(
+            [values[i] for i in group], norm, clip_norm=clip_norm_value)
+        for i, out in zip(group, outs):
+            clipped[i] = out
+    return clipped
+
+
+def _norm_and_clip(values, clip_norm, clip_norm_value, norm_dtype):
+    """Computes the norm and clips. Every device takes the fused op for a
+    single-dtype list: one kernel, no host read of the norm between phases."""
+    if len(_groups(values)) == 1:
+        clipped, norm = ops.monolith_clip_by_global_norm_fused(values, clip_norm)
+        return list(clipped), norm
+    norm = tf.sqrt(_sum_of_squares(values, norm_dtype))
+    return _clip(values, norm, clip_norm, clip_norm_value), norm
+
+
+def global_norm(t_list, name=None):
+    """The global L2 norm of a list of tensors: sqrt(sum of all squares).
+
+    Like `tf.linalg.global_norm`, computed by the `GlobalL2Reduce` kernel.
+
+    Args:
+      t_list: A list or tuple of Tensors, IndexedSlices (their values count)
+        or None (skipped).
+      name: Optional name scope for the ops created.
+
+    Returns:
+      A scalar Tensor: float32 0 for a list with no tensors; else the inputs'
+      dtype when they share one, float64 if any is float64, else float32.
+      It is inf or NaN when an input holds inf or NaN.
+
+    Raises:
+      TypeError: `t_list` is not a list or tuple, or holds a non-float tensor.
+    """
+    _check_list(t_list)
+    with tf.name_scope(name or "global_norm"):
+        values = [_values(e) for e in _entries(t_list) if e is not None]
+        if not values:
+            return tf.constant(0.0, tf.float32)
+        norm = tf.sqrt(_sum_of_squares(values, _norm_dtype(values)))
+        return tf.cast(norm, _result_dtype(values))
+
+
+def clip_by_global_norm(t_list, clip_norm, use_norm=None, name=None):
+    """Clips tensors by the ratio of the sum of their norms, like TF's.
+
+    out[i] = t_list[i] * clip_norm / max(global_norm, clip_norm).
+
+    Args:
+      t_list: A list or tuple of Tensors, IndexedSlices or None.
+      clip_norm: A positive number or scalar Tensor, the clipping ratio.
+      use_norm: Optional scalar: the global norm to use instead of computing
+        it. It is returned as is.
+      name: Optional name scope for the ops created.
+
+    Returns:
+      (list_clipped, global_norm). list_clipped has one entry per input: None
+      for None, IndexedSlices (same indices and dense_shape) for
+      IndexedSlices, else a Tensor of the input's shape and dtype. When the
+      norm is at most clip_norm they equal the inputs; when it is inf or NaN
+      they are entirely NaN. global_norm is float32 0 for a list with no
+      tensors, else as `global_norm` returns, or use_norm when given.
+
+    Raises:
+      TypeError: `t_list` is not a list or tuple, holds a non-float tensor,
+        or clip_norm / use_norm is not numeric.
+      ValueError: clip_norm or use_norm is not a scalar, or a clip_norm known
+        at graph-build time is not positive and finite.
+    """
+    _check_list(t_list)
+    with tf.name_scope(name or "clip_by_global_norm"):
+        entries = _entries(t_list)
+        positions = [i for i, e in enumerate(entries) if e is not None]
+        values = [_values(entries[i]) for i in positions]
+        clip_norm_value = _static_clip_norm(clip_norm)
+        if not values:
+            _scalar(clip_norm, "clip_norm", tf.float32)
+            if use_norm is not None:
+                return list(entries), _scalar(use_norm, "use_norm", tf.float32)[0]
+            return list(entries), tf.constant(0.0, tf.float32)
+        norm_dtype = _norm_dtype(values)
+        _, clip_norm_t = _scalar(clip_norm, "clip_norm", norm_dtype)
+        if use_norm is None:
+            clipped, norm = _norm_and_clip(values, clip_norm_t, clip_norm_value,
+                                           norm_dtype)
+            norm_out = tf.cast(norm, _result_dtype(values))
+        else:
+            norm_out, norm = _scalar(use_norm, "use_norm", norm_dtype)
+            clipped = _clip(values, norm, clip_norm_t, clip_norm_value)
+        result = list(entries)
+        for i, out in zip(positions, clipped):
+            entry = entries[i]
+            if isinstance(entry, tf.IndexedSlices):
+                out = tf.IndexedSlices(out, entry.indices, entry.dense_shape)
+            result[i] = out
+        return result, norm_out

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Creates (or reuses) a virtual environment with a pinned TensorFlow and
+# installs monolith_ops into it, compiled against that TensorFlow.
+#   MONOLITH_OPS_VENV  the venv folder        (default: .venv)
+#   MONOLITH_OPS_TF    the TensorFlow pin     (default: tensorflow==2.21.0)
+#   MONOLITH_OPS_EXTRA more pip requirements  (default: none)
+# Source it: it leaves the venv activated.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+VENV="${MONOLITH_OPS_VENV:-.venv}"
+TF_PIN="${MONOLITH_OPS_TF:-tensorflow==2.21.0}"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+# shellcheck disable=SC1091
+. "$VENV/bin/activate"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+pip install -q "$TF_PIN" -r requirements-dev.txt ${MONOLITH_OPS_EXTRA:-}
+# No build isolation: the library must be compiled against the TensorFlow
+# installed above, not one that pip would fetch into a throwaway environment.
+pip install -q --no-build-isolation --no-deps --force-reinstall .
+python -c "import monolith_ops._loader as l; l.ops.load(); print('monolith_ops built for TensorFlow', l.built_tf_version())"
+set +euo pipefail

@@ -18,8 +18,6 @@ Departures from TF, each deliberate:
 * ``clip_norm`` known when the graph is built must be positive and finite;
   a ``clip_norm`` tensor is checked by the kernel when it runs.
 """
-import numbers
-
 import numpy as np
 import tensorflow as tf
 
@@ -79,8 +77,8 @@ def _groups(values):
     return list(groups.values())
 
 
-def _scalar(value, arg, dtype):
-    """`value` as a scalar tensor of `dtype`, or a clear error naming `arg`."""
+def _scalar(value, arg):
+    """`value` as a numeric scalar tensor, or a clear error naming `arg`."""
     try:
         tensor = tf.convert_to_tensor(value)
     except (TypeError, ValueError) as err:
@@ -91,21 +89,17 @@ def _scalar(value, arg, dtype):
                         f"dtype {tensor.dtype.name}")
     if tensor.shape.rank is not None and tensor.shape.rank != 0:
         raise ValueError(f"{arg} should be a scalar, but has shape {tensor.shape}")
-    return tensor, tf.cast(tensor, dtype)
+    return tensor
 
 
 def _static_clip_norm(clip_norm):
-    """clip_norm as a Python float when known now, else None; checks its value."""
-    if isinstance(clip_norm, bool):
-        raise TypeError("clip_norm should be a number or a scalar Tensor, "
-                        "but received bool")
-    if isinstance(clip_norm, numbers.Real):
-        value = float(clip_norm)
-    else:
-        static = tf.get_static_value(clip_norm)
-        if static is None:
-            return None
-        value = float(np.asarray(static))
+    """clip_norm (a scalar tensor) as a float when known now, else None.
+
+    A value known now must be positive and finite."""
+    static = tf.get_static_value(clip_norm)
+    if static is None:
+        return None
+    value = float(static)
     if not (np.isfinite(value) and value > 0):
         raise ValueError(f"clip_norm should be positive and finite, got {value}")
     return value
@@ -212,21 +206,23 @@ def clip_by_global_norm(t_list, clip_norm, use_norm=None, name=None):
         entries = _entries(t_list)
         positions = [i for i, e in enumerate(entries) if e is not None]
         values = [_values(entries[i]) for i in positions]
+        clip_norm = _scalar(clip_norm, "clip_norm")
         clip_norm_value = _static_clip_norm(clip_norm)
+        if use_norm is not None:
+            use_norm = _scalar(use_norm, "use_norm")
         if not values:
-            _scalar(clip_norm, "clip_norm", tf.float32)
-            if use_norm is not None:
-                return list(entries), _scalar(use_norm, "use_norm", tf.float32)[0]
-            return list(entries), tf.constant(0.0, tf.float32)
+            norm_out = tf.constant(0.0, tf.float32) if use_norm is None else use_norm
+            return list(entries), norm_out
         norm_dtype = _norm_dtype(values)
-        _, clip_norm_t = _scalar(clip_norm, "clip_norm", norm_dtype)
+        clip_norm = tf.cast(clip_norm, norm_dtype)
         if use_norm is None:
-            clipped, norm = _norm_and_clip(values, clip_norm_t, clip_norm_value,
+            clipped, norm = _norm_and_clip(values, clip_norm, clip_norm_value,
                                            norm_dtype)
             norm_out = tf.cast(norm, _result_dtype(values))
         else:
-            norm_out, norm = _scalar(use_norm, "use_norm", norm_dtype)
-            clipped = _clip(values, norm, clip_norm_t, clip_norm_value)
+            norm_out = use_norm
+            clipped = _clip(values, tf.cast(use_norm, norm_dtype), clip_norm,
+                            clip_norm_value)
         result = list(entries)
         for i, out in zip(positions, clipped):
             entry = entries[i]

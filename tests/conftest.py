@@ -1,0 +1,79 @@
+"""Shared helpers: run a TF computation in graph, eager or tf.function mode."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+MODES = ("graph", "eager", "function")
+DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+
+
+def dense_shapes():
+    """Monolith's 53 dense gradient shapes (7,686,760 floats)."""
+    with open(os.path.join(DATA_DIR, "dense_shapes.json")) as f:
+        return [tuple(s) for s in json.load(f)["shapes"]]
+
+
+def to_numpy(x):
+    """Nested results to numpy: IndexedSlices become (values, indices, shape)."""
+    if x is None:
+        return None
+    if type(x).__name__ == "IndexedSlicesValue":  # what Session.run returns
+        return (x.values, x.indices, x.dense_shape)
+    if isinstance(x, (list, tuple)):
+        return type(x)(to_numpy(v) for v in x)
+    if isinstance(x, tf.IndexedSlices):
+        return (x.values.numpy(), x.indices.numpy(),
+                None if x.dense_shape is None else x.dense_shape.numpy())
+    if hasattr(x, "numpy"):
+        return x.numpy()
+    return np.asarray(x)
+
+
+def run_in_mode(mode, fn, *args):
+    """Calls fn(*tensors) in `mode` and returns its results as numpy.
+
+    args are numpy arrays (or None); they become constants (graph), eager
+    tensors (eager) or tf.function arguments (function).
+    """
+    if mode == "graph":
+        with tf.Graph().as_default():
+            tensors = [None if a is None else tf.constant(a) for a in args]
+            out = fn(*tensors)
+            with tf.compat.v1.Session() as sess:
+                return to_numpy(session_run(sess, out))
+    tensors = [None if a is None else tf.constant(a) for a in args]
+    if mode == "eager":
+        return to_numpy(fn(*tensors))
+    if mode == "function":
+        return to_numpy(tf.function(fn)(*tensors))
+    raise ValueError(mode)
+
+
+def session_run(sess, out):
+    """sess.run over a nested structure that may hold None, in one run."""
+    leaves = []
+
+    def collect(x):
+        if isinstance(x, (list, tuple)):
+            for v in x:
+                collect(v)
+        elif x is not None:
+            leaves.append(x)
+
+    collect(out)
+    values = iter(sess.run(leaves))
+
+    def rebuild(x):
+        if isinstance(x, (list, tuple)):
+            return type(x)(rebuild(v) for v in x)
+        return None if x is None else next(values)
+
+    return rebuild(out)
+
+
+@pytest.fixture(params=MODES)
+def mode(request):
+    return request.param

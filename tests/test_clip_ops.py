@@ -1,0 +1,442 @@
+"""monolith_ops.clip_ops against tf.clip_by_global_norm / tf.linalg.global_norm."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import dense_shapes, run_in_mode, session_run, to_numpy
+from monolith_ops import clip_ops
+from monolith_ops._loader import ops
+
+INF, NAN = float("inf"), float("nan")
+
+
+def _ours_and_stock(mode, inputs, clip_norm, dtype=np.float32):
+    """(ours, stock, inputs as read back in the same run) for one list."""
+    arrays = [np.asarray(a, dtype=dtype) for a in inputs]
+
+    def both(*ts):
+        ts = list(ts)
+        return (clip_ops.clip_by_global_norm(ts, clip_norm),
+                tf.clip_by_global_norm(ts, clip_norm), ts)
+
+    return run_in_mode(mode, both, *arrays)
+
+
+# --- Monolith's clip_ops test cases -------------------------------------------
+
+MONOLITH_CASES = {
+    "simple": ([[-3.0, 0.0, 0.0], [4.0, 0.0, 0.0]], 4.0,
+               [[-2.4, 0.0, 0.0], [3.2, 0.0, 0.0]]),
+    "uneven": ([[-3.0, 0.0, 0.0], [0.0, 0.0, 4.0, 0.0]], 4.0,
+               [[-2.4, 0.0, 0.0], [0.0, 0.0, 3.2, 0.0]]),
+    "no_clipping": ([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]], 4.0,
+                    [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]),
+    "zero_norm": ([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]], 4.0,
+                  [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]),
+    "exploded": ([[INF] * 3, [INF] * 3], 4.0, [[NAN] * 3, [NAN] * 3]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MONOLITH_CASES))
+def test_monolith_cases(mode, case):
+    inputs, clip_norm, expected = MONOLITH_CASES[case]
+    (ours, norm), (stock, stock_norm), read_back = _ours_and_stock(
+        mode, inputs, clip_norm)
+    for got, want, want_tf in zip(ours, expected, stock):
+        np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
+        np.testing.assert_allclose(got, want_tf, rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(norm, stock_norm, rtol=1e-6)
+    # The inputs, read in the same run, are unmodified.
+    for got, want in zip(read_back, inputs):
+        np.testing.assert_array_equal(got, np.asarray(want, np.float32))
+
+
+def test_monolith_large_grad(mode):
+    rng = np.random.default_rng(0)
+    grads = [rng.uniform(size=s).astype(np.float32) for s in dense_shapes()]
+    assert sum(g.size for g in grads) == 7_686_760
+    (ours, norm), (stock, stock_norm), read_back = _ours_and_stock(
+        mode, grads, 1.0)
+    np.testing.assert_allclose(norm, stock_norm, rtol=1e-5)
+    for got, want, orig, again in zip(ours, stock, grads, read_back):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-12)
+        np.testing.assert_array_equal(again, orig)
+
+
+@pytest.mark.parametrize("inputs,expected", [
+    ([[INF] * 3, [INF] * 3], INF),
+    ([[-3.0, 0.0, 0.0], [4.0, 0.0, 0.0]], 5.0),
+    ([[-3.0, 0.0, 0.0], [0.0, 0.0, 4.0, 0.0]], 5.0),
+])
+def test_monolith_global_norm(mode, inputs, expected):
+    arrays = [np.asarray(a, np.float32) for a in inputs]
+    got = run_in_mode(mode, lambda *ts: clip_ops.global_norm(list(ts)), *arrays)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+# --- Parity with stock TF across dtypes and modes ------------------------------
+
+TOLERANCE = {np.float32: 2e-6, np.float64: 1e-13, tf.float16.as_numpy_dtype: 2e-3,
+             tf.bfloat16.as_numpy_dtype: 1.6e-2}
+
+
+def _random_list(rng, dtype, scale):
+    shapes = [(3, 5), (0,), (17,), (4, 1, 6), (), (200,)]
+    return [(rng.standard_normal(s) * scale).astype(dtype) for s in shapes]
+
+
+@pytest.mark.parametrize("dtype", list(TOLERANCE), ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("scale", [0.01, 3.0], ids=["below", "above"])
+def test_parity_with_tf(mode, dtype, scale):
+    rng = np.random.default_rng(7)
+    arrays = _random_list(rng, dtype, scale)
+    clip_norm = 5.0
+
+    def both(*ts):
+        ts = list(ts)
+        return (clip_ops.clip_by_global_norm(ts, clip_norm),
+                tf.clip_by_global_norm(ts, clip_norm),
+                clip_ops.global_norm(ts), tf.linalg.global_norm(ts))
+
+    (ours, norm), (stock, stock_norm), gnorm, stock_gnorm = run_in_mode(
+        mode, both, *arrays)
+    rtol = TOLERANCE[dtype]
+    assert norm.dtype == stock_norm.dtype == gnorm.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(np.float64(norm), np.float64(stock_norm), rtol=rtol)
+    np.testing.assert_allclose(np.float64(gnorm), np.float64(stock_gnorm), rtol=rtol)
+    for got, want in zip(ours, stock):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64),
+                                   rtol=rtol, atol=1e-30)
+
+
+def _reference(arrays, clip_norm):
+    """TF's formula in float64."""
+    norm = np.sqrt(sum(np.sum(np.square(a.astype(np.float64))) for a in arrays))
+    scale = clip_norm * min(1.0 / norm, 1.0 / clip_norm) if norm > 0 else 1.0
+    return [a.astype(np.float64) * scale for a in arrays], norm
+
+
+def test_fp16_accumulates_in_float32(mode):
+    # Stock TF squares in float16: 300^2 + 400^2 overflows and it returns inf.
+    x = np.array([300.0, 400.0], np.float16)
+    (ours, norm), (stock, stock_norm), _ = _ours_and_stock(mode, [x], 1.0,
+                                                           np.float16)
+    assert np.isinf(stock_norm)
+    assert norm.dtype == np.float16 and norm == 500.0
+    np.testing.assert_allclose(ours[0].astype(np.float32), [0.6, 0.8], rtol=1e-3)
+
+
+def test_mixed_dtypes(mode):
+    rng = np.random.default_rng(3)
+    arrays = [rng.standard_normal(40).astype(np.float16),
+              rng.standard_normal((3, 7)).astype(np.float32),
+              rng.standard_normal(9).astype(tf.bfloat16.as_numpy_dtype),
+              rng.standard_normal(11).astype(np.float64)]
+    want, want_norm = _reference(arrays, 2.0)
+    ours, norm = run_in_mode(
+        mode, lambda *ts: clip_ops.clip_by_global_norm(list(ts), 2.0), *arrays)
+    assert norm.dtype == np.float64
+    np.testing.assert_allclose(norm, want_norm, rtol=1e-12)
+    for got, ref, orig in zip(ours, want, arrays):
+        assert got.dtype == orig.dtype
+        np.testing.assert_allclose(got.astype(np.float64), ref,
+                                   rtol=TOLERANCE[orig.dtype.type])
+    # Without float64 the norm is float32.
+    norm32 = run_in_mode(mode, lambda *ts: clip_ops.global_norm(list(ts)),
+                         *arrays[:3])
+    assert norm32.dtype == np.float32
+
+
+# --- None, IndexedSlices, empty lists ------------------------------------------
+
+def test_none_entries_are_kept_and_ignored(mode):
+    a = np.array([3.0, 4.0], np.float32)
+    ours, norm = run_in_mode(
+        mode, lambda t: clip_ops.clip_by_global_norm([None, t, None], 1.0), a)
+    assert ours[0] is None and ours[2] is None
+    np.testing.assert_allclose(ours[1], [0.6, 0.8], rtol=1e-6)
+    np.testing.assert_allclose(norm, 5.0)
+
+
+def test_indexed_slices_stay_sparse(mode):
+    values = np.array([[3.0, 0.0], [0.0, 4.0]], np.float32)
+    dense = np.array([[1.0, 2.0]], np.float32)
+
+    def fn(v, d):
+        slices = tf.IndexedSlices(v, tf.constant([4, 1]), tf.constant([10, 2]))
+        ours, norm = clip_ops.clip_by_global_norm([slices, d], 2.0)
+        assert isinstance(ours[0], tf.IndexedSlices)
+        assert ours[0].indices is slices.indices
+        assert ours[0].dense_shape is slices.dense_shape
+        stock, stock_norm = tf.clip_by_global_norm([slices, d], 2.0)
+        return ours, norm, stock, stock_norm, clip_ops.global_norm([slices, d])
+
+    ours, norm, stock, stock_norm, gnorm = run_in_mode(mode, fn, values, dense)
+    got_values, got_indices, got_shape = ours[0]
+    np.testing.assert_allclose(got_values, stock[0][0], rtol=1e-6)
+    np.testing.assert_array_equal(got_indices, [4, 1])
+    np.testing.assert_array_equal(got_shape, [10, 2])
+    np.testing.assert_allclose(ours[1], stock[1], rtol=1e-6)
+    np.testing.assert_allclose([norm, gnorm], [stock_norm] * 2, rtol=1e-6)
+
+
+def test_empty_list(mode):
+    for empty in ([], ()):
+        ours, norm = run_in_mode(
+            mode, lambda: clip_ops.clip_by_global_norm(empty, 1.0))
+        assert list(ours) == [] and norm == 0.0 and norm.dtype == np.float32
+    norm = run_in_mode(mode, lambda: clip_ops.global_norm([]))
+    assert norm == 0.0 and norm.dtype == np.float32
+
+
+def test_all_none(mode):
+    ours, norm = run_in_mode(
+        mode, lambda: clip_ops.clip_by_global_norm([None, None], 1.0))
+    assert list(ours) == [None, None] and norm == 0.0
+
+
+def test_empty_tensors_count_as_zero(mode):
+    arrays = [np.zeros((0, 3), np.float32), np.array([6.0, 8.0], np.float32)]
+    ours, norm = run_in_mode(
+        mode, lambda *ts: clip_ops.clip_by_global_norm(list(ts), 5.0), *arrays)
+    assert ours[0].shape == (0, 3)
+    np.testing.assert_allclose(ours[1], [3.0, 4.0], rtol=1e-6)
+    np.testing.assert_allclose(norm, 10.0)
+
+
+# --- use_norm, Tensor clip_norm, name -----------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("use_norm", [2.0, 20.0, INF])
+def test_use_norm(mode, dtype, use_norm):
+    arrays = [np.array([3.0, 4.0], dtype), np.array([1.0], dtype)]
+
+    def fn(*ts):
+        u = tf.constant(use_norm, dtype)
+        ours, norm = clip_ops.clip_by_global_norm(list(ts), 4.0, use_norm=u)
+        assert norm is u
+        return ours, tf.clip_by_global_norm(list(ts), 4.0, use_norm=u)[0]
+
+    ours, stock = run_in_mode(mode, fn, *arrays)
+    for got, want in zip(ours, stock):
+        np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize("use_norm", [None, 5.0])
+@pytest.mark.parametrize("clip_norm", [1.0, 7.0])
+def test_tensor_clip_norm_from_a_variable(mode, use_norm, clip_norm):
+    """A clip_norm whose value is only known when the graph runs."""
+    arrays = [np.array([3.0, 4.0], np.float32), np.array([[1.0, 2.0]], np.float32)]
+
+    def norm_tensor():  # stock TF wants a tensor use_norm
+        return None if use_norm is None else tf.constant(use_norm, tf.float32)
+
+    def fn(*ts):
+        c = tf.Variable(clip_norm, dtype=tf.float32)
+        u = norm_tensor()
+        ours = clip_ops.clip_by_global_norm(list(ts), c.read_value(), u)
+        stock = tf.clip_by_global_norm(list(ts), c.read_value(), u)
+        return ours, stock, c
+
+    if mode == "graph":
+        with tf.Graph().as_default():
+            ts = [tf.constant(a) for a in arrays]
+            ours, stock, c = fn(*ts)
+            assert tf.get_static_value(c.read_value()) is None
+            with tf.compat.v1.Session() as sess:
+                sess.run(c.initializer)
+                ours, stock = to_numpy(session_run(sess, [ours, stock]))
+    else:
+        holder = {}
+
+        def wrapped(*ts):
+            if "var" not in holder:
+                holder["var"] = tf.Variable(clip_norm, dtype=tf.float32)
+            c, u = holder["var"], norm_tensor()
+            return (clip_ops.clip_by_global_norm(list(ts), c.read_value(), u),
+                    tf.clip_by_global_norm(list(ts), c.read_value(), u))
+
+        ours, stock = run_in_mode(mode, wrapped, *arrays)
+    (got, norm), (want, want_norm) = ours, stock
+    np.testing.assert_allclose(norm, want_norm, rtol=1e-6)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-6)
+
+
+def test_name_scope_in_graph_mode():
+    with tf.Graph().as_default() as g:
+        t = tf.constant([3.0, 4.0])
+        clip_ops.clip_by_global_norm([t], 1.0, name="my_clip")
+        clip_ops.global_norm([t], name="my_norm")
+        names = [op.name for op in g.get_operations()]
+    assert any(n.startswith("my_clip/") and "Fused" in op_type
+               for n, op_type in ((op.name, op.type) for op in g.get_operations()))
+    assert any(n.startswith("my_norm/") for n in names)
+
+
+def test_clip_placement_uses_one_fused_op():
+    """A single-dtype clip is one fused kernel, not a norm op plus a clip op."""
+    with tf.Graph().as_default() as g:
+        ts = [tf.constant([3.0, 4.0]), tf.constant([1.0])]
+        clip_ops.clip_by_global_norm(ts, 1.0)
+        types = [op.type for op in g.get_operations()]
+    assert types.count("MonolithClipByGlobalNormFused") == 1
+    assert "GlobalL2Reduce" not in types and "MonolithClipByGlobalNorm" not in types
+
+
+# --- Kernel behaviour: determinism, threads, 64-bit sizes ----------------------
+
+def _dense_run(threads, seed=1):
+    rng = np.random.default_rng(seed)
+    grads = [rng.standard_normal(s).astype(np.float32) for s in dense_shapes()]
+    config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads,
+                                      inter_op_parallelism_threads=1)
+    with tf.Graph().as_default():
+        ts = [tf.constant(g) for g in grads]
+        clipped, norm = clip_ops.clip_by_global_norm(ts, 1.0)
+        sq = ops.global_l2_reduce(ts)
+        with tf.compat.v1.Session(config=config) as sess:
+            first = sess.run([clipped, norm, sq])
+            second = sess.run([clipped, norm, sq])
+    return grads, first, second
+
+
+def test_bitwise_deterministic_across_runs_and_thread_counts():
+    grads, first, second = _dense_run(threads=2)
+    _, single, _ = _dense_run(threads=1)
+    for run in (second, single):
+        for a, b in zip(first[0], run[0]):
+            assert a.tobytes() == b.tobytes()
+        assert first[1].tobytes() == run[1].tobytes()
+        assert first[2].tobytes() == run[2].tobytes()
+    exact = sum(np.sum(np.square(g.astype(np.float64))) for g in grads)
+    np.testing.assert_allclose(first[2], exact, rtol=1e-7)
+
+
+def test_many_small_tensors(mode):
+    rng = np.random.default_rng(5)
+    arrays = [rng.standard_normal(rng.integers(0, 4)).astype(np.float32)
+              for _ in range(3000)]
+    want, want_norm = _reference(arrays, 1.0)
+    ours, norm = run_in_mode(
+        mode, lambda *ts: clip_ops.clip_by_global_norm(list(ts), 1.0), *arrays)
+    np.testing.assert_allclose(norm, want_norm, rtol=1e-6)
+    for got, ref in zip(ours, want):
+        np.testing.assert_allclose(got, ref, rtol=1e-6)
+
+
+def test_more_than_2_pow_31_elements():
+    """Sizes and offsets are 64-bit: a 2^31 + 24 element half tensor."""
+    n = 2**31 + 24
+    with tf.Graph().as_default():
+        big = tf.ones([n], tf.float16)
+        two = tf.constant([2.0], tf.float16)
+        sq = ops.global_l2_reduce([two, big], Tnorm=tf.float64)
+        with tf.compat.v1.Session() as sess:
+            got = sess.run(sq)
+    assert got == n + 4.0
+
+
+# --- Bad input -----------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", [tf.constant([1.0]), {"a": tf.constant([1.0])},
+                                 "grads", (t for t in [tf.constant([1.0])]), None],
+                         ids=["tensor", "dict", "str", "generator", "none"])
+@pytest.mark.parametrize("fn", [lambda t: clip_ops.clip_by_global_norm(t, 1.0),
+                                clip_ops.global_norm], ids=["clip", "norm"])
+def test_t_list_must_be_a_list(bad, fn):
+    with pytest.raises(TypeError, match="t_list should be a list") as err:
+        fn(bad)
+    assert type(bad).__name__ in str(err.value)
+
+
+@pytest.mark.parametrize("dtype", [tf.int32, tf.int64, tf.complex64, tf.string])
+def test_non_float_tensors_are_rejected(dtype):
+    bad = tf.zeros([2], dtype)
+    with pytest.raises(TypeError, match=r"t_list\[1\].*" + dtype.name):
+        clip_ops.clip_by_global_norm([tf.constant([1.0]), bad], 1.0)
+    with pytest.raises(TypeError, match=r"t_list\[0\]"):
+        clip_ops.global_norm([bad])
+
+
+def test_clip_norm_must_be_a_scalar():
+    t = [tf.constant([1.0])]
+    with pytest.raises(ValueError, match="clip_norm should be a scalar"):
+        clip_ops.clip_by_global_norm(t, tf.constant([1.0, 2.0]))
+    with pytest.raises(ValueError, match="use_norm should be a scalar"):
+        clip_ops.clip_by_global_norm(t, 1.0, use_norm=[1.0, 2.0])
+    with pytest.raises(TypeError, match="clip_norm"):
+        clip_ops.clip_by_global_norm(t, "one")
+    with pytest.raises(TypeError, match="clip_norm"):
+        clip_ops.clip_by_global_norm(t, True)
+
+
+@pytest.mark.parametrize("clip_norm", [0.0, -1.0, INF, NAN])
+def test_clip_norm_must_be_positive_and_finite(clip_norm):
+    with pytest.raises(ValueError, match="clip_norm should be positive and finite"):
+        clip_ops.clip_by_global_norm([tf.constant([1.0])], clip_norm)
+
+
+def test_kernel_rejects_bad_runtime_clip_norm():
+    with tf.Graph().as_default():
+        c = tf.compat.v1.placeholder(tf.float32, [])
+        clipped, _ = clip_ops.clip_by_global_norm([tf.constant([3.0, 4.0])], c)
+        with tf.compat.v1.Session() as sess:
+            np.testing.assert_allclose(sess.run(clipped, {c: 1.0})[0], [0.6, 0.8])
+            with pytest.raises(tf.errors.InvalidArgumentError,
+                               match="clip_norm must be positive and finite"):
+                sess.run(clipped, {c: 0.0})
+
+
+def test_kernel_rejects_non_scalar_or_negative_norm():
+    with tf.Graph().as_default():
+        norm = tf.compat.v1.placeholder(tf.float32, None)
+        out = ops.monolith_clip_by_global_norm([tf.constant([1.0])], norm,
+                                               clip_norm=1.0)
+        with tf.compat.v1.Session() as sess:
+            with pytest.raises(tf.errors.InvalidArgumentError,
+                               match="global_norm must be a scalar"):
+                sess.run(out, {norm: [1.0, 2.0]})
+            with pytest.raises(tf.errors.InvalidArgumentError,
+                               match="global_norm must be non-negative"):
+                sess.run(out, {norm: -2.0})
+        # A norm of known non-scalar shape fails when the graph is built.
+        with pytest.raises(ValueError, match="rank"):
+            ops.monolith_clip_by_global_norm(
+                [tf.constant([1.0])], tf.constant([1.0, 2.0]), clip_norm=1.0)
+
+
+def test_clip_norm_attr_must_be_positive():
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="clip_norm must be positive and finite"):
+        ops.monolith_clip_by_global_norm([tf.constant([1.0])], tf.constant(1.0),
+                                         clip_norm=-1.0)
+
+
+@pytest.mark.parametrize("op_type,scalar_inputs", [
+    ("GlobalL2Reduce", 0), ("MonolithClipByGlobalNorm", 1),
+    ("MonolithClipByGlobalNormFused", 1)])
+def test_raw_ops_with_mismatched_n(op_type, scalar_inputs):
+    """A node whose N disagrees with its inputs is rejected, never run."""
+    graph_def = tf.compat.v1.GraphDef()
+    for name in ("a", "b", "s"):
+        const = graph_def.node.add(name=name, op="Const")
+        const.attr["dtype"].type = tf.float32.as_datatype_enum
+        const.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(1.0, tf.float32))
+    node = graph_def.node.add(name="bad", op=op_type)
+    node.input.extend(["a", "b"] + ["s"] * scalar_inputs)
+    node.attr["N"].i = 3
+    node.attr["T"].type = tf.float32.as_datatype_enum
+    if op_type == "MonolithClipByGlobalNorm":
+        node.attr["clip_norm"].f = 1.0
+    ops.global_l2_reduce  # the ops must be registered before the import
+    with tf.Graph().as_default():
+        with pytest.raises(ValueError, match="N"):
+            tf.graph_util.import_graph_def(graph_def, name="")
+
+
+def test_raw_ops_reject_integer_inputs():
+    with pytest.raises((TypeError, tf.errors.InvalidArgumentError)):
+        ops.global_l2_reduce([tf.constant([1, 2])])

@@ -121,6 +121,8 @@ def _check_positive_number(value, name, allow_none=False):
   if not value > 0:  # Also rejects NaN.
     raise ValueError("{} must be {}> 0, got {!r}.".format(
         name, "None or " if allow_none else "", value))
+  if allow_none and math.isinf(value):
+    return None  # An infinite timeout is no timeout.
   return value
 
 
@@ -343,7 +345,7 @@ class BarrierOp:
       session: a `tf.compat.v1.Session` on the graph (in a hook:
         `run_context.session`).
       index: int, this worker's index, 0 < index < capacity.
-      timeout: None (wait forever) or seconds > 0.
+      timeout: None or float("inf") (wait forever), or seconds > 0.
       should_stop: None or a callable returning True when the wait should end
         early (e.g. `coord.should_stop`).
 
@@ -363,6 +365,17 @@ class BarrierOp:
     if should_stop is not None and not callable(should_stop):
       raise TypeError("should_stop must be None or a callable, got {!r}.".format(
           should_stop))
+    try:
+      return self._wait(session, index, timeout, should_stop)
+    except (RuntimeError, tf.errors.CancelledError):
+      if _session_is_closed(session):
+        _logger.info("Worker %d stops waiting for barrier '%s': the session "
+                     "was closed.", index, self._name)
+        return False
+      raise
+
+  def _wait(self, session, index, timeout, should_stop):
+    """wait_until_barrier_removed, once the arguments are checked."""
     start = time.monotonic()
     deadline = None if timeout is None else start + timeout
 
@@ -444,10 +457,6 @@ class BarrierOp:
         options = tf.compat.v1.RunOptions(timeout_in_ms=int(left * 1000))
       try:
         placed = session.run(self._barrier_placed_tensor, options=options)
-      except (RuntimeError, tf.errors.CancelledError):
-        if _session_is_closed(session):
-          return False
-        raise
       except tf.errors.DeadlineExceededError as e:
         raise self._timeout_error(index, start, timeout) from e
       if not placed:
@@ -480,14 +489,17 @@ class BarrierOp:
         self._name, index, waited, timeout)
 
   def _clear_flag(self, session, index, must_succeed):
-    """Clears flag `index`; after a failed or stopped wait, only if possible."""
-    if must_succeed:
-      session.run(self._remove_op, feed_dict={self._idx_ph: index})
-      return
+    """Clears flag `index`; errors are only logged after a failed wait.
+
+    When the wait failed (timeout, stop, error), clearing is best effort: the
+    first error must not be hidden, and a closed session cannot clear anyway.
+    """
     try:
       if not _session_is_closed(session):
         session.run(self._remove_op, feed_dict={self._idx_ph: index})
     except Exception as e:  # pylint: disable=broad-except
+      if must_succeed and not _session_is_closed(session):
+        raise
       _logger.warning("Could not clear the flag of worker %d on barrier '%s': "
                       "%s", index, self._name, e)
 

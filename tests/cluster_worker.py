@@ -5,6 +5,8 @@ Run as a separate process:
   python cluster_worker.py --role worker --task 0 --cluster '{...}' \
       --workdir DIR --deadline EPOCH_SECONDS
 
+with PYTHONPATH leading to the same monolith_ops the test process imported.
+
 Every process exits on its own at --deadline (a watchdog thread), so nothing
 outlives the test even if the test process dies. Results and progress go to
 JSON files in --workdir; the test process and the chief coordinate through
@@ -15,7 +17,7 @@ marker files there:
   worker-<i>.result.json    worker i: steps run, variable placement
   chief.phase.json          the chief's progress (for error messages)
   ready_to_kill             chief -> test: all blocked in the "kill" phase
-  killed                    test -> chief: worker 1 has been killed
+  killed                    test -> chief: worker 2 has been killed
   workers_done              test -> chief: the surviving workers exited
   chief.result.json         the chief's observations
 """
@@ -30,8 +32,6 @@ import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 

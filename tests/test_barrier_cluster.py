@@ -20,6 +20,8 @@ import time
 
 import pytest
 
+import monolith_ops
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "cluster_worker.py")
 ROOT = os.path.dirname(HERE)
@@ -69,8 +71,13 @@ class _Cluster:
     self._logs = []
 
   def start(self):
+    # The tasks import the same monolith_ops as this process (installed or not).
+    package_parent = os.path.dirname(
+        os.path.dirname(os.path.abspath(monolith_ops.__file__)))
+    python_path = [package_parent] + [
+        p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
-               PYTHONUNBUFFERED="1")
+               PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(python_path))
     tasks = [("ps", "ps", 0), ("worker-1", "worker", 0),
              ("worker-2", "worker", 1), ("chief", "chief", 0)]
     for name, role, task in tasks:

@@ -1,0 +1,767 @@
+"""Benchmark of global-norm clipping: monolith_ops vs stock TF vs the memory floor.
+
+Run it from the source tree or an installed package::
+
+    python -m monolith_ops.benchmark            # full run, writes docs/benchmark.*
+    python -m monolith_ops.benchmark --quick    # a few rounds, to try it out
+    python -m monolith_ops.benchmark --help
+
+Workloads: the 53 dense gradient shapes of a production recommendation model
+(7,686,760 floats), 1,000 tensors of 100 floats, 4 tensors of 16 M floats, and
+an embedding gradient as `tf.IndexedSlices` (20,000 rows of 64 floats out of a
+1,000,000 x 64 table). Operations on each: `global_norm`, a clip whose norm is
+above clip_norm (it scales) and a clip whose norm is below it (it does not).
+
+How it measures, and why:
+
+* Ours (`monolith_ops.clip_ops`) and stock TF (`tf.linalg.global_norm`,
+  `tf.clip_by_global_norm`) run in the same graph-mode session, on the same
+  inputs: float32 variables, read afresh by every run.
+* Every output is consumed: each variant ends in one `IdentityN` over all its
+  outputs, run as the target. Grappler never prunes or hollows out the ops
+  feeding it (unlike a `tf.group` of control dependencies, whose inputs it
+  turns into no-ops), and it costs the same few microseconds on every side.
+  Before timing, one traced run of each variant checks that every expected
+  kernel ran (one `L2Loss` and one `Mul` per tensor for stock TF, our kernel
+  for ours, one `ReadVariableOp` per variable).
+* An op's own time is a run minus the *inputs-only* run of the same round: the
+  same variable reads and the same `IdentityN`, without the op. Reading 1,000
+  variables costs more than stock TF's whole global norm over them.
+* All variants of a workload, the floors included, run round-robin in a
+  shuffled order each round, after warm-up runs; we report the median of the
+  per-round times and their spread (the interquartile range).
+* A control row runs stock TF's `global_norm` on both sides, as two copies of
+  the same graph: its ratio shows the noise of the method and should be ~1.0.
+* The floor, measured in the same rounds on a numpy buffer of the same number
+  of bytes, on 1 and on 2 threads (the faster counts): a *read* is
+  `np.max` over the buffer; a *read+write* is `np.copyto` into a second,
+  preallocated buffer (memcpy). The dispatch of an empty task to the threads
+  is measured the same way and subtracted. A global norm must read 4 bytes per
+  element (floor: one read); a clip that scales must read them twice and write
+  them once, 12 bytes per element (floor: read + read+write); a clip that does
+  not scale needs only the norm (floor: one read).
+
+The table gives each op's median time in ms (with its IQR), the ratio of stock
+TF's time to ours, the bytes the op must move per second, and the floor's time
+as a fraction of the op's (1.0 = at the floor). It ends with the verdict on
+each target. Results go to `benchmark.json` and `benchmark.png` under --out.
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import threading
+import time
+
+import numpy as np
+
+# The 53 dense gradient shapes (7,686,760 floats) of a production
+# recommendation model: Monolith's clip_ops "large grad" test case.
+DENSE_SHAPES = (
+    (328, 128), (128,), (128,), (128, 64), (64,), (64,), (1,), (256, 256),
+    (256,), (256,), (256, 128), (128,), (128,), (128, 1), (1,), (1,),
+    (2488, 256), (256,), (256,), (3184, 256), (256,), (256,), (96, 128),
+    (128,), (128,), (128, 64), (64,), (64,), (1,), (64, 16), (16,), (16,),
+    (1609, 2048), (2048,), (2048,), (2048, 1024), (1024,), (1024,),
+    (1024, 512), (512,), (512,), (512, 256), (256,), (256,), (256, 1), (1,),
+    (1,), (96, 64), (64,), (64,), (64, 1), (1,), (1,),
+)
+
+OPS = ("global_norm", "clip_scales", "clip_passes")
+OP_TITLES = {
+    "global_norm": "global_norm",
+    "clip_scales": "clip, norm > clip_norm",
+    "clip_passes": "clip, norm < clip_norm",
+}
+# Bytes an op must move per element of float32, and the floor it is held to.
+OP_BYTES_PER_ELEMENT = {"global_norm": 4, "clip_scales": 12, "clip_passes": 4}
+
+INPUTS = "inputs"
+CONTROL = "control:global_norm"
+FLOOR_VARIANTS = ("floor:read1", "floor:read2", "floor:copy1", "floor:copy2",
+                  "floor:empty2")
+
+
+class Workload:
+    """A list of float32 gradients: dense shapes, or one IndexedSlices."""
+
+    def __init__(self, name, title, shapes=(), sparse=None, rounds=40):
+        self.name = name
+        self.title = title
+        self.shapes = tuple(tuple(s) for s in shapes)
+        # sparse: (rows, width, table_rows) of an IndexedSlices gradient.
+        self.sparse = sparse
+        self.rounds = rounds
+
+    @property
+    def num_tensors(self):
+        return 1 if self.sparse else len(self.shapes)
+
+    @property
+    def num_elements(self):
+        if self.sparse:
+            return self.sparse[0] * self.sparse[1]
+        return int(sum(np.prod(s, dtype=np.int64) for s in self.shapes))
+
+    def scaled(self, factor):
+        """A smaller copy (every dimension's element count divided), for tests."""
+        if self.sparse:
+            rows, width, table = self.sparse
+            return Workload(self.name, self.title,
+                            sparse=(max(1, rows // factor), width, table),
+                            rounds=self.rounds)
+        shapes = [(max(1, int(np.prod(s)) // factor),) for s in self.shapes]
+        return Workload(self.name, self.title, shapes, rounds=self.rounds)
+
+
+def default_workloads(dense_shapes=DENSE_SHAPES):
+    """The four workloads of the benchmark, in order."""
+    return [
+        Workload("dense53", f"{len(dense_shapes)} dense shapes", dense_shapes,
+                 rounds=60),
+        Workload("1000x100", "1,000 x 100 floats", [(100,)] * 1000, rounds=150),
+        Workload("4x16M", "4 x 16M floats", [(1 << 24,)] * 4, rounds=20),
+        Workload("embedding", "IndexedSlices 20,000 x 64 of 1M x 64",
+                 sparse=(20000, 64, 1000000), rounds=100),
+    ]
+
+
+def load_shapes(path):
+    """Shapes from a JSON file with a "shapes" list (or a bare list)."""
+    with open(path) as f:
+        data = json.load(f)
+    shapes = data["shapes"] if isinstance(data, dict) else data
+    return tuple(tuple(int(d) for d in s) for s in shapes)
+
+
+# --------------------------------------------------------------------------
+# The graph of one workload: inputs, every variant, and a session to run them.
+
+
+def _op_type(label):
+    """The op type in a step-stats timeline label: 'name = Type(inputs)'."""
+    _, _, rest = label.partition(" = ")
+    return rest.partition("(")[0]
+
+
+class WorkloadGraph:
+    """Variables holding a workload's inputs, and every variant's target.
+
+    Variants: "inputs" (read and consume the inputs only), "ours:<op>" and
+    "stock:<op>" for each op in OPS, and the control "control:global_norm"
+    (stock TF again, a second copy).
+    """
+
+    def __init__(self, workload, seed=0, config=None):
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        from monolith_ops import clip_ops  # pylint: disable=import-outside-toplevel
+
+        self.workload = workload
+        self.graph = tf.Graph()
+        self.targets = {}  # variant -> the IdentityN op to run
+        self.outputs = {}  # variant -> (list of output tensors, norm tensor)
+        self.expected = {}  # variant -> {op type: min count that must run}
+        n = workload.num_tensors
+        with self.graph.as_default():
+            with tf.name_scope("inputs"):
+                inputs, consumed, init, feed, self.norm = self._build_inputs(
+                    tf, workload, seed)
+            self._add(tf, INPUTS, consumed, None, {"ReadVariableOp": n})
+            self.session = tf.compat.v1.Session(graph=self.graph, config=config)
+            self.session.run(init, feed_dict=feed)
+            clip_norms = {"clip_scales": self.norm / 2, "clip_passes": self.norm * 2}
+
+            def flatten(outs):
+                flat = []
+                for o in outs:
+                    flat += [o.values, o.indices] if isinstance(
+                        o, tf.IndexedSlices) else [o]
+                return flat
+
+            with tf.name_scope("ours"):
+                with tf.name_scope("global_norm"):
+                    norm = clip_ops.global_norm(inputs)
+                self._add(tf, "ours:global_norm", [norm], norm,
+                          {"GlobalL2Reduce": 1})
+                for op, clip_norm in clip_norms.items():
+                    with tf.name_scope(op):
+                        outs, norm = clip_ops.clip_by_global_norm(inputs, clip_norm)
+                    self._add(tf, "ours:" + op, flatten(outs) + [norm], norm,
+                              {"MonolithClipByGlobalNormFused": 1}, outs)
+            with tf.name_scope("stock"):
+                with tf.name_scope("global_norm"):
+                    norm = tf.linalg.global_norm(inputs)
+                self._add(tf, "stock:global_norm", [norm], norm, {"L2Loss": n})
+                for op, clip_norm in clip_norms.items():
+                    with tf.name_scope(op):
+                        outs, norm = tf.clip_by_global_norm(inputs, clip_norm)
+                    self._add(tf, "stock:" + op, flatten(outs) + [norm], norm,
+                              {"L2Loss": n, "Mul": n}, outs)
+            with tf.name_scope("control"):
+                norm = tf.linalg.global_norm(inputs)
+                self._add(tf, CONTROL, [norm], norm, {"L2Loss": n})
+        self.graph.finalize()
+
+    @staticmethod
+    def _build_inputs(tf, workload, seed):
+        """Variables holding the inputs, initialized from numpy values.
+
+        Returns:
+          (inputs as given to the ops, the tensors the inputs-only run
+          consumes, the initializer op, its feed dict, the values' norm).
+        """
+        rng = np.random.default_rng(seed)
+        sizes = ([workload.num_elements] if workload.sparse else
+                 [int(np.prod(s, dtype=np.int64)) for s in workload.shapes])
+        values = rng.standard_normal(sum(sizes), dtype=np.float32)
+        norm = float(np.sqrt(np.sum(np.square(values, dtype=np.float64))))
+        feed = tf.compat.v1.placeholder(tf.float32, [len(values)],
+                                        name="initial_values")
+        pieces = tf.split(feed, sizes) if len(sizes) > 1 else [feed]
+        if workload.sparse:
+            rows, width, table_rows = workload.sparse
+            var = tf.compat.v1.Variable(tf.reshape(pieces[0], [rows, width]),
+                                        name="embedding_grad_values",
+                                        use_resource=True)
+            picked = rng.choice(table_rows, rows, replace=False)
+            indices = tf.constant(np.sort(picked).astype(np.int64))
+            grad = tf.IndexedSlices(var.value(), indices,
+                                    tf.constant([table_rows, width], tf.int64))
+            inputs, consumed = [grad], [grad.values, indices]
+        else:
+            inputs = []
+            for i, (shape, piece) in enumerate(zip(workload.shapes, pieces)):
+                var = tf.compat.v1.Variable(tf.reshape(piece, shape),
+                                            name=f"grad_{i}", use_resource=True)
+                inputs.append(var.value())
+            consumed = list(inputs)
+        init = tf.compat.v1.global_variables_initializer()
+        return inputs, consumed, init, {feed: values}, norm
+
+    def _add(self, tf, variant, consumed, norm, expected, outs=None):
+        sink = tf.raw_ops.IdentityN(input=consumed, name="consume")
+        self.targets[variant] = sink[0].op
+        self.outputs[variant] = (outs, norm)
+        self.expected[variant] = expected
+
+    def callable(self, variant):
+        """A no-argument function that runs `variant` once."""
+        return self.session.make_callable(self.targets[variant])
+
+    def check_executed(self, variant):
+        """Runs `variant` traced; raises unless every expected kernel ran.
+
+        Returns:
+          {op type: number of kernels of that type that ran}.
+        """
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        options = tf.compat.v1.RunOptions(
+            trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
+        metadata = tf.compat.v1.RunMetadata()
+        self.session.run(self.targets[variant], options=options,
+                         run_metadata=metadata)
+        counts = {}
+        for dev in metadata.step_stats.dev_stats:
+            for node in dev.node_stats:
+                op_type = _op_type(node.timeline_label)
+                counts[op_type] = counts.get(op_type, 0) + 1
+        for op_type, minimum in self.expected[variant].items():
+            if counts.get(op_type, 0) < minimum:
+                raise RuntimeError(
+                    f"{self.workload.name} {variant}: expected at least "
+                    f"{minimum} {op_type} kernel(s) to run, saw "
+                    f"{counts.get(op_type, 0)}; the graph optimizer dropped "
+                    "work, so the timing would measure nothing")
+        return counts
+
+    def fetch(self, variant):
+        """(list of numpy outputs or None, norm) of one run of `variant`."""
+        outs, norm = self.outputs[variant]
+        return self.session.run((outs, norm))
+
+    def close(self):
+        self.session.close()
+
+
+# --------------------------------------------------------------------------
+# The memory floor: numpy reads and copies of the same number of bytes.
+
+
+class _Floor:
+    """Reads (np.max) and copies (np.copyto) n floats on 1 or 2 threads.
+
+    Two threads: the calling thread does one half, a persistent helper thread
+    the other, started and joined through a barrier.
+    """
+
+    def __init__(self, num_elements, threads=2):
+        n = max(int(num_elements), 2)
+        rng = np.random.default_rng(1)
+        self.src = rng.standard_normal(n, dtype=np.float32)
+        self.dst = np.zeros_like(self.src)
+        half = n // 2
+        self._halves = [(self.src[:half], self.dst[:half]),
+                        (self.src[half:], self.dst[half:])]
+        self._task = None
+        self._barrier = threading.Barrier(threads)
+        self._closed = False
+        self._helper = threading.Thread(target=self._serve, daemon=True)
+        self._helper.start()
+
+    def _serve(self):
+        while True:
+            self._barrier.wait()
+            if self._closed:
+                return
+            self._task(*self._halves[1])
+            self._barrier.wait()
+
+    def _run2(self, task):
+        self._task = task
+        self._barrier.wait()
+        task(*self._halves[0])
+        self._barrier.wait()
+
+    @staticmethod
+    def _read(src, dst):  # pylint: disable=unused-argument
+        np.max(src)
+
+    @staticmethod
+    def _copy(src, dst):
+        np.copyto(dst, src)
+
+    @staticmethod
+    def _empty(src, dst):  # pylint: disable=unused-argument
+        pass
+
+    def callables(self):
+        return {
+            "floor:read1": lambda: np.max(self.src),
+            "floor:read2": lambda: self._run2(self._read),
+            "floor:copy1": lambda: np.copyto(self.dst, self.src),
+            "floor:copy2": lambda: self._run2(self._copy),
+            "floor:empty2": lambda: self._run2(self._empty),
+        }
+
+    def close(self):
+        self._closed = True
+        self._barrier.wait()
+        self._helper.join()
+
+
+# --------------------------------------------------------------------------
+# Timing.
+
+
+def _stats(values):
+    values = np.asarray(values, dtype=np.float64)
+    q1, med, q3 = np.percentile(values, [25, 50, 75])
+    return float(med), float(q3 - q1)
+
+
+def time_round_robin(fns, rounds, warmup, seed=0, progress=None):
+    """Times every function of `fns` once per round, in a shuffled order.
+
+    Args:
+      fns: {name: no-argument callable}.
+      rounds: number of timed rounds.
+      warmup: untimed runs of each function first.
+      progress: None or callable(round_done, rounds), called after each round.
+
+    Returns:
+      {name: list of `rounds` durations in seconds}, index r = round r.
+    """
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    rng = np.random.default_rng(seed)
+    times = {name: [0.0] * rounds for name in names}
+    clock = time.perf_counter
+    for r in range(rounds):
+        for i in rng.permutation(len(names)):
+            fn = fns[names[i]]
+            start = clock()
+            fn()
+            times[names[i]][r] = clock() - start
+        if progress is not None:
+            progress(r + 1, rounds)
+    return times
+
+
+def own_times(times, variant, baseline):
+    """Per-round time of `variant` minus that of `baseline`, in seconds."""
+    return [a - b for a, b in zip(times[variant], times[baseline])]
+
+
+def _ratio(numerator, denominator):
+    if denominator <= 0 or numerator <= 0:
+        return float("nan")
+    return numerator / denominator
+
+
+def summarize(workload, times):
+    """Rows of results for one workload, from round-robin `times` (seconds)."""
+    n = workload.num_elements
+    ms = 1e3
+
+    def own(variant, baseline=INPUTS):
+        return _stats(own_times(times, variant, baseline))
+
+    floors = {}
+    read1, read1_iqr = _stats(times["floor:read1"])
+    read2, read2_iqr = own("floor:read2", "floor:empty2")
+    copy1, copy1_iqr = _stats(times["floor:copy1"])
+    copy2, copy2_iqr = own("floor:copy2", "floor:empty2")
+    read, read_threads = (read2, 2) if read2 < read1 and read2 > 0 else (read1, 1)
+    copy, copy_threads = (copy2, 2) if copy2 < copy1 and copy2 > 0 else (copy1, 1)
+    floors = {
+        "workload": workload.name,
+        "bytes": 4 * n,
+        "read_ms": read * ms, "read_threads": read_threads,
+        "read_GBps": 4 * n / read / 1e9,
+        "copy_ms": copy * ms, "copy_threads": copy_threads,
+        "copy_GBps": 8 * n / copy / 1e9,
+        "read1_ms": read1 * ms, "read2_ms": read2 * ms,
+        "copy1_ms": copy1 * ms, "copy2_ms": copy2 * ms,
+        "read1_iqr_ms": read1_iqr * ms, "read2_iqr_ms": read2_iqr * ms,
+        "copy1_iqr_ms": copy1_iqr * ms, "copy2_iqr_ms": copy2_iqr * ms,
+        "dispatch2_ms": _stats(times["floor:empty2"])[0] * ms,
+    }
+    floor_of = {"global_norm": read, "clip_scales": read + copy,
+                "clip_passes": read}
+    rows = []
+    for op in OPS:
+        ours, ours_iqr = own("ours:" + op)
+        stock, stock_iqr = own("stock:" + op)
+        nbytes = OP_BYTES_PER_ELEMENT[op] * n
+        rows.append({
+            "workload": workload.name,
+            "workload_title": workload.title,
+            "op": op,
+            "tensors": workload.num_tensors,
+            "elements": n,
+            "bytes": nbytes,
+            "ours_ms": ours * ms, "ours_iqr_ms": ours_iqr * ms,
+            "stock_ms": stock * ms, "stock_iqr_ms": stock_iqr * ms,
+            "speedup": _ratio(stock, ours),
+            "ours_GBps": nbytes / ours / 1e9 if ours > 0 else float("nan"),
+            "stock_GBps": nbytes / stock / 1e9 if stock > 0 else float("nan"),
+            "floor_ms": floor_of[op] * ms,
+            "ours_floor_fraction": _ratio(floor_of[op], ours),
+            "stock_floor_fraction": _ratio(floor_of[op], stock),
+        })
+    control_a, control_a_iqr = own("stock:global_norm")
+    control_b, control_b_iqr = own(CONTROL)
+    control = {
+        "workload": workload.name, "op": "global_norm (stock vs stock)",
+        "a_ms": control_a * ms, "a_iqr_ms": control_a_iqr * ms,
+        "b_ms": control_b * ms, "b_iqr_ms": control_b_iqr * ms,
+        "ratio": _ratio(control_a, control_b),
+    }
+    inputs_ms, inputs_iqr = _stats(times[INPUTS])
+    return rows, floors, control, {"workload": workload.name,
+                                   "inputs_only_ms": inputs_ms * ms,
+                                   "inputs_only_iqr_ms": inputs_iqr * ms}
+
+
+# --------------------------------------------------------------------------
+# Targets.
+
+
+def _row(rows, workload, op):
+    for row in rows:
+        if row["workload"] == workload and row["op"] == op:
+            return row
+    return None
+
+
+def check_targets(rows):
+    """The issue's targets, each with the measured value and a verdict."""
+    targets = []
+
+    def add(text, value, limit, met_if_at_least=True, unit="x"):
+        if value is None:
+            return
+        met = (value >= limit) if met_if_at_least else (value <= limit)
+        if value != value:  # NaN: not measurable
+            met = False
+        targets.append({"target": text, "value": value, "limit": limit,
+                        "unit": unit, "met": bool(met)})
+
+    row = _row(rows, "dense53", "global_norm")
+    if row:
+        add("global_norm on the dense shapes >= 2x faster than "
+            "tf.linalg.global_norm", row["speedup"], 2.0)
+        add("global_norm on the dense shapes >= 80% of the read floor",
+            row["ours_floor_fraction"], 0.8, unit="of floor")
+    row = _row(rows, "1000x100", "global_norm")
+    if row:
+        add("global_norm on 1,000 x 100 floats >= 10x faster than stock",
+            row["speedup"], 10.0)
+    row = _row(rows, "dense53", "clip_scales")
+    if row:
+        add("a clip that scales on the dense shapes >= 1.5x faster than "
+            "tf.clip_by_global_norm", row["speedup"], 1.5)
+    for name in dict.fromkeys(r["workload"] for r in rows):
+        norm, passes = _row(rows, name, "global_norm"), _row(rows, name,
+                                                              "clip_passes")
+        if norm and passes:
+            add(f"a clip that does not scale ({name}) costs <= 1.2x our own "
+                "global_norm", _ratio(passes["ours_ms"], norm["ours_ms"]), 1.2,
+                met_if_at_least=False, unit="x our global_norm")
+    return targets
+
+
+# --------------------------------------------------------------------------
+# Output: table, JSON, chart.
+
+
+def _fmt(value, spec):
+    return "n/a" if value != value else format(value, spec)
+
+
+def format_table(rows, floors, controls, baselines):
+    lines = []
+    header = (f"{'workload':<10} {'op':<12} {'ours ms':>9} {'(IQR)':>8} "
+              f"{'stock ms':>9} {'(IQR)':>8} {'stock/ours':>10} "
+              f"{'ours GB/s':>9} {'floor ms':>9} {'floor/ours':>10}")
+    lines.append(header)
+    lines.append("-" * len(header))
+    for r in rows:
+        lines.append(
+            f"{r['workload']:<10} {r['op']:<12} {_fmt(r['ours_ms'], '9.3f')} "
+            f"{_fmt(r['ours_iqr_ms'], '8.3f')} {_fmt(r['stock_ms'], '9.3f')} "
+            f"{_fmt(r['stock_iqr_ms'], '8.3f')} {_fmt(r['speedup'], '10.2f')} "
+            f"{_fmt(r['ours_GBps'], '9.1f')} {_fmt(r['floor_ms'], '9.3f')} "
+            f"{_fmt(r['ours_floor_fraction'], '10.2f')}")
+    lines.append("")
+    lines.append("Control, stock TF on both sides (should be ~1.0):")
+    for c in controls:
+        lines.append(f"  {c['workload']:<10} {c['a_ms']:.3f} ms vs "
+                     f"{c['b_ms']:.3f} ms: ratio {_fmt(c['ratio'], '.2f')}")
+    lines.append("")
+    lines.append("Floor (numpy on the same bytes; faster of 1 and 2 threads), "
+                 "and the inputs-only run subtracted from every op:")
+    for f, b in zip(floors, baselines):
+        lines.append(
+            f"  {f['workload']:<10} {f['bytes'] / 1e6:8.1f} MB: read "
+            f"{f['read_ms']:.3f} ms ({f['read_GBps']:.1f} GB/s, "
+            f"{f['read_threads']} thr), read+write {f['copy_ms']:.3f} ms "
+            f"({f['copy_GBps']:.1f} GB/s, {f['copy_threads']} thr); "
+            f"inputs-only {b['inputs_only_ms']:.3f} ms")
+    return "\n".join(lines)
+
+
+def format_targets(targets):
+    lines = ["Targets:"]
+    for t in targets:
+        unit = t["unit"]
+        lines.append(f"  [{'met' if t['met'] else 'MISSED':>6}] {t['target']}: "
+                     f"{_fmt(t['value'], '.2f')} {unit} (limit {t['limit']:g})")
+    return "\n".join(lines)
+
+
+def write_chart(path, rows, controls):
+    """A bar chart of ms per op: floor, ours and stock, one panel per workload."""
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+    names = list(dict.fromkeys(r["workload"] for r in rows))
+    cols = min(2, len(names))
+    nrows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(6.5 * cols, 4.2 * nrows),
+                             squeeze=False)
+    control_of = {c["workload"]: c for c in controls}
+    width = 0.27
+    for ax, name in zip(axes.flat, names):
+        wrows = [r for r in rows if r["workload"] == name]
+        x = np.arange(len(wrows))
+        series = [("floor", "floor_ms", "#999999"),
+                  ("monolith_ops", "ours_ms", "#1f77b4"),
+                  ("stock TF", "stock_ms", "#d62728")]
+        for k, (label, key, color) in enumerate(series):
+            vals = [max(r[key], 1e-4) if r[key] == r[key] else 0 for r in wrows]
+            ax.bar(x + (k - 1) * width, vals, width, label=label, color=color)
+        for i, r in enumerate(wrows):
+            if r["speedup"] == r["speedup"]:
+                ax.annotate(f"{r['speedup']:.1f}x", (x[i], max(r["ours_ms"],
+                                                                r["stock_ms"])),
+                            ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(x)
+        ax.set_xticklabels([OP_TITLES[r["op"]] for r in wrows], fontsize=8)
+        ax.set_ylabel("ms (median, own time)")
+        ax.set_yscale("log")
+        title = wrows[0]["workload_title"]
+        if name in control_of:
+            title += f"\ncontrol stock/stock = {control_of[name]['ratio']:.2f}"
+        ax.set_title(title, fontsize=9)
+        ax.margins(y=0.2)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle("Global-norm clipping on CPU: time per op "
+                 "(labels: stock TF time / ours)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def machine_info():
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "tensorflow": tf.__version__, "numpy": np.__version__,
+            "platform": platform.platform()}
+
+
+# --------------------------------------------------------------------------
+# The whole run.
+
+
+def run_workload(workload, rounds, warmup, seed=0, log=None):
+    """Builds, checks and times one workload. Returns summarize()'s tuple."""
+    log = log or (lambda msg: None)
+    start = time.perf_counter()
+    bench = WorkloadGraph(workload, seed=seed)
+    floor = _Floor(workload.num_elements)
+    try:
+        for variant in bench.targets:
+            bench.check_executed(variant)
+        fns = {v: bench.callable(v) for v in bench.targets}
+        fns.update(floor.callables())
+        log(f"  built and checked in {time.perf_counter() - start:.1f} s; "
+            f"{len(fns)} variants x {rounds} rounds")
+        last = [time.perf_counter()]
+
+        def progress(done, total):
+            now = time.perf_counter()
+            if now - last[0] >= 2.0 or done == total:
+                last[0] = now
+                log(f"  round {done}/{total} ({now - start:.1f} s)")
+
+        times = time_round_robin(fns, rounds, warmup, seed=seed,
+                                 progress=progress)
+    finally:
+        floor.close()
+        bench.close()
+    return summarize(workload, times)
+
+
+def run(workloads, rounds=None, warmup=3, seed=0, log=None):
+    """Runs the benchmark. Returns a dict with rows, floors, controls, targets.
+
+    Args:
+      workloads: list of Workload.
+      rounds: None (each workload's default) or the number of rounds for all.
+      warmup: untimed runs of every variant before timing.
+      log: None or callable(str) for progress lines.
+    """
+    log = log or (lambda msg: None)
+    rows, floors, controls, baselines = [], [], [], []
+    start = time.perf_counter()
+    for i, workload in enumerate(workloads):
+        n_rounds = rounds or workload.rounds
+        log(f"[{i + 1}/{len(workloads)}] {workload.title}: "
+            f"{workload.num_tensors} tensors, {workload.num_elements:,} floats")
+        w_rows, w_floor, w_control, w_base = run_workload(
+            workload, n_rounds, warmup, seed=seed, log=log)
+        rows += w_rows
+        floors.append(w_floor)
+        controls.append(w_control)
+        baselines.append(w_base)
+    return {
+        "rows": rows, "floors": floors, "controls": controls,
+        "inputs_only": baselines, "targets": check_targets(rows),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m monolith_ops.benchmark",
+        description="Times monolith_ops' global_norm and clip_by_global_norm "
+        "against stock TensorFlow and the memory floor, on CPU, and writes a "
+        "table, JSON and a PNG chart.")
+    parser.add_argument("--quick", action="store_true",
+                        help="5 rounds and 1 warm-up run per workload: a "
+                        "quick try, too noisy to quote")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="timed rounds per workload (default: 20 to 150, "
+                        "by workload size)")
+    parser.add_argument("--warmup", type=int, default=3,
+                        help="untimed runs of every variant first (default 3)")
+    parser.add_argument("--workloads", nargs="+", default=None,
+                        choices=[w.name for w in default_workloads()],
+                        help="run only these workloads (default: all)")
+    parser.add_argument("--shapes", default=None,
+                        help="JSON file of dense shapes ({'shapes': [...]}) to "
+                        "use instead of the built-in 53 shapes")
+    parser.add_argument("--out", default="docs",
+                        help="folder for benchmark.json and benchmark.png "
+                        "(default: docs)")
+    parser.add_argument("--no-chart", action="store_true",
+                        help="do not write the PNG chart")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.rounds is not None and args.rounds < 1:
+        parser.error("--rounds must be >= 1")
+    if args.warmup < 0:
+        parser.error("--warmup must be >= 0")
+    return args
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    tf.compat.v1.disable_eager_execution()
+
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    shapes = load_shapes(args.shapes) if args.shapes else DENSE_SHAPES
+    workloads = default_workloads(shapes)
+    if args.workloads:
+        workloads = [w for w in workloads if w.name in args.workloads]
+    rounds, warmup = args.rounds, args.warmup
+    if args.quick:
+        rounds, warmup = rounds or 5, min(warmup, 1)
+    result = run(workloads, rounds=rounds, warmup=warmup, seed=args.seed, log=log)
+    result["command"] = "python -m monolith_ops.benchmark " + " ".join(argv)
+    result["settings"] = {"rounds": rounds or {w.name: w.rounds
+                                               for w in workloads},
+                          "warmup": warmup, "seed": args.seed,
+                          "quick": args.quick}
+    result["machine"] = machine_info()
+    print(format_table(result["rows"], result["floors"], result["controls"],
+                       result["inputs_only"]))
+    print()
+    print(format_targets(result["targets"]))
+    os.makedirs(args.out, exist_ok=True)
+    json_path = os.path.join(args.out, "benchmark.json")
+    with open(json_path, "w") as f:
+        json.dump(result, f, indent=1, allow_nan=True)
+        f.write("\n")
+    written = [json_path]
+    if not args.no_chart:
+        png_path = os.path.join(args.out, "benchmark.png")
+        write_chart(png_path, result["rows"], result["controls"])
+        written.append(png_path)
+    print(f"\nWrote {', '.join(written)} in {result['seconds']:.0f} s.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,10 +9,19 @@ after installing TensorFlow:
 (With build isolation pip would compile against a fresh TensorFlow of its own
 choosing, not the one the library will run with.)
 
-CUDA kernels are compiled only when MONOLITH_OPS_CUDA=1; see cc/README.md.
+CUDA kernels are compiled only when MONOLITH_OPS_CUDA=1 and nvcc is found
+(in $CUDA_HOME/bin, else on PATH); see docs/gpu.md:
+
+    MONOLITH_OPS_CUDA=1 pip install --no-build-isolation .
+
+The CUDA runtime is linked statically, so the library still loads on machines
+without CUDA and under TensorFlow's CPU wheel.
 """
 import os
-import sys
+import re
+import shutil
+import subprocess
+import tempfile
 
 from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
@@ -32,6 +41,23 @@ CPU_SOURCES = [
 # dispatched AVX2 and baseline loops bitwise identical (no FMA contraction).
 CXX_FLAGS = ["-O3", "-fPIC", "-ffp-contract=off", "-Wno-deprecated-declarations"]
 
+# The CUDA build adds the framework-free CUDA core, compiled by nvcc without
+# any TensorFlow header, and its TensorFlow adapter, compiled with the C++
+# sources above.
+CUDA_SOURCES = ["cc/kernels/clip_core_gpu.cu"]
+CUDA_ADAPTER_SOURCES = ["cc/kernels/clip_kernels_gpu.cc"]
+CUDA_HEADERS = ["cc/kernels/clip_core_gpu.h"]
+# nvcc 13 targets sm_75 and newer only. Machine code for Turing, Ampere and
+# Hopper, and PTX for compute_90 that newer GPUs compile at load.
+CUDA_ARCH_FLAGS = [
+    "-gencode=arch=compute_75,code=sm_75",
+    "-gencode=arch=compute_80,code=sm_80",
+    "-gencode=arch=compute_90,code=sm_90",
+    "-gencode=arch=compute_90,code=compute_90",
+]
+NVCC_FLAGS = ["-O3", "-std=c++17", "-Xcompiler", "-fPIC", "--threads", "0"]
+CUDA_ENV = "MONOLITH_OPS_CUDA"
+
 
 def _tensorflow():
     try:
@@ -45,13 +71,86 @@ def _tensorflow():
     return tf
 
 
+def _cuda_requested():
+    """Whether MONOLITH_OPS_CUDA asks for the CUDA kernels."""
+    value = os.environ.get(CUDA_ENV, "").strip()
+    if value in ("", "0"):
+        return False
+    if value == "1":
+        return True
+    raise SystemExit(f"{CUDA_ENV} must be 1 (build the CUDA kernels) or 0 / "
+                     f"unset (CPU kernels only), got {value!r}.")
+
+
+class CudaToolkit:
+    """The nvcc that builds the CUDA core, and the static CUDA runtime."""
+
+    def __init__(self, nvcc, cudart_static):
+        self.nvcc = nvcc
+        self.cudart_static = cudart_static
+
+    @classmethod
+    def find(cls):
+        """The toolkit of $CUDA_HOME/bin/nvcc, else of the nvcc on PATH.
+
+        Raises SystemExit with what to do when there is none, since CUDA was
+        asked for.
+        """
+        cuda_home = os.environ.get("CUDA_HOME")
+        if cuda_home:
+            nvcc = os.path.join(cuda_home, "bin", "nvcc")
+            if not os.access(nvcc, os.X_OK):
+                raise SystemExit(
+                    f"{CUDA_ENV}=1 asks for the CUDA kernels, but CUDA_HOME="
+                    f"{cuda_home} has no bin/nvcc. Point CUDA_HOME at a CUDA "
+                    f"toolkit (12 or newer), or unset {CUDA_ENV} to build the "
+                    "CPU kernels only.")
+        else:
+            nvcc = shutil.which("nvcc")
+            if nvcc is None:
+                raise SystemExit(
+                    f"{CUDA_ENV}=1 asks for the CUDA kernels, but nvcc was not "
+                    "found: CUDA_HOME is not set and no nvcc is on PATH. Install "
+                    "a CUDA toolkit (12 or newer) and set CUDA_HOME to it (or put "
+                    f"its bin/ on PATH), or unset {CUDA_ENV} to build the CPU "
+                    "kernels only.")
+        return cls(nvcc, cls._find_cudart_static(nvcc))
+
+    @staticmethod
+    def _find_cudart_static(nvcc):
+        """libcudart_static.a from the folders nvcc itself links from."""
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "probe.cu")
+            open(src, "w").close()
+            try:
+                out = subprocess.run(
+                    [nvcc, "--dryrun", src, "-o", os.path.join(tmp, "probe")],
+                    capture_output=True, text=True, check=False).stderr
+            except OSError as err:
+                raise SystemExit(f"could not run {nvcc}: {err}") from err
+        lib_dirs = re.findall(r'-L"?([^" ]+)"?', "".join(
+            line for line in out.splitlines() if line.startswith("#$ LIBRARIES")))
+        home = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+        lib_dirs += [os.path.join(home, "lib64"), os.path.join(home, "lib")]
+        for lib_dir in lib_dirs:
+            path = os.path.join(lib_dir, "libcudart_static.a")
+            if os.path.isfile(path):
+                return os.path.normpath(path)
+        raise SystemExit(f"{nvcc} was found but not libcudart_static.a (looked "
+                         f"in {', '.join(lib_dirs)}); the CUDA build links the "
+                         "CUDA runtime statically and needs a full toolkit.")
+
+
 class BuildOpLibrary(build_ext):
-    """Compiles cc/ into monolith_ops/_monolith_ops.so with TF's flags."""
+    """Compiles cc/ into monolith_ops/_monolith_ops.so with TF's flags, and
+    the CUDA kernels too when MONOLITH_OPS_CUDA=1."""
 
     def finalize_options(self):
         super().finalize_options()
         if self.parallel is None:
             self.parallel = os.cpu_count() or 1
+        # Decided before anything is compiled, so a missing nvcc fails fast.
+        self.cuda = CudaToolkit.find() if _cuda_requested() else None
 
     def get_ext_filename(self, ext_name):
         return os.path.join(*ext_name.split(".")[:-1], LIB_NAME)
@@ -61,12 +160,52 @@ class BuildOpLibrary(build_ext):
         ext.include_dirs = [HERE]
         ext.extra_compile_args = CXX_FLAGS + tf.sysconfig.get_compile_flags()
         ext.extra_link_args = tf.sysconfig.get_link_flags()
+        # A build for another TensorFlow or with CUDA switched over must not
+        # reuse a library left in build/ by the previous one.
+        ext.depends = [self._variant_stamp(tf)] + CUDA_SOURCES + CUDA_HEADERS
+        if self.cuda is not None:
+            ext.sources = CPU_SOURCES + CUDA_ADAPTER_SOURCES
+            ext.extra_objects = self._compile_cuda(tf)
+            # g++ links, with the static runtime before TensorFlow's library:
+            # the runtime calls bind to our own copy, never to the ones that
+            # libtensorflow_framework exports (which fail under the CPU wheel),
+            # and --exclude-libs keeps that copy out of our dynamic symbols.
+            ext.extra_link_args = [
+                self.cuda.cudart_static, "-ldl", "-lrt", "-lpthread",
+                "-Wl,--exclude-libs," + os.path.basename(self.cuda.cudart_static),
+            ] + tf.sysconfig.get_link_flags()
         super().build_extension(ext)
         # The loader reads this record beside the library before loading it.
         with open(self._build_info_path(ext), "w") as f:
             f.write('"""Written by setup.py when the op library was built."""\n')
             f.write(f"TF_VERSION = {tf.__version__!r}\n")
-            f.write(f"CUDA = {False!r}\n")
+            f.write(f"CUDA = {self.cuda is not None!r}\n")
+
+    def _variant_stamp(self, tf):
+        """A file in build_temp that changes when the kind of build does."""
+        variant = (f"tensorflow {tf.__version__} {os.path.dirname(tf.__file__)}\n"
+                   f"cuda {self.cuda.nvcc if self.cuda else 'off'}\n")
+        path = os.path.join(self.build_temp, "build_variant.txt")
+        os.makedirs(self.build_temp, exist_ok=True)
+        old = open(path).read() if os.path.exists(path) else None
+        if old != variant:
+            with open(path, "w") as f:
+                f.write(variant)
+        return path
+
+    def _compile_cuda(self, tf):
+        """Compiles CUDA_SOURCES with nvcc; returns the object files."""
+        # The C++ ABI of TensorFlow's build, for the std:: types inside.
+        abi = [flag for flag in tf.sysconfig.get_compile_flags()
+               if flag.startswith("-D_GLIBCXX_USE_CXX11_ABI")]
+        objects = []
+        for src in CUDA_SOURCES:
+            obj = os.path.join(self.build_temp, os.path.splitext(src)[0] + ".o")
+            os.makedirs(os.path.dirname(obj), exist_ok=True)
+            self.spawn([self.cuda.nvcc, "-c", os.path.join(HERE, src), "-o", obj,
+                        "-I", HERE] + NVCC_FLAGS + abi + CUDA_ARCH_FLAGS)
+            objects.append(obj)
+        return objects
 
     def _build_info_path(self, ext):
         return os.path.join(os.path.dirname(self.get_ext_fullpath(ext.name)),

@@ -1,0 +1,665 @@
+// CUDA implementation of the framework-free clipping core (clip_core_gpu.h).
+//
+// Includes no TensorFlow header: TensorFlow's GPU headers, compiled by a
+// newer nvcc than the one TensorFlow was built with, mix two layouts of the
+// runtime's structures. This file needs only the CUDA runtime, which the
+// build links statically.
+//
+// Work decomposition (see the header for why it is deterministic): the list
+// is a virtual array in which tensor i starts at offsets[i], a multiple of the
+// vector width V = 16 bytes / sizeof(T). The array is cut into chunks of
+// kChunk elements; a block takes chunks in a grid-stride loop and each of its
+// kThreads threads handles the vectors at chunk positions
+// (j * kThreads + thread) * V, j = 0 .. kChunk / (V * kThreads) - 1, loading
+// each vector with one 16-byte load where the tensor is aligned and element
+// by element otherwise (the arithmetic is the same either way). A block finds
+// the tensors that start and end its chunk with a 256-ary search over the
+// offsets (__syncthreads_count, no shared memory per tensor), and each thread
+// then moves to the tensor of each of its vectors by binary search between
+// the two.
+#include "cc/kernels/clip_core_gpu.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <utility>
+
+namespace monolith_ops {
+namespace gpu {
+namespace {
+
+constexpr int kThreads = 256;       // threads of a chunk kernel's block
+constexpr int kFinalThreads = 1024;  // threads of the block adding partials
+constexpr int kUnroll = 4;          // vectors a thread loads before using them
+constexpr int kVectorBytes = 16;
+
+// Per element type: how it is stored, the type it is squared and scaled in,
+// conversions, and its quiet NaN (the bits of std::numeric_limits and
+// Eigen's quiet_NaN(), as the CPU kernel writes).
+template <DType D>
+struct Elem;
+
+template <>
+struct Elem<DType::kFloat> {
+  using Storage = float;
+  using Compute = float;
+  static __device__ float ToCompute(float x) { return x; }
+  static __device__ float FromCompute(float x) { return x; }
+  static __device__ float NaN() { return __int_as_float(0x7fc00000); }
+};
+
+template <>
+struct Elem<DType::kDouble> {
+  using Storage = double;
+  using Compute = double;
+  static __device__ double ToCompute(double x) { return x; }
+  static __device__ double FromCompute(double x) { return x; }
+  static __device__ double NaN() {
+    return __longlong_as_double(0x7ff8000000000000LL);
+  }
+};
+
+template <>
+struct Elem<DType::kHalf> {
+  using Storage = unsigned short;
+  using Compute = float;
+  static __device__ float ToCompute(unsigned short x) {
+    return __half2float(__ushort_as_half(x));
+  }
+  static __device__ unsigned short FromCompute(float x) {
+    return __half_as_ushort(__float2half_rn(x));
+  }
+  static __device__ unsigned short NaN() { return 0x7e00; }
+};
+
+template <>
+struct Elem<DType::kBFloat16> {
+  using Storage = unsigned short;
+  using Compute = float;
+  static __device__ float ToCompute(unsigned short x) {
+    return __uint_as_float(static_cast<unsigned int>(x) << 16);
+  }
+  static __device__ unsigned short FromCompute(float x) {
+    return __bfloat16_as_ushort(__float2bfloat16_rn(x));
+  }
+  static __device__ unsigned short NaN() { return 0x7fc0; }
+};
+
+template <DType D>
+__host__ __device__ constexpr int VectorWidth() {
+  return kVectorBytes / static_cast<int>(sizeof(typename Elem<D>::Storage));
+}
+
+// Vectors of one chunk that each thread handles.
+template <DType D>
+__host__ __device__ constexpr int VectorsPerThread() {
+  return static_cast<int>(kChunk / (VectorWidth<D>() * kThreads));
+}
+
+static_assert(kChunk % (8 * kThreads * kUnroll) == 0,
+              "a chunk must split evenly into unrolled vectors of every dtype");
+
+int ElementBytes(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat:
+      return 4;
+    case DType::kDouble:
+      return 8;
+    case DType::kHalf:
+    case DType::kBFloat16:
+      return 2;
+  }
+  return 0;
+}
+
+int64_t RoundUp(int64_t n, int64_t multiple) {
+  return (n + multiple - 1) / multiple * multiple;
+}
+
+// Largest t in [0, count) with offsets[t] <= p, for p in [0, offsets[count]).
+// Every thread of the block must call it with the same arguments; each gets
+// the answer. Offsets never decrease, so "offsets[candidate] <= p" holds for
+// a prefix of evenly spaced candidates and the block counts it in one step.
+__device__ int64_t BlockFindTensor(const int64_t* offsets, int64_t count,
+                                   int64_t p) {
+  int64_t lo = 0;
+  int64_t n = count;  // the answer lies in [lo, lo + n)
+  while (n > 1) {
+    const int64_t step = (n + blockDim.x - 1) / blockDim.x;
+    const int64_t rel = static_cast<int64_t>(threadIdx.x) * step;
+    const int below = rel < n && offsets[lo + rel] <= p;
+    const int64_t c = __syncthreads_count(below);  // >= 1: offsets[lo] <= p
+    lo += (c - 1) * step;
+    n = min(step, n - (c - 1) * step);
+  }
+  return lo;
+}
+
+// Sum over the block, in a fixed order; the result is valid in thread 0.
+// `scratch` holds one double per warp.
+__device__ double BlockSum(double v, double* scratch) {
+  const int lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32;
+  const int num_warps = blockDim.x / 32;
+  for (int offset = 16; offset > 0; offset /= 2) {
+    v += __shfl_down_sync(0xffffffffu, v, offset);
+  }
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    v = lane < num_warps ? scratch[lane] : 0.0;
+    for (int offset = 16; offset > 0; offset /= 2) {
+      v += __shfl_down_sync(0xffffffffu, v, offset);
+    }
+  }
+  return v;
+}
+
+// Follows one thread's increasing positions through the tensors of a chunk.
+template <DType D>
+struct Cursor {
+  using Storage = typename Elem<D>::Storage;
+
+  __device__ Cursor(const TensorTable& table, int64_t first, int64_t last)
+      : offsets(table.offsets),
+        sizes(table.sizes),
+        inputs(table.inputs),
+        outputs(table.outputs),
+        last(last) {
+    Load(first);
+  }
+
+  __device__ void Load(int64_t t) {
+    tensor = t;
+    begin = offsets[t];
+    end = offsets[t + 1];
+    size = sizes[t];
+    in = static_cast<const Storage*>(inputs[t]);
+    out = outputs != nullptr ? static_cast<Storage*>(outputs[t]) : nullptr;
+  }
+
+  // Moves to the tensor holding padded position p (p >= the last position).
+  __device__ void Seek(int64_t p) {
+    if (p < end) return;
+    int64_t a = tensor + 1;
+    int64_t b = last;  // largest t in [a, b] with offsets[t] <= p
+    while (a < b) {
+      const int64_t m = a + (b - a + 1) / 2;
+      if (offsets[m] <= p) {
+        a = m;
+      } else {
+        b = m - 1;
+      }
+    }
+    Load(a);
+  }
+
+  const int64_t* const offsets;
+  const int64_t* const sizes;
+  const void* const* const inputs;
+  void* const* const outputs;
+  const int64_t last;
+  int64_t tensor, begin, end, size;
+  const Storage* in;
+  Storage* out;
+};
+
+// One vector of V elements of a tensor, as located by a Cursor.
+template <DType D>
+struct Slot {
+  using Storage = typename Elem<D>::Storage;
+  static constexpr int V = VectorWidth<D>();
+
+  const Storage* in = nullptr;
+  Storage* out = nullptr;
+  int valid = 0;  // elements of the vector inside the tensor (0: none)
+
+  __device__ void Set(const Cursor<D>& c, int64_t p) {
+    const int64_t local = p - c.begin;
+    in = c.in + local;
+    out = c.out != nullptr ? c.out + local : nullptr;
+    valid = static_cast<int>(min(static_cast<int64_t>(V), c.size - local));
+  }
+
+  __device__ static bool Aligned(const void* ptr) {
+    return (reinterpret_cast<uintptr_t>(ptr) % kVectorBytes) == 0;
+  }
+
+  // Reads the vector; lanes past the tensor's end read as zero.
+  __device__ void Read(Storage (&v)[V]) const {
+    if (valid == V && Aligned(in)) {
+      union {
+        uint4 raw;
+        Storage e[V];
+      } u;
+      u.raw = *reinterpret_cast<const uint4*>(in);
+#pragma unroll
+      for (int k = 0; k < V; ++k) v[k] = u.e[k];
+    } else {
+#pragma unroll
+      for (int k = 0; k < V; ++k) v[k] = k < valid ? in[k] : Storage(0);
+    }
+  }
+
+  __device__ void Write(const Storage (&v)[V]) const {
+    if (valid == V && Aligned(out)) {
+      union {
+        uint4 raw;
+        Storage e[V];
+      } u;
+#pragma unroll
+      for (int k = 0; k < V; ++k) u.e[k] = v[k];
+      *reinterpret_cast<uint4*>(out) = u.raw;
+    } else {
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        if (k < valid) out[k] = v[k];
+      }
+    }
+  }
+};
+
+// Calls body(slots) for each group of kUnroll vectors of this thread in
+// `chunk`; slots past the end of the list have valid == 0. Every thread of the
+// block must call it for the same chunk.
+template <DType D, typename Body>
+__device__ void ForEachGroup(const TensorTable& table, int64_t chunk,
+                             Body body) {
+  constexpr int V = VectorWidth<D>();
+  const int64_t begin = chunk * kChunk;
+  const int64_t end = min(begin + kChunk, table.padded_total);
+  const int64_t first = BlockFindTensor(table.offsets, table.count, begin);
+  const int64_t last = BlockFindTensor(table.offsets, table.count, end - 1);
+  Cursor<D> cursor(table, first, last);
+  for (int j = 0; j < VectorsPerThread<D>(); j += kUnroll) {
+    Slot<D> slots[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t p =
+          begin + (static_cast<int64_t>(j + u) * kThreads + threadIdx.x) * V;
+      if (p < end) {
+        cursor.Seek(p);
+        slots[u].Set(cursor, p);
+      }
+    }
+    body(slots);
+  }
+}
+
+// Writes partials[c] = the sum of squares of chunk c, in double.
+template <DType D>
+__global__ void __launch_bounds__(kThreads)
+    SumOfSquaresKernel(TensorTable table, double* partials) {
+  using E = Elem<D>;
+  constexpr int V = VectorWidth<D>();
+  __shared__ double scratch[kThreads / 32];
+  for (int64_t chunk = blockIdx.x; chunk < table.num_chunks;
+       chunk += gridDim.x) {
+    double acc[V] = {};
+    ForEachGroup<D>(table, chunk, [&](const Slot<D>(&slots)[kUnroll]) {
+      typename E::Storage v[kUnroll][V];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) slots[u].Read(v[u]);
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+          const double x = static_cast<double>(E::ToCompute(v[u][k]));
+          acc[k] = fma(x, x, acc[k]);
+        }
+      }
+    });
+#pragma unroll
+    for (int width = V / 2; width > 0; width /= 2) {
+#pragma unroll
+      for (int k = 0; k < width; ++k) acc[k] += acc[k + width];
+    }
+    const double sum = BlockSum(acc[0], scratch);
+    if (threadIdx.x == 0) partials[chunk] = sum;
+    __syncthreads();  // scratch is reused by the next chunk
+  }
+}
+
+// Adds the partials in a fixed order: *sum_out = Tn(sum), *norm_out =
+// sqrt(Tn(sum)); either may be null.
+template <typename Tn>
+__global__ void __launch_bounds__(kFinalThreads)
+    FinalSumKernel(const double* partials, int64_t n, Tn* sum_out,
+                   Tn* norm_out) {
+  __shared__ double scratch[kFinalThreads / 32];
+  double acc = 0.0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) acc += partials[i];
+  const double total = BlockSum(acc, scratch);
+  if (threadIdx.x == 0) {
+    const Tn sum = static_cast<Tn>(total);
+    if (sum_out != nullptr) *sum_out = sum;
+    if (norm_out != nullptr) *norm_out = sqrt(sum);
+  }
+}
+
+enum Action { kPassThrough, kScale, kFillNaN };
+
+// DecideClip() of clip_core.h on the device, plus the inputs the CPU kernel
+// rejects (a clip_norm that is not positive and finite, a negative norm),
+// which fill the outputs with NaN since no error can be raised from here.
+template <typename Tn>
+__device__ Action Decide(Tn norm, Tn clip_norm, Tn* scale) {
+  if (!(isfinite(clip_norm) && clip_norm > Tn(0))) return kFillNaN;
+  if (!isfinite(norm) || norm < Tn(0)) return kFillNaN;
+  if (norm <= clip_norm) return kPassThrough;
+  const Tn inv_norm = Tn(1) / norm;
+  const Tn inv_clip = Tn(1) / clip_norm;
+  *scale = clip_norm * (inv_norm < inv_clip ? inv_norm : inv_clip);
+  return kScale;
+}
+
+// The scale as the CPU kernel applies it: cast to the element type first
+// (as tf.clip_by_global_norm does; Eigen converts double to half or bfloat16
+// through float), then widened to the type elements are scaled in.
+template <DType D, typename Tn>
+__device__ typename Elem<D>::Compute ElementScale(Tn scale) {
+  using E = Elem<D>;
+  if constexpr (D == DType::kHalf || D == DType::kBFloat16) {
+    return E::ToCompute(E::FromCompute(static_cast<float>(scale)));
+  } else {
+    return static_cast<typename E::Compute>(scale);
+  }
+}
+
+template <DType D, typename Tn>
+__global__ void __launch_bounds__(kThreads)
+    ClipKernel(TensorTable table, const Tn* norm, const Tn* clip_norm_ptr,
+               Tn clip_norm_value) {
+  using E = Elem<D>;
+  using Storage = typename E::Storage;
+  constexpr int V = VectorWidth<D>();
+  const Tn clip_norm =
+      clip_norm_ptr != nullptr ? *clip_norm_ptr : clip_norm_value;
+  Tn scale_tn = Tn(1);
+  const Action action = Decide(*norm, clip_norm, &scale_tn);
+  if (action == kPassThrough && table.all_in_place) return;
+  const typename E::Compute scale = ElementScale<D>(scale_tn);
+  for (int64_t chunk = blockIdx.x; chunk < table.num_chunks;
+       chunk += gridDim.x) {
+    ForEachGroup<D>(table, chunk, [&](const Slot<D>(&slots)[kUnroll]) {
+      Storage v[kUnroll][V];
+      // A pass-through leaves alone a tensor that is its own output.
+      bool skip[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        skip[u] = slots[u].valid == 0 ||
+                  (action == kPassThrough && slots[u].in == slots[u].out);
+      }
+      if (action == kFillNaN) {
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+#pragma unroll
+          for (int k = 0; k < V; ++k) v[u][k] = E::NaN();
+        }
+      } else {
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+          if (!skip[u]) slots[u].Read(v[u]);
+        }
+      }
+      if (action == kScale) {
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+#pragma unroll
+          for (int k = 0; k < V; ++k) {
+            v[u][k] = E::FromCompute(E::ToCompute(v[u][k]) * scale);
+          }
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        if (!skip[u]) slots[u].Write(v[u]);
+      }
+    });
+  }
+}
+
+// Blocks to launch for `work` chunks: all that fit on the device at once, at
+// most one per chunk. Computed once per kernel and device.
+template <typename Kernel>
+cudaError_t GridSize(Kernel kernel, int threads, int64_t work, int* grid) {
+  static std::mutex mu;
+  static std::map<std::pair<const void*, int>, int> resident;
+  int device = 0;
+  cudaError_t err = cudaGetDevice(&device);
+  if (err != cudaSuccess) return err;
+  const std::pair<const void*, int> key(reinterpret_cast<const void*>(kernel),
+                                        device);
+  int blocks = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = resident.find(key);
+    if (it != resident.end()) blocks = it->second;
+  }
+  if (blocks == 0) {
+    int sms = 0;
+    int per_sm = 0;
+    err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    if (err != cudaSuccess) return err;
+    err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel,
+                                                        threads, 0);
+    if (err != cudaSuccess) return err;
+    blocks = std::max(1, sms) * std::max(1, per_sm);
+    std::lock_guard<std::mutex> lock(mu);
+    resident[key] = blocks;
+  }
+  *grid = static_cast<int>(std::min<int64_t>(work, blocks));
+  return cudaSuccess;
+}
+
+template <DType D>
+cudaError_t SumPartials(const TensorTable& table, double* partials,
+                        cudaStream_t stream) {
+  if (table.num_chunks == 0) return cudaSuccess;
+  int grid = 0;
+  cudaError_t err =
+      GridSize(SumOfSquaresKernel<D>, kThreads, table.num_chunks, &grid);
+  if (err != cudaSuccess) return err;
+  SumOfSquaresKernel<D><<<grid, kThreads, 0, stream>>>(table, partials);
+  return cudaGetLastError();
+}
+
+template <typename Tn>
+cudaError_t FinalSum(const double* partials, int64_t n, void* sum_out,
+                     void* norm_out, cudaStream_t stream) {
+  FinalSumKernel<Tn><<<1, kFinalThreads, 0, stream>>>(
+      partials, n, static_cast<Tn*>(sum_out), static_cast<Tn*>(norm_out));
+  return cudaGetLastError();
+}
+
+template <DType D, typename Tn>
+cudaError_t Clip(const TensorTable& table, const void* norm,
+                 const void* clip_norm_ptr, double clip_norm_value,
+                 cudaStream_t stream) {
+  if (table.num_chunks == 0) return cudaSuccess;
+  int grid = 0;
+  cudaError_t err =
+      GridSize(ClipKernel<D, Tn>, kThreads, table.num_chunks, &grid);
+  if (err != cudaSuccess) return err;
+  ClipKernel<D, Tn><<<grid, kThreads, 0, stream>>>(
+      table, static_cast<const Tn*>(norm),
+      static_cast<const Tn*>(clip_norm_ptr), static_cast<Tn>(clip_norm_value));
+  return cudaGetLastError();
+}
+
+// Calls fn.template operator()<D>() for the table's dtype.
+template <typename Fn>
+cudaError_t ByDType(DType dtype, Fn fn) {
+  switch (dtype) {
+    case DType::kFloat:
+      return fn.template operator()<DType::kFloat>();
+    case DType::kDouble:
+      return fn.template operator()<DType::kDouble>();
+    case DType::kHalf:
+      return fn.template operator()<DType::kHalf>();
+    case DType::kBFloat16:
+      return fn.template operator()<DType::kBFloat16>();
+  }
+  return cudaErrorInvalidValue;
+}
+
+struct SumPartialsFn {
+  const TensorTable& table;
+  double* partials;
+  cudaStream_t stream;
+  template <DType D>
+  cudaError_t operator()() const {
+    return SumPartials<D>(table, partials, stream);
+  }
+};
+
+template <typename Tn>
+struct ClipFn {
+  const TensorTable& table;
+  const void* norm;
+  const void* clip_norm_ptr;
+  double clip_norm_value;
+  cudaStream_t stream;
+  template <DType D>
+  cudaError_t operator()() const {
+    return Clip<D, Tn>(table, norm, clip_norm_ptr, clip_norm_value, stream);
+  }
+};
+
+cudaError_t ClipAny(const TensorTable& table, DType tnorm, const void* norm,
+                    const void* clip_norm_ptr, double clip_norm_value,
+                    cudaStream_t stream) {
+  if (tnorm == DType::kFloat) {
+    return ByDType(table.dtype, ClipFn<float>{table, norm, clip_norm_ptr,
+                                              clip_norm_value, stream});
+  }
+  if (tnorm == DType::kDouble) {
+    return ByDType(table.dtype, ClipFn<double>{table, norm, clip_norm_ptr,
+                                               clip_norm_value, stream});
+  }
+  return cudaErrorInvalidValue;
+}
+
+cudaError_t FinalSumAny(DType tnorm, const double* partials, int64_t n,
+                        void* sum_out, void* norm_out, cudaStream_t stream) {
+  if (tnorm == DType::kFloat) {
+    return FinalSum<float>(partials, n, sum_out, norm_out, stream);
+  }
+  if (tnorm == DType::kDouble) {
+    return FinalSum<double>(partials, n, sum_out, norm_out, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace
+
+size_t DTypeSize(DType dtype) { return static_cast<size_t>(ElementBytes(dtype)); }
+
+size_t TableBytes(int64_t count, bool with_outputs) {
+  if (count <= 0) return 0;
+  const int64_t arrays = with_outputs ? 4 : 3;  // offsets, sizes, in, out
+  return static_cast<size_t>((arrays * count + 1) * 8);
+}
+
+int64_t NumChunks(DType dtype, const int64_t* sizes, int64_t count) {
+  const int bytes = ElementBytes(dtype);
+  if (bytes == 0) return 0;
+  const int64_t width = kVectorBytes / bytes;
+  int64_t padded = 0;
+  for (int64_t i = 0; i < count; ++i) padded += RoundUp(sizes[i], width);
+  return (padded + kChunk - 1) / kChunk;
+}
+
+TensorTable PackTable(DType dtype, const void* const* inputs,
+                      void* const* outputs, const int64_t* sizes,
+                      int64_t count, void* host, void* device) {
+  TensorTable table;
+  table.dtype = dtype;
+  table.count = count;
+  table.all_in_place = outputs != nullptr;
+  if (count <= 0 || ElementBytes(dtype) == 0) {
+    table.count = 0;
+    return table;
+  }
+  const int64_t width = kVectorBytes / ElementBytes(dtype);
+  // Layout: offsets[count + 1], sizes[count], inputs[count], outputs[count].
+  char* h = static_cast<char*>(host);
+  char* d = static_cast<char*>(device);
+  const size_t offsets_at = 0;
+  const size_t sizes_at = offsets_at + (count + 1) * 8;
+  const size_t inputs_at = sizes_at + count * 8;
+  const size_t outputs_at = inputs_at + count * 8;
+  auto* offsets = reinterpret_cast<int64_t*>(h + offsets_at);
+  int64_t padded = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    offsets[i] = padded;
+    padded += RoundUp(sizes[i], width);
+    if (outputs != nullptr && sizes[i] > 0 && outputs[i] != inputs[i]) {
+      table.all_in_place = false;
+    }
+  }
+  offsets[count] = padded;
+  std::memcpy(h + sizes_at, sizes, count * sizeof(int64_t));
+  std::memcpy(h + inputs_at, inputs, count * sizeof(void*));
+  if (outputs != nullptr) {
+    std::memcpy(h + outputs_at, outputs, count * sizeof(void*));
+  }
+  table.offsets = reinterpret_cast<const int64_t*>(d + offsets_at);
+  table.sizes = reinterpret_cast<const int64_t*>(d + sizes_at);
+  table.inputs = reinterpret_cast<const void* const*>(d + inputs_at);
+  table.outputs =
+      outputs != nullptr ? reinterpret_cast<void* const*>(d + outputs_at)
+                         : nullptr;
+  table.padded_total = padded;
+  table.num_chunks = (padded + kChunk - 1) / kChunk;
+  return table;
+}
+
+int CopyTableToDevice(const void* host, void* device, size_t bytes,
+                      Stream stream) {
+  if (bytes == 0) return cudaSuccess;
+  return cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, stream);
+}
+
+int LaunchSumOfSquares(const TensorTable& table, DType tnorm, double* partials,
+                       void* sum_out, Stream stream) {
+  if (tnorm != DType::kFloat && tnorm != DType::kDouble) {
+    return cudaErrorInvalidValue;
+  }
+  cudaError_t err = ByDType(table.dtype, SumPartialsFn{table, partials, stream});
+  if (err != cudaSuccess) return err;
+  return FinalSumAny(tnorm, partials, table.num_chunks, sum_out, nullptr,
+                     stream);
+}
+
+int LaunchClip(const TensorTable& table, DType tnorm, const void* norm,
+               const void* clip_norm_ptr, double clip_norm_value,
+               Stream stream) {
+  return ClipAny(table, tnorm, norm, clip_norm_ptr, clip_norm_value, stream);
+}
+
+int LaunchClipFused(const TensorTable& table, DType tnorm,
+                    const void* clip_norm_ptr, double* partials,
+                    void* norm_out, Stream stream) {
+  if (tnorm != DType::kFloat && tnorm != DType::kDouble) {
+    return cudaErrorInvalidValue;
+  }
+  cudaError_t err = ByDType(table.dtype, SumPartialsFn{table, partials, stream});
+  if (err != cudaSuccess) return err;
+  err = FinalSumAny(tnorm, partials, table.num_chunks, nullptr, norm_out,
+                    stream);
+  if (err != cudaSuccess) return err;
+  return ClipAny(table, tnorm, norm_out, clip_norm_ptr, 0.0, stream);
+}
+
+const char* ErrorString(int code) {
+  return cudaGetErrorString(static_cast<cudaError_t>(code));
+}
+
+}  // namespace gpu
+}  // namespace monolith_ops

@@ -1,0 +1,126 @@
+// Framework-free CUDA core of the global-norm clipping kernels.
+//
+// Nothing here includes TensorFlow or a CUDA header: this header is compiled
+// by the host compiler in the TensorFlow adapter (clip_kernels_gpu.cc) and in
+// the GPU check's pybind11 binding (tests/gpu/), and the code behind it by
+// nvcc (clip_core_gpu.cu). Launchers take raw device pointers, 64-bit sizes
+// and a CUDA stream (CUstream_st*, the same handle as cudaStream_t), enqueue
+// their work on that stream and return at once: nothing here waits for the
+// device or reads device memory from the host, so every launcher may be
+// captured into a CUDA graph.
+//
+// A list of tensors is described to the device by a table that the caller
+// builds on the host with PackTable() and copies to device memory (the
+// adapter on its own stream from pinned memory; CopyTableToDevice() does it
+// with the CUDA runtime). One launch per phase covers the whole list,
+// whatever the number of tensors.
+//
+// Layout and determinism: each tensor is padded, in a virtual address space,
+// to a whole number of 16-byte vectors, and that space is cut into chunks of
+// kChunk elements. Chunk boundaries, the elements each thread reads and the
+// order of every addition depend only on the tensor sizes and dtype, never on
+// pointers, alignment, the grid size or the device, so the same inputs give
+// bitwise the same sum of squares on every run. Each chunk writes its partial
+// sum (in double) to a workspace, and one block adds the partials in a fixed
+// order: no floating-point atomics anywhere.
+#ifndef MONOLITH_OPS_CC_KERNELS_CLIP_CORE_GPU_H_
+#define MONOLITH_OPS_CC_KERNELS_CLIP_CORE_GPU_H_
+
+#include <cstddef>
+#include <cstdint>
+
+struct CUstream_st;
+
+namespace monolith_ops {
+namespace gpu {
+
+using Stream = CUstream_st*;
+
+// Element types. The norm type (Tnorm) is kFloat or kDouble.
+enum class DType : int32_t { kFloat = 0, kDouble = 1, kHalf = 2, kBFloat16 = 3 };
+
+// Size in bytes of one element of `dtype` (0 for an unknown value).
+size_t DTypeSize(DType dtype);
+
+// Elements per reduction chunk. Each chunk's partial sum is one double of
+// workspace.
+constexpr int64_t kChunk = int64_t{1} << 14;
+
+// A tensor list as the kernels see it; every pointer is device memory inside
+// the table that PackTable() lays out. Passed to kernels by value.
+struct TensorTable {
+  const int64_t* offsets = nullptr;  // count + 1 padded offsets (elements)
+  const int64_t* sizes = nullptr;    // count element counts
+  const void* const* inputs = nullptr;
+  void* const* outputs = nullptr;    // null in a table without outputs
+  int64_t count = 0;                 // number of tensors
+  int64_t padded_total = 0;          // offsets[count]
+  int64_t num_chunks = 0;            // chunks of the padded list
+  DType dtype = DType::kFloat;
+  bool all_in_place = false;         // outputs[i] == inputs[i] for every i
+};
+
+// Bytes of host and device memory that PackTable() needs for a list of
+// `count` tensors (a multiple of 8; 0 for an empty list).
+size_t TableBytes(int64_t count, bool with_outputs);
+
+// Number of reduction chunks, hence of doubles of workspace that
+// LaunchSumOfSquares() and LaunchClipFused() need (0 for an empty list).
+int64_t NumChunks(DType dtype, const int64_t* sizes, int64_t count);
+
+// Writes the table of a list of `count` tensors into `host` (TableBytes()
+// bytes, 8-byte aligned) for a copy to `device`, and returns its description
+// with pointers into `device`. inputs[i] and outputs[i] point at sizes[i]
+// elements of `dtype` and may be null where sizes[i] is 0; `outputs` is null
+// for a reduction. Pointers must be aligned to their element size; 16-byte
+// alignment lets the kernels use vector loads.
+TensorTable PackTable(DType dtype, const void* const* inputs,
+                      void* const* outputs, const int64_t* sizes,
+                      int64_t count, void* host, void* device);
+
+// All launchers return 0 on success, else a CUDA error code (ErrorString()
+// names it). They enqueue work on `stream` and never wait for it.
+
+// Copies a packed table to the device, asynchronously (cudaMemcpyAsync).
+// For a copy that overlaps nothing, `host` should be pinned memory, which
+// must stay untouched until the stream has passed the copy.
+int CopyTableToDevice(const void* host, void* device, size_t bytes,
+                      Stream stream);
+
+// *sum_out (a Tnorm on the device) = sum of the squares of every element,
+// widened to double, summed in double in a fixed order and rounded once to
+// Tnorm. `partials` is workspace for NumChunks() doubles.
+int LaunchSumOfSquares(const TensorTable& table, DType tnorm, double* partials,
+                       void* sum_out, Stream stream);
+
+// outputs[i] = inputs[i] clipped by the norm *norm (a Tnorm on the device) and
+// clip_norm, decided on the device as DecideClip() in clip_core.h does:
+//   norm inf or NaN                    -> every output element NaN;
+//   norm <= clip_norm                  -> outputs are a copy of the inputs
+//                                         (nothing is written where in place);
+//   else scale = clip_norm * min(1 / norm, 1 / clip_norm) in Tnorm, cast to
+//        the element type, each element multiplied by it (in float for
+//        16-bit types).
+// Values the CPU kernel rejects with an error cannot be reported from the
+// device without a host read, so they fill every output with NaN too: a
+// negative norm, and a clip_norm that is not positive and finite.
+// clip_norm is *clip_norm_ptr (a Tnorm on the device) when that is not null,
+// else clip_norm_value converted to Tnorm.
+int LaunchClip(const TensorTable& table, DType tnorm, const void* norm,
+               const void* clip_norm_ptr, double clip_norm_value,
+               Stream stream);
+
+// The fused op: *norm_out = sqrt(Tnorm(sum of squares)), as LaunchSumOfSquares
+// rounds it, then the clip of LaunchClip() by that norm and *clip_norm_ptr.
+// Three launches (partials, final sum, clip), no host read in between.
+int LaunchClipFused(const TensorTable& table, DType tnorm,
+                    const void* clip_norm_ptr, double* partials,
+                    void* norm_out, Stream stream);
+
+// The CUDA runtime's description of an error code.
+const char* ErrorString(int code);
+
+}  // namespace gpu
+}  // namespace monolith_ops
+
+#endif  // MONOLITH_OPS_CC_KERNELS_CLIP_CORE_GPU_H_

@@ -1,0 +1,274 @@
+// TensorFlow GPU kernels for the clipping ops: thin adapters that unpack
+// tensors and call the framework-free CUDA core (clip_core_gpu.h).
+//
+// Compiled only in the CUDA build (setup.py with MONOLITH_OPS_CUDA=1), by the
+// host compiler, against TensorFlow's headers alone: no CUDA header is needed
+// here, and none of TensorFlow's GPU headers reaches nvcc.
+//
+// No kernel reads device memory from the host or waits for the device. The
+// tensor list's table (pointers and sizes) is packed into pinned host memory,
+// copied on the op's stream and released by TensorFlow's EventMgr once the
+// stream has passed the copy, as TensorFlow's own GpuDeviceArrayOnHost does.
+// Consequences, documented in docs/gpu.md:
+// - When the norm is at most clip_norm the outputs are copies of the inputs
+//   (or the inputs themselves where TensorFlow lets an input buffer be
+//   forwarded), never aliases decided on the host.
+// - Values that the CPU kernels reject with InvalidArgument after reading
+//   them (a negative global_norm, a clip_norm tensor that is not positive and
+//   finite) cannot raise here: they make every output NaN.
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "cc/kernels/clip_core_gpu.h"
+#include "tensorflow/core/common_runtime/device/device_event_mgr.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "tensorflow/core/framework/tensor_reference.h"
+#include "tensorflow/core/framework/tensor_shape.h"
+#include "xla/stream_executor/stream.h"
+
+namespace monolith_ops {
+
+using ::tensorflow::AllocatorAttributes;
+using ::tensorflow::DEVICE_GPU;
+using ::tensorflow::OpInputList;
+using ::tensorflow::OpKernel;
+using ::tensorflow::OpKernelConstruction;
+using ::tensorflow::OpKernelContext;
+using ::tensorflow::Status;
+using ::tensorflow::Tensor;
+using ::tensorflow::TensorReference;
+using ::tensorflow::TensorShape;
+using ::tensorflow::TensorShapeUtils;
+namespace errors = ::tensorflow::errors;
+
+namespace {
+
+template <typename T>
+struct CoreDType;
+template <>
+struct CoreDType<float> {
+  static constexpr gpu::DType value = gpu::DType::kFloat;
+};
+template <>
+struct CoreDType<double> {
+  static constexpr gpu::DType value = gpu::DType::kDouble;
+};
+template <>
+struct CoreDType<Eigen::half> {
+  static constexpr gpu::DType value = gpu::DType::kHalf;
+};
+template <>
+struct CoreDType<Eigen::bfloat16> {
+  static constexpr gpu::DType value = gpu::DType::kBFloat16;
+};
+
+::stream_executor::Stream* OpStream(OpKernelContext* ctx) {
+  return ctx->op_device_context()->stream();
+}
+
+gpu::Stream CudaStream(OpKernelContext* ctx) {
+  return static_cast<gpu::Stream>(
+      OpStream(ctx)->platform_specific_handle().stream);
+}
+
+Status CudaStatus(int code, const char* what) {
+  if (code == 0) return Status();
+  return errors::Internal(what, " failed to launch on the GPU: ",
+                          gpu::ErrorString(code));
+}
+
+Status CheckScalar(const Tensor& t, const char* name) {
+  if (TensorShapeUtils::IsScalar(t.shape())) return Status();
+  return errors::InvalidArgument(name, " must be a scalar, got shape ",
+                                 t.shape().DebugString());
+}
+
+// The device-side table of a tensor list, valid on the op's stream.
+class DeviceTable {
+ public:
+  // `outputs` is null for a reduction.
+  Status Init(OpKernelContext* ctx, gpu::DType dtype, const OpInputList& list,
+              const std::vector<void*>* outputs) {
+    std::vector<const void*> inputs;
+    std::vector<int64_t> sizes;
+    inputs.reserve(list.size());
+    sizes.reserve(list.size());
+    for (const Tensor& t : list) {
+      inputs.push_back(t.data());
+      sizes.push_back(t.NumElements());
+    }
+    const int64_t count = list.size();
+    const size_t bytes = gpu::TableBytes(count, outputs != nullptr);
+    void* const* out = outputs != nullptr ? outputs->data() : nullptr;
+    if (bytes == 0) {
+      table_ = gpu::PackTable(dtype, nullptr, nullptr, nullptr, 0, nullptr,
+                              nullptr);
+      return Status();
+    }
+    const TensorShape shape({static_cast<int64_t>(bytes)});
+    AllocatorAttributes pinned;
+    pinned.set_on_host(true);
+    pinned.set_gpu_compatible(true);
+    Tensor host;
+    TF_RETURN_IF_ERROR(
+        ctx->allocate_temp(tensorflow::DT_INT8, shape, &host, pinned));
+    TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_INT8, shape, &device_));
+    table_ = gpu::PackTable(dtype, inputs.data(), out, sizes.data(), count,
+                            host.data(), device_.data());
+    TF_RETURN_IF_ERROR(CudaStatus(
+        gpu::CopyTableToDevice(host.data(), device_.data(), bytes,
+                               CudaStream(ctx)),
+        "copying the tensor table"));
+    // The copy may run after Compute returns: hold the pinned buffer until
+    // the stream has passed it.
+    auto* info = ctx->device()->tensorflow_accelerator_device_info();
+    if (info == nullptr || info->event_mgr == nullptr) {
+      return errors::Internal("no GPU event manager on device ",
+                              ctx->device()->name());
+    }
+    TensorReference ref(host);
+    info->event_mgr->ThenExecute(OpStream(ctx), [ref]() { ref.Unref(); });
+    return Status();
+  }
+
+  const gpu::TensorTable& table() const { return table_; }
+
+ private:
+  Tensor device_;  // freed with the op; TensorFlow orders reuse on the stream
+  gpu::TensorTable table_;
+};
+
+// Outputs [0, N) shaped as grad_list, in the inputs' buffers where
+// TensorFlow allows it (the kernel then scales in place, or writes nothing
+// for a pass-through).
+template <typename T>
+Status AllocateClipOutputs(OpKernelContext* ctx, const OpInputList& list,
+                           std::vector<void*>* out) {
+  out->resize(list.size());
+  for (int i = 0; i < list.size(); ++i) {
+    Tensor* t = nullptr;
+    TF_RETURN_IF_ERROR(
+        ctx->forward_input_or_allocate_output({i}, i, list[i].shape(), &t));
+    (*out)[i] = t->data();
+  }
+  return Status();
+}
+
+template <typename T, typename Tn>
+class GlobalL2ReduceGpuOp : public OpKernel {
+ public:
+  explicit GlobalL2ReduceGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    OpInputList list;
+    OP_REQUIRES_OK(ctx, ctx->input_list("grad_list", &list));
+    Tensor* sum = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &sum));
+    DeviceTable table;
+    OP_REQUIRES_OK(ctx, table.Init(ctx, CoreDType<T>::value, list, nullptr));
+    Tensor partials;
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_DOUBLE,
+                                           {table.table().num_chunks},
+                                           &partials));
+    OP_REQUIRES_OK(
+        ctx, CudaStatus(gpu::LaunchSumOfSquares(
+                            table.table(), CoreDType<Tn>::value,
+                            partials.flat<double>().data(), sum->data(),
+                            CudaStream(ctx)),
+                        "GlobalL2Reduce"));
+  }
+};
+
+template <typename T, typename Tn>
+class ClipByGlobalNormGpuOp : public OpKernel {
+ public:
+  explicit ClipByGlobalNormGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("clip_norm", &clip_norm_));
+    OP_REQUIRES(ctx, std::isfinite(clip_norm_) && clip_norm_ > 0,
+                errors::InvalidArgument(
+                    "clip_norm must be positive and finite, got ", clip_norm_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    OpInputList list;
+    OP_REQUIRES_OK(ctx, ctx->input_list("grad_list", &list));
+    const Tensor& norm = ctx->input(list.size());
+    OP_REQUIRES_OK(ctx, CheckScalar(norm, "global_norm"));
+    std::vector<void*> outputs;
+    OP_REQUIRES_OK(ctx, AllocateClipOutputs<T>(ctx, list, &outputs));
+    DeviceTable table;
+    OP_REQUIRES_OK(ctx, table.Init(ctx, CoreDType<T>::value, list, &outputs));
+    OP_REQUIRES_OK(
+        ctx, CudaStatus(gpu::LaunchClip(table.table(), CoreDType<Tn>::value,
+                                        norm.data(), nullptr, clip_norm_,
+                                        CudaStream(ctx)),
+                        "MonolithClipByGlobalNorm"));
+  }
+
+ private:
+  float clip_norm_ = 0;
+};
+
+template <typename T, typename Tn>
+class ClipByGlobalNormFusedGpuOp : public OpKernel {
+ public:
+  explicit ClipByGlobalNormFusedGpuOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    OpInputList list;
+    OP_REQUIRES_OK(ctx, ctx->input_list("grad_list", &list));
+    const Tensor& clip_norm = ctx->input(list.size());
+    OP_REQUIRES_OK(ctx, CheckScalar(clip_norm, "clip_norm"));
+    std::vector<void*> outputs;
+    OP_REQUIRES_OK(ctx, AllocateClipOutputs<T>(ctx, list, &outputs));
+    Tensor* norm = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(list.size(), {}, &norm));
+    DeviceTable table;
+    OP_REQUIRES_OK(ctx, table.Init(ctx, CoreDType<T>::value, list, &outputs));
+    Tensor partials;
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_DOUBLE,
+                                           {table.table().num_chunks},
+                                           &partials));
+    OP_REQUIRES_OK(
+        ctx, CudaStatus(gpu::LaunchClipFused(
+                            table.table(), CoreDType<Tn>::value,
+                            clip_norm.data(), partials.flat<double>().data(),
+                            norm->data(), CudaStream(ctx)),
+                        "MonolithClipByGlobalNormFused"));
+  }
+};
+
+#define MONOLITH_OPS_REGISTER_GPU(T, Tn)                                 \
+  REGISTER_KERNEL_BUILDER(Name("GlobalL2Reduce")                         \
+                              .Device(DEVICE_GPU)                        \
+                              .TypeConstraint<T>("T")                    \
+                              .TypeConstraint<Tn>("Tnorm"),              \
+                          GlobalL2ReduceGpuOp<T, Tn>);                   \
+  REGISTER_KERNEL_BUILDER(Name("MonolithClipByGlobalNorm")               \
+                              .Device(DEVICE_GPU)                        \
+                              .TypeConstraint<T>("T")                    \
+                              .TypeConstraint<Tn>("Tnorm"),              \
+                          ClipByGlobalNormGpuOp<T, Tn>);                 \
+  REGISTER_KERNEL_BUILDER(Name("MonolithClipByGlobalNormFused")          \
+                              .Device(DEVICE_GPU)                        \
+                              .TypeConstraint<T>("T")                    \
+                              .TypeConstraint<Tn>("Tnorm"),              \
+                          ClipByGlobalNormFusedGpuOp<T, Tn>);
+
+#define MONOLITH_OPS_REGISTER_GPU_ALL(T) \
+  MONOLITH_OPS_REGISTER_GPU(T, float)    \
+  MONOLITH_OPS_REGISTER_GPU(T, double)
+
+MONOLITH_OPS_REGISTER_GPU_ALL(float)
+MONOLITH_OPS_REGISTER_GPU_ALL(double)
+MONOLITH_OPS_REGISTER_GPU_ALL(Eigen::half)
+MONOLITH_OPS_REGISTER_GPU_ALL(Eigen::bfloat16)
+#undef MONOLITH_OPS_REGISTER_GPU_ALL
+#undef MONOLITH_OPS_REGISTER_GPU
+
+}  // namespace
+
+}  // namespace monolith_ops

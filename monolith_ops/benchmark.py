@@ -105,14 +105,16 @@ class Workload:
         return int(sum(np.prod(s, dtype=np.int64) for s in self.shapes))
 
     def scaled(self, factor):
-        """A smaller copy (every dimension's element count divided), for tests."""
+        """A smaller copy for smoke tests: each tensor 1-D, with its element
+        count (or an IndexedSlices' rows) divided by `factor`, at least 1."""
+        title = f"{self.title} (1/{factor})"
         if self.sparse:
             rows, width, table = self.sparse
-            return Workload(self.name, self.title,
+            return Workload(self.name, title,
                             sparse=(max(1, rows // factor), width, table),
                             rounds=self.rounds)
         shapes = [(max(1, int(np.prod(s)) // factor),) for s in self.shapes]
-        return Workload(self.name, self.title, shapes, rounds=self.rounds)
+        return Workload(self.name, title, shapes, rounds=self.rounds)
 
 
 def default_workloads(dense_shapes=DENSE_SHAPES):
@@ -278,6 +280,8 @@ class WorkloadGraph:
     def fetch(self, variant):
         """(list of numpy outputs or None, norm) of one run of `variant`."""
         outs, norm = self.outputs[variant]
+        if outs is None:
+            return None, self.session.run(norm)
         return self.session.run((outs, norm))
 
     def close(self):
@@ -712,10 +716,15 @@ def _parse_args(argv):
                         "(default: docs)")
     parser.add_argument("--no-chart", action="store_true",
                         help="do not write the PNG chart")
+    parser.add_argument("--scale", type=int, default=1,
+                        help="divide every tensor's element count by this "
+                        "(a smoke test of the machinery; default 1)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.rounds is not None and args.rounds < 1:
         parser.error("--rounds must be >= 1")
+    if args.scale < 1:
+        parser.error("--scale must be >= 1")
     if args.warmup < 0:
         parser.error("--warmup must be >= 0")
     return args
@@ -725,8 +734,6 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    tf.compat.v1.disable_eager_execution()
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
@@ -735,6 +742,8 @@ def main(argv=None):
     workloads = default_workloads(shapes)
     if args.workloads:
         workloads = [w for w in workloads if w.name in args.workloads]
+    if args.scale > 1:
+        workloads = [w.scaled(args.scale) for w in workloads]
     rounds, warmup = args.rounds, args.warmup
     if args.quick:
         rounds, warmup = rounds or 5, min(warmup, 1)
@@ -743,7 +752,7 @@ def main(argv=None):
     result["settings"] = {"rounds": rounds or {w.name: w.rounds
                                                for w in workloads},
                           "warmup": warmup, "seed": args.seed,
-                          "quick": args.quick}
+                          "quick": args.quick, "scale": args.scale}
     result["machine"] = machine_info()
     print(format_table(result["rows"], result["floors"], result["controls"],
                        result["inputs_only"]))

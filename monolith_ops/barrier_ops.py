@@ -37,10 +37,12 @@ Order in which TensorFlow calls `BarrierHook` (see `session_run_hook.py`)::
     hook.after_run(run_context, run_values)  # flag set? callbacks, block, wait
   hook.end(sess)
 
-Departures from Monolith's original, on purpose:
+Departures from Monolith's original, on purpose (docs/barrier.md has them all):
 
 * `wait_until_barrier_removed` requires ``0 < index < capacity``; the original
   let ``index == capacity`` through.
+* `place_barrier` raises `BarrierAlreadyPlacedError` if the barrier is placed
+  (documented for the original, not checked by its code).
 * A worker runs the barrier callbacks *before* it marks itself blocked, so once
   the chief sees a worker blocked, that worker's callbacks have finished.
 * On workers the action variable is GLOBAL like the flag vector (it was LOCAL
@@ -49,10 +51,12 @@ Departures from Monolith's original, on purpose:
 * The chief writes the action before the flag, in one run, so a worker that
   sees the flag always reads the new action.
 * The variables are not trainable, and live under ``<name_prefix>_barrier_op/``.
+* Waiting threads do not hold the lock, so several can block at once.
 
 Additions: `timeout` on waits and on `BarrierHook` (raises
-`BarrierTimeoutError`), and waits that end promptly when a stop is requested
-or the session is closed.
+`BarrierTimeoutError`), and waits that end promptly, returning False, when
+`should_stop()` (for the hook: its coordinator) asks for a stop or the session
+is closed.
 """
 
 import logging

@@ -8,6 +8,10 @@ while blocked, stop); the tests below then check what the processes observed.
 
 Every process has a hard deadline of its own and is killed (with its process
 group) when the run ends, also when it fails.
+
+The run takes about a minute on 2 cores, half of it by design: the workers
+enter MonitoredTrainingSession before the chief initializes, find the
+variables uninitialized, and TF's SessionManager retries only every 30 s.
 """
 
 import json
@@ -28,6 +32,14 @@ ROOT = os.path.dirname(HERE)
 
 RUN_TIMEOUT = 240.0  # seconds for the whole cluster run, start to end
 NUM_CYCLES = 20
+
+try:
+  import pytest_timeout  # pylint: disable=unused-import
+except ImportError:
+  pass
+else:
+  # A suite-wide --timeout must not cut the cluster run, which has its own.
+  pytestmark = pytest.mark.timeout(RUN_TIMEOUT + 60)
 
 
 def _free_ports(n):

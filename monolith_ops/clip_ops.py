@@ -59,7 +59,8 @@ def _values(entry):
 
 
 def _norm_dtype(values):
-    """The dtype the norm is computed in: float64 if any input is, else float32."""
+    """The dtype the norm is computed in: float64 if any input is, else float32
+    (also for an empty list)."""
     return tf.float64 if any(v.dtype == tf.float64 for v in values) else tf.float32
 
 
@@ -77,10 +78,12 @@ def _groups(values):
     return list(groups.values())
 
 
-def _scalar(value, arg):
-    """`value` as a numeric scalar tensor, or a clear error naming `arg`."""
+def _scalar(value, arg, dtype_hint):
+    """`value` as a numeric scalar tensor, or a clear error naming `arg`.
+
+    Python numbers become `dtype_hint` (the norm's dtype), as in TF."""
     try:
-        tensor = tf.convert_to_tensor(value)
+        tensor = tf.convert_to_tensor(value, dtype_hint=dtype_hint)
     except (TypeError, ValueError) as err:
         raise TypeError(f"{arg} should be a number or a scalar Tensor, but "
                         f"received {type(value).__name__}: {err}") from err
@@ -206,14 +209,14 @@ def clip_by_global_norm(t_list, clip_norm, use_norm=None, name=None):
         entries = _entries(t_list)
         positions = [i for i, e in enumerate(entries) if e is not None]
         values = [_values(entries[i]) for i in positions]
-        clip_norm = _scalar(clip_norm, "clip_norm")
+        norm_dtype = _norm_dtype(values)
+        clip_norm = _scalar(clip_norm, "clip_norm", norm_dtype)
         clip_norm_value = _static_clip_norm(clip_norm)
         if use_norm is not None:
-            use_norm = _scalar(use_norm, "use_norm")
+            use_norm = _scalar(use_norm, "use_norm", norm_dtype)
         if not values:
             norm_out = tf.constant(0.0, tf.float32) if use_norm is None else use_norm
             return list(entries), norm_out
-        norm_dtype = _norm_dtype(values)
         clip_norm = tf.cast(clip_norm, norm_dtype)
         if use_norm is None:
             clipped, norm = _norm_and_clip(values, clip_norm, clip_norm_value,

@@ -5,6 +5,10 @@ test_barrier_cluster.py.
 """
 
 import logging
+import os
+import re
+import subprocess
+import sys
 import threading
 import time
 
@@ -13,9 +17,13 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.training import monitored_session
 
+import monolith_ops
 from monolith_ops import barrier_ops
 
-JOIN_TIMEOUT = 30.0  # no test thread may outlive this
+JOIN_TIMEOUT = 60.0  # no test thread may outlive this
+# "Promptly": well under the 30 s poll interval the tests use to tell a prompt
+# stop from a poll, with room for a loaded machine.
+PROMPT = 10.0
 
 
 @pytest.fixture
@@ -149,6 +157,34 @@ def test_barrier_hook_blocked(graph):
     assert barrier_op.is_none_blocked(sess)
     assert sess.run(global_step) == 5
     assert actions == [barrier_action, barrier_action]
+
+
+_NO_OP_LIBRARY_SCRIPT = """
+import sys
+import tensorflow as tf
+from monolith_ops import barrier_ops, basic_restore_hook
+with tf.compat.v1.Graph().as_default():
+  op = barrier_ops.BarrierOp(2)
+  with tf.compat.v1.Session() as sess:
+    sess.run(tf.compat.v1.local_variables_initializer())
+    op.place_barrier(sess, action="a")
+    assert op.get_blocked_indices(sess) == [0]
+loaded = sorted(m for m in sys.modules if m.startswith("monolith_ops."))
+assert loaded == ["monolith_ops.barrier_ops",
+                  "monolith_ops.basic_restore_hook"], loaded
+print("ok")
+"""
+
+
+def test_works_without_the_compiled_op_library():
+  package_parent = os.path.dirname(
+      os.path.dirname(os.path.abspath(monolith_ops.__file__)))
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
+             PYTHONPATH=package_parent)
+  out = subprocess.run([sys.executable, "-c", _NO_OP_LIBRARY_SCRIPT],
+                       env=env, capture_output=True, text=True, timeout=120,
+                       check=False)
+  assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
 
 
 # ---------------------------------------------------------------------------
@@ -303,9 +339,9 @@ def test_bad_action_and_should_stop(graph):
 
 
 def test_needs_graph_mode():
-  assert tf.executing_eagerly()
-  with pytest.raises(RuntimeError, match="graph mode"):
-    barrier_ops.BarrierOp(2)
+  if tf.executing_eagerly():  # Unless something disabled eager execution.
+    with pytest.raises(RuntimeError, match="graph mode"):
+      barrier_ops.BarrierOp(2)
 
   @tf.function
   def build():
@@ -397,10 +433,11 @@ def test_wait_times_out_with_a_clear_error(graph):
     assert isinstance(error, TimeoutError)
     assert "'sync'" in str(error)
     assert "Worker 2" in str(error)
-    assert "waited 0.3 s" in str(error)
+    assert re.search(r"waited \d+\.\d s", str(error)), str(error)
+    assert "timeout=0.3 s" in str(error)
     assert (error.barrier_name, error.index, error.timeout) == ("sync", 2, 0.3)
     assert 0.3 <= error.waited_secs <= waited
-    assert 0.3 <= waited < 2.0
+    assert 0.3 <= waited < PROMPT
     # The worker no longer waits, so its flag is cleared; the barrier stays.
     assert op.get_blocked_indices(sess) == [0]
 
@@ -413,7 +450,7 @@ def test_timeout_is_honoured_even_with_a_long_poll_interval(graph):
     start = time.monotonic()
     with pytest.raises(barrier_ops.BarrierTimeoutError):
       op.wait_until_barrier_removed(sess, 1, timeout=0.2)
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < PROMPT
 
 
 def test_infinite_timeout_means_no_timeout(graph):
@@ -458,7 +495,7 @@ def test_should_stop_ends_the_wait_promptly(graph):
     start = time.monotonic()
     stop.set()
     _join(worker)
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < PROMPT
     assert result == {"value": False}
     assert op.get_blocked_indices(sess) == [0]
 
@@ -473,7 +510,7 @@ def test_closing_the_session_ends_the_wait_promptly(graph):
   start = time.monotonic()
   sess.close()
   _join(worker)
-  assert time.monotonic() - start < 2.0
+  assert time.monotonic() - start < PROMPT
   assert result == {"value": False}
 
 
@@ -496,7 +533,7 @@ def test_closing_the_monitored_session_releases_a_blocked_hook(graph):
   start = time.monotonic()
   mon_sess.close()  # Requests a stop on the coordinator, then closes.
   _join(worker)
-  assert time.monotonic() - start < 5.0
+  assert time.monotonic() - start < PROMPT
   assert "error" not in result, result
   assert steps == [1]
 
@@ -509,7 +546,7 @@ def test_long_waits_are_logged(graph, caplog, monkeypatch):
     op.place_barrier(sess)
     with caplog.at_level(logging.INFO, logger=barrier_ops.__name__):
       with pytest.raises(barrier_ops.BarrierTimeoutError):
-        op.wait_until_barrier_removed(sess, 1, timeout=0.5)
+        op.wait_until_barrier_removed(sess, 1, timeout=1.0)
   waiting = [r.getMessage() for r in caplog.records
              if "has waited" in r.getMessage()]
   assert len(waiting) >= 2, caplog.records
@@ -614,7 +651,7 @@ def test_stress_place_remove_and_wait_from_many_threads(graph):
     local.index = index
     while not done.is_set():
       if op.is_barrier_placed(sess):
-        assert op.wait_until_barrier_removed(sess, index, timeout=20)
+        assert op.wait_until_barrier_removed(sess, index, timeout=JOIN_TIMEOUT)
       else:
         time.sleep(0.005)
 

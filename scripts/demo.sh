@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The demo training job: sets up the venv with monolith_ops (scripts/setup_env.sh),
+# then trains a small recommendation model in a local ps/chief/worker cluster.
+#   scripts/demo.sh [--workers N] [--steps N] [--clip-norm X] ...   (see --help)
+set -eo pipefail
+cd "$(dirname "$0")/.."
+. scripts/setup_env.sh
+export TF_CPP_MIN_LOG_LEVEL=2 CUDA_VISIBLE_DEVICES=""
+exec python examples/recsys_demo.py "$@"

@@ -12,6 +12,8 @@ outlives the test even if the test process dies. Results and progress go to
 JSON files in --workdir; the test process and the chief coordinate through
 marker files there:
 
+  worker-<i>.log            worker i's output (written by the test process);
+                            the chief reads it to see that the worker waits
   worker-<i>.events.jsonl   worker i: entering_mts, session_ready (timestamps)
   worker-<i>.callbacks.jsonl  one line per barrier callback: action, steps run
   worker-<i>.result.json    worker i: steps run, variable placement
@@ -174,7 +176,7 @@ def run_worker(cluster, args):
   with tf.compat.v1.train.MonitoredTrainingSession(
       master=server.target, is_chief=False, hooks=[hook], config=config,
       log_step_count_steps=None, stop_grace_period_secs=5,
-      max_wait_secs=PHASE_TIMEOUT * 2) as sess:
+      max_wait_secs=240) as sess:
     _append_jsonl(prefix + ".events.jsonl", {
         "event": "session_ready", "time": time.time()})
     while not sess.should_stop():
@@ -214,17 +216,20 @@ def run_chief(cluster, args):
     return _read_jsonl(
         os.path.join(workdir, "worker-{}.callbacks.jsonl".format(index)))
 
-  # Start the server only now, and initialize only once both workers are
-  # already inside MonitoredTrainingSession, waiting for us.
+  # Initialize only once both workers have found the variables uninitialized
+  # inside MonitoredTrainingSession (their log says so) and wait for us.
   server = tf.distribute.Server(cluster, job_name="chief", task_index=0)
-  phase("waiting for workers to enter MonitoredTrainingSession")
-  _wait_for(
-      lambda: all(
-          any(e["event"] == "entering_mts" for e in _read_jsonl(
-              os.path.join(workdir, "worker-{}.events.jsonl".format(i))))
-          for i in range(1, CAPACITY)),
-      "workers entering MonitoredTrainingSession")
-  time.sleep(2.0)  # let them find the variables uninitialized
+  phase("waiting for the workers to wait for initialization")
+
+  def worker_is_waiting(index):
+    path = os.path.join(workdir, "worker-{}.log".format(index))
+    if not os.path.exists(path):
+      return False
+    with open(path, errors="replace") as f:
+      return "Waiting for model to be ready" in f.read()
+
+  _wait_for(lambda: all(worker_is_waiting(i) for i in range(1, CAPACITY)),
+            "the workers to wait for initialization", timeout=120, poll=0.2)
   result["init_start"] = time.time()
   config = tf.compat.v1.ConfigProto(device_filters=["/job:ps", "/job:chief"])
   with tf.compat.v1.train.MonitoredTrainingSession(

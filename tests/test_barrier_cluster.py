@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "cluster_worker.py")
 ROOT = os.path.dirname(HERE)
 
-RUN_TIMEOUT = 240.0  # seconds for the whole cluster run, start to end
+RUN_TIMEOUT = 300.0  # seconds for the whole cluster run, start to end
 NUM_CYCLES = 20
 
 try:

@@ -85,490 +85,558 @@ _SLEEP_SLICE_SECS = 0.05
 
 
 class BarrierAlreadyPlacedError(RuntimeError):
-  """Raised by `BarrierOp.place_barrier` when the barrier is already placed."""
+    """Raised by `BarrierOp.place_barrier` when the barrier is already placed."""
 
 
 class BarrierTimeoutError(TimeoutError):
-  """Raised when a worker waited longer than its timeout for the barrier.
+    """Raised when a worker waited longer than its timeout for the barrier.
 
-  Attributes:
-    barrier_name: the `name_prefix` of the barrier.
-    index: the worker index that was waiting.
-    waited_secs: how long it waited, in seconds.
-    timeout: the timeout it was given, in seconds.
-  """
+    Attributes:
+      barrier_name: the `name_prefix` of the barrier.
+      index: the worker index that was waiting.
+      waited_secs: how long it waited, in seconds.
+      timeout: the timeout it was given, in seconds.
+    """
 
-  def __init__(self, message, barrier_name, index, waited_secs, timeout):
-    super().__init__(message)
-    self.barrier_name = barrier_name
-    self.index = index
-    self.waited_secs = waited_secs
-    self.timeout = timeout
+    def __init__(self, message, barrier_name, index, waited_secs, timeout):
+        super().__init__(message)
+        self.barrier_name = barrier_name
+        self.index = index
+        self.waited_secs = waited_secs
+        self.timeout = timeout
 
 
 def _check_int(value, name):
-  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-    raise TypeError("{} must be an int, got {!r} of type {}.".format(
-        name, value, type(value).__name__))
-  return int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            "{} must be an int, got {!r} of type {}.".format(
+                name, value, type(value).__name__
+            )
+        )
+    return int(value)
 
 
 def _check_positive_number(value, name, allow_none=False):
-  """Checks `value` is a real number > 0 (or None if `allow_none`)."""
-  if value is None and allow_none:
-    return None
-  if isinstance(value, bool) or not isinstance(value, numbers.Real):
-    raise TypeError("{} must be {}a number of seconds > 0, got {!r} of type {}."
-                    .format(name, "None or " if allow_none else "", value,
-                            type(value).__name__))
-  value = float(value)
-  if not value > 0:  # Also rejects NaN.
-    raise ValueError("{} must be {}> 0, got {!r}.".format(
-        name, "None or " if allow_none else "", value))
-  if allow_none and math.isinf(value):
-    return None  # An infinite timeout is no timeout.
-  return value
+    """Checks `value` is a real number > 0 (or None if `allow_none`)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            "{} must be {}a number of seconds > 0, got {!r} of type {}.".format(
+                name,
+                "None or " if allow_none else "",
+                value,
+                type(value).__name__,
+            )
+        )
+    value = float(value)
+    if not value > 0:  # Also rejects NaN.
+        raise ValueError(
+            "{} must be {}> 0, got {!r}.".format(
+                name, "None or " if allow_none else "", value
+            )
+        )
+    if allow_none and math.isinf(value):
+        return None  # An infinite timeout is no timeout.
+    return value
 
 
 def _session_is_closed(session):
-  """True if `session` is known to be closed (or its monitored session stopped)."""
-  closed = getattr(session, "_closed", None)  # tf.compat.v1.Session
-  if isinstance(closed, bool):
-    return closed
-  should_stop = getattr(session, "should_stop", None)  # MonitoredSession & co.
-  if callable(should_stop):
-    try:
-      return bool(should_stop())
-    except Exception:  # pylint: disable=broad-except
-      return False
-  return False
+    """True if `session` is known to be closed (or its monitored session stopped)."""
+    closed = getattr(session, "_closed", None)  # tf.compat.v1.Session
+    if isinstance(closed, bool):
+        return closed
+    should_stop = getattr(session, "should_stop", None)  # MonitoredSession & co.
+    if callable(should_stop):
+        try:
+            return bool(should_stop())
+        except Exception:
+            return False
+    return False
 
 
 class BarrierOp:
-  """A barrier on TF variables with which a chief blocks its workers.
+    """A barrier on TF variables with which a chief blocks its workers.
 
-  Thread safe: any number of threads may place, remove, query and wait on one
-  `BarrierOp` (placing is serialized in this process; each flag is written by
-  an atomic one-element update on the variable's device).
+    Thread safe: any number of threads may place, remove, query and wait on one
+    `BarrierOp` (placing is serialized in this process; each flag is written by
+    an atomic one-element update on the variable's device).
 
-  Needs graph mode (`tf.compat.v1` sessions): all ops are built here, so the
-  graph can be finalized afterwards, as `MonitoredSession` does.
-  """
-
-  def __init__(self,
-               capacity,
-               is_chief=True,
-               wait_seconds=1,
-               name_prefix="default",
-               barrier_callbacks=None):
-    """Builds the barrier variables and ops in the default graph.
-
-    Args:
-      capacity: int >= 1, the length of the flag vector: 1 + the number of
-        workers that may block (worker indices are 1 .. capacity - 1).
-      is_chief: True on the chief, whose copy of the variables is LOCAL; False
-        on workers, whose copy is GLOBAL (so they wait for the chief to
-        initialize it).
-      wait_seconds: number > 0, seconds between two polls of the barrier while
-        a worker waits.
-      name_prefix: non-empty str; the variables live under
-        ``<name_prefix>_barrier_op/``. Chief and workers must use the same one.
-      barrier_callbacks: None or a list of callables ``callback(action,
-        session)``, called on the chief after it places the barrier and on a
-        worker when it blocks, with the action string given to
-        `place_barrier`.
-
-    Raises:
-      TypeError: if an argument has the wrong type (the message names it).
-      ValueError: if `capacity` < 1, `wait_seconds` <= 0 or `name_prefix` is
-        empty.
-      RuntimeError: if called eagerly or inside a `tf.function`.
+    Needs graph mode (`tf.compat.v1` sessions): all ops are built here, so the
+    graph can be finalized afterwards, as `MonitoredSession` does.
     """
-    capacity = _check_int(capacity, "capacity")
-    if capacity < 1:
-      raise ValueError(
-          "capacity must be >= 1 (1 + the number of workers), got {}.".format(
-              capacity))
-    wait_seconds = _check_positive_number(wait_seconds, "wait_seconds")
-    if not math.isfinite(wait_seconds):
-      raise ValueError(
-          "wait_seconds must be finite, got {!r}.".format(wait_seconds))
-    if not isinstance(name_prefix, str):
-      raise TypeError("name_prefix must be a str, got {!r} of type {}.".format(
-          name_prefix, type(name_prefix).__name__))
-    if not name_prefix:
-      raise ValueError("name_prefix must be a non-empty str.")
-    if barrier_callbacks is None:
-      barrier_callbacks = []
-    elif callable(barrier_callbacks) or isinstance(barrier_callbacks,
-                                                   (str, bytes)):
-      raise TypeError(
-          "barrier_callbacks must be a list of callables, got {!r}.".format(
-              barrier_callbacks))
-    else:
-      barrier_callbacks = list(barrier_callbacks)
-      for i, callback in enumerate(barrier_callbacks):
-        if not callable(callback):
-          raise TypeError(
-              "barrier_callbacks[{}] must be callable(action, session), got "
-              "{!r}.".format(i, callback))
-    if tf.executing_eagerly() or tf.inside_function():
-      raise RuntimeError(
-          "BarrierOp needs graph mode: build it in a tf.compat.v1.Graph (or "
-          "after tf.compat.v1.disable_eager_execution()) and run it with a "
-          "tf.compat.v1 session, not eagerly or inside a tf.function.")
 
-    self._capacity = capacity
-    self._is_chief = bool(is_chief)
-    self._wait_seconds = wait_seconds
-    self._name = name_prefix
-    self._barrier_callbacks = barrier_callbacks
-    # Serializes place_barrier (check, place, callbacks) within this process.
-    self._place_lock = threading.Lock()
-    # Guards the per-index waiter counts below and the writes they decide.
-    self._flag_lock = threading.Lock()
-    self._local_waiters = [0] * capacity
+    def __init__(
+        self,
+        capacity,
+        is_chief=True,
+        wait_seconds=1,
+        name_prefix="default",
+        barrier_callbacks=None,
+    ):
+        """Builds the barrier variables and ops in the default graph.
 
-    collections = [
-        tf.compat.v1.GraphKeys.LOCAL_VARIABLES
-        if self._is_chief else tf.compat.v1.GraphKeys.GLOBAL_VARIABLES
-    ]
-    graph = tf.compat.v1.get_default_graph()
-    with tf.compat.v1.variable_scope(name_prefix + "_barrier_op"):
-      self._barrier_vars = tf.compat.v1.get_variable(
-          "barrier_var",
-          initializer=[False] * capacity,
-          dtype=tf.bool,
-          trainable=False,
-          collections=collections,
-          use_resource=True)
-      self._action = tf.compat.v1.get_variable(
-          "barrier_op_action",
-          initializer="",
-          dtype=tf.string,
-          trainable=False,
-          collections=collections,
-          use_resource=True)
-      self._idx_ph = tf.compat.v1.placeholder(
-          tf.int32, shape=[], name="index_placeholder")
-      self._action_placeholder = tf.compat.v1.placeholder(
-          tf.string, shape=[], name="barrier_op_action_placeholder")
-      with graph.colocate_with(self._barrier_vars.op):
-        self._place_op = tf.raw_ops.ResourceScatterUpdate(
-            resource=self._barrier_vars.handle,
-            indices=self._idx_ph,
-            updates=tf.constant(True),
-            name="place")
-        self._remove_op = tf.raw_ops.ResourceScatterUpdate(
-            resource=self._barrier_vars.handle,
-            indices=self._idx_ph,
-            updates=tf.constant(False),
-            name="remove")
-        self._flags_value = tf.identity(
-            self._barrier_vars.read_value(), name="flags")
-        self._barrier_placed_tensor = tf.identity(
-            self._flags_value[0], name="barrier_placed")
-      with graph.colocate_with(self._action.op):
-        self._action_assign = tf.raw_ops.AssignVariableOp(
-            resource=self._action.handle,
-            value=self._action_placeholder,
-            name="assign_action")
-        self._action_value = tf.identity(
-            self._action.read_value(), name="action")
-      # The chief's place: the action first, then flag 0, in one run.
-      with tf.control_dependencies([self._action_assign]):
-        with graph.colocate_with(self._barrier_vars.op):
-          self._place_with_action_op = tf.raw_ops.ResourceScatterUpdate(
-              resource=self._barrier_vars.handle,
-              indices=tf.constant(0, tf.int32),
-              updates=tf.constant(True),
-              name="place_with_action")
+        Args:
+          capacity: int >= 1, the length of the flag vector: 1 + the number of
+            workers that may block (worker indices are 1 .. capacity - 1).
+          is_chief: True on the chief, whose copy of the variables is LOCAL; False
+            on workers, whose copy is GLOBAL (so they wait for the chief to
+            initialize it).
+          wait_seconds: number > 0, seconds between two polls of the barrier while
+            a worker waits.
+          name_prefix: non-empty str; the variables live under
+            ``<name_prefix>_barrier_op/``. Chief and workers must use the same one.
+          barrier_callbacks: None or a list of callables ``callback(action,
+            session)``, called on the chief after it places the barrier and on a
+            worker when it blocks, with the action string given to
+            `place_barrier`.
 
-  @property
-  def capacity(self):
-    """The length of the flag vector (1 + the number of workers)."""
-    return self._capacity
+        Raises:
+          TypeError: if an argument has the wrong type (the message names it).
+          ValueError: if `capacity` < 1, `wait_seconds` <= 0 or `name_prefix` is
+            empty.
+          RuntimeError: if called eagerly or inside a `tf.function`.
+        """
+        capacity = _check_int(capacity, "capacity")
+        if capacity < 1:
+            raise ValueError(
+                "capacity must be >= 1 (1 + the number of workers), got {}.".format(
+                    capacity
+                )
+            )
+        wait_seconds = _check_positive_number(wait_seconds, "wait_seconds")
+        if not math.isfinite(wait_seconds):
+            raise ValueError(
+                "wait_seconds must be finite, got {!r}.".format(wait_seconds)
+            )
+        if not isinstance(name_prefix, str):
+            raise TypeError(
+                "name_prefix must be a str, got {!r} of type {}.".format(
+                    name_prefix, type(name_prefix).__name__
+                )
+            )
+        if not name_prefix:
+            raise ValueError("name_prefix must be a non-empty str.")
+        if barrier_callbacks is None:
+            barrier_callbacks = []
+        elif callable(barrier_callbacks) or isinstance(barrier_callbacks, (str, bytes)):
+            raise TypeError(
+                "barrier_callbacks must be a list of callables, got {!r}.".format(
+                    barrier_callbacks
+                )
+            )
+        else:
+            barrier_callbacks = list(barrier_callbacks)
+            for i, callback in enumerate(barrier_callbacks):
+                if not callable(callback):
+                    raise TypeError(
+                        "barrier_callbacks[{}] must be callable(action, session), got "
+                        "{!r}.".format(i, callback)
+                    )
+        if tf.executing_eagerly() or tf.inside_function():
+            raise RuntimeError(
+                "BarrierOp needs graph mode: build it in a tf.compat.v1.Graph (or "
+                "after tf.compat.v1.disable_eager_execution()) and run it with a "
+                "tf.compat.v1 session, not eagerly or inside a tf.function."
+            )
 
-  @property
-  def name(self):
-    """The `name_prefix` this barrier was built with."""
-    return self._name
+        self._capacity = capacity
+        self._is_chief = bool(is_chief)
+        self._wait_seconds = wait_seconds
+        self._name = name_prefix
+        self._barrier_callbacks = barrier_callbacks
+        # Serializes place_barrier (check, place, callbacks) within this process.
+        self._place_lock = threading.Lock()
+        # Guards the per-index waiter counts below and the writes they decide.
+        self._flag_lock = threading.Lock()
+        self._local_waiters = [0] * capacity
 
-  @property
-  def barrier_placed_tensor(self):
-    """A bool scalar tensor: True while the chief's barrier is placed."""
-    return self._barrier_placed_tensor
+        collections = [
+            (
+                tf.compat.v1.GraphKeys.LOCAL_VARIABLES
+                if self._is_chief
+                else tf.compat.v1.GraphKeys.GLOBAL_VARIABLES
+            )
+        ]
+        graph = tf.compat.v1.get_default_graph()
+        with tf.compat.v1.variable_scope(name_prefix + "_barrier_op"):
+            self._barrier_vars = tf.compat.v1.get_variable(
+                "barrier_var",
+                initializer=[False] * capacity,
+                dtype=tf.bool,
+                trainable=False,
+                collections=collections,
+                use_resource=True,
+            )
+            self._action = tf.compat.v1.get_variable(
+                "barrier_op_action",
+                initializer="",
+                dtype=tf.string,
+                trainable=False,
+                collections=collections,
+                use_resource=True,
+            )
+            self._idx_ph = tf.compat.v1.placeholder(
+                tf.int32, shape=[], name="index_placeholder"
+            )
+            self._action_placeholder = tf.compat.v1.placeholder(
+                tf.string, shape=[], name="barrier_op_action_placeholder"
+            )
+            with graph.colocate_with(self._barrier_vars.op):
+                self._place_op = tf.raw_ops.ResourceScatterUpdate(
+                    resource=self._barrier_vars.handle,
+                    indices=self._idx_ph,
+                    updates=tf.constant(True),
+                    name="place",
+                )
+                self._remove_op = tf.raw_ops.ResourceScatterUpdate(
+                    resource=self._barrier_vars.handle,
+                    indices=self._idx_ph,
+                    updates=tf.constant(False),
+                    name="remove",
+                )
+                self._flags_value = tf.identity(
+                    self._barrier_vars.read_value(), name="flags"
+                )
+                self._barrier_placed_tensor = tf.identity(
+                    self._flags_value[0], name="barrier_placed"
+                )
+            with graph.colocate_with(self._action.op):
+                self._action_assign = tf.raw_ops.AssignVariableOp(
+                    resource=self._action.handle,
+                    value=self._action_placeholder,
+                    name="assign_action",
+                )
+                self._action_value = tf.identity(
+                    self._action.read_value(), name="action"
+                )
+            # The chief's place: the action first, then flag 0, in one run.
+            with tf.control_dependencies([self._action_assign]):
+                with graph.colocate_with(self._barrier_vars.op):
+                    self._place_with_action_op = tf.raw_ops.ResourceScatterUpdate(
+                        resource=self._barrier_vars.handle,
+                        indices=tf.constant(0, tf.int32),
+                        updates=tf.constant(True),
+                        name="place_with_action",
+                    )
 
-  def place_barrier(self, session, action=""):
-    """Places the barrier (flag 0) with `action`, then runs the callbacks.
+    @property
+    def capacity(self):
+        """The length of the flag vector (1 + the number of workers)."""
+        return self._capacity
 
-    Args:
-      session: a `tf.compat.v1.Session` (or a monitored session) on the graph.
-      action: str handed to every callback, here and on each worker.
+    @property
+    def name(self):
+        """The `name_prefix` this barrier was built with."""
+        return self._name
 
-    Raises:
-      BarrierAlreadyPlacedError: if the barrier is already placed.
-      TypeError: if `action` is not a str.
-    """
-    if not isinstance(action, str):
-      raise TypeError("action must be a str, got {!r} of type {}.".format(
-          action, type(action).__name__))
-    with self._place_lock:
-      if session.run(self._barrier_placed_tensor):
-        raise BarrierAlreadyPlacedError(
-            "Barrier '{}' is already placed; remove it before placing it "
-            "again.".format(self._name))
-      session.run(self._place_with_action_op,
-                  feed_dict={self._action_placeholder: action})
-      self._run_barrier_callbacks(action, session)
+    @property
+    def barrier_placed_tensor(self):
+        """A bool scalar tensor: True while the chief's barrier is placed."""
+        return self._barrier_placed_tensor
 
-  def remove_barrier(self, session):
-    """Removes the barrier (clears flag 0). No check; workers then resume."""
-    session.run(self._remove_op, feed_dict={self._idx_ph: 0})
+    def place_barrier(self, session, action=""):
+        """Places the barrier (flag 0) with `action`, then runs the callbacks.
 
-  def is_barrier_placed(self, session):
-    """Returns True if the barrier is placed."""
-    return bool(session.run(self._barrier_placed_tensor))
+        Args:
+          session: a `tf.compat.v1.Session` (or a monitored session) on the graph.
+          action: str handed to every callback, here and on each worker.
 
-  def is_barrier_removed(self, session):
-    """Returns True if the barrier is not placed."""
-    return not self.is_barrier_placed(session)
+        Raises:
+          BarrierAlreadyPlacedError: if the barrier is already placed.
+          TypeError: if `action` is not a str.
+        """
+        if not isinstance(action, str):
+            raise TypeError(
+                "action must be a str, got {!r} of type {}.".format(
+                    action, type(action).__name__
+                )
+            )
+        with self._place_lock:
+            if session.run(self._barrier_placed_tensor):
+                raise BarrierAlreadyPlacedError(
+                    "Barrier '{}' is already placed; remove it before placing it "
+                    "again.".format(self._name)
+                )
+            session.run(
+                self._place_with_action_op,
+                feed_dict={self._action_placeholder: action},
+            )
+            self._run_barrier_callbacks(action, session)
 
-  def wait_until_barrier_removed(self,
-                                 session,
-                                 index,
-                                 timeout=None,
-                                 should_stop=None):
-    """Runs the callbacks, marks worker `index` blocked, waits for removal.
+    def remove_barrier(self, session):
+        """Removes the barrier (clears flag 0). No check; workers then resume."""
+        session.run(self._remove_op, feed_dict={self._idx_ph: 0})
 
-    Reads the chief's action, runs the callbacks with it, sets flag `index`,
-    then polls flag 0 every `wait_seconds` (logging every 60 s) until the chief
-    removes the barrier, and finally clears flag `index`.
+    def is_barrier_placed(self, session):
+        """Returns True if the barrier is placed."""
+        return bool(session.run(self._barrier_placed_tensor))
 
-    Args:
-      session: a `tf.compat.v1.Session` on the graph (in a hook:
-        `run_context.session`).
-      index: int, this worker's index, 0 < index < capacity.
-      timeout: None or float("inf") (wait forever), or seconds > 0.
-      should_stop: None or a callable returning True when the wait should end
-        early (e.g. `coord.should_stop`).
+    def is_barrier_removed(self, session):
+        """Returns True if the barrier is not placed."""
+        return not self.is_barrier_placed(session)
 
-    Returns:
-      True if the barrier was removed; False if the wait ended early because
-      `should_stop()` returned True or the session was closed (the flag is then
-      cleared if the session still allows it).
+    def wait_until_barrier_removed(
+        self, session, index, timeout=None, should_stop=None
+    ):
+        """Runs the callbacks, marks worker `index` blocked, waits for removal.
 
-    Raises:
-      ValueError: unless 0 < index < capacity, or if `timeout` <= 0.
-      TypeError: if `index`, `timeout` or `should_stop` has the wrong type.
-      BarrierTimeoutError: if the barrier is still placed after `timeout`
-        seconds (flag `index` is cleared first, where possible).
-    """
-    index = self._check_worker_index(index)
-    timeout = _check_positive_number(timeout, "timeout", allow_none=True)
-    if should_stop is not None and not callable(should_stop):
-      raise TypeError("should_stop must be None or a callable, got {!r}.".format(
-          should_stop))
-    try:
-      return self._wait(session, index, timeout, should_stop)
-    except (RuntimeError, tf.errors.CancelledError):
-      if _session_is_closed(session):
-        _logger.info("Worker %d stops waiting for barrier '%s': the session "
-                     "was closed.", index, self._name)
-        return False
-      raise
+        Reads the chief's action, runs the callbacks with it, sets flag `index`,
+        then polls flag 0 every `wait_seconds` (logging every 60 s) until the chief
+        removes the barrier, and finally clears flag `index`.
 
-  def _wait(self, session, index, timeout, should_stop):
-    """wait_until_barrier_removed, once the arguments are checked."""
-    start = time.monotonic()
-    deadline = None if timeout is None else start + timeout
+        Args:
+          session: a `tf.compat.v1.Session` on the graph (in a hook:
+            `run_context.session`).
+          index: int, this worker's index, 0 < index < capacity.
+          timeout: None or float("inf") (wait forever), or seconds > 0.
+          should_stop: None or a callable returning True when the wait should end
+            early (e.g. `coord.should_stop`).
 
-    action = session.run(self._action_value)
-    action = action.decode("utf-8") if isinstance(action, bytes) else action
-    self._run_barrier_callbacks(action, session)
+        Returns:
+          True if the barrier was removed; False if the wait ended early because
+          `should_stop()` returned True or the session was closed (the flag is then
+          cleared if the session still allows it).
 
-    released = False
-    registered = False
-    try:
-      with self._flag_lock:
-        self._local_waiters[index] += 1
-        registered = True
-        if self._local_waiters[index] == 1:
-          session.run(self._place_op, feed_dict={self._idx_ph: index})
-      _logger.info("Worker %d is blocked by barrier '%s' (action %r).", index,
-                   self._name, action)
-      released = self._poll_until_removed(session, index, start, deadline,
-                                          timeout, should_stop)
-      return released
-    finally:
-      if registered:
-        with self._flag_lock:
-          self._local_waiters[index] -= 1
-          if self._local_waiters[index] == 0:
-            self._clear_flag(session, index, must_succeed=released)
+        Raises:
+          ValueError: unless 0 < index < capacity, or if `timeout` <= 0.
+          TypeError: if `index`, `timeout` or `should_stop` has the wrong type.
+          BarrierTimeoutError: if the barrier is still placed after `timeout`
+            seconds (flag `index` is cleared first, where possible).
+        """
+        index = self._check_worker_index(index)
+        timeout = _check_positive_number(timeout, "timeout", allow_none=True)
+        if should_stop is not None and not callable(should_stop):
+            raise TypeError(
+                "should_stop must be None or a callable, got {!r}.".format(should_stop)
+            )
+        try:
+            return self._wait(session, index, timeout, should_stop)
+        except (RuntimeError, tf.errors.CancelledError):
+            if _session_is_closed(session):
+                _logger.info(
+                    "Worker %d stops waiting for barrier '%s': the session "
+                    "was closed.",
+                    index,
+                    self._name,
+                )
+                return False
+            raise
 
-  def is_all_blocked(self, session):
-    """True if every flag (the barrier and every worker) is set."""
-    return sum(self._read_flags(session)) == self._capacity
+    def _wait(self, session, index, timeout, should_stop):
+        """wait_until_barrier_removed, once the arguments are checked."""
+        start = time.monotonic()
+        deadline = None if timeout is None else start + timeout
 
-  def is_none_blocked(self, session):
-    """True if no flag (neither the barrier nor any worker) is set."""
-    return sum(self._read_flags(session)) == 0
+        action = session.run(self._action_value)
+        action = action.decode("utf-8") if isinstance(action, bytes) else action
+        self._run_barrier_callbacks(action, session)
 
-  def get_unblocked_indices(self, session):
-    """The indices whose flag is clear (index 0 is the barrier itself)."""
-    flags = self._read_flags(session)
-    return [i for i in range(self._capacity) if not flags[i]]
+        released = False
+        registered = False
+        try:
+            with self._flag_lock:
+                self._local_waiters[index] += 1
+                registered = True
+                if self._local_waiters[index] == 1:
+                    session.run(self._place_op, feed_dict={self._idx_ph: index})
+            _logger.info(
+                "Worker %d is blocked by barrier '%s' (action %r).",
+                index,
+                self._name,
+                action,
+            )
+            released = self._poll_until_removed(
+                session, index, start, deadline, timeout, should_stop
+            )
+            return released
+        finally:
+            if registered:
+                with self._flag_lock:
+                    self._local_waiters[index] -= 1
+                    if self._local_waiters[index] == 0:
+                        self._clear_flag(session, index, must_succeed=released)
 
-  def get_blocked_indices(self, session):
-    """The indices whose flag is set (index 0 is the barrier itself).
+    def is_all_blocked(self, session):
+        """True if every flag (the barrier and every worker) is set."""
+        return sum(self._read_flags(session)) == self._capacity
 
-    A worker that died while blocked stays listed until it blocks again.
-    """
-    flags = self._read_flags(session)
-    return [i for i in range(self._capacity) if flags[i]]
+    def is_none_blocked(self, session):
+        """True if no flag (neither the barrier nor any worker) is set."""
+        return sum(self._read_flags(session)) == 0
 
-  def _read_flags(self, session):
-    return [bool(f) for f in session.run(self._flags_value)]
+    def get_unblocked_indices(self, session):
+        """The indices whose flag is clear (index 0 is the barrier itself)."""
+        flags = self._read_flags(session)
+        return [i for i in range(self._capacity) if not flags[i]]
 
-  def _check_worker_index(self, index):
-    index = _check_int(index, "index")
-    if not 0 < index < self._capacity:
-      raise ValueError(
-          "index must satisfy 0 < index < capacity ({}), got {}; index 0 is "
-          "the chief's barrier.".format(self._capacity, index))
-    return index
+    def get_blocked_indices(self, session):
+        """The indices whose flag is set (index 0 is the barrier itself).
 
-  def _run_barrier_callbacks(self, action, session):
-    for callback in self._barrier_callbacks:
-      callback(action, session)
+        A worker that died while blocked stays listed until it blocks again.
+        """
+        flags = self._read_flags(session)
+        return [i for i in range(self._capacity) if flags[i]]
 
-  def _stopped(self, session, should_stop):
-    return (should_stop is not None and should_stop()) or _session_is_closed(
-        session)
+    def _read_flags(self, session):
+        return [bool(f) for f in session.run(self._flags_value)]
 
-  def _poll_until_removed(self, session, index, start, deadline, timeout,
-                          should_stop):
-    """Polls flag 0; True once removed, False if stopped; raises on timeout."""
-    last_log = start
-    while True:
-      if self._stopped(session, should_stop):
-        return False
-      options = None
-      if deadline is not None:
-        # Bound the poll itself too, in case the ps stops answering.
-        left = max(deadline - time.monotonic(), self._wait_seconds, 1.0)
-        options = tf.compat.v1.RunOptions(timeout_in_ms=int(left * 1000))
-      try:
-        placed = session.run(self._barrier_placed_tensor, options=options)
-      except tf.errors.DeadlineExceededError as e:
-        raise self._timeout_error(index, start, timeout) from e
-      if not placed:
-        return True
-      now = time.monotonic()
-      if deadline is not None and now >= deadline:
-        raise self._timeout_error(index, start, timeout)
-      if now - last_log >= _LOG_EVERY_SECS:
-        _logger.info(
-            "Worker %d has waited %.0f s for barrier '%s' to be removed.",
-            index, now - start, self._name)
-        last_log = now
-      wake = now + self._wait_seconds
-      if deadline is not None:
-        wake = min(wake, deadline)
-      while True:
-        left = wake - time.monotonic()
-        if left <= 0:
-          break
-        if self._stopped(session, should_stop):
-          return False
-        time.sleep(min(left, _SLEEP_SLICE_SECS))
+    def _check_worker_index(self, index):
+        index = _check_int(index, "index")
+        if not 0 < index < self._capacity:
+            raise ValueError(
+                "index must satisfy 0 < index < capacity ({}), got {}; index 0 is "
+                "the chief's barrier.".format(self._capacity, index)
+            )
+        return index
 
-  def _timeout_error(self, index, start, timeout):
-    waited = time.monotonic() - start
-    return BarrierTimeoutError(
-        "Worker {} waited {:.1f} s for barrier '{}' to be removed and gave up "
-        "(timeout={:g} s). Is the chief alive?".format(index, waited,
-                                                       self._name, timeout),
-        self._name, index, waited, timeout)
+    def _run_barrier_callbacks(self, action, session):
+        for callback in self._barrier_callbacks:
+            callback(action, session)
 
-  def _clear_flag(self, session, index, must_succeed):
-    """Clears flag `index`; errors are only logged after a failed wait.
+    def _stopped(self, session, should_stop):
+        return (should_stop is not None and should_stop()) or _session_is_closed(
+            session
+        )
 
-    When the wait failed (timeout, stop, error), clearing is best effort: the
-    first error must not be hidden, and a closed session cannot clear anyway.
-    """
-    try:
-      if not _session_is_closed(session):
-        session.run(self._remove_op, feed_dict={self._idx_ph: index})
-    except Exception as e:  # pylint: disable=broad-except
-      if must_succeed and not _session_is_closed(session):
-        raise
-      _logger.warning("Could not clear the flag of worker %d on barrier '%s': "
-                      "%s", index, self._name, e)
+    def _poll_until_removed(
+        self, session, index, start, deadline, timeout, should_stop
+    ):
+        """Polls flag 0; True once removed, False if stopped; raises on timeout."""
+        last_log = start
+        while True:
+            if self._stopped(session, should_stop):
+                return False
+            options = None
+            if deadline is not None:
+                # Bound the poll itself too, in case the ps stops answering.
+                left = max(deadline - time.monotonic(), self._wait_seconds, 1.0)
+                options = tf.compat.v1.RunOptions(timeout_in_ms=int(left * 1000))
+            try:
+                placed = session.run(self._barrier_placed_tensor, options=options)
+            except tf.errors.DeadlineExceededError as e:
+                raise self._timeout_error(index, start, timeout) from e
+            if not placed:
+                return True
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                raise self._timeout_error(index, start, timeout)
+            if now - last_log >= _LOG_EVERY_SECS:
+                _logger.info(
+                    "Worker %d has waited %.0f s for barrier '%s' to be removed.",
+                    index,
+                    now - start,
+                    self._name,
+                )
+                last_log = now
+            wake = now + self._wait_seconds
+            if deadline is not None:
+                wake = min(wake, deadline)
+            while True:
+                left = wake - time.monotonic()
+                if left <= 0:
+                    break
+                if self._stopped(session, should_stop):
+                    return False
+                time.sleep(min(left, _SLEEP_SLICE_SECS))
+
+    def _timeout_error(self, index, start, timeout):
+        waited = time.monotonic() - start
+        return BarrierTimeoutError(
+            "Worker {} waited {:.1f} s for barrier '{}' to be removed and gave up "
+            "(timeout={:g} s). Is the chief alive?".format(
+                index, waited, self._name, timeout
+            ),
+            self._name,
+            index,
+            waited,
+            timeout,
+        )
+
+    def _clear_flag(self, session, index, must_succeed):
+        """Clears flag `index`; errors are only logged after a failed wait.
+
+        When the wait failed (timeout, stop, error), clearing is best effort: the
+        first error must not be hidden, and a closed session cannot clear anyway.
+        """
+        try:
+            if not _session_is_closed(session):
+                session.run(self._remove_op, feed_dict={self._idx_ph: index})
+        except Exception as e:
+            if must_succeed and not _session_is_closed(session):
+                raise
+            _logger.warning(
+                "Could not clear the flag of worker %d on barrier '%s': " "%s",
+                index,
+                self._name,
+                e,
+            )
 
 
 class BarrierHook(tf.compat.v1.train.SessionRunHook):
-  """Blocks a worker at a step boundary while the chief's barrier is placed.
+    """Blocks a worker at a step boundary while the chief's barrier is placed.
 
-  The barrier flag is fetched with each step's own run (`before_run`), so the
-  hook adds no round trip. When it is set, `after_run` calls
-  `BarrierOp.wait_until_barrier_removed`. With index 0 (the chief) the hook
-  does nothing.
+    The barrier flag is fetched with each step's own run (`before_run`), so the
+    hook adds no round trip. When it is set, `after_run` calls
+    `BarrierOp.wait_until_barrier_removed`. With index 0 (the chief) the hook
+    does nothing.
 
-  The wait ends early, and the hook requests a stop, when the monitored
-  session's coordinator is asked to stop (e.g. the session is being closed) or
-  the session is closed. With a `timeout`, a wait that lasts longer raises
-  `BarrierTimeoutError` out of `session.run`.
-  """
-
-  def __init__(self, index, barrier_op, timeout=None):
-    """Creates the hook.
-
-    Args:
-      index: int, 0 <= index < barrier_op.capacity; this worker's flag index
-        (0 for the chief, which never blocks).
-      barrier_op: the `BarrierOp` to watch.
-      timeout: None (wait as long as the barrier stays) or seconds > 0.
-
-    Raises:
-      TypeError: if `barrier_op` is not a `BarrierOp`, or an argument has the
-        wrong type.
-      ValueError: if `index` is out of range or `timeout` <= 0.
+    The wait ends early, and the hook requests a stop, when the monitored
+    session's coordinator is asked to stop (e.g. the session is being closed) or
+    the session is closed. With a `timeout`, a wait that lasts longer raises
+    `BarrierTimeoutError` out of `session.run`.
     """
-    if not isinstance(barrier_op, BarrierOp):
-      raise TypeError("barrier_op must be a BarrierOp, got {!r}.".format(
-          barrier_op))
-    index = _check_int(index, "index")
-    if not 0 <= index < barrier_op.capacity:
-      raise ValueError(
-          "index must satisfy 0 <= index < capacity ({}), got {}.".format(
-              barrier_op.capacity, index))
-    self._index = index
-    self._barrier_op = barrier_op
-    self._timeout = _check_positive_number(timeout, "timeout", allow_none=True)
-    self._coord = None
 
-  def after_create_session(self, session, coord):
-    self._coord = coord
+    def __init__(self, index, barrier_op, timeout=None):
+        """Creates the hook.
 
-  def _should_stop(self):
-    coord = self._coord
-    return coord is not None and coord.should_stop()
+        Args:
+          index: int, 0 <= index < barrier_op.capacity; this worker's flag index
+            (0 for the chief, which never blocks).
+          barrier_op: the `BarrierOp` to watch.
+          timeout: None (wait as long as the barrier stays) or seconds > 0.
 
-  def before_run(self, run_context):
-    if self._index == 0:
-      return None
-    return tf.compat.v1.train.SessionRunArgs(
-        self._barrier_op.barrier_placed_tensor)
+        Raises:
+          TypeError: if `barrier_op` is not a `BarrierOp`, or an argument has the
+            wrong type.
+          ValueError: if `index` is out of range or `timeout` <= 0.
+        """
+        if not isinstance(barrier_op, BarrierOp):
+            raise TypeError(
+                "barrier_op must be a BarrierOp, got {!r}.".format(barrier_op)
+            )
+        index = _check_int(index, "index")
+        if not 0 <= index < barrier_op.capacity:
+            raise ValueError(
+                "index must satisfy 0 <= index < capacity ({}), got {}.".format(
+                    barrier_op.capacity, index
+                )
+            )
+        self._index = index
+        self._barrier_op = barrier_op
+        self._timeout = _check_positive_number(timeout, "timeout", allow_none=True)
+        self._coord = None
 
-  def after_run(self, run_context, run_values):
-    if self._index == 0 or not run_values.results:
-      return
-    released = self._barrier_op.wait_until_barrier_removed(
-        run_context.session,
-        self._index,
-        timeout=self._timeout,
-        should_stop=self._should_stop)
-    if not released:
-      run_context.request_stop()
+    def after_create_session(self, session, coord):
+        self._coord = coord
+
+    def _should_stop(self):
+        coord = self._coord
+        return coord is not None and coord.should_stop()
+
+    def before_run(self, run_context):
+        if self._index == 0:
+            return None
+        return tf.compat.v1.train.SessionRunArgs(self._barrier_op.barrier_placed_tensor)
+
+    def after_run(self, run_context, run_values):
+        if self._index == 0 or not run_values.results:
+            return
+        released = self._barrier_op.wait_until_barrier_removed(
+            run_context.session,
+            self._index,
+            timeout=self._timeout,
+            should_stop=self._should_stop,
+        )
+        if not released:
+            run_context.request_stop()

@@ -34,78 +34,79 @@ _logger = logging.getLogger(__name__)
 
 
 class CheckpointRestorerListener:
-  """Interface for listeners that act before or after a restore.
+    """Interface for listeners that act before or after a restore.
 
-  Every method is a no-op; override the ones you need.
-  """
+    Every method is a no-op; override the ones you need.
+    """
 
-  def begin(self):
-    """Called once, from the hook's `begin`, before any session exists."""
+    def begin(self):
+        """Called once, from the hook's `begin`, before any session exists."""
 
-  def before_restore(self, session):
-    """Called when a session is created, before the (listeners') restore."""
+    def before_restore(self, session):
+        """Called when a session is created, before the (listeners') restore."""
 
-  def after_restore(self, session):
-    """Called when a session is created, after every `before_restore`."""
+    def after_restore(self, session):
+        """Called when a session is created, after every `before_restore`."""
 
-  def end(self, session):
-    """Called from the hook's `end`, when the session ends normally."""
+    def end(self, session):
+        """Called from the hook's `end`, when the session ends normally."""
 
 
 _REQUIRED_METHODS = ("begin", "before_restore", "after_restore", "end")
 
 
 class CheckpointRestorerHook(tf.compat.v1.train.SessionRunHook):
-  """Calls `CheckpointRestorerListener`\\ s around restore at session creation.
+    """Calls `CheckpointRestorerListener`\\ s around restore at session creation.
 
-  The real restore action is implemented in the listeners.
-  """
-
-  def __init__(self, listeners=None):
-    """Initializes a `CheckpointRestorerHook`.
-
-    Args:
-      listeners: None or a list of `CheckpointRestorerListener`-like objects
-        (anything with callable `begin`, `before_restore`, `after_restore` and
-        `end`), called in list order.
-
-    Raises:
-      TypeError: if `listeners` is not a list of such objects (the message
-        names the first bad entry and the missing method).
+    The real restore action is implemented in the listeners.
     """
-    if listeners is None:
-      listeners = []
-    elif isinstance(listeners, (str, bytes)) or not hasattr(
-        listeners, "__iter__"):
-      raise TypeError(
-          "listeners must be a list of CheckpointRestorerListener, got {!r}."
-          .format(listeners))
-    listeners = list(listeners)
-    for i, listener in enumerate(listeners):
-      for method in _REQUIRED_METHODS:
-        if not callable(getattr(listener, method, None)):
-          raise TypeError(
-              "listeners[{}] must be a CheckpointRestorerListener (with a "
-              "callable {}()), got {!r}.".format(i, method, listener))
-    _logger.info("Create CheckpointRestorerHook.")
-    self._listeners = listeners
 
-  def begin(self):
-    for listener in self._listeners:
-      listener.begin()
+    def __init__(self, listeners=None):
+        """Initializes a `CheckpointRestorerHook`.
 
-  def after_create_session(self, session, coord):
-    self._restore(session)
+        Args:
+          listeners: None or a list of `CheckpointRestorerListener`-like objects
+            (anything with callable `begin`, `before_restore`, `after_restore` and
+            `end`), called in list order.
 
-  def end(self, session):
-    for listener in self._listeners:
-      listener.end(session)
+        Raises:
+          TypeError: if `listeners` is not a list of such objects (the message
+            names the first bad entry and the missing method).
+        """
+        if listeners is None:
+            listeners = []
+        elif isinstance(listeners, (str, bytes)) or not hasattr(listeners, "__iter__"):
+            raise TypeError(
+                "listeners must be a list of CheckpointRestorerListener, "
+                f"got {listeners!r}."
+            )
+        listeners = list(listeners)
+        for i, listener in enumerate(listeners):
+            for method in _REQUIRED_METHODS:
+                if not callable(getattr(listener, method, None)):
+                    raise TypeError(
+                        "listeners[{}] must be a CheckpointRestorerListener (with a "
+                        "callable {}()), got {!r}.".format(i, method, listener)
+                    )
+        _logger.info("Create CheckpointRestorerHook.")
+        self._listeners = listeners
 
-  def _restore(self, session):
-    """Calls the listeners; the restore itself is theirs to do."""
-    _logger.info("Calling checkpoint restorer listeners.")
-    for listener in self._listeners:
-      listener.before_restore(session)
-    # This hook performs no restore action itself.
-    for listener in self._listeners:
-      listener.after_restore(session)
+    def begin(self):
+        for listener in self._listeners:
+            listener.begin()
+
+    def after_create_session(self, session, coord):
+        self._restore(session)
+
+    def end(self, session):
+        for listener in self._listeners:
+            listener.end(session)
+
+    def _restore(self, session):
+        """Calls the listeners; the restore itself is theirs to do."""
+        _logger.info("Calling checkpoint restorer listeners.")
+        for listener in self._listeners:
+            listener.before_restore(session)
+        # This hook performs no restore action itself.
+        for listener in self._listeners:
+            listener.after_restore(session)

@@ -35,9 +35,9 @@ import traceback
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
+import tensorflow as tf
 
-from monolith_ops import barrier_ops  # pylint: disable=g-import-not-at-top
+from monolith_ops import barrier_ops
 
 NUM_WORKERS = 2
 CAPACITY = NUM_WORKERS + 1
@@ -49,301 +49,344 @@ PHASE_TIMEOUT = 60.0  # the chief's bound on every wait
 
 
 def _write_json(path, obj):
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f)
-  os.replace(tmp, path)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
 
 
 def _append_jsonl(path, obj):
-  with open(path, "a") as f:
-    f.write(json.dumps(obj) + "\n")
-    f.flush()
+    with open(path, "a") as f:
+        f.write(json.dumps(obj) + "\n")
+        f.flush()
 
 
 def _read_jsonl(path):
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def _wait_for(predicate, what, timeout=PHASE_TIMEOUT, poll=CHIEF_POLL_SECONDS):
-  deadline = time.monotonic() + timeout
-  while not predicate():
-    if time.monotonic() > deadline:
-      raise TimeoutError("timed out after {} s waiting for {}".format(
-          timeout, what))
-    time.sleep(poll)
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                "timed out after {} s waiting for {}".format(timeout, what)
+            )
+        time.sleep(poll)
 
 
 def _start_watchdog(deadline):
 
-  def _watch():
-    time.sleep(max(0.0, deadline - time.time()))
-    sys.stderr.write("cluster_worker: deadline reached, exiting\n")
-    sys.stderr.flush()
-    os._exit(3)  # pylint: disable=protected-access
+    def _watch():
+        time.sleep(max(0.0, deadline - time.time()))
+        sys.stderr.write("cluster_worker: deadline reached, exiting\n")
+        sys.stderr.flush()
+        os._exit(3)
 
-  threading.Thread(target=_watch, daemon=True).start()
+    threading.Thread(target=_watch, daemon=True).start()
 
 
 def _variable_info(variables, name_part):
-  """Name, device, collections and shared_name of the variable named *name_part*."""
-  matches = [v for v in variables if name_part in v.name]
-  assert len(matches) == 1, [v.name for v in variables]
-  v = matches[0]
-  graph = tf.compat.v1.get_default_graph()
-  return {
-      "name": v.name,
-      "device": v.device,
-      "shared_name": v.op.get_attr("shared_name").decode(),
-      "in_global": v in graph.get_collection(
-          tf.compat.v1.GraphKeys.GLOBAL_VARIABLES),
-      "in_local": v in graph.get_collection(
-          tf.compat.v1.GraphKeys.LOCAL_VARIABLES),
-  }
+    """Name, device, collections and shared_name of the variable named *name_part*."""
+    matches = [v for v in variables if name_part in v.name]
+    assert len(matches) == 1, [v.name for v in variables]
+    v = matches[0]
+    graph = tf.compat.v1.get_default_graph()
+    return {
+        "name": v.name,
+        "device": v.device,
+        "shared_name": v.op.get_attr("shared_name").decode(),
+        "in_global": v in graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES),
+        "in_local": v in graph.get_collection(tf.compat.v1.GraphKeys.LOCAL_VARIABLES),
+    }
 
 
 class _Model:
-  """The graph every chief and worker builds, under replica_device_setter."""
+    """The graph every chief and worker builds, under replica_device_setter."""
 
-  def __init__(self, cluster, job, task, is_chief, callbacks):
-    device_setter = tf.compat.v1.train.replica_device_setter(
-        worker_device="/job:{}/task:{}".format(job, task), cluster=cluster)
-    with tf.compat.v1.device(device_setter):
-      self.global_step = tf.compat.v1.train.get_or_create_global_step()
-      self.stop = tf.compat.v1.get_variable(
-          "stop_training", initializer=False, trainable=False,
-          use_resource=True)
-      # hits[i]: how many times worker i ran the barrier callback.
-      self.hits = tf.compat.v1.get_variable(
-          "callback_hits", shape=[CAPACITY], dtype=tf.int64,
-          initializer=tf.compat.v1.zeros_initializer(),
-          trainable=False, use_resource=True)
-      self.barrier = barrier_ops.BarrierOp(
-          CAPACITY,
-          is_chief=is_chief,
-          wait_seconds=WORKER_WAIT_SECONDS,
-          barrier_callbacks=callbacks)
-      self.train_op = tf.compat.v1.assign_add(self.global_step, 1)
-      self.stop_assign = self.stop.assign(True)
-      self.hit_index = tf.compat.v1.placeholder(tf.int32, [])
-      self.hit_op = tf.compat.v1.scatter_add(
-          self.hits, self.hit_index, tf.constant(1, tf.int64)).op
-      self.hits_value = self.hits.read_value()
-      self.global_step_value = self.global_step.read_value()
+    def __init__(self, cluster, job, task, is_chief, callbacks):
+        device_setter = tf.compat.v1.train.replica_device_setter(
+            worker_device="/job:{}/task:{}".format(job, task), cluster=cluster
+        )
+        with tf.compat.v1.device(device_setter):
+            self.global_step = tf.compat.v1.train.get_or_create_global_step()
+            self.stop = tf.compat.v1.get_variable(
+                "stop_training",
+                initializer=False,
+                trainable=False,
+                use_resource=True,
+            )
+            # hits[i]: how many times worker i ran the barrier callback.
+            self.hits = tf.compat.v1.get_variable(
+                "callback_hits",
+                shape=[CAPACITY],
+                dtype=tf.int64,
+                initializer=tf.compat.v1.zeros_initializer(),
+                trainable=False,
+                use_resource=True,
+            )
+            self.barrier = barrier_ops.BarrierOp(
+                CAPACITY,
+                is_chief=is_chief,
+                wait_seconds=WORKER_WAIT_SECONDS,
+                barrier_callbacks=callbacks,
+            )
+            self.train_op = tf.compat.v1.assign_add(self.global_step, 1)
+            self.stop_assign = self.stop.assign(True)
+            self.hit_index = tf.compat.v1.placeholder(tf.int32, [])
+            self.hit_op = tf.compat.v1.scatter_add(
+                self.hits, self.hit_index, tf.constant(1, tf.int64)
+            ).op
+            self.hits_value = self.hits.read_value()
+            self.global_step_value = self.global_step.read_value()
 
 
 def run_ps(cluster, args):
-  server = tf.distribute.Server(cluster, job_name="ps", task_index=args.task)
-  server.join()
+    server = tf.distribute.Server(cluster, job_name="ps", task_index=args.task)
+    server.join()
 
 
 def run_worker(cluster, args):
-  tf.get_logger().setLevel("INFO")  # shows "Waiting for model to be ready"
-  index = args.task + 1
-  prefix = os.path.join(args.workdir, "worker-{}".format(index))
-  server = tf.distribute.Server(
-      cluster, job_name="worker", task_index=args.task)
-  state = {"in_flight": 0}
-  holder = {}
+    tf.get_logger().setLevel("INFO")  # shows "Waiting for model to be ready"
+    index = args.task + 1
+    prefix = os.path.join(args.workdir, "worker-{}".format(index))
+    server = tf.distribute.Server(cluster, job_name="worker", task_index=args.task)
+    state = {"in_flight": 0}
+    holder = {}
 
-  def callback(action, session):
-    session.run(holder["model"].hit_op, {holder["model"].hit_index: index})
-    _append_jsonl(prefix + ".callbacks.jsonl", {
-        "action": action,
-        "steps": state["in_flight"],
-        "time": time.time(),
-    })
+    def callback(action, session):
+        session.run(holder["model"].hit_op, {holder["model"].hit_index: index})
+        _append_jsonl(
+            prefix + ".callbacks.jsonl",
+            {
+                "action": action,
+                "steps": state["in_flight"],
+                "time": time.time(),
+            },
+        )
 
-  model = _Model(cluster, "worker", args.task, is_chief=False,
-                 callbacks=[callback])
-  holder["model"] = model
-  info = {
-      "barrier_var": _variable_info(tf.compat.v1.global_variables(),
-                                    "barrier_var"),
-      "action_var": _variable_info(tf.compat.v1.global_variables(),
-                                   "barrier_op_action"),
-  }
-  hook = barrier_ops.BarrierHook(index, model.barrier,
-                                 timeout=WORKER_HOOK_TIMEOUT)
-  config = tf.compat.v1.ConfigProto(
-      device_filters=["/job:ps", "/job:worker/task:{}".format(args.task)])
-  _append_jsonl(prefix + ".events.jsonl", {
-      "event": "entering_mts", "time": time.time()})
-  steps = 0
-  with tf.compat.v1.train.MonitoredTrainingSession(
-      master=server.target, is_chief=False, hooks=[hook], config=config,
-      log_step_count_steps=None, stop_grace_period_secs=5,
-      max_wait_secs=240) as sess:
-    _append_jsonl(prefix + ".events.jsonl", {
-        "event": "session_ready", "time": time.time()})
-    while not sess.should_stop():
-      state["in_flight"] = steps + 1
-      _, stop = sess.run([model.train_op, model.stop])
-      steps += 1
-      if stop:
-        break
-      time.sleep(0.01)
-  info["steps"] = steps
-  _write_json(prefix + ".result.json", info)
+    model = _Model(cluster, "worker", args.task, is_chief=False, callbacks=[callback])
+    holder["model"] = model
+    info = {
+        "barrier_var": _variable_info(tf.compat.v1.global_variables(), "barrier_var"),
+        "action_var": _variable_info(
+            tf.compat.v1.global_variables(), "barrier_op_action"
+        ),
+    }
+    hook = barrier_ops.BarrierHook(index, model.barrier, timeout=WORKER_HOOK_TIMEOUT)
+    config = tf.compat.v1.ConfigProto(
+        device_filters=["/job:ps", "/job:worker/task:{}".format(args.task)]
+    )
+    _append_jsonl(
+        prefix + ".events.jsonl",
+        {"event": "entering_mts", "time": time.time()},
+    )
+    steps = 0
+    with tf.compat.v1.train.MonitoredTrainingSession(
+        master=server.target,
+        is_chief=False,
+        hooks=[hook],
+        config=config,
+        log_step_count_steps=None,
+        stop_grace_period_secs=5,
+        max_wait_secs=240,
+    ) as sess:
+        _append_jsonl(
+            prefix + ".events.jsonl",
+            {"event": "session_ready", "time": time.time()},
+        )
+        while not sess.should_stop():
+            state["in_flight"] = steps + 1
+            _, stop = sess.run([model.train_op, model.stop])
+            steps += 1
+            if stop:
+                break
+            time.sleep(0.01)
+    info["steps"] = steps
+    _write_json(prefix + ".result.json", info)
 
 
 def run_chief(cluster, args):
-  workdir = args.workdir
-  placed_actions = []
+    workdir = args.workdir
+    placed_actions = []
 
-  def chief_callback(action, session):
-    placed_actions.append(action)
+    def chief_callback(action, session):
+        placed_actions.append(action)
 
-  model = _Model(cluster, "chief", 0, is_chief=True,
-                 callbacks=[chief_callback])
-  barrier = model.barrier
-  result = {
-      "barrier_var": _variable_info(tf.compat.v1.local_variables(),
-                                    "barrier_var"),
-      "action_var": _variable_info(tf.compat.v1.local_variables(),
-                                   "barrier_op_action"),
-      "barrier_var_in_chief_globals": any(
-          "barrier" in v.name for v in tf.compat.v1.global_variables()),
-  }
+    model = _Model(cluster, "chief", 0, is_chief=True, callbacks=[chief_callback])
+    barrier = model.barrier
+    result = {
+        "barrier_var": _variable_info(tf.compat.v1.local_variables(), "barrier_var"),
+        "action_var": _variable_info(
+            tf.compat.v1.local_variables(), "barrier_op_action"
+        ),
+        "barrier_var_in_chief_globals": any(
+            "barrier" in v.name for v in tf.compat.v1.global_variables()
+        ),
+    }
 
-  def phase(name):
-    _write_json(os.path.join(workdir, "chief.phase.json"), {"phase": name})
+    def phase(name):
+        _write_json(os.path.join(workdir, "chief.phase.json"), {"phase": name})
 
-  def worker_records(index):
-    return _read_jsonl(
-        os.path.join(workdir, "worker-{}.callbacks.jsonl".format(index)))
+    def worker_records(index):
+        return _read_jsonl(
+            os.path.join(workdir, "worker-{}.callbacks.jsonl".format(index))
+        )
 
-  # Initialize only once both workers have found the variables uninitialized
-  # inside MonitoredTrainingSession (their log says so) and wait for us.
-  server = tf.distribute.Server(cluster, job_name="chief", task_index=0)
-  phase("waiting for the workers to wait for initialization")
+    # Initialize only once both workers have found the variables uninitialized
+    # inside MonitoredTrainingSession (their log says so) and wait for us.
+    server = tf.distribute.Server(cluster, job_name="chief", task_index=0)
+    phase("waiting for the workers to wait for initialization")
 
-  def worker_is_waiting(index):
-    path = os.path.join(workdir, "worker-{}.log".format(index))
-    if not os.path.exists(path):
-      return False
-    with open(path, errors="replace") as f:
-      return "Waiting for model to be ready" in f.read()
+    def worker_is_waiting(index):
+        path = os.path.join(workdir, "worker-{}.log".format(index))
+        if not os.path.exists(path):
+            return False
+        with open(path, errors="replace") as f:
+            return "Waiting for model to be ready" in f.read()
 
-  _wait_for(lambda: all(worker_is_waiting(i) for i in range(1, CAPACITY)),
-            "the workers to wait for initialization", timeout=120, poll=0.2)
-  result["init_start"] = time.time()
-  config = tf.compat.v1.ConfigProto(device_filters=["/job:ps", "/job:chief"])
-  with tf.compat.v1.train.MonitoredTrainingSession(
-      master=server.target, is_chief=True, config=config,
-      log_step_count_steps=None, save_summaries_steps=None,
-      save_summaries_secs=None, save_checkpoint_secs=None,
-      stop_grace_period_secs=5) as sess:
-    result["init_done"] = time.time()
-    result["global_step_at_init"] = int(sess.run(model.global_step_value))
+    _wait_for(
+        lambda: all(worker_is_waiting(i) for i in range(1, CAPACITY)),
+        "the workers to wait for initialization",
+        timeout=120,
+        poll=0.2,
+    )
+    result["init_start"] = time.time()
+    config = tf.compat.v1.ConfigProto(device_filters=["/job:ps", "/job:chief"])
+    with tf.compat.v1.train.MonitoredTrainingSession(
+        master=server.target,
+        is_chief=True,
+        config=config,
+        log_step_count_steps=None,
+        save_summaries_steps=None,
+        save_summaries_secs=None,
+        save_checkpoint_secs=None,
+        stop_grace_period_secs=5,
+    ) as sess:
+        result["init_done"] = time.time()
+        result["global_step_at_init"] = int(sess.run(model.global_step_value))
 
-    def snapshot(action):
-      return {
-          "action": action,
-          "global_step": int(sess.run(model.global_step_value)),
-          "hits": [int(h) for h in sess.run(model.hits_value)],
-          "blocked": barrier.get_blocked_indices(sess),
-          # What the workers' callbacks had recorded when we saw all blocked.
-          "worker_actions": {
-              str(i): [r["action"] for r in worker_records(i)]
-              for i in range(1, CAPACITY)
-          },
-      }
+        def snapshot(action):
+            return {
+                "action": action,
+                "global_step": int(sess.run(model.global_step_value)),
+                "hits": [int(h) for h in sess.run(model.hits_value)],
+                "blocked": barrier.get_blocked_indices(sess),
+                # What the workers' callbacks had recorded when we saw all blocked.
+                "worker_actions": {
+                    str(i): [r["action"] for r in worker_records(i)]
+                    for i in range(1, CAPACITY)
+                },
+            }
 
-    def run_barrier(action, hold_secs=0.0):
-      barrier.place_barrier(sess, action=action)
-      _wait_for(lambda: barrier.is_all_blocked(sess),
-                "all blocked on " + action)
-      snap = snapshot(action)
-      if hold_secs:
-        time.sleep(hold_secs)
-        snap["global_step_after_hold"] = int(sess.run(model.global_step_value))
-      return snap
+        def run_barrier(action, hold_secs=0.0):
+            barrier.place_barrier(sess, action=action)
+            _wait_for(
+                lambda: barrier.is_all_blocked(sess),
+                "all blocked on " + action,
+            )
+            snap = snapshot(action)
+            if hold_secs:
+                time.sleep(hold_secs)
+                snap["global_step_after_hold"] = int(sess.run(model.global_step_value))
+            return snap
 
-    # Phase 1: one barrier with an action.
-    phase("wait for the workers to step")
-    _wait_for(lambda: sess.run(model.global_step_value) >= 2 * NUM_WORKERS,
-              "workers stepping")
-    phase("first barrier")
-    first = run_barrier("sync-1", hold_secs=0.5)
-    try:
-      barrier.place_barrier(sess, action="again")
-      first["second_place_raised"] = False
-    except barrier_ops.BarrierAlreadyPlacedError:
-      first["second_place_raised"] = True
-    barrier.remove_barrier(sess)
-    _wait_for(lambda: barrier.is_none_blocked(sess), "none blocked")
-    first["after_remove_blocked"] = barrier.get_blocked_indices(sess)
-    step = sess.run(model.global_step_value)
-    _wait_for(lambda: sess.run(model.global_step_value) > step,
-              "workers resuming")
-    result["first"] = first
+        # Phase 1: one barrier with an action.
+        phase("wait for the workers to step")
+        _wait_for(
+            lambda: sess.run(model.global_step_value) >= 2 * NUM_WORKERS,
+            "workers stepping",
+        )
+        phase("first barrier")
+        first = run_barrier("sync-1", hold_secs=0.5)
+        try:
+            barrier.place_barrier(sess, action="again")
+            first["second_place_raised"] = False
+        except barrier_ops.BarrierAlreadyPlacedError:
+            first["second_place_raised"] = True
+        barrier.remove_barrier(sess)
+        _wait_for(lambda: barrier.is_none_blocked(sess), "none blocked")
+        first["after_remove_blocked"] = barrier.get_blocked_indices(sess)
+        step = sess.run(model.global_step_value)
+        _wait_for(
+            lambda: sess.run(model.global_step_value) > step,
+            "workers resuming",
+        )
+        result["first"] = first
 
-    # Phase 2: place/remove cycles back to back.
-    cycles = []
-    for k in range(NUM_CYCLES):
-      phase("cycle {}".format(k))
-      cycles.append(run_barrier("cycle-{}".format(k)))
-      barrier.remove_barrier(sess)
-      _wait_for(lambda: barrier.is_none_blocked(sess), "none blocked")
-    result["cycles"] = cycles
+        # Phase 2: place/remove cycles back to back.
+        cycles = []
+        for k in range(NUM_CYCLES):
+            phase("cycle {}".format(k))
+            cycles.append(run_barrier("cycle-{}".format(k)))
+            barrier.remove_barrier(sess)
+            _wait_for(lambda: barrier.is_none_blocked(sess), "none blocked")
+        result["cycles"] = cycles
 
-    # Phase 3: a worker is killed while blocked.
-    phase("kill")
-    kill = run_barrier("kill")
-    _write_json(os.path.join(workdir, "ready_to_kill"), {})
-    _wait_for(lambda: os.path.exists(os.path.join(workdir, "killed")),
-              "the test to kill worker 2")
-    kill["blocked_after_kill"] = barrier.get_blocked_indices(sess)
-    barrier.remove_barrier(sess)
-    _wait_for(lambda: barrier.get_blocked_indices(sess) == [2],
-              "worker 1 to unblock")
-    kill["blocked_after_remove"] = barrier.get_blocked_indices(sess)
-    kill["unblocked_after_remove"] = barrier.get_unblocked_indices(sess)
-    step = sess.run(model.global_step_value)
-    _wait_for(lambda: sess.run(model.global_step_value) >= step + 5,
-              "worker 1 stepping after the kill")
-    result["kill"] = kill
+        # Phase 3: a worker is killed while blocked.
+        phase("kill")
+        kill = run_barrier("kill")
+        _write_json(os.path.join(workdir, "ready_to_kill"), {})
+        _wait_for(
+            lambda: os.path.exists(os.path.join(workdir, "killed")),
+            "the test to kill worker 2",
+        )
+        kill["blocked_after_kill"] = barrier.get_blocked_indices(sess)
+        barrier.remove_barrier(sess)
+        _wait_for(
+            lambda: barrier.get_blocked_indices(sess) == [2],
+            "worker 1 to unblock",
+        )
+        kill["blocked_after_remove"] = barrier.get_blocked_indices(sess)
+        kill["unblocked_after_remove"] = barrier.get_unblocked_indices(sess)
+        step = sess.run(model.global_step_value)
+        _wait_for(
+            lambda: sess.run(model.global_step_value) >= step + 5,
+            "worker 1 stepping after the kill",
+        )
+        result["kill"] = kill
 
-    # Phase 4: stop; the surviving worker finishes.
-    phase("stop")
-    sess.run(model.stop_assign)
-    _wait_for(lambda: os.path.exists(os.path.join(workdir, "workers_done")),
-              "the surviving worker to finish")
-    result["final_global_step"] = int(sess.run(model.global_step_value))
-    result["final_blocked"] = barrier.get_blocked_indices(sess)
-    result["chief_callback_actions"] = list(placed_actions)
-    phase("done")
-  _write_json(os.path.join(workdir, "chief.result.json"), result)
+        # Phase 4: stop; the surviving worker finishes.
+        phase("stop")
+        sess.run(model.stop_assign)
+        _wait_for(
+            lambda: os.path.exists(os.path.join(workdir, "workers_done")),
+            "the surviving worker to finish",
+        )
+        result["final_global_step"] = int(sess.run(model.global_step_value))
+        result["final_blocked"] = barrier.get_blocked_indices(sess)
+        result["chief_callback_actions"] = list(placed_actions)
+        phase("done")
+    _write_json(os.path.join(workdir, "chief.result.json"), result)
 
 
 def main():
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--role", choices=["ps", "chief", "worker"],
-                      required=True)
-  parser.add_argument("--task", type=int, default=0)
-  parser.add_argument("--cluster", required=True)
-  parser.add_argument("--workdir", required=True)
-  parser.add_argument("--deadline", type=float, required=True)
-  args = parser.parse_args()
-  _start_watchdog(args.deadline)
-  rc = 0
-  try:
-    tf.compat.v1.disable_eager_execution()
-    cluster = tf.train.ClusterSpec(json.loads(args.cluster))
-    {"ps": run_ps, "chief": run_chief, "worker": run_worker}[args.role](
-        cluster, args)
-  except BaseException:  # pylint: disable=broad-except
-    traceback.print_exc()
-    rc = 1
-  sys.stdout.flush()
-  sys.stderr.flush()
-  # Skip interpreter teardown: a live gRPC server can hang it.
-  os._exit(rc)  # pylint: disable=protected-access
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--role", choices=["ps", "chief", "worker"], required=True)
+    parser.add_argument("--task", type=int, default=0)
+    parser.add_argument("--cluster", required=True)
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--deadline", type=float, required=True)
+    args = parser.parse_args()
+    _start_watchdog(args.deadline)
+    rc = 0
+    try:
+        tf.compat.v1.disable_eager_execution()
+        cluster = tf.train.ClusterSpec(json.loads(args.cluster))
+        {"ps": run_ps, "chief": run_chief, "worker": run_worker}[args.role](
+            cluster, args
+        )
+    except BaseException:
+        traceback.print_exc()
+        rc = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: a live gRPC server can hang it.
+    os._exit(rc)
 
 
 if __name__ == "__main__":
-  main()
+    main()

@@ -34,275 +34,311 @@ RUN_TIMEOUT = 300.0  # seconds for the whole cluster run, start to end
 NUM_CYCLES = 20
 
 try:
-  import pytest_timeout  # pylint: disable=unused-import
+    import pytest_timeout
 except ImportError:
-  pass
+    pass
 else:
-  # A suite-wide --timeout must not cut the cluster run, which has its own.
-  pytestmark = pytest.mark.timeout(RUN_TIMEOUT + 60)
+    # A suite-wide --timeout must not cut the cluster run, which has its own.
+    pytestmark = pytest.mark.timeout(RUN_TIMEOUT + 60)
 
 
 def _free_ports(n):
-  socks = []
-  try:
-    for _ in range(n):
-      s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-      s.bind(("127.0.0.1", 0))
-      socks.append(s)
-    return [s.getsockname()[1] for s in socks]
-  finally:
-    for s in socks:
-      s.close()
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def _read_jsonl(path):
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def _read_json(path):
-  with open(path) as f:
-    return json.load(f)
+    with open(path) as f:
+        return json.load(f)
 
 
 class _Cluster:
-  """Starts the tasks, watches them, and always kills them at the end."""
+    """Starts the tasks, watches them, and always kills them at the end."""
 
-  def __init__(self, workdir):
-    self.workdir = str(workdir)
-    self.deadline = time.time() + RUN_TIMEOUT
-    ports = _free_ports(4)
-    self.spec = {
-        "ps": ["127.0.0.1:{}".format(ports[0])],
-        "chief": ["127.0.0.1:{}".format(ports[1])],
-        "worker": ["127.0.0.1:{}".format(p) for p in ports[2:]],
-    }
-    self.procs = {}
-    self._logs = []
+    def __init__(self, workdir):
+        self.workdir = str(workdir)
+        self.deadline = time.time() + RUN_TIMEOUT
+        ports = _free_ports(4)
+        self.spec = {
+            "ps": ["127.0.0.1:{}".format(ports[0])],
+            "chief": ["127.0.0.1:{}".format(ports[1])],
+            "worker": ["127.0.0.1:{}".format(p) for p in ports[2:]],
+        }
+        self.procs = {}
+        self._logs = []
 
-  def start(self):
-    # The tasks import the same monolith_ops as this process (installed or not).
-    package_parent = os.path.dirname(
-        os.path.dirname(os.path.abspath(monolith_ops.__file__)))
-    python_path = [package_parent] + [
-        p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
-               PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(python_path))
-    tasks = [("ps", "ps", 0), ("worker-1", "worker", 0),
-             ("worker-2", "worker", 1), ("chief", "chief", 0)]
-    for name, role, task in tasks:
-      log = open(os.path.join(self.workdir, name + ".log"), "w")
-      self._logs.append(log)
-      self.procs[name] = subprocess.Popen(
-          [sys.executable, SCRIPT, "--role", role, "--task", str(task),
-           "--cluster", json.dumps(self.spec), "--workdir", self.workdir,
-           "--deadline", str(self.deadline)],
-          stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-          env=env, cwd=ROOT, start_new_session=True)
+    def start(self):
+        # The tasks import the same monolith_ops as this process (installed or not).
+        package_parent = os.path.dirname(
+            os.path.dirname(os.path.abspath(monolith_ops.__file__))
+        )
+        python_path = [package_parent] + [
+            p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p
+        ]
+        env = dict(
+            os.environ,
+            TF_CPP_MIN_LOG_LEVEL="2",
+            CUDA_VISIBLE_DEVICES="",
+            PYTHONUNBUFFERED="1",
+            PYTHONPATH=os.pathsep.join(python_path),
+        )
+        tasks = [
+            ("ps", "ps", 0),
+            ("worker-1", "worker", 0),
+            ("worker-2", "worker", 1),
+            ("chief", "chief", 0),
+        ]
+        for name, role, task in tasks:
+            log = open(os.path.join(self.workdir, name + ".log"), "w")
+            self._logs.append(log)
+            self.procs[name] = subprocess.Popen(
+                [
+                    sys.executable,
+                    SCRIPT,
+                    "--role",
+                    role,
+                    "--task",
+                    str(task),
+                    "--cluster",
+                    json.dumps(self.spec),
+                    "--workdir",
+                    self.workdir,
+                    "--deadline",
+                    str(self.deadline),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=ROOT,
+                start_new_session=True,
+            )
 
-  def path(self, name):
-    return os.path.join(self.workdir, name)
+    def path(self, name):
+        return os.path.join(self.workdir, name)
 
-  def log_tail(self, name, chars=3000):
-    try:
-      with open(self.path(name + ".log")) as f:
-        return f.read()[-chars:]
-    except OSError:
-      return "<no log>"
+    def log_tail(self, name, chars=3000):
+        try:
+            with open(self.path(name + ".log")) as f:
+                return f.read()[-chars:]
+        except OSError:
+            return "<no log>"
 
-  def fail(self, message):
-    phase = "?"
-    if os.path.exists(self.path("chief.phase.json")):
-      phase = _read_json(self.path("chief.phase.json"))["phase"]
-    parts = [message, "chief phase: " + phase]
-    for name, proc in self.procs.items():
-      parts.append("----- {} (rc={}) -----\n{}".format(name, proc.poll(),
-                                                      self.log_tail(name)))
-    pytest.fail("\n".join(parts))
+    def fail(self, message):
+        phase = "?"
+        if os.path.exists(self.path("chief.phase.json")):
+            phase = _read_json(self.path("chief.phase.json"))["phase"]
+        parts = [message, "chief phase: " + phase]
+        for name, proc in self.procs.items():
+            parts.append(
+                "----- {} (rc={}) -----\n{}".format(
+                    name, proc.poll(), self.log_tail(name)
+                )
+            )
+        pytest.fail("\n".join(parts))
 
-  def wait_until(self, predicate, what, may_exit=()):
-    """Waits for predicate(); fails early if a task dies or time runs out."""
-    while not predicate():
-      for name, proc in self.procs.items():
-        if name not in may_exit and proc.poll() is not None:
-          self.fail("{} exited (rc={}) while waiting for {}".format(
-              name, proc.returncode, what))
-      if time.time() > self.deadline:
-        self.fail("cluster run timed out waiting for " + what)
-      time.sleep(0.05)
+    def wait_until(self, predicate, what, may_exit=()):
+        """Waits for predicate(); fails early if a task dies or time runs out."""
+        while not predicate():
+            for name, proc in self.procs.items():
+                if name not in may_exit and proc.poll() is not None:
+                    self.fail(
+                        "{} exited (rc={}) while waiting for {}".format(
+                            name, proc.returncode, what
+                        )
+                    )
+            if time.time() > self.deadline:
+                self.fail("cluster run timed out waiting for " + what)
+            time.sleep(0.05)
 
-  def kill(self, name):
-    proc = self.procs[name]
-    if proc.poll() is None:
-      try:
-        os.killpg(proc.pid, signal.SIGKILL)
-      except ProcessLookupError:
-        pass
-    try:
-      proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-      pass
+    def kill(self, name):
+        proc = self.procs[name]
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
 
-  def close(self):
-    for name in self.procs:
-      self.kill(name)
-    for log in self._logs:
-      log.close()
+    def close(self):
+        for name in self.procs:
+            self.kill(name)
+        for log in self._logs:
+            log.close()
 
 
 def _touch(path):
-  with open(path, "w") as f:
-    f.write("{}")
+    with open(path, "w") as f:
+        f.write("{}")
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-  """Runs the whole cluster scenario once; returns what the tasks recorded."""
-  cluster = _Cluster(tmp_path_factory.mktemp("barrier_cluster"))
-  started = time.monotonic()
-  try:
-    cluster.start()
-    procs = cluster.procs
-    cluster.wait_until(lambda: os.path.exists(cluster.path("ready_to_kill")),
-                       "all blocked on the 'kill' barrier")
-    cluster.kill("worker-2")
-    _touch(cluster.path("killed"))
-    cluster.wait_until(lambda: procs["worker-1"].poll() is not None,
-                       "worker-1 to finish", may_exit={"worker-2", "worker-1"})
-    if procs["worker-1"].returncode != 0:
-      cluster.fail("worker-1 failed")
-    _touch(cluster.path("workers_done"))
-    cluster.wait_until(lambda: procs["chief"].poll() is not None,
-                       "the chief to finish",
-                       may_exit={"worker-2", "worker-1", "chief"})
-    if procs["chief"].returncode != 0:
-      cluster.fail("the chief failed")
-    result = {
-        "chief": _read_json(cluster.path("chief.result.json")),
-        "worker_result": {
-            1: _read_json(cluster.path("worker-1.result.json")),
-        },
-        "worker_events": {
-            i: _read_jsonl(cluster.path("worker-{}.events.jsonl".format(i)))
-            for i in (1, 2)
-        },
-        "callbacks": {
-            i: _read_jsonl(
-                cluster.path("worker-{}.callbacks.jsonl".format(i)))
-            for i in (1, 2)
-        },
-        "worker_logs": {
-            i: cluster.log_tail("worker-{}".format(i), chars=10**6)
-            for i in (1, 2)
-        },
-        "worker_2_rc": procs["worker-2"].returncode,
-        "seconds": time.monotonic() - started,
-    }
-  finally:
-    cluster.close()
-  return result
+    """Runs the whole cluster scenario once; returns what the tasks recorded."""
+    cluster = _Cluster(tmp_path_factory.mktemp("barrier_cluster"))
+    started = time.monotonic()
+    try:
+        cluster.start()
+        procs = cluster.procs
+        cluster.wait_until(
+            lambda: os.path.exists(cluster.path("ready_to_kill")),
+            "all blocked on the 'kill' barrier",
+        )
+        cluster.kill("worker-2")
+        _touch(cluster.path("killed"))
+        cluster.wait_until(
+            lambda: procs["worker-1"].poll() is not None,
+            "worker-1 to finish",
+            may_exit={"worker-2", "worker-1"},
+        )
+        if procs["worker-1"].returncode != 0:
+            cluster.fail("worker-1 failed")
+        _touch(cluster.path("workers_done"))
+        cluster.wait_until(
+            lambda: procs["chief"].poll() is not None,
+            "the chief to finish",
+            may_exit={"worker-2", "worker-1", "chief"},
+        )
+        if procs["chief"].returncode != 0:
+            cluster.fail("the chief failed")
+        result = {
+            "chief": _read_json(cluster.path("chief.result.json")),
+            "worker_result": {
+                1: _read_json(cluster.path("worker-1.result.json")),
+            },
+            "worker_events": {
+                i: _read_jsonl(cluster.path("worker-{}.events.jsonl".format(i)))
+                for i in (1, 2)
+            },
+            "callbacks": {
+                i: _read_jsonl(cluster.path("worker-{}.callbacks.jsonl".format(i)))
+                for i in (1, 2)
+            },
+            "worker_logs": {
+                i: cluster.log_tail("worker-{}".format(i), chars=10**6) for i in (1, 2)
+            },
+            "worker_2_rc": procs["worker-2"].returncode,
+            "seconds": time.monotonic() - started,
+        }
+    finally:
+        cluster.close()
+    return result
 
 
 def _steps_at(run, action):
-  """Steps each worker had run when its callback for *action* ran."""
-  steps = {}
-  for i, records in run["callbacks"].items():
-    matching = [r["steps"] for r in records if r["action"] == action]
-    assert len(matching) == 1, (i, action, records)
-    steps[i] = matching[0]
-  return steps
+    """Steps each worker had run when its callback for *action* ran."""
+    steps = {}
+    for i, records in run["callbacks"].items():
+        matching = [r["steps"] for r in records if r["action"] == action]
+        assert len(matching) == 1, (i, action, records)
+        steps[i] = matching[0]
+    return steps
 
 
 def test_chief_local_and_worker_global_copy_are_one_ps_variable(run):
-  chief = run["chief"]
-  worker = run["worker_result"][1]
-  for var in ("barrier_var", "action_var"):
-    assert chief[var]["in_local"] and not chief[var]["in_global"], chief[var]
-    assert worker[var]["in_global"] and not worker[var]["in_local"], worker[var]
-    assert chief[var]["name"] == worker[var]["name"]
-    assert chief[var]["shared_name"] == worker[var]["shared_name"]
-    assert chief[var]["device"].startswith("/job:ps/task:0"), chief[var]
-    assert worker[var]["device"] == chief[var]["device"]
-  assert not chief["barrier_var_in_chief_globals"]
-  # The same variable for real: the chief's flag 0 blocked the workers, and
-  # the workers' flags 1 and 2 showed up in the chief's copy.
-  assert run["chief"]["first"]["blocked"] == [0, 1, 2]
+    chief = run["chief"]
+    worker = run["worker_result"][1]
+    for var in ("barrier_var", "action_var"):
+        assert chief[var]["in_local"] and not chief[var]["in_global"], chief[var]
+        assert worker[var]["in_global"] and not worker[var]["in_local"], worker[var]
+        assert chief[var]["name"] == worker[var]["name"]
+        assert chief[var]["shared_name"] == worker[var]["shared_name"]
+        assert chief[var]["device"].startswith("/job:ps/task:0"), chief[var]
+        assert worker[var]["device"] == chief[var]["device"]
+    assert not chief["barrier_var_in_chief_globals"]
+    # The same variable for real: the chief's flag 0 blocked the workers, and
+    # the workers' flags 1 and 2 showed up in the chief's copy.
+    assert run["chief"]["first"]["blocked"] == [0, 1, 2]
 
 
 def test_workers_wait_for_the_chief_to_initialize(run):
-  chief = run["chief"]
-  for i in (1, 2):
-    events = {e["event"]: e["time"] for e in run["worker_events"][i]}
-    assert events["entering_mts"] < chief["init_start"], (events, chief)
-    assert events["session_ready"] >= chief["init_done"], (events, chief)
-    assert "Waiting for model to be ready" in run["worker_logs"][i]
-  assert chief["global_step_at_init"] == 0
+    chief = run["chief"]
+    for i in (1, 2):
+        events = {e["event"]: e["time"] for e in run["worker_events"][i]}
+        assert events["entering_mts"] < chief["init_start"], (events, chief)
+        assert events["session_ready"] >= chief["init_done"], (events, chief)
+        assert "Waiting for model to be ready" in run["worker_logs"][i]
+    assert chief["global_step_at_init"] == 0
 
 
 def test_barrier_blocks_both_workers_and_runs_callback_with_action(run):
-  first = run["chief"]["first"]
-  assert first["blocked"] == [0, 1, 2]
-  # Each worker's callback ran once, with the action, before it counted as
-  # blocked: its record and its hit on the ps were there when all were blocked.
-  assert first["hits"] == [0, 1, 1]
-  for i in ("1", "2"):
-    assert first["worker_actions"][i] == ["sync-1"]
-  # Blocked at a step boundary: no step ran while the barrier was held.
-  assert first["global_step_after_hold"] == first["global_step"]
-  assert first["second_place_raised"] is True
-  assert first["after_remove_blocked"] == []
-  # The chief's own callbacks ran once per place, with the action.
-  expected = (["sync-1"] + ["cycle-{}".format(k) for k in range(NUM_CYCLES)] +
-              ["kill"])
-  assert run["chief"]["chief_callback_actions"] == expected
+    first = run["chief"]["first"]
+    assert first["blocked"] == [0, 1, 2]
+    # Each worker's callback ran once, with the action, before it counted as
+    # blocked: its record and its hit on the ps were there when all were blocked.
+    assert first["hits"] == [0, 1, 1]
+    for i in ("1", "2"):
+        assert first["worker_actions"][i] == ["sync-1"]
+    # Blocked at a step boundary: no step ran while the barrier was held.
+    assert first["global_step_after_hold"] == first["global_step"]
+    assert first["second_place_raised"] is True
+    assert first["after_remove_blocked"] == []
+    # The chief's own callbacks ran once per place, with the action.
+    expected = ["sync-1"] + ["cycle-{}".format(k) for k in range(NUM_CYCLES)] + ["kill"]
+    assert run["chief"]["chief_callback_actions"] == expected
 
 
 def test_global_step_is_the_sum_of_steps_run_at_every_barrier(run):
-  chief = run["chief"]
-  snapshots = [chief["first"]] + chief["cycles"] + [chief["kill"]]
-  for snap in snapshots:
-    steps = _steps_at(run, snap["action"])
-    assert snap["global_step"] == sum(steps.values()), (snap, steps)
-  # Both workers made progress between barriers.
-  for i in (1, 2):
-    steps = [r["steps"] for r in run["callbacks"][i]]
-    assert steps == sorted(steps) and steps[-1] > steps[0]
+    chief = run["chief"]
+    snapshots = [chief["first"]] + chief["cycles"] + [chief["kill"]]
+    for snap in snapshots:
+        steps = _steps_at(run, snap["action"])
+        assert snap["global_step"] == sum(steps.values()), (snap, steps)
+    # Both workers made progress between barriers.
+    for i in (1, 2):
+        steps = [r["steps"] for r in run["callbacks"][i]]
+        assert steps == sorted(steps) and steps[-1] > steps[0]
 
 
 def test_twenty_place_remove_cycles_lose_nothing(run):
-  chief = run["chief"]
-  cycles = chief["cycles"]
-  assert len(cycles) == NUM_CYCLES
-  for k, snap in enumerate(cycles):
-    assert snap["action"] == "cycle-{}".format(k)
-    assert snap["blocked"] == [0, 1, 2]
-    assert snap["hits"] == [0, k + 2, k + 2], snap
-    for i in ("1", "2"):
-      assert snap["worker_actions"][i][-1] == "cycle-{}".format(k)
-  expected = (["sync-1"] + ["cycle-{}".format(k) for k in range(NUM_CYCLES)] +
-              ["kill"])
-  for i in (1, 2):
-    assert [r["action"] for r in run["callbacks"][i]] == expected
+    chief = run["chief"]
+    cycles = chief["cycles"]
+    assert len(cycles) == NUM_CYCLES
+    for k, snap in enumerate(cycles):
+        assert snap["action"] == "cycle-{}".format(k)
+        assert snap["blocked"] == [0, 1, 2]
+        assert snap["hits"] == [0, k + 2, k + 2], snap
+        for i in ("1", "2"):
+            assert snap["worker_actions"][i][-1] == "cycle-{}".format(k)
+    expected = ["sync-1"] + ["cycle-{}".format(k) for k in range(NUM_CYCLES)] + ["kill"]
+    for i in (1, 2):
+        assert [r["action"] for r in run["callbacks"][i]] == expected
 
 
 def test_killed_worker_stays_visible_and_does_not_hang_the_others(run):
-  kill = run["chief"]["kill"]
-  assert kill["blocked"] == [0, 1, 2]
-  assert run["worker_2_rc"] == -signal.SIGKILL
-  assert kill["blocked_after_kill"] == [0, 1, 2]
-  # After removal, worker 1 resumed and cleared its flag; the dead worker's
-  # flag stays set, so the chief can tell which index is gone.
-  assert kill["blocked_after_remove"] == [2]
-  assert kill["unblocked_after_remove"] == [0, 1]
-  assert run["chief"]["final_blocked"] == [2]
+    kill = run["chief"]["kill"]
+    assert kill["blocked"] == [0, 1, 2]
+    assert run["worker_2_rc"] == -signal.SIGKILL
+    assert kill["blocked_after_kill"] == [0, 1, 2]
+    # After removal, worker 1 resumed and cleared its flag; the dead worker's
+    # flag stays set, so the chief can tell which index is gone.
+    assert kill["blocked_after_remove"] == [2]
+    assert kill["unblocked_after_remove"] == [0, 1]
+    assert run["chief"]["final_blocked"] == [2]
 
 
 def test_workers_finish_and_global_step_is_exact(run):
-  chief = run["chief"]
-  worker_1_steps = run["worker_result"][1]["steps"]
-  worker_2_steps = _steps_at(run, "kill")[2]  # it was killed while blocked
-  assert worker_1_steps > _steps_at(run, "kill")[1]
-  assert chief["final_global_step"] == worker_1_steps + worker_2_steps
-  print("cluster run took {:.1f} s".format(run["seconds"]))
+    chief = run["chief"]
+    worker_1_steps = run["worker_result"][1]["steps"]
+    worker_2_steps = _steps_at(run, "kill")[2]  # it was killed while blocked
+    assert worker_1_steps > _steps_at(run, "kill")[1]
+    assert chief["final_global_step"] == worker_1_steps + worker_2_steps
+    print("cluster run took {:.1f} s".format(run["seconds"]))

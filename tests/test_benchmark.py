@@ -79,14 +79,20 @@ def test_summarize_uses_paired_medians_and_the_floor():
     assert base["inputs_only_ms"] == pytest.approx(300.0)
 
 
-def test_round_robin_calls_everything_and_shuffles():
+@pytest.mark.parametrize("hot", [False, True])
+def test_round_robin_calls_everything_and_shuffles(hot):
     calls = []
     fns = {name: (lambda name=name: calls.append(name)) for name in "abcd"}
-    times = benchmark.time_round_robin(fns, rounds=6, warmup=2, seed=3)
+    times = benchmark.time_round_robin(fns, rounds=6, warmup=2, seed=3,
+                                       hot=hot)
     assert sorted(times) == list("abcd")
     assert all(len(t) == 6 and min(t) >= 0 for t in times.values())
     assert calls[:8] == list("abcdabcd")  # warm-up, in order
-    timed = [calls[8 + 4 * r:12 + 4 * r] for r in range(6)]
+    calls = calls[8:]
+    if hot:  # each timed call comes right after an untimed one of its own
+        assert calls[0::2] == calls[1::2]
+        calls = calls[0::2]
+    timed = [calls[4 * r:4 * r + 4] for r in range(6)]
     assert all(sorted(r) == list("abcd") for r in timed)
     assert len({tuple(r) for r in timed}) > 1  # not the same order every round
 

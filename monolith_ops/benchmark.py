@@ -596,12 +596,17 @@ def write_chart(path, rows, controls):
     for ax, name in zip(axes.flat, names):
         wrows = [r for r in rows if r["workload"] == name]
         x = np.arange(len(wrows))
-        series = [("floor", "floor_ms", "#999999"),
-                  ("monolith_ops", "ours_ms", "#1f77b4"),
-                  ("stock TF", "stock_ms", "#d62728")]
-        for k, (label, key, color) in enumerate(series):
+        series = [("floor", "floor_ms", None, "#999999"),
+                  ("monolith_ops", "ours_ms", "ours_iqr_ms", "#1f77b4"),
+                  ("stock TF", "stock_ms", "stock_iqr_ms", "#d62728")]
+        for k, (label, key, iqr, color) in enumerate(series):
             vals = [max(r[key], 1e-4) if r[key] == r[key] else 0 for r in wrows]
-            ax.bar(x + (k - 1) * width, vals, width, label=label, color=color)
+            errs = None
+            if iqr:  # whiskers: the interquartile range, centred on the median
+                errs = [[min(r[iqr] / 2, v * 0.999) for r, v in zip(wrows, vals)],
+                        [r[iqr] / 2 for r in wrows]]
+            ax.bar(x + (k - 1) * width, vals, width, label=label, color=color,
+                   yerr=errs, error_kw={"elinewidth": 0.8, "capsize": 2})
         for i, r in enumerate(wrows):
             if r["speedup"] == r["speedup"]:
                 ax.annotate(f"{r['speedup']:.1f}x", (x[i], max(r["ours_ms"],
@@ -619,8 +624,8 @@ def write_chart(path, rows, controls):
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
-    fig.suptitle("Global-norm clipping on CPU: time per op "
-                 "(labels: stock TF time / ours)", fontsize=10)
+    fig.suptitle("Global-norm clipping on CPU: each op's own time, median "
+                 "(whiskers: IQR; labels: stock TF time / ours)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -637,9 +642,19 @@ def machine_info():
                     break
     except OSError:
         pass
+    env = {k: v for k, v in sorted(os.environ.items())
+           if k.startswith(("TF_", "OMP_", "MALLOC_")) or k == "CUDA_VISIBLE_DEVICES"}
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "tensorflow": tf.__version__, "numpy": np.__version__,
-            "platform": platform.platform()}
+            "platform": platform.platform(), "load_average": _load_average(),
+            "environment": env}
+
+
+def _load_average():
+    try:
+        return list(os.getloadavg())
+    except OSError:
+        return None
 
 
 # --------------------------------------------------------------------------
@@ -687,6 +702,10 @@ def run(workloads, rounds=None, warmup=3, seed=0, log=None, hot=True):
     """
     log = log or (lambda msg: None)
     rows, floors, controls, baselines = [], [], [], []
+    load = _load_average()
+    if load and load[0] > (os.cpu_count() or 1):
+        log(f"note: the machine is busy (load average {load[0]:.1f} on "
+            f"{os.cpu_count()} cores); expect noisy timings")
     start = time.perf_counter()
     for i, workload in enumerate(workloads):
         n_rounds = rounds or workload.rounds
@@ -702,6 +721,7 @@ def run(workloads, rounds=None, warmup=3, seed=0, log=None, hot=True):
         "rows": rows, "floors": floors, "controls": controls,
         "inputs_only": baselines, "targets": check_targets(rows),
         "seconds": time.perf_counter() - start,
+        "load_average_at_start": load,
     }
 
 

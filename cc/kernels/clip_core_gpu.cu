@@ -8,15 +8,15 @@
 // Work decomposition (see the header for why it is deterministic): the list
 // is a virtual array in which tensor i starts at offsets[i], a multiple of the
 // vector width V = 16 bytes / sizeof(T). The array is cut into chunks of
-// kChunk elements; a block takes chunks in a grid-stride loop and each of its
-// kThreads threads handles the vectors at chunk positions
+// kChunk elements, and each block takes a contiguous run of chunks. In a chunk
+// each of the kThreads threads handles the vectors at chunk positions
 // (j * kThreads + thread) * V, j = 0 .. kChunk / (V * kThreads) - 1, loading
-// each vector with one 16-byte load where the tensor is aligned and element
-// by element otherwise (the arithmetic is the same either way). A block finds
-// the tensors that start and end its chunk with a 256-ary search over the
-// offsets (__syncthreads_count, no shared memory per tensor), and each thread
-// then moves to the tensor of each of its vectors by binary search between
-// the two.
+// each with one 16-byte load where the tensor is aligned and element by
+// element otherwise (the arithmetic is the same either way). A block finds the
+// tensor of its first position with a 256-ary search over the offsets
+// (__syncthreads_count; no shared memory per tensor); from there each thread
+// follows its increasing positions through the list, moving to the next
+// tensor it needs by galloping search.
 #include "cc/kernels/clip_core_gpu.h"
 
 #include <cuda_bf16.h>
@@ -160,17 +160,17 @@ __device__ double BlockSum(double v, double* scratch) {
   return v;
 }
 
-// Follows one thread's increasing positions through the tensors of a chunk.
+// Follows one thread's increasing positions through the tensor list.
 template <DType D>
 struct Cursor {
   using Storage = typename Elem<D>::Storage;
 
-  __device__ Cursor(const TensorTable& table, int64_t first, int64_t last)
+  __device__ Cursor(const TensorTable& table, int64_t first)
       : offsets(table.offsets),
         sizes(table.sizes),
         inputs(table.inputs),
         outputs(table.outputs),
-        last(last) {
+        count(table.count) {
     Load(first);
   }
 
@@ -183,11 +183,21 @@ struct Cursor {
     out = outputs != nullptr ? static_cast<Storage*>(outputs[t]) : nullptr;
   }
 
-  // Moves to the tensor holding padded position p (p >= the last position).
+  // Moves to the tensor holding padded position p, p < offsets[count] and
+  // no less than any position before: the largest t with offsets[t] <= p,
+  // found by galloping from the current tensor (few steps when tensors are
+  // small, and no search at all within a large one).
   __device__ void Seek(int64_t p) {
     if (p < end) return;
-    int64_t a = tensor + 1;
-    int64_t b = last;  // largest t in [a, b] with offsets[t] <= p
+    int64_t a = tensor + 1;  // offsets[a] == end <= p
+    int64_t step = 1;
+    int64_t b = a + step;    // first candidate not known to be <= p
+    while (b < count && offsets[b] <= p) {
+      a = b;
+      step *= 2;
+      b = a + step;
+    }
+    b = min(b, count) - 1;   // the answer lies in [a, b]
     while (a < b) {
       const int64_t m = a + (b - a + 1) / 2;
       if (offsets[m] <= p) {
@@ -203,7 +213,7 @@ struct Cursor {
   const int64_t* const sizes;
   const void* const* const inputs;
   void* const* const outputs;
-  const int64_t last;
+  const int64_t count;
   int64_t tensor, begin, end, size;
   const Storage* in;
   Storage* out;
@@ -264,30 +274,37 @@ struct Slot {
   }
 };
 
-// Calls body(slots) for each group of kUnroll vectors of this thread in
-// `chunk`; slots past the end of the list have valid == 0. Every thread of the
-// block must call it for the same chunk.
-template <DType D, typename Body>
-__device__ void ForEachGroup(const TensorTable& table, int64_t chunk,
-                             Body body) {
+// Runs this block's chunks: for each, on_group(slots) for each group of
+// kUnroll vectors of this thread (slots past the end of the list have
+// valid == 0), then on_chunk_end(chunk). Every thread of the block must call
+// it; the calls to on_chunk_end are uniform across the block.
+template <DType D, typename OnGroup, typename OnChunkEnd>
+__device__ void ForEachChunk(const TensorTable& table, OnGroup on_group,
+                             OnChunkEnd on_chunk_end) {
   constexpr int V = VectorWidth<D>();
-  const int64_t begin = chunk * kChunk;
-  const int64_t end = min(begin + kChunk, table.padded_total);
-  const int64_t first = BlockFindTensor(table.offsets, table.count, begin);
-  const int64_t last = BlockFindTensor(table.offsets, table.count, end - 1);
-  Cursor<D> cursor(table, first, last);
-  for (int j = 0; j < VectorsPerThread<D>(); j += kUnroll) {
-    Slot<D> slots[kUnroll];
+  const int64_t per_block = (table.num_chunks + gridDim.x - 1) / gridDim.x;
+  const int64_t first_chunk = blockIdx.x * per_block;
+  const int64_t end_chunk = min(first_chunk + per_block, table.num_chunks);
+  if (first_chunk >= end_chunk) return;
+  Cursor<D> cursor(table, BlockFindTensor(table.offsets, table.count,
+                                          first_chunk * kChunk));
+  for (int64_t chunk = first_chunk; chunk < end_chunk; ++chunk) {
+    const int64_t begin = chunk * kChunk;
+    const int64_t end = min(begin + kChunk, table.padded_total);
+    for (int j = 0; j < VectorsPerThread<D>(); j += kUnroll) {
+      Slot<D> slots[kUnroll];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t p =
-          begin + (static_cast<int64_t>(j + u) * kThreads + threadIdx.x) * V;
-      if (p < end) {
-        cursor.Seek(p);
-        slots[u].Set(cursor, p);
+      for (int u = 0; u < kUnroll; ++u) {
+        const int64_t p =
+            begin + (static_cast<int64_t>(j + u) * kThreads + threadIdx.x) * V;
+        if (p < end) {
+          cursor.Seek(p);
+          slots[u].Set(cursor, p);
+        }
       }
+      on_group(slots);
     }
-    body(slots);
+    on_chunk_end(chunk);
   }
 }
 
@@ -298,22 +315,21 @@ __global__ void __launch_bounds__(kThreads)
   using E = Elem<D>;
   constexpr int V = VectorWidth<D>();
   __shared__ double scratch[kThreads / 32];
-  for (int64_t chunk = blockIdx.x; chunk < table.num_chunks;
-       chunk += gridDim.x) {
-    double acc[V] = {};
-    ForEachGroup<D>(table, chunk, [&](const Slot<D>(&slots)[kUnroll]) {
-      typename E::Storage v[kUnroll][V];
+  double acc[V] = {};
+  auto on_group = [&](const Slot<D>(&slots)[kUnroll]) {
+    typename E::Storage v[kUnroll][V];
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) slots[u].Read(v[u]);
+    for (int u = 0; u < kUnroll; ++u) slots[u].Read(v[u]);
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
+    for (int u = 0; u < kUnroll; ++u) {
 #pragma unroll
-        for (int k = 0; k < V; ++k) {
-          const double x = static_cast<double>(E::ToCompute(v[u][k]));
-          acc[k] = fma(x, x, acc[k]);
-        }
+      for (int k = 0; k < V; ++k) {
+        const double x = static_cast<double>(E::ToCompute(v[u][k]));
+        acc[k] = fma(x, x, acc[k]);
       }
-    });
+    }
+  };
+  auto on_chunk_end = [&](int64_t chunk) {
 #pragma unroll
     for (int width = V / 2; width > 0; width /= 2) {
 #pragma unroll
@@ -321,8 +337,11 @@ __global__ void __launch_bounds__(kThreads)
     }
     const double sum = BlockSum(acc[0], scratch);
     if (threadIdx.x == 0) partials[chunk] = sum;
+#pragma unroll
+    for (int k = 0; k < V; ++k) acc[k] = 0.0;
     __syncthreads();  // scratch is reused by the next chunk
-  }
+  };
+  ForEachChunk<D>(table, on_group, on_chunk_end);
 }
 
 // Adds the partials in a fixed order: *sum_out = Tn(sum), *norm_out =
@@ -384,44 +403,42 @@ __global__ void __launch_bounds__(kThreads)
   const Action action = Decide(*norm, clip_norm, &scale_tn);
   if (action == kPassThrough && table.all_in_place) return;
   const typename E::Compute scale = ElementScale<D>(scale_tn);
-  for (int64_t chunk = blockIdx.x; chunk < table.num_chunks;
-       chunk += gridDim.x) {
-    ForEachGroup<D>(table, chunk, [&](const Slot<D>(&slots)[kUnroll]) {
-      Storage v[kUnroll][V];
-      // A pass-through leaves alone a tensor that is its own output.
-      bool skip[kUnroll];
+  auto on_group = [&](const Slot<D>(&slots)[kUnroll]) {
+    Storage v[kUnroll][V];
+    // A pass-through leaves alone a tensor that is its own output.
+    bool skip[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      skip[u] = slots[u].valid == 0 ||
+                (action == kPassThrough && slots[u].in == slots[u].out);
+    }
+    if (action == kFillNaN) {
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
-        skip[u] = slots[u].valid == 0 ||
-                  (action == kPassThrough && slots[u].in == slots[u].out);
+#pragma unroll
+        for (int k = 0; k < V; ++k) v[u][k] = E::NaN();
       }
-      if (action == kFillNaN) {
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u) {
-#pragma unroll
-          for (int k = 0; k < V; ++k) v[u][k] = E::NaN();
-        }
-      } else {
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u) {
-          if (!skip[u]) slots[u].Read(v[u]);
-        }
-      }
-      if (action == kScale) {
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u) {
-#pragma unroll
-          for (int k = 0; k < V; ++k) {
-            v[u][k] = E::FromCompute(E::ToCompute(v[u][k]) * scale);
-          }
-        }
-      }
+    } else {
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
-        if (!skip[u]) slots[u].Write(v[u]);
+        if (!skip[u]) slots[u].Read(v[u]);
       }
-    });
-  }
+    }
+    if (action == kScale) {
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+          v[u][k] = E::FromCompute(E::ToCompute(v[u][k]) * scale);
+        }
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      if (!skip[u]) slots[u].Write(v[u]);
+    }
+  };
+  ForEachChunk<D>(table, on_group, [](int64_t) {});
 }
 
 // Blocks to launch for `work` chunks: all that fit on the device at once, at
@@ -640,6 +657,7 @@ int LaunchSumOfSquares(const TensorTable& table, DType tnorm, double* partials,
 int LaunchClip(const TensorTable& table, DType tnorm, const void* norm,
                const void* clip_norm_ptr, double clip_norm_value,
                Stream stream) {
+  if (table.count > 0 && table.outputs == nullptr) return cudaErrorInvalidValue;
   return ClipAny(table, tnorm, norm, clip_norm_ptr, clip_norm_value, stream);
 }
 
@@ -649,6 +667,7 @@ int LaunchClipFused(const TensorTable& table, DType tnorm,
   if (tnorm != DType::kFloat && tnorm != DType::kDouble) {
     return cudaErrorInvalidValue;
   }
+  if (table.count > 0 && table.outputs == nullptr) return cudaErrorInvalidValue;
   cudaError_t err = ByDType(table.dtype, SumPartialsFn{table, partials, stream});
   if (err != cudaSuccess) return err;
   err = FinalSumAny(tnorm, partials, table.num_chunks, nullptr, norm_out,

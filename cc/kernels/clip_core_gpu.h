@@ -44,7 +44,7 @@ size_t DTypeSize(DType dtype);
 
 // Elements per reduction chunk. Each chunk's partial sum is one double of
 // workspace.
-constexpr int64_t kChunk = int64_t{1} << 14;
+constexpr int64_t kChunk = int64_t{1} << 13;
 
 // A tensor list as the kernels see it; every pointer is device memory inside
 // the table that PackTable() lays out. Passed to kernels by value.
@@ -105,7 +105,8 @@ int LaunchSumOfSquares(const TensorTable& table, DType tnorm, double* partials,
 // device without a host read, so they fill every output with NaN too: a
 // negative norm, and a clip_norm that is not positive and finite.
 // clip_norm is *clip_norm_ptr (a Tnorm on the device) when that is not null,
-// else clip_norm_value converted to Tnorm.
+// else clip_norm_value converted to Tnorm. The table must have outputs
+// (cudaErrorInvalidValue otherwise).
 int LaunchClip(const TensorTable& table, DType tnorm, const void* norm,
                const void* clip_norm_ptr, double clip_norm_value,
                Stream stream);

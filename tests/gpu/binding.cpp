@@ -1,0 +1,146 @@
+// A small pybind11 module over the framework-free CUDA core, for the GPU check
+// (check_gpu.py). Tensors are passed as device addresses (torch's data_ptr())
+// and the stream as its handle (torch.cuda.current_stream().cuda_stream), so
+// the module needs neither TensorFlow nor torch's C++ headers. nvcc compiles
+// and links it with the core (the CUDA runtime linked statically).
+#include <cuda_runtime.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cc/kernels/clip_core_gpu.h"
+
+namespace py = pybind11;
+namespace gpu = monolith_ops::gpu;
+
+namespace {
+
+gpu::Stream AsStream(uintptr_t stream) {
+  return reinterpret_cast<gpu::Stream>(stream);
+}
+
+void Check(int code, const char* what) {
+  if (code != 0) {
+    throw std::runtime_error(std::string(what) + ": " + gpu::ErrorString(code));
+  }
+}
+
+gpu::DType AsDType(int dtype) {
+  if (dtype < 0 || dtype > 3) throw std::invalid_argument("unknown dtype");
+  return static_cast<gpu::DType>(dtype);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(clip_core_gpu, m) {
+  m.doc() = "The monolith_ops CUDA core, for checks without TensorFlow.";
+  m.attr("FLOAT") = static_cast<int>(gpu::DType::kFloat);
+  m.attr("DOUBLE") = static_cast<int>(gpu::DType::kDouble);
+  m.attr("HALF") = static_cast<int>(gpu::DType::kHalf);
+  m.attr("BFLOAT16") = static_cast<int>(gpu::DType::kBFloat16);
+  m.attr("CHUNK") = gpu::kChunk;
+
+  py::class_<gpu::TensorTable>(m, "TensorTable")
+      .def_readonly("count", &gpu::TensorTable::count)
+      .def_readonly("num_chunks", &gpu::TensorTable::num_chunks)
+      .def_readonly("padded_total", &gpu::TensorTable::padded_total)
+      .def_readonly("all_in_place", &gpu::TensorTable::all_in_place);
+
+  m.def("table_bytes", &gpu::TableBytes, py::arg("count"),
+        py::arg("with_outputs"));
+  m.def(
+      "num_chunks",
+      [](int dtype, const std::vector<int64_t>& sizes) {
+        return gpu::NumChunks(AsDType(dtype), sizes.data(),
+                              static_cast<int64_t>(sizes.size()));
+      },
+      py::arg("dtype"), py::arg("sizes"));
+  m.def(
+      "pack_table",
+      [](int dtype, const std::vector<uintptr_t>& inputs,
+         py::object outputs, const std::vector<int64_t>& sizes,
+         uintptr_t host, uintptr_t device) {
+        if (inputs.size() != sizes.size()) {
+          throw std::invalid_argument("inputs and sizes differ in length");
+        }
+        std::vector<const void*> in(inputs.size());
+        for (size_t i = 0; i < inputs.size(); ++i) {
+          in[i] = reinterpret_cast<const void*>(inputs[i]);
+        }
+        std::vector<void*> out;
+        if (!outputs.is_none()) {
+          for (uintptr_t p : outputs.cast<std::vector<uintptr_t>>()) {
+            out.push_back(reinterpret_cast<void*>(p));
+          }
+          if (out.size() != in.size()) {
+            throw std::invalid_argument("inputs and outputs differ in length");
+          }
+        }
+        return gpu::PackTable(AsDType(dtype), in.data(),
+                              outputs.is_none() ? nullptr : out.data(),
+                              sizes.data(), static_cast<int64_t>(sizes.size()),
+                              reinterpret_cast<void*>(host),
+                              reinterpret_cast<void*>(device));
+      },
+      py::arg("dtype"), py::arg("inputs"), py::arg("outputs"),
+      py::arg("sizes"), py::arg("host"), py::arg("device"));
+  m.def(
+      "copy_table",
+      [](uintptr_t host, uintptr_t device, size_t bytes, uintptr_t stream) {
+        Check(gpu::CopyTableToDevice(reinterpret_cast<const void*>(host),
+                                     reinterpret_cast<void*>(device), bytes,
+                                     AsStream(stream)),
+              "copy_table");
+      },
+      py::arg("host"), py::arg("device"), py::arg("bytes"), py::arg("stream"));
+  m.def(
+      "sum_of_squares",
+      [](const gpu::TensorTable& table, int tnorm, uintptr_t partials,
+         uintptr_t sum_out, uintptr_t stream) {
+        Check(gpu::LaunchSumOfSquares(table, AsDType(tnorm),
+                                      reinterpret_cast<double*>(partials),
+                                      reinterpret_cast<void*>(sum_out),
+                                      AsStream(stream)),
+              "sum_of_squares");
+      },
+      py::arg("table"), py::arg("tnorm"), py::arg("partials"),
+      py::arg("sum_out"), py::arg("stream"));
+  m.def(
+      "clip",
+      [](const gpu::TensorTable& table, int tnorm, uintptr_t norm,
+         uintptr_t clip_norm_ptr, double clip_norm_value, uintptr_t stream) {
+        Check(gpu::LaunchClip(table, AsDType(tnorm),
+                              reinterpret_cast<const void*>(norm),
+                              reinterpret_cast<const void*>(clip_norm_ptr),
+                              clip_norm_value, AsStream(stream)),
+              "clip");
+      },
+      py::arg("table"), py::arg("tnorm"), py::arg("norm"),
+      py::arg("clip_norm_ptr"), py::arg("clip_norm_value"), py::arg("stream"));
+  m.def(
+      "clip_fused",
+      [](const gpu::TensorTable& table, int tnorm, uintptr_t clip_norm,
+         uintptr_t partials, uintptr_t norm_out, uintptr_t stream) {
+        Check(gpu::LaunchClipFused(table, AsDType(tnorm),
+                                   reinterpret_cast<const void*>(clip_norm),
+                                   reinterpret_cast<double*>(partials),
+                                   reinterpret_cast<void*>(norm_out),
+                                   AsStream(stream)),
+              "clip_fused");
+      },
+      py::arg("table"), py::arg("tnorm"), py::arg("clip_norm"),
+      py::arg("partials"), py::arg("norm_out"), py::arg("stream"));
+  m.def(
+      "device_count",
+      []() {
+        int n = 0;
+        Check(cudaGetDeviceCount(&n), "no usable CUDA device");
+        return n;
+      },
+      "Number of CUDA devices; raises RuntimeError when there is none or no "
+      "driver.");
+}

@@ -1,0 +1,692 @@
+#!/usr/bin/env python3
+"""GPU check of the monolith_ops CUDA core, on a machine without TensorFlow.
+
+Builds a small pybind11 module of the framework-free CUDA core
+(cc/kernels/clip_core_gpu.cu + tests/gpu/binding.cpp) with nvcc into a
+temporary folder, then, with torch as the reference and the allocator:
+
+* checks the sum of squares, the clip and the fused clip against a float64
+  reference, and bit for bit against the CPU kernel's formula (clip_core.h's
+  DecideClip, scale cast to the element type, multiplied in float32 for 16-bit
+  types): fp32, fp64, fp16 and bf16 with float and double norms; inf and NaN;
+  invalid norms and clip_norms; empty tensors and empty lists; in place;
+  misaligned tensors; 100,000 tensors; a list of more than 2**31 elements;
+* checks that 10 runs give bitwise the same norm and outputs, and that the
+  sum does not depend on where in memory the same values lie;
+* checks the fused clip inside a captured CUDA graph, replayed on new data
+  (scale, pass-through and non-finite cases decided on the device);
+* benchmarks the global norm and the clip against torch._foreach_norm and
+  torch.nn.utils.clip_grad_norm_(foreach=True) on the 53 dense gradient
+  shapes, 1,000 x 100 floats and 4 x 16M floats, next to a device-to-device
+  copy measured in the same run.
+
+Prints a table and exits non-zero if any check fails. Run from anywhere:
+
+    python tests/gpu/check_gpu.py [--out results.md]
+    python tests/gpu/check_gpu.py --build-only   # compile and import only
+
+Needs nvcc (CUDA_HOME or PATH), pybind11 and, except with --build-only, torch
+with a CUDA device.
+"""
+import argparse
+import importlib.util
+import json
+import math
+import os
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import traceback
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CORE_SOURCE = os.path.join(ROOT, "cc", "kernels", "clip_core_gpu.cu")
+BINDING_SOURCE = os.path.join(ROOT, "tests", "gpu", "binding.cpp")
+DENSE_SHAPES_FILE = os.path.join(ROOT, "data", "dense_shapes.json")
+# The 53 dense gradient shapes of Monolith's "large grad" test (7,686,760
+# floats), as in data/dense_shapes.json; used when that file is absent.
+DENSE_SHAPES = [
+    [328, 128], [128], [128], [128, 64], [64], [64], [1], [256, 256], [256],
+    [256], [256, 128], [128], [128], [128, 1], [1], [1], [2488, 256], [256],
+    [256], [3184, 256], [256], [256], [96, 128], [128], [128], [128, 64], [64],
+    [64], [1], [64, 16], [16], [16], [1609, 2048], [2048], [2048], [2048, 1024],
+    [1024], [1024], [1024, 512], [512], [512], [512, 256], [256], [256],
+    [256, 1], [1], [1], [96, 64], [64], [64], [64, 1], [1], [1],
+]
+
+
+# --------------------------------------------------------------------- build
+
+def find_nvcc():
+    cuda_home = os.environ.get("CUDA_HOME")
+    if cuda_home:
+        return os.path.join(cuda_home, "bin", "nvcc")
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        sys.exit("check_gpu: nvcc not found (set CUDA_HOME or put nvcc on PATH)")
+    return nvcc
+
+
+def build(build_dir, arch):
+    """Compiles the core and its binding; returns the imported module."""
+    import pybind11  # noqa: WPS433 (only needed to build)
+    out = os.path.join(build_dir, "clip_core_gpu" + sysconfig.get_config_var("EXT_SUFFIX"))
+    cmd = [find_nvcc(), "-O3", "-std=c++17", "-shared", "-Xcompiler", "-fPIC",
+           "-Xcompiler", "-fvisibility=hidden", "--threads", "0",
+           f"-gencode=arch=compute_{arch},code=sm_{arch}",
+           "-I", ROOT, "-I", pybind11.get_include(),
+           "-I", sysconfig.get_paths()["include"],
+           CORE_SOURCE, BINDING_SOURCE, "-o", out]
+    start = time.time()
+    subprocess.run(cmd, check=True)
+    print(f"built {os.path.basename(out)} for sm_{arch} in {time.time() - start:.1f} s")
+    spec = importlib.util.spec_from_file_location("clip_core_gpu", out)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ------------------------------------------------------------------ helpers
+
+class Core:
+    """Calls the core on torch tensors, on torch's current stream."""
+
+    def __init__(self, module, torch):
+        self.m = module
+        self.torch = torch
+        self.codes = {torch.float32: module.FLOAT, torch.float64: module.DOUBLE,
+                      torch.float16: module.HALF, torch.bfloat16: module.BFLOAT16}
+
+    def stream(self):
+        return self.torch.cuda.current_stream().cuda_stream
+
+    def prepare(self, tensors, outputs=None, dtype=None):
+        return Prepared(self, tensors, outputs, dtype)
+
+    def sum_of_squares(self, p, tnorm):
+        out = self.torch.full((), -1.0, dtype=tnorm, device="cuda")
+        self.m.sum_of_squares(p.table, self.codes[tnorm], p.partials.data_ptr(),
+                              out.data_ptr(), self.stream())
+        return out
+
+    def clip(self, p, norm, clip_norm):
+        """clip_norm: a Python float (attr) or a device scalar of norm's dtype."""
+        is_tensor = isinstance(clip_norm, self.torch.Tensor)
+        self.m.clip(p.table, self.codes[norm.dtype], norm.data_ptr(),
+                    clip_norm.data_ptr() if is_tensor else 0,
+                    0.0 if is_tensor else float(clip_norm), self.stream())
+
+    def clip_fused(self, p, clip_norm, norm_out=None):
+        if norm_out is None:
+            norm_out = self.torch.full((), -1.0, dtype=clip_norm.dtype, device="cuda")
+        self.m.clip_fused(p.table, self.codes[clip_norm.dtype], clip_norm.data_ptr(),
+                          p.partials.data_ptr(), norm_out.data_ptr(), self.stream())
+        return norm_out
+
+
+class Prepared:
+    """A tensor list packed for the core: its table copied to the device."""
+
+    def __init__(self, core, tensors, outputs, dtype):
+        torch = core.torch
+        self.core = core
+        self.tensors = list(tensors)
+        self.outputs = None if outputs is None else list(outputs)
+        dtype = dtype or self.tensors[0].dtype
+        sizes = [t.numel() for t in self.tensors]
+        self.nbytes = core.m.table_bytes(len(sizes), outputs is not None)
+        self.host = torch.empty(max(self.nbytes, 8), dtype=torch.uint8, pin_memory=True)
+        self.device = torch.empty(max(self.nbytes, 8), dtype=torch.uint8, device="cuda")
+        self.table = core.m.pack_table(
+            core.codes[dtype], [t.data_ptr() for t in self.tensors],
+            None if outputs is None else [t.data_ptr() for t in self.outputs],
+            sizes, self.host.data_ptr(), self.device.data_ptr())
+        assert self.table.num_chunks == core.m.num_chunks(core.codes[dtype], sizes)
+        self.partials = torch.empty(max(1, self.table.num_chunks), dtype=torch.float64,
+                                    device="cuda")
+        self.upload()
+
+    def upload(self):
+        self.core.m.copy_table(self.host.data_ptr(), self.device.data_ptr(),
+                               self.nbytes, self.core.stream())
+
+
+def ref_sum_of_squares(torch, tensors, piece=1 << 27):
+    """Sum of squares in float64, in pieces so huge tensors need no huge copy."""
+    total = torch.zeros((), dtype=torch.float64, device="cuda")
+    for t in tensors:
+        flat = t.reshape(-1)
+        for start in range(0, flat.numel(), piece):
+            x = flat[start:start + piece].double()
+            total += (x * x).sum()
+    return float(total)
+
+
+def rounded(torch, x, dtype):
+    """x (a Python float) rounded to float32 when dtype is float32.
+
+    One IEEE float32 operation on float32 operands equals the float64 result
+    rounded once to float32 (for +, -, *, / and sqrt), so Python floats and
+    this give exactly what float32 arithmetic on the device gives, with no
+    trust in any library's float32 sqrt or reciprocal.
+    """
+    if dtype == torch.float64 or not math.isfinite(x):
+        return x
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
+def cpu_rule(torch, x_dtype, norm, clip_norm, tnorm):
+    """What clip_core.h's DecideClip and the CPU kernel do, on the host.
+
+    Returns ("pass" | "nan" | "scale", scale in the element's compute type).
+    """
+    if not (math.isfinite(clip_norm) and clip_norm > 0):
+        return "nan", None
+    if not math.isfinite(norm) or norm < 0:
+        return "nan", None
+    if norm <= clip_norm:
+        return "pass", None
+    r = lambda v: rounded(torch, v, tnorm)  # noqa: E731
+    n, c = r(norm), r(clip_norm)
+    scale = torch.tensor(r(c * min(r(1 / n), r(1 / c))), dtype=torch.float64)
+    if x_dtype in (torch.float16, torch.bfloat16):
+        # Eigen casts double to half / bfloat16 through float.
+        return "scale", scale.to(torch.float32).to(x_dtype).to(torch.float32)
+    compute = torch.float64 if x_dtype == torch.float64 else torch.float32
+    return "scale", scale.to(x_dtype).to(compute)
+
+
+def bits(torch, t):
+    view = {2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()]
+    return t.contiguous().view(view)
+
+
+def expected_output(torch, x, action, scale):
+    if action == "pass":
+        return x
+    if action == "nan":
+        return torch.full_like(x, float("nan"))
+    compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+    return (x.to(compute) * scale.to(x.device)).to(x.dtype)
+
+
+class Results:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, name, ok, detail=""):
+        self.rows.append((name, bool(ok), detail))
+        print(f"{'PASS' if ok else 'FAIL'}  {name}  {detail}", flush=True)
+
+    def run(self, name, check, *args):
+        """Runs check(*args); an exception is a failed check, and the rest run."""
+        start = time.time()
+        try:
+            check(*args)
+        except Exception as err:  # noqa: BLE001 (reported, not swallowed)
+            traceback.print_exc()
+            self.add(name, False, f"{type(err).__name__}: {err}")
+        print(f"  [{name}: {time.time() - start:.1f} s]", flush=True)
+
+    @property
+    def failed(self):
+        return [r for r in self.rows if not r[1]]
+
+
+# ------------------------------------------------------------------- checks
+
+# Largest ||out - ref|| / ||ref|| allowed against the float64 reference: the
+# scale rounded to the norm's dtype, then to the element's, and each output
+# rounded once.
+ROUNDING = {"float32": 2**-24, "float64": 2**-53, "float16": 2**-11, "bfloat16": 2**-8}
+
+
+def tolerance(torch, dtype, tnorm):
+    return 4 * (ROUNDING[str(dtype)[6:]] + ROUNDING[str(tnorm)[6:]])
+
+
+def compare_outputs(torch, xs, outs, action, scale, true_scale, chunk=1 << 27):
+    """(bitwise equal to the CPU kernel's rule, relative error against x *
+    true_scale computed in float64)."""
+    exact = True
+    err2 = ref2 = 0.0
+    for x, out in zip(xs, outs):
+        fx, fo = x.reshape(-1), out.reshape(-1)
+        for s in range(0, fx.numel(), chunk):
+            xi, oi = fx[s:s + chunk], fo[s:s + chunk]
+            if action == "nan":
+                exact &= bool(torch.isnan(oi.float()).all())
+                continue
+            want = expected_output(torch, xi, action, scale)
+            exact &= bool(torch.equal(bits(torch, want), bits(torch, oi)))
+            ref = xi.double() * true_scale
+            err2 += float(((oi.double() - ref) ** 2).sum())
+            ref2 += float((ref ** 2).sum())
+    return exact, (math.sqrt(err2 / ref2) if ref2 > 0 else 0.0)
+
+
+def random_list(torch, dtype, sizes, scale=3.0, misalign=True, gen=None):
+    """Tensors of `sizes` with values N(0, scale); some start off 16 bytes."""
+    out = []
+    for i, n in enumerate(sizes):
+        shift = (i % 3) if misalign else 0
+        base = torch.randn(n + shift, dtype=torch.float32, device="cuda", generator=gen)
+        out.append((base * scale).to(dtype)[shift:])
+    return out
+
+
+def check_list(core, res, name, xs, dtype, tnorm, clip_factors=(0.5, 2.0), flat=None):
+    """Sum, clip (attr and tensor clip_norm) and fused clip of one list.
+
+    flat: a tensor of which xs are consecutive views covering it whole; the
+    outputs are then views of one buffer too, and compared in one piece.
+    """
+    torch = core.torch
+
+    def new_outputs():
+        """(outputs for the core, inputs and outputs to compare)."""
+        if flat is None:
+            outs = [torch.full_like(x, 7.0) for x in xs]
+            return outs, xs, outs
+        out = torch.full_like(flat, 7.0)
+        return list(torch.split(out, [x.numel() for x in xs])), [flat], [out]
+
+    ref = ref_sum_of_squares(torch, xs if flat is None else [flat])
+    p = core.prepare(xs, dtype=dtype)
+    got = float(core.sum_of_squares(p, tnorm))
+    tol = 1e-10 if tnorm == torch.float64 else 3e-7
+    rel = abs(got - ref) / ref if ref else abs(got)
+    res.add(f"{name} sum", rel <= tol, f"rel err {rel:.1e} (tol {tol:.0e})")
+    ref_norm = math.sqrt(ref)
+    tol = tolerance(torch, dtype, tnorm)
+    for factor in clip_factors:
+        clip_norm = float(torch.tensor(ref_norm * factor if ref_norm else 1.0, dtype=tnorm))
+        true_scale = clip_norm / max(ref_norm, clip_norm)
+        # Clip by a given norm, clip_norm as an attr value.
+        outs, ins, cmp_outs = new_outputs()
+        p = core.prepare(xs, outs, dtype=dtype)
+        norm_t = torch.tensor(ref_norm, dtype=tnorm, device="cuda")
+        core.clip(p, norm_t, clip_norm)
+        action, scale = cpu_rule(torch, dtype, float(norm_t), clip_norm, tnorm)
+        exact, err = compare_outputs(torch, ins, cmp_outs, action, scale, true_scale)
+        res.add(f"{name} clip {action}", exact and err <= tol,
+                f"bitwise={exact} rel err {err:.1e} (tol {tol:.0e})")
+        # Fused: norm computed on the device, clip_norm a device scalar.
+        outs, ins, cmp_outs = new_outputs()
+        p = core.prepare(xs, outs, dtype=dtype)
+        norm = float(core.clip_fused(p, torch.tensor(clip_norm, dtype=tnorm, device="cuda")))
+        want_norm = rounded(torch, math.sqrt(got), tnorm)
+        action, scale = cpu_rule(torch, dtype, norm, clip_norm, tnorm)
+        exact, err = compare_outputs(torch, ins, cmp_outs, action, scale, true_scale)
+        res.add(f"{name} fused {action}", exact and err <= tol and norm == want_norm,
+                f"norm {norm:.6g} (sqrt of the sum: {norm == want_norm}) "
+                f"bitwise={exact} rel err {err:.1e}")
+
+
+def check_dtypes(core, res, gen):
+    torch = core.torch
+    sizes = [1, 0, 3, 1000, 8191, 8192, 8193, 0, 65536 + 5, 17, 250000]
+    for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+        for tnorm in (torch.float32, torch.float64):
+            xs = random_list(torch, dtype, sizes, gen=gen)
+            check_list(core, res, f"{str(dtype)[6:]}/{str(tnorm)[6:]}", xs, dtype, tnorm)
+    # fp16 accumulates wider than fp16: [300, 400] has norm 500, not inf.
+    xs = [torch.tensor([300.0, 400.0], dtype=torch.float16, device="cuda")]
+    p = core.prepare(xs, [torch.empty_like(x) for x in xs])
+    norm = float(core.clip_fused(p, torch.tensor(1000.0, device="cuda")))
+    res.add("float16 [300, 400] norm", norm == 500.0, f"norm {norm}")
+
+
+def check_special(core, res, gen):
+    """inf / NaN inputs, bad norms and clip_norms, empty lists, in place."""
+    torch = core.torch
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        for bad in (float("inf"), float("nan")):
+            xs = random_list(torch, dtype, [100, 5000, 3], gen=gen)
+            xs[1][1234] = bad
+            outs = [torch.zeros_like(x) for x in xs]
+            p = core.prepare(xs, outs)
+            norm = float(core.clip_fused(p, torch.tensor(1.0, device="cuda")))
+            all_nan = all(bool(torch.isnan(o.float()).all()) for o in outs)
+            norm_ok = math.isnan(norm) if math.isnan(bad) else norm == bad
+            res.add(f"{str(dtype)[6:]} with {bad}: norm, outputs all NaN",
+                    norm_ok and all_nan, f"norm {norm}")
+    xs = random_list(torch, torch.float32, [100, 5000], gen=gen)
+    for clip_norm in (0.0, -1.0, float("inf"), float("nan")):
+        outs = [torch.zeros_like(x) for x in xs]
+        p = core.prepare(xs, outs)
+        core.clip_fused(p, torch.tensor(clip_norm, device="cuda"))
+        ok = all(bool(torch.isnan(o).all()) for o in outs)
+        res.add(f"fused with clip_norm {clip_norm}: outputs all NaN", ok)
+    for norm in (-1.0, float("inf"), float("nan")):
+        outs = [torch.zeros_like(x) for x in xs]
+        p = core.prepare(xs, outs)
+        core.clip(p, torch.tensor(norm, device="cuda"), 1.0)
+        ok = all(bool(torch.isnan(o).all()) for o in outs)
+        res.add(f"clip by norm {norm}: outputs all NaN", ok)
+    # Empty lists and lists of empty tensors.
+    p = core.prepare([], dtype=torch.float32)
+    s = float(core.sum_of_squares(p, torch.float32))
+    n = float(core.clip_fused(core.prepare([], [], dtype=torch.float32),
+                              torch.tensor(1.0, device="cuda")))
+    res.add("empty list: sum 0, norm 0", s == 0.0 and n == 0.0, f"sum {s} norm {n}")
+    xs = [torch.empty(0, device="cuda"), torch.empty(0, 5, device="cuda")]
+    p = core.prepare(xs, [torch.empty_like(x) for x in xs])
+    n = float(core.clip_fused(p, torch.tensor(1.0, device="cuda")))
+    res.add("list of empty tensors: norm 0", n == 0.0, f"norm {n}")
+    # In place: a pass-through writes nothing, a scale scales in place.
+    xs = random_list(torch, torch.float32, [1000, 77, 40000], gen=gen)
+    keep = [x.clone() for x in xs]
+    ref = math.sqrt(ref_sum_of_squares(torch, xs))
+    p = core.prepare(xs, xs)
+    core.clip_fused(p, torch.tensor(ref * 2, device="cuda"))
+    same = all(torch.equal(a, b) for a, b in zip(xs, keep))
+    res.add("in place, pass-through: inputs untouched", same and p.table.all_in_place)
+    clip_norm = float(torch.tensor(ref / 2))
+    norm = float(core.clip_fused(p, torch.tensor(clip_norm, device="cuda")))
+    action, scale = cpu_rule(torch, torch.float32, norm, clip_norm, torch.float32)
+    exact, err = compare_outputs(torch, keep, xs, action, scale, clip_norm / ref)
+    res.add("in place, scale", exact and action == "scale", f"rel err {err:.1e}")
+
+
+def check_many(core, res, gen, count):
+    torch = core.torch
+    sizes = torch.randint(0, 129, (count,), generator=gen, device="cuda").tolist()
+    flat = torch.randn(sum(sizes), device="cuda", generator=gen)
+    xs = list(torch.split(flat, sizes))  # views: most start off 16 bytes
+    check_list(core, res, f"{count} tensors", xs, torch.float32, torch.float32,
+               clip_factors=(0.5,), flat=flat)
+
+
+def check_huge(core, res, gen):
+    """One list of more than 2**31 elements, one tensor alone over 2**31."""
+    torch = core.torch
+    big = 2**31 + 4099
+    try:
+        xs = [torch.randn(1000, device="cuda", generator=gen).half(),
+              torch.empty(big, dtype=torch.float16, device="cuda").normal_(generator=gen),
+              torch.randn(77, device="cuda", generator=gen).half()]
+    except RuntimeError as err:  # out of memory on a small device
+        res.add("list over 2**31 elements", False, f"could not allocate: {err}")
+        return
+    check_list(core, res, "2**31+ elements fp16", xs, torch.float16, torch.float32,
+               clip_factors=(0.5,))
+    del xs
+    torch.cuda.empty_cache()
+
+
+def check_determinism(core, res, gen, runs=10):
+    torch = core.torch
+    lists = {
+        "dense53 fp32": [torch.randn(s, device="cuda", generator=gen) for s in dense_shapes()],
+        "bf16": random_list(torch, torch.bfloat16, [5, 70000, 3000, 1 << 20], gen=gen),
+    }
+    for name, xs in lists.items():
+        clip = torch.tensor(math.sqrt(ref_sum_of_squares(torch, xs)) / 3, device="cuda")
+        first = None
+        differ = 0
+        for _ in range(runs):
+            outs = [torch.empty_like(x) for x in xs]
+            norm = core.clip_fused(core.prepare(xs, outs), clip)
+            run = [bits(torch, norm.reshape(1))] + [bits(torch, o) for o in outs]
+            if first is None:
+                first = run
+            else:
+                differ += not all(torch.equal(a, b) for a, b in zip(first, run))
+        res.add(f"determinism {name}, {runs} runs", differ == 0,
+                f"{differ} of {runs - 1} reruns differ from the first")
+    # The same values at other addresses (other 16-byte alignment) sum alike.
+    xs = random_list(torch, torch.float32, [3, 100001, 5000], misalign=False, gen=gen)
+    moved = []
+    for x in xs:
+        base = torch.empty(x.numel() + 1, device="cuda")
+        base[1:].copy_(x)
+        moved.append(base[1:])
+    a = core.sum_of_squares(core.prepare(xs), torch.float64)
+    b = core.sum_of_squares(core.prepare(moved), torch.float64)
+    res.add("sum independent of alignment", torch.equal(bits(torch, a), bits(torch, b)))
+
+
+def check_graph(core, res, gen):
+    """The fused clip captured in a CUDA graph, replayed on changed inputs."""
+    torch = core.torch
+    xs = [torch.randn(s, device="cuda", generator=gen) for s in dense_shapes()]
+    outs = [torch.empty_like(x) for x in xs]
+    clip = torch.tensor(10.0, device="cuda")
+    norm = torch.empty((), device="cuda")
+    p = core.prepare(xs, outs)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        core.clip_fused(p, clip, norm)  # warm-up: module load, grid sizes
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.graph(graph):
+            core.clip_fused(p, clip, norm)
+    except RuntimeError as err:
+        res.add("CUDA graph capture", False, str(err))
+        return
+    for case, factor in (("scale", 1.0), ("pass-through", 1e-4), ("inf", None)):
+        for x in xs:
+            x.copy_(torch.randn(x.shape, device="cuda", generator=gen) *
+                    (factor if factor is not None else 1.0))
+        if factor is None:
+            xs[7][3, 3] = float("inf")
+        for o in outs:
+            o.fill_(7.0)
+        graph.replay()
+        torch.cuda.synchronize()
+        ref = math.sqrt(ref_sum_of_squares(torch, xs))
+        got = float(norm)
+        action, scale = cpu_rule(torch, torch.float32, got, 10.0, torch.float32)
+        exact, err = compare_outputs(torch, xs, outs, action, scale, 10.0 / max(ref, 10.0))
+        norm_ok = (math.isinf(got) if factor is None else abs(got - ref) <= 1e-6 * ref)
+        res.add(f"CUDA graph replay, {case}", exact and norm_ok,
+                f"action {action}, norm {got:.6g}")
+
+
+# --------------------------------------------------------------- benchmarks
+
+def dense_shapes():
+    if os.path.exists(DENSE_SHAPES_FILE):
+        with open(DENSE_SHAPES_FILE) as f:
+            return [tuple(s) for s in json.load(f)["shapes"]]
+    return [tuple(s) for s in DENSE_SHAPES]
+
+
+def time_per_call(torch, fn, calls=10, samples=20, warmup=3, quick=False):
+    """Median over `samples` of the event-timed mean of `calls` calls, in s."""
+    if quick:
+        calls, samples, warmup = 2, 3, 1
+    for i in range(warmup):
+        fn(i)
+    torch.cuda.synchronize()
+    times = []
+    for s in range(samples):
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for i in range(calls):
+            fn(s * calls + i)
+        stop.record()
+        stop.synchronize()
+        times.append(start.elapsed_time(stop) / 1e3 / calls)
+    return statistics.median(times)
+
+
+def copy_bandwidth(torch, nbytes=2 << 30, quick=False):
+    src = torch.randn(nbytes // 4, device="cuda")
+    dst = torch.empty_like(src)
+    t = time_per_call(torch, lambda i: dst.copy_(src), calls=5, samples=10, quick=quick)
+    return 2 * nbytes / t
+
+
+def benchmark(core, gen, quick=False):
+    torch = core.torch
+    copy_bw = copy_bandwidth(torch, (64 << 20) if quick else (2 << 30), quick)
+    print(f"device-to-device copy: {copy_bw / 1e9:.0f} GB/s (read + write)")
+    workloads = {
+        "dense53 (7.7M)": dense_shapes(),
+        "1000 x 100": [(100,)] * 1000,
+        "4 x 16M": [(16 << 20,)] * 4,
+    }
+    if quick:  # the same code on small data, to try the script out
+        workloads = {"dense53[:16]": dense_shapes()[:16], "100 x 100": [(100,)] * 100,
+                     "4 x 64K": [(64 << 10,)] * 4}
+    rows = []
+    for name, shapes in workloads.items():
+        rows += bench_workload(core, gen, name, shapes, copy_bw, quick)
+        torch.cuda.empty_cache()
+    return copy_bw, rows
+
+
+def bench_workload(core, gen, name, shapes, copy_bw, quick=False):
+    """Rows of the table for one workload of float32 tensors."""
+    torch = core.torch
+    l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 50 << 20)
+    elements = sum(math.prod(s) for s in shapes)
+    # Several input sets, used in turn, so that big ones are read from memory,
+    # not from L2 (small ones fit in L2 whatever we do).
+    sets = max(1, min(8, math.ceil(3 * l2 / (4 * elements))))
+    grads = [[torch.randn(s, device="cuda", generator=gen) for s in shapes]
+             for _ in range(sets)]
+    outs = [[torch.empty_like(g) for g in gs] for gs in grads]
+    norm_lists = [core.prepare(gs) for gs in grads]
+    clip_lists = [core.prepare(gs, os_) for gs, os_ in zip(grads, outs)]
+    norms = [math.sqrt(ref_sum_of_squares(torch, gs)) for gs in grads]
+    clip = torch.tensor(0.5 * min(norms), device="cuda")  # always scales
+    sum_out = torch.empty((), device="cuda")
+    norm_out = torch.empty((), device="cuda")
+    params = []  # clip_grad_norm_ clips the .grad of parameters, in place
+    for gs in grads:
+        ps = [torch.nn.Parameter(torch.zeros_like(g)) for g in gs]
+        for p_, g in zip(ps, gs):
+            p_.grad = g
+        params.append(ps)
+    max_norm = float(clip)
+
+    # Each call of ours copies its table to the device, as the TF kernels do.
+    def ours_norm(i):
+        p = norm_lists[i % sets]
+        p.upload()
+        core.m.sum_of_squares(p.table, core.m.FLOAT, p.partials.data_ptr(),
+                              sum_out.data_ptr(), core.stream())
+
+    def ours_clip(i):
+        p = clip_lists[i % sets]
+        p.upload()
+        core.m.clip_fused(p.table, core.m.FLOAT, clip.data_ptr(),
+                          p.partials.data_ptr(), norm_out.data_ptr(), core.stream())
+
+    def torch_norm(i):
+        n = torch._foreach_norm(grads[i % sets])
+        return torch.linalg.vector_norm(torch.stack(n))
+
+    def torch_clip(i):
+        torch.nn.utils.clip_grad_norm_(params[i % sets], max_norm, foreach=True)
+
+    rows = []
+    for op, bytes_per, ours, theirs, their_name in (
+            ("global norm", 4, ours_norm, torch_norm, "torch._foreach_norm"),
+            ("clip", 12, ours_clip, torch_clip, "clip_grad_norm_(foreach)")):
+        t_ours = time_per_call(torch, ours, quick=quick)
+        t_torch = time_per_call(torch, theirs, quick=quick)
+        nbytes = bytes_per * elements
+        for impl, t in (("monolith_ops core", t_ours), (their_name, t_torch)):
+            bw = nbytes / t
+            rows.append((name, op, impl, t * 1e6, bw / 1e9, t_torch / t, bw / copy_bw))
+    return rows
+
+
+# --------------------------------------------------------------------- main
+
+def markdown(results, copy_bw, bench_rows, device):
+    lines = [f"GPU check of the CUDA core on {device}", ""]
+    lines += ["| check | result | detail |", "| --- | --- | --- |"]
+    lines += [f"| {n} | {'PASS' if ok else 'FAIL'} | {d} |" for n, ok, d in results.rows]
+    if bench_rows:
+        lines += ["", f"Device-to-device copy in the same run: {copy_bw / 1e9:.0f} GB/s "
+                  "(bytes read + written). Bytes counted: 4 per element for the norm, 12 "
+                  "for the clip. 'vs torch' is torch's time over this row's time.", ""]
+        lines += ["| workload | op | implementation | us/call | GB/s | vs torch | of copy BW |",
+                  "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {w} | {o} | {i} | {t:.1f} | {g:.0f} | {r:.2f} | {f:.2f} |"
+                  for w, o, i, t, g, r, f in bench_rows]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--build-only", action="store_true",
+                        help="compile and import the module, then stop")
+    parser.add_argument("--arch", help="SM version to build for, e.g. 90 "
+                        "(default: the device's, or 90 with --build-only)")
+    parser.add_argument("--build-dir", help="build here instead of a temporary folder")
+    parser.add_argument("--skip-huge", action="store_true",
+                        help="skip the list of more than 2**31 elements (needs ~10 GB)")
+    parser.add_argument("--skip-bench", action="store_true", help="checks only")
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes everywhere (no 2**31 list, 2,000 tensors "
+                        "instead of 100,000, tiny benchmarks): a smoke test of the script")
+    parser.add_argument("--out", help="also write the tables here, as Markdown")
+    args = parser.parse_args()
+    started = time.time()
+
+    torch = None
+    arch = args.arch
+    if not args.build_only:
+        import torch  # noqa: WPS433
+        if not torch.cuda.is_available():
+            sys.exit("check_gpu: torch sees no CUDA device; nothing to check")
+        if arch is None:
+            major, minor = torch.cuda.get_device_capability()
+            arch = f"{major}{minor}"
+    build_dir = args.build_dir or tempfile.mkdtemp(prefix="clip_core_gpu_")
+    os.makedirs(build_dir, exist_ok=True)
+    module = build(build_dir, arch or "90")
+    if args.build_only:
+        try:
+            print(f"CUDA devices: {module.device_count()}")
+        except RuntimeError as err:
+            print(f"module imported; no CUDA device to run on ({err})")
+        return 0
+
+    device = torch.cuda.get_device_name()
+    print(f"device: {device}, torch {torch.__version__}")
+    module.device_count()
+    core = Core(module, torch)
+    gen = torch.Generator(device="cuda")
+    gen.manual_seed(20240607)
+    res = Results()
+    res.run("dtypes", check_dtypes, core, res, gen)
+    res.run("special values", check_special, core, res, gen)
+    many = 2000 if args.quick else 100_000
+    res.run(f"{many:,} tensors", check_many, core, res, gen, many)
+    if not (args.skip_huge or args.quick):
+        res.run("over 2**31 elements", check_huge, core, res, gen)
+    res.run("determinism", check_determinism, core, res, gen)
+    res.run("CUDA graph", check_graph, core, res, gen)
+    copy_bw, rows = 0.0, []
+    if not args.skip_bench:
+        try:
+            copy_bw, rows = benchmark(core, gen, args.quick)
+        except Exception as err:  # noqa: BLE001
+            traceback.print_exc()
+            res.add("benchmark", False, f"{type(err).__name__}: {err}")
+    text = markdown(res, copy_bw, rows, device)
+    print()
+    print(text)
+    print(f"{len(res.rows) - len(res.failed)}/{len(res.rows)} checks passed "
+          f"in {time.time() - started:.0f} s")
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    return 1 if res.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -31,9 +31,11 @@ tf215_build="$(package_dir "$TF215_VENV")"
 echo "ci_tf215: venvs ready in $((SECONDS - start)) s"
 
 export TF_CPP_MIN_LOG_LEVEL=2 CUDA_VISIBLE_DEVICES=""
+status=0
 # pytest (not python -m pytest) so that tests import the installed package.
 MONOLITH_OPS_REQUIRE_ESTIMATOR=1 MONOLITH_OPS_OTHER_BUILD="$main_build" \
-  "$TF215_VENV/bin/pytest" tests -rs "$@"
+  "$TF215_VENV/bin/pytest" tests -rfEs "$@" || status=$?
 MONOLITH_OPS_OTHER_BUILD="$tf215_build" \
-  "$MAIN_VENV/bin/pytest" tests/test_version_mismatch.py -rs
+  "$MAIN_VENV/bin/pytest" tests/test_version_mismatch.py -rfEs || status=$?
 echo "ci_tf215: $((SECONDS - start)) s"
+exit "$status"

@@ -598,7 +598,7 @@ TensorTable PackTable(DType dtype, const void* const* inputs,
   TensorTable table;
   table.dtype = dtype;
   table.count = count;
-  table.all_in_place = outputs != nullptr;
+  table.all_in_place = outputs != nullptr || count <= 0;
   if (count <= 0 || ElementBytes(dtype) == 0) {
     table.count = 0;
     return table;

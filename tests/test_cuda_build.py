@@ -1,0 +1,205 @@
+"""Checks of the CUDA build that need no GPU, so that CI can run them.
+
+* The library records whether it was built with CUDA, and a CUDA build
+  registers a DEVICE_GPU kernel for every op and dtype pair (a CPU build none).
+* A CUDA build has no undefined dynamic cuda* / cu* symbol and needs no CUDA
+  library: the runtime is linked in statically, so it loads under TensorFlow's
+  CPU wheel (this test module importing it proves the load).
+* setup.py fails at once, saying what to do, when CUDA is asked for and nvcc
+  is missing, and rejects values of MONOLITH_OPS_CUDA other than 0 and 1.
+* The CUDA core includes no TensorFlow header, and its header no CUDA one.
+* The CUDA core's kernels, run on the CPU under tests/gpu/emulation, give the
+  right sums and clips, bit for bit as the CPU kernel's rule.
+* Where TensorFlow sees a GPU (never in CI), the GPU kernels match the CPU ones.
+
+scripts/ci_cuda.sh builds with MONOLITH_OPS_CUDA=1 and runs the whole suite
+with MONOLITH_OPS_EXPECT_CUDA=1, which makes the first test insist on it.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.core.framework import types_pb2
+from tensorflow.python.framework import kernels
+
+from monolith_ops import _loader
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORE_SOURCE = os.path.join(ROOT, "cc", "kernels", "clip_core_gpu.cu")
+CORE_HEADER = os.path.join(ROOT, "cc", "kernels", "clip_core_gpu.h")
+EMULATION = os.path.join(ROOT, "tests", "gpu", "emulation")
+OPS = ("GlobalL2Reduce", "MonolithClipByGlobalNorm", "MonolithClipByGlobalNormFused")
+TYPE_PAIRS = {(t, n) for t in ("DT_FLOAT", "DT_DOUBLE", "DT_HALF", "DT_BFLOAT16")
+              for n in ("DT_FLOAT", "DT_DOUBLE")}
+
+
+def _library():
+    _loader.ops.load()
+    return _loader.library_path()
+
+
+def _gpu_type_pairs(op):
+    """The (T, Tnorm) pairs that have a DEVICE_GPU kernel for `op`."""
+    pairs = set()
+    for k in kernels.get_registered_kernels_for_op(op).kernel:
+        if k.device_type != "GPU":
+            continue
+        types = {c.name: list(c.allowed_values.list.type) for c in k.constraint}
+        pairs.update((types_pb2.DataType.Name(t), types_pb2.DataType.Name(n))
+                     for t in types["T"] for n in types["Tnorm"])
+    return pairs
+
+
+def test_build_record_says_cuda_when_expected():
+    _library()
+    if os.environ.get("MONOLITH_OPS_EXPECT_CUDA") == "1":
+        assert _loader.built_with_cuda(), (
+            "MONOLITH_OPS_EXPECT_CUDA=1 but the library under test was built "
+            f"without CUDA: {_loader.library_path()}")
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_gpu_kernels_registered_exactly_in_a_cuda_build(op):
+    _library()
+    pairs = _gpu_type_pairs(op)
+    if _loader.built_with_cuda():
+        assert pairs == TYPE_PAIRS
+    else:
+        assert pairs == set()
+
+
+def _tool(name):
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} not found")
+    return path
+
+
+def test_cuda_build_needs_no_cuda_library():
+    path = _library()
+    if not _loader.built_with_cuda():
+        pytest.skip("a CPU-only build")
+    undefined = subprocess.run([_tool("nm"), "-D", "--undefined-only", path],
+                               capture_output=True, text=True, check=True).stdout
+    cuda = [line.split()[-1] for line in undefined.splitlines()
+            if re.match(r"(cuda|cu[A-Z])", line.split()[-1])]
+    assert cuda == [], f"undefined CUDA symbols (runtime not linked statically): {cuda}"
+    dynamic = subprocess.run([_tool("objdump"), "-p", path],
+                             capture_output=True, text=True, check=True).stdout
+    needed = re.findall(r"NEEDED\s+(\S+)", dynamic)
+    assert not [lib for lib in needed if re.match(r"lib(cuda|cudart)", lib)], needed
+
+
+def _setup_py(env_changes, tmp_path):
+    setup = os.path.join(ROOT, "setup.py")
+    if not os.path.exists(setup):
+        pytest.skip("no setup.py beside the tests")
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_HOME"}
+    env["PATH"] = os.path.dirname(sys.executable)  # a PATH without nvcc
+    env.update(env_changes)
+    return subprocess.run(
+        [sys.executable, setup, "build_ext", "--build-temp", str(tmp_path / "t"),
+         "--build-lib", str(tmp_path / "l")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_setup_fails_clearly_without_nvcc(tmp_path):
+    if shutil.which("nvcc", path=os.path.dirname(sys.executable)):
+        pytest.skip("nvcc sits beside the Python interpreter")
+    result = _setup_py({"MONOLITH_OPS_CUDA": "1"}, tmp_path)
+    assert result.returncode != 0
+    assert "nvcc was not found" in result.stderr
+    assert "CUDA_HOME" in result.stderr and "MONOLITH_OPS_CUDA" in result.stderr
+
+
+def test_setup_fails_clearly_with_a_cuda_home_without_nvcc(tmp_path):
+    result = _setup_py({"MONOLITH_OPS_CUDA": "1", "CUDA_HOME": str(tmp_path)}, tmp_path)
+    assert result.returncode != 0
+    assert f"CUDA_HOME={tmp_path} has no bin/nvcc" in result.stderr
+
+
+def test_setup_rejects_other_switch_values(tmp_path):
+    result = _setup_py({"MONOLITH_OPS_CUDA": "yes"}, tmp_path)
+    assert result.returncode != 0
+    assert "MONOLITH_OPS_CUDA must be 1" in result.stderr
+
+
+def test_cuda_core_is_framework_free():
+    if not os.path.exists(CORE_SOURCE):
+        pytest.skip("no CUDA sources beside the tests")
+    includes = {}
+    for path in (CORE_SOURCE, CORE_HEADER):
+        with open(path) as f:
+            includes[path] = re.findall(r'^#include\s*[<"]([^>"]+)[>"]', f.read(), re.M)
+    framework = re.compile(r"^(tensorflow|xla|tsl|absl|Eigen|unsupported|third_party)/")
+    for path, names in includes.items():
+        assert not [n for n in names if framework.match(n)], (path, names)
+    # The header is compiled by the host compiler, without CUDA's headers.
+    assert not [n for n in includes[CORE_HEADER] if n.startswith("cuda")]
+
+
+@pytest.mark.timeout(900)
+def test_cuda_core_kernels_under_cpu_emulation(tmp_path):
+    """Builds the CUDA core's kernels as C++ for the CPU and checks them."""
+    if not os.path.exists(CORE_SOURCE):
+        pytest.skip("no CUDA sources beside the tests")
+    cxx = _tool(os.environ.get("CXX", "g++"))
+    with open(CORE_SOURCE) as f:
+        source = f.read()
+    # kernel<<<grid, threads, 0, stream>>>(args) -> EmulatedLaunch(kernel, grid, threads, args)
+    source, launches = re.subn(
+        r"(\w+(?:<[^<>;]*>)?)<<<\s*([^,]+?),\s*([^,]+?),\s*0,\s*stream>>>\(",
+        r"EmulatedLaunch(\1, \2, \3, ", source)
+    assert launches >= 3, "the kernel launches of clip_core_gpu.cu were not found"
+    (tmp_path / "clip_core_gpu_emulated.inc").write_text(source)
+    binary = str(tmp_path / "check_core")
+    subprocess.run([cxx, "-std=c++17", "-O1", "-I", EMULATION, "-I", ROOT,
+                    "-I", str(tmp_path), os.path.join(EMULATION, "check_core.cc"),
+                    "-o", binary], check=True, timeout=600)
+    result = subprocess.run([binary], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and "ALL OK" in result.stdout, result.stdout[-4000:]
+
+
+def _gpu_or_skip():
+    _library()
+    if not _loader.built_with_cuda():
+        pytest.skip("a CPU-only build")
+    if not tf.config.list_physical_devices("GPU"):
+        pytest.skip("TensorFlow sees no GPU")
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64, tf.float16, tf.bfloat16])
+@pytest.mark.parametrize("tnorm", [tf.float32, tf.float64])
+def test_gpu_kernels_match_cpu_kernels(dtype, tnorm):
+    _gpu_or_skip()
+    ops = _loader.ops
+    rng = np.random.default_rng(7)
+    values = [rng.normal(size=n).astype(np.float32) * 3 for n in (1, 0, 1000, 70001, 17)]
+
+    def run(device):
+        with tf.device(device):
+            ts = [tf.cast(tf.constant(v), dtype) for v in values]
+            total = ops.global_l2_reduce(ts, Tnorm=tnorm)
+            norm = tf.sqrt(total)
+            clip_norm = tf.cast(norm, tnorm) * 0.5
+            scaled, fused_norm = ops.monolith_clip_by_global_norm_fused(ts, clip_norm)
+            passed = ops.monolith_clip_by_global_norm(ts, norm, clip_norm=1e30)
+            nan = ops.monolith_clip_by_global_norm(
+                ts, tf.constant(float("inf"), tnorm), clip_norm=1.0)
+            return total, fused_norm, scaled, passed, nan
+
+    cpu, gpu = run("/CPU:0"), run("/GPU:0")
+    np.testing.assert_allclose(gpu[0].numpy(), cpu[0].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(gpu[1].numpy(), cpu[1].numpy(), rtol=1e-6)
+    for c, g in zip(cpu[2], gpu[2]):
+        np.testing.assert_allclose(tf.cast(g, tf.float64).numpy(),
+                                   tf.cast(c, tf.float64).numpy(), rtol=1e-2)
+    for v, g in zip(values, gpu[3]):
+        np.testing.assert_array_equal(g.numpy(), tf.cast(tf.constant(v), dtype).numpy())
+    for g in gpu[4]:
+        assert np.isnan(tf.cast(g, tf.float32).numpy()).all()

@@ -46,9 +46,9 @@ import traceback
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CORE_SOURCE = os.path.join(ROOT, "cc", "kernels", "clip_core_gpu.cu")
 BINDING_SOURCE = os.path.join(ROOT, "tests", "gpu", "binding.cpp")
-DENSE_SHAPES_FILE = os.path.join(ROOT, "data", "dense_shapes.json")
+DENSE_SHAPES_FILE = os.path.join(ROOT, "tests", "data", "dense_shapes.json")
 # The 53 dense gradient shapes of Monolith's "large grad" test (7,686,760
-# floats), as in data/dense_shapes.json; used when that file is absent.
+# floats), as in tests/data/dense_shapes.json; used when that file is absent.
 DENSE_SHAPES = [
     [328, 128], [128], [128], [128, 64], [64], [64], [1], [256, 256], [256],
     [256], [256, 128], [128], [128], [128, 1], [1], [1], [2488, 256], [256],
@@ -599,7 +599,42 @@ def bench_workload(core, gen, name, shapes, copy_bw, quick=False):
         for impl, t in (("monolith_ops core", t_ours), (their_name, t_torch)):
             bw = nbytes / t
             rows.append((name, op, impl, t * 1e6, bw / 1e9, t_torch / t, bw / copy_bw))
+
+    # The alias decision: when norm <= clip_norm, the kernels copy the inputs
+    # (no host read), where a host read of the norm would let the outputs
+    # alias the inputs instead. Wall-clock per call, in a loop, for both.
+    big_clip = torch.tensor(2.0 * max(norms), device="cuda")
+
+    def copy_path(i):  # the fused op as built: norm, then a pass-through copy
+        p = clip_lists[i % sets]
+        p.upload()
+        core.m.clip_fused(p.table, core.m.FLOAT, big_clip.data_ptr(),
+                          p.partials.data_ptr(), norm_out.data_ptr(), core.stream())
+
+    def alias_path(i):  # norm, a host read of it, then no copy
+        ours_norm(i)
+        float(sum_out)
+
+    rows += [(name, "pass-through", impl, t * 1e6, 0.0, 0.0, 0.0) for impl, t in (
+        ("copy on the device (as built)", wall_per_call(torch, copy_path, quick)),
+        ("host read, then alias", wall_per_call(torch, alias_path, quick)))]
     return rows
+
+
+def wall_per_call(torch, fn, quick=False, calls=50, samples=7):
+    """Median wall-clock seconds per call of `calls` calls, then a sync."""
+    if quick:
+        calls, samples = 2, 2
+    fn(0)
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        for i in range(calls):
+            fn(i)
+        torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) / calls)
+    return statistics.median(times)
 
 
 # --------------------------------------------------------------------- main
@@ -615,7 +650,12 @@ def markdown(results, copy_bw, bench_rows, device):
         lines += ["| workload | op | implementation | us/call | GB/s | vs torch | of copy BW |",
                   "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
         lines += [f"| {w} | {o} | {i} | {t:.1f} | {g:.0f} | {r:.2f} | {f:.2f} |"
-                  for w, o, i, t, g, r, f in bench_rows]
+                  for w, o, i, t, g, r, f in bench_rows if o != "pass-through"]
+        lines += ["", "The alias decision, when norm <= clip_norm: wall-clock per call "
+                  "in a loop of calls (host launch costs and syncs included).", "",
+                  "| workload | implementation | us/call |", "| --- | --- | ---: |"]
+        lines += [f"| {w} | {i} | {t:.1f} |" for w, o, i, t, *_ in bench_rows
+                  if o == "pass-through"]
     return "\n".join(lines) + "\n"
 
 

@@ -162,10 +162,12 @@ class BuildOpLibrary(build_ext):
         ext.extra_link_args = tf.sysconfig.get_link_flags()
         # A build for another TensorFlow or with CUDA switched over must not
         # reuse a library left in build/ by the previous one.
-        ext.depends = [self._variant_stamp(tf)] + CUDA_SOURCES + CUDA_HEADERS
+        stamp = self._variant_stamp(tf)
+        ext.depends = [stamp]
         if self.cuda is not None:
             ext.sources = CPU_SOURCES + CUDA_ADAPTER_SOURCES
-            ext.extra_objects = self._compile_cuda(tf)
+            ext.depends += CUDA_SOURCES + CUDA_HEADERS
+            ext.extra_objects = self._compile_cuda(tf, stamp)
             # g++ links, with the static runtime before TensorFlow's library:
             # the runtime calls bind to our own copy, never to the ones that
             # libtensorflow_framework exports (which fail under the CPU wheel),
@@ -193,17 +195,21 @@ class BuildOpLibrary(build_ext):
                 f.write(variant)
         return path
 
-    def _compile_cuda(self, tf):
-        """Compiles CUDA_SOURCES with nvcc; returns the object files."""
+    def _compile_cuda(self, tf, stamp):
+        """Compiles CUDA_SOURCES with nvcc where out of date; returns the
+        object files."""
         # The C++ ABI of TensorFlow's build, for the std:: types inside.
         abi = [flag for flag in tf.sysconfig.get_compile_flags()
                if flag.startswith("-D_GLIBCXX_USE_CXX11_ABI")]
         objects = []
         for src in CUDA_SOURCES:
             obj = os.path.join(self.build_temp, os.path.splitext(src)[0] + ".o")
-            os.makedirs(os.path.dirname(obj), exist_ok=True)
-            self.spawn([self.cuda.nvcc, "-c", os.path.join(HERE, src), "-o", obj,
-                        "-I", HERE] + NVCC_FLAGS + abi + CUDA_ARCH_FLAGS)
+            inputs = [os.path.join(HERE, f) for f in [src] + CUDA_HEADERS] + [stamp]
+            if self.force or not os.path.exists(obj) or any(
+                    os.path.getmtime(f) > os.path.getmtime(obj) for f in inputs):
+                os.makedirs(os.path.dirname(obj), exist_ok=True)
+                self.spawn([self.cuda.nvcc, "-c", os.path.join(HERE, src), "-o", obj,
+                            "-I", HERE] + NVCC_FLAGS + abi + CUDA_ARCH_FLAGS)
             objects.append(obj)
         return objects
 

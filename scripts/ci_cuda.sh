@@ -45,8 +45,10 @@ echo "ci_cuda: CUDA build ready in $((SECONDS - start)) s: $lib"
 export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 export TF_CPP_MIN_LOG_LEVEL=2 CUDA_VISIBLE_DEVICES=""
 
-# 1. A CUDA build, from the wheel, loads under this TensorFlow.
-python - "$site" <<'EOF'
+# 1. A CUDA build, from the wheel, loads under this TensorFlow. (Run from
+# $out: `python -` puts the working folder first on sys.path, and the source
+# tree's monolith_ops must not be the one imported.)
+(cd "$out" && python - "$site") <<'EOF'
 import os
 import sys
 

@@ -662,7 +662,11 @@ def _load_average():
 
 
 def run_workload(workload, rounds, warmup, seed=0, log=None, hot=True):
-    """Builds, checks and times one workload. Returns summarize()'s tuple."""
+    """Builds, checks and times one workload.
+
+    Returns:
+      (summarize()'s tuple, {variant: per-round times in ms}).
+    """
     log = log or (lambda msg: None)
     start = time.perf_counter()
     bench = WorkloadGraph(workload, seed=seed)
@@ -687,7 +691,8 @@ def run_workload(workload, rounds, warmup, seed=0, log=None, hot=True):
     finally:
         floor.close()
         bench.close()
-    return summarize(workload, times)
+    raw = {v: [round(t * 1e3, 5) for t in ts] for v, ts in times.items()}
+    return summarize(workload, times), raw
 
 
 def run(workloads, rounds=None, warmup=3, seed=0, log=None, hot=True):
@@ -701,7 +706,7 @@ def run(workloads, rounds=None, warmup=3, seed=0, log=None, hot=True):
       hot: time each run right after an untimed run of the same variant.
     """
     log = log or (lambda msg: None)
-    rows, floors, controls, baselines = [], [], [], []
+    rows, floors, controls, baselines, raw = [], [], [], [], {}
     load = _load_average()
     if load and load[0] > (os.cpu_count() or 1):
         log(f"note: the machine is busy (load average {load[0]:.1f} on "
@@ -711,7 +716,7 @@ def run(workloads, rounds=None, warmup=3, seed=0, log=None, hot=True):
         n_rounds = rounds or workload.rounds
         log(f"[{i + 1}/{len(workloads)}] {workload.title}: "
             f"{workload.num_tensors} tensors, {workload.num_elements:,} floats")
-        w_rows, w_floor, w_control, w_base = run_workload(
+        (w_rows, w_floor, w_control, w_base), raw[workload.name] = run_workload(
             workload, n_rounds, warmup, seed=seed, log=log, hot=hot)
         rows += w_rows
         floors.append(w_floor)
@@ -722,6 +727,7 @@ def run(workloads, rounds=None, warmup=3, seed=0, log=None, hot=True):
         "inputs_only": baselines, "targets": check_targets(rows),
         "seconds": time.perf_counter() - start,
         "load_average_at_start": load,
+        "raw_ms": raw,
     }
 
 

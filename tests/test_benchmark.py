@@ -180,6 +180,8 @@ def test_main_writes_table_json_and_chart(tmp_path, capsys):
                                                            "embedding"]
     assert [f["workload"] for f in result["floors"]] == ["dense53", "embedding"]
     assert result["targets"] and all("met" in t for t in result["targets"])
+    assert sorted(result["raw_ms"]) == ["dense53", "embedding"]
+    assert len(result["raw_ms"]["dense53"]["inputs"]) == 2  # per round
     assert result["command"].startswith("python -m monolith_ops.benchmark")
     assert result["machine"]["tensorflow"]
     png = (tmp_path / "benchmark.png").read_bytes()

@@ -782,6 +782,9 @@ def main(argv=None):
     except DemoError as err:
         _say("demo", f"FAILED: {err}")
         return 1
+    except KeyboardInterrupt:
+        _say("demo", "interrupted; every process was stopped")
+        return 130
     except Exception:  # pylint: disable=broad-except
         traceback.print_exc()
         _say("demo", "FAILED: see the error above")

@@ -82,6 +82,9 @@ def _scalar(value, arg, dtype_hint):
     """`value` as a numeric scalar tensor, or a clear error naming `arg`.
 
     Python numbers become `dtype_hint` (the norm's dtype), as in TF."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{arg} should be a number or a scalar Tensor, but "
+                        "received bool")
     try:
         tensor = tf.convert_to_tensor(value, dtype_hint=dtype_hint)
     except (TypeError, ValueError) as err:

@@ -19,5 +19,5 @@ pip install -q "$TF_PIN" -r requirements-dev.txt ${MONOLITH_OPS_EXTRA:-}
 # No build isolation: the library must be compiled against the TensorFlow
 # installed above, not one that pip would fetch into a throwaway environment.
 pip install -q --no-build-isolation --no-deps --force-reinstall .
-python -c "import monolith_ops._loader as l; l.ops.load(); print('monolith_ops built for TensorFlow', l.built_tf_version())"
+python -I -c "import monolith_ops._loader as l; l.ops.load(); print('monolith_ops built for TensorFlow', l.built_tf_version())"
 set +euo pipefail

@@ -27,7 +27,10 @@ SETTINGS = settings(max_examples=2000, deadline=None, derandomize=True,
 def _elements(dtype, special_weight):
     finite = st.floats(-1e3, 1e3, width=np.finfo(dtype).bits
                        if dtype != np.float64 else 64)
-    return st.one_of(finite, st.sampled_from(SPECIAL)) if special_weight else finite
+    # Each special value as the dtype holds it, so hypothesis stores it
+    # exactly (NumPy < 2, which TF 2.15 needs, compares in float64).
+    special = st.sampled_from([float(dtype(v)) for v in SPECIAL])
+    return st.one_of(finite, special) if special_weight else finite
 
 
 @st.composite

@@ -163,7 +163,7 @@ class BuildOpLibrary(build_ext):
         # A build for another TensorFlow or with CUDA switched over must not
         # reuse a library left in build/ by the previous one.
         stamp = self._variant_stamp(tf)
-        ext.depends = [stamp]
+        ext.depends = [stamp, "cc/kernels/clip_core.h"]
         if self.cuda is not None:
             ext.sources = CPU_SOURCES + CUDA_ADAPTER_SOURCES
             ext.depends += CUDA_SOURCES + CUDA_HEADERS

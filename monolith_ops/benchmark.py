@@ -609,8 +609,9 @@ def write_chart(path, rows, controls):
                    yerr=errs, error_kw={"elinewidth": 0.8, "capsize": 2})
         for i, r in enumerate(wrows):
             if r["speedup"] == r["speedup"]:
-                ax.annotate(f"{r['speedup']:.1f}x", (x[i], max(r["ours_ms"],
-                                                                r["stock_ms"])),
+                top = max(r["ours_ms"] + r["ours_iqr_ms"] / 2,
+                          r["stock_ms"] + r["stock_iqr_ms"] / 2)
+                ax.annotate(f"{r['speedup']:.1f}x", (x[i], top * 1.08),
                             ha="center", va="bottom", fontsize=8)
         ax.set_xticks(x)
         ax.set_xticklabels([OP_TITLES[r["op"]] for r in wrows], fontsize=8)
@@ -620,7 +621,7 @@ def write_chart(path, rows, controls):
         if name in control_of:
             title += f"\ncontrol stock/stock = {control_of[name]['ratio']:.2f}"
         ax.set_title(title, fontsize=9)
-        ax.margins(y=0.2)
+        ax.margins(y=0.25)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
@@ -629,6 +630,15 @@ def write_chart(path, rows, controls):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# Environment variables that change what the timings mean, recorded with them.
+_TIMING_ENV = (
+    "TF_CPU_ALLOCATOR_USE_BFC", "TF_CPU_BFC_MEM_LIMIT_IN_MB",
+    "TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTEROP_THREADS", "TF_NUM_INTRAOP_THREADS",
+    "OMP_NUM_THREADS", "MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_TRIM_THRESHOLD_", "CUDA_VISIBLE_DEVICES",
+)
 
 
 def machine_info():
@@ -642,8 +652,7 @@ def machine_info():
                     break
     except OSError:
         pass
-    env = {k: v for k, v in sorted(os.environ.items())
-           if k.startswith(("TF_", "OMP_", "MALLOC_")) or k == "CUDA_VISIBLE_DEVICES"}
+    env = {k: os.environ[k] for k in _TIMING_ENV if k in os.environ}
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "tensorflow": tf.__version__, "numpy": np.__version__,
             "platform": platform.platform(), "load_average": _load_average(),
@@ -793,7 +802,7 @@ def main(argv=None):
         rounds, warmup = rounds or 5, min(warmup, 1)
     result = run(workloads, rounds=rounds, warmup=warmup, seed=args.seed,
                  log=log, hot=not args.cold)
-    result["command"] = "python -m monolith_ops.benchmark " + " ".join(argv)
+    result["command"] = " ".join(["python -m monolith_ops.benchmark"] + argv)
     result["settings"] = {"rounds": rounds or {w.name: w.rounds
                                                for w in workloads},
                           "warmup": warmup, "seed": args.seed,

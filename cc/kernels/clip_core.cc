@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "Eigen/Core"
+#include <immintrin.h>
 
 namespace monolith_ops {
 namespace {
@@ -25,13 +26,15 @@ struct Compute<double> {
   using type = double;
 };
 
-// Independent accumulators per segment: enough for two AVX2 registers of
-// doubles per float vector and for the adder latency.
+// Independent accumulators of a block: enough for two AVX2 registers of
+// doubles per float vector and for the adder latency. Element j of a segment
+// always goes to lane j % kLanes, and a block's lanes are added up once, in a
+// fixed order, at its end.
 constexpr int kLanes = 16;
 
 template <typename T>
-inline __attribute__((always_inline)) double SumSqImpl(const T* x, int64_t n) {
-  double acc[kLanes] = {};
+inline __attribute__((always_inline)) void SumSqImpl(const T* x, int64_t n,
+                                                     double* acc) {
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
     for (int j = 0; j < kLanes; ++j) {
@@ -45,6 +48,9 @@ inline __attribute__((always_inline)) double SumSqImpl(const T* x, int64_t n) {
         static_cast<double>(static_cast<typename Compute<T>::type>(x[i]));
     acc[j] += v * v;
   }
+}
+
+double ReduceLanes(double* acc) {
   for (int width = kLanes / 2; width > 0; width /= 2) {
     for (int j = 0; j < width; ++j) acc[j] += acc[j + width];
   }
@@ -60,12 +66,31 @@ inline __attribute__((always_inline)) void ScaleImpl(const T* in, T* out,
 }
 
 template <typename T>
-double SumSqBase(const T* x, int64_t n) {
-  return SumSqImpl(x, n);
+void SumSqBase(const T* x, int64_t n, double* acc) {
+  SumSqImpl(x, n, acc);
 }
 template <typename T>
-__attribute__((target("avx2,f16c"))) double SumSqAvx2(const T* x, int64_t n) {
-  return SumSqImpl(x, n);
+__attribute__((target("avx2,f16c"))) void SumSqAvx2(const T* x, int64_t n,
+                                                   double* acc) {
+  SumSqImpl(x, n, acc);
+}
+// float by hand: the same lanes and the same separate multiply and add as
+// SumSqImpl, so the result is bitwise that of the baseline loop.
+template <>
+__attribute__((target("avx2,f16c"))) void SumSqAvx2<float>(const float* x,
+                                                          int64_t n,
+                                                          double* acc) {
+  __m256d a[kLanes / 4];
+  for (int k = 0; k < kLanes / 4; ++k) a[k] = _mm256_loadu_pd(acc + 4 * k);
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int k = 0; k < kLanes / 4; ++k) {
+      const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * k));
+      a[k] = _mm256_add_pd(a[k], _mm256_mul_pd(v, v));
+    }
+  }
+  for (int k = 0; k < kLanes / 4; ++k) _mm256_storeu_pd(acc + 4 * k, a[k]);
+  SumSqImpl(x + i, n - i, acc);
 }
 template <typename T, typename S>
 void ScaleBase(const T* in, T* out, int64_t n, S scale) {
@@ -111,6 +136,20 @@ int64_t NumBlocks(int64_t total) {
   return (total + kReduceBlock - 1) / kReduceBlock;
 }
 
+// Below this many elements, handing work to other threads costs more than it
+// saves: the blocks run on the calling thread.
+constexpr int64_t kSerialElements = int64_t{1} << 18;
+
+void ForBlocks(int64_t total, const ParallelFor& parallel_for,
+               const std::function<void(int64_t, int64_t)>& fn) {
+  const int64_t blocks = NumBlocks(total);
+  if (total <= kSerialElements) {
+    SerialFor(blocks, kReduceBlock, fn);
+  } else {
+    parallel_for(blocks, kReduceBlock * 2, fn);
+  }
+}
+
 // Runs fn(tensor, first_element, length) over every element of the list,
 // block by block, in parallel.
 template <typename Fn>
@@ -118,11 +157,10 @@ void ParallelOverElements(const int64_t* sizes, int64_t count,
                           const ParallelFor& parallel_for, Fn fn) {
   const std::vector<int64_t> offsets = Offsets(sizes, count);
   const int64_t total = offsets[count];
-  parallel_for(NumBlocks(total), kReduceBlock * 2,
-               [&](int64_t first, int64_t last) {
-                 ForEachSegment(offsets, first * kReduceBlock,
-                                std::min(total, last * kReduceBlock), fn);
-               });
+  ForBlocks(total, parallel_for, [&](int64_t first, int64_t last) {
+    ForEachSegment(offsets, first * kReduceBlock,
+                   std::min(total, last * kReduceBlock), fn);
+  });
 }
 
 }  // namespace
@@ -138,20 +176,22 @@ double SumOfSquares(const T* const* inputs, const int64_t* sizes, int64_t count,
   const int64_t total = offsets[count];
   std::vector<double> partials(NumBlocks(total), 0.0);
   const bool avx2 = HasAvx2();
-  parallel_for(
-      static_cast<int64_t>(partials.size()), kReduceBlock * 2,
-      [&](int64_t first, int64_t last) {
-        for (int64_t b = first; b < last; ++b) {
-          double block = 0.0;
-          ForEachSegment(offsets, b * kReduceBlock,
-                         std::min(total, (b + 1) * kReduceBlock),
-                         [&](int64_t t, int64_t start, int64_t len) {
-                           const T* x = inputs[t] + start;
-                           block += avx2 ? SumSqAvx2(x, len) : SumSqBase(x, len);
-                         });
-          partials[b] = block;
-        }
-      });
+  ForBlocks(total, parallel_for, [&](int64_t first, int64_t last) {
+    for (int64_t b = first; b < last; ++b) {
+      double acc[kLanes] = {};
+      ForEachSegment(offsets, b * kReduceBlock,
+                     std::min(total, (b + 1) * kReduceBlock),
+                     [&](int64_t t, int64_t start, int64_t len) {
+                       const T* x = inputs[t] + start;
+                       if (avx2) {
+                         SumSqAvx2(x, len, acc);
+                       } else {
+                         SumSqBase(x, len, acc);
+                       }
+                     });
+      partials[b] = ReduceLanes(acc);
+    }
+  });
   double sum = 0.0;
   for (double p : partials) sum += p;
   return sum;

@@ -42,7 +42,8 @@ struct GradList {
     data.reserve(list.size());
     sizes.reserve(list.size());
     for (const Tensor& t : list) {
-      data.push_back(t.flat<T>().data());
+      // The op's type constraint already fixed the dtype.
+      data.push_back(reinterpret_cast<const T*>(t.tensor_data().data()));
       sizes.push_back(t.NumElements());
     }
   }

@@ -18,6 +18,15 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 pip install -q "$TF_PIN" -r requirements-dev.txt ${MONOLITH_OPS_EXTRA:-}
 # No build isolation: the library must be compiled against the TensorFlow
 # installed above, not one that pip would fetch into a throwaway environment.
-pip install -q --no-build-isolation --no-deps --force-reinstall .
+# Rebuilt only when the sources or the TensorFlow pin changed since the last
+# install into this venv.
+stamp="$(echo "$TF_PIN"; cat setup.py
+         find cc monolith_ops -type f \( -name '*.cc' -o -name '*.h' -o -name '*.cu' \
+           -o -name '*.py' \) ! -name '_build_info.py' | LC_ALL=C sort | xargs cat)"
+stamp="$(printf '%s' "$stamp" | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$VENV/.monolith_ops_build" 2>/dev/null)" != "$stamp" ]; then
+  pip install -q --no-build-isolation --no-deps --force-reinstall .
+  echo "$stamp" > "$VENV/.monolith_ops_build"
+fi
 python -I -c "import monolith_ops._loader as l; l.ops.load(); print('monolith_ops built for TensorFlow', l.built_tf_version())"
 set +euo pipefail

@@ -16,16 +16,6 @@
 namespace monolith_ops {
 namespace {
 
-// Element type -> the type it is squared and scaled in.
-template <typename T>
-struct Compute {
-  using type = float;
-};
-template <>
-struct Compute<double> {
-  using type = double;
-};
-
 // Independent accumulators of a block: enough for two AVX2 registers of
 // doubles per float vector and for the adder latency. Element j of a segment
 // always goes to lane j % kLanes, and a block's lanes are added up once, in a
@@ -39,13 +29,13 @@ inline __attribute__((always_inline)) void SumSqImpl(const T* x, int64_t n,
   for (; i + kLanes <= n; i += kLanes) {
     for (int j = 0; j < kLanes; ++j) {
       const double v = static_cast<double>(
-          static_cast<typename Compute<T>::type>(x[i + j]));
+          static_cast<typename ComputeType<T>::type>(x[i + j]));
       acc[j] += v * v;
     }
   }
   for (int j = 0; i < n; ++i, ++j) {
     const double v =
-        static_cast<double>(static_cast<typename Compute<T>::type>(x[i]));
+        static_cast<double>(static_cast<typename ComputeType<T>::type>(x[i]));
     acc[j] += v * v;
   }
 }

@@ -33,6 +33,17 @@ using ParallelFor = std::function<void(
 void SerialFor(int64_t n, int64_t cost_per_unit,
                const std::function<void(int64_t, int64_t)>& fn);
 
+// The type an element of type T is squared and scaled in: float for float and
+// the 16-bit types, double for double.
+template <typename T>
+struct ComputeType {
+  using type = float;
+};
+template <>
+struct ComputeType<double> {
+  using type = double;
+};
+
 // Sum of squares of every element of a list of `count` tensors, accumulated in
 // double. inputs[i] points at sizes[i] elements (may be null when empty).
 // T is float, double, Eigen::half or Eigen::bfloat16.
@@ -40,7 +51,7 @@ template <typename T>
 double SumOfSquares(const T* const* inputs, const int64_t* sizes, int64_t count,
                     const ParallelFor& parallel_for);
 
-// outputs[i][j] = inputs[i][j] * scale, computed in float for 16-bit types.
+// outputs[i][j] = inputs[i][j] * scale, computed in S (ComputeType<T>).
 // outputs[i] may equal inputs[i] (in place).
 template <typename T, typename S>
 void Scale(const T* const* inputs, T* const* outputs, const int64_t* sizes,

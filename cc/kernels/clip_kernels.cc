@@ -52,16 +52,6 @@ struct GradList {
   std::vector<int64_t> sizes;
 };
 
-// The type a T is scaled in: float for 16-bit types, else T.
-template <typename T>
-struct ScaleType {
-  using type = float;
-};
-template <>
-struct ScaleType<double> {
-  using type = double;
-};
-
 template <typename Tn>
 bool ReadScalar(OpKernelContext* ctx, int index, const char* name, Tn* value) {
   const Tensor& t = ctx->input(index);
@@ -74,19 +64,23 @@ bool ReadScalar(OpKernelContext* ctx, int index, const char* name, Tn* value) {
   return true;
 }
 
-bool CheckClipNorm(OpKernelContext* ctx, double clip_norm) {
-  if (!(std::isfinite(clip_norm) && clip_norm > 0)) {
-    ctx->CtxFailure(errors::InvalidArgument(
-        "clip_norm must be positive and finite, got ", clip_norm));
-    return false;
-  }
-  return true;
+::tensorflow::Status CheckClipNorm(double clip_norm) {
+  if (std::isfinite(clip_norm) && clip_norm > 0) return ::tensorflow::Status();
+  return errors::InvalidArgument("clip_norm must be positive and finite, got ",
+                                 clip_norm);
+}
+
+// Sum of squares of the list, rounded to Tn.
+template <typename T, typename Tn>
+Tn SumOfSquaresOf(OpKernelContext* ctx, const GradList<T>& grads) {
+  return static_cast<Tn>(SumOfSquares(grads.data.data(), grads.sizes.data(),
+                                      grads.count(), WorkerThreads(ctx)));
 }
 
 // Writes outputs [0, N) of `ctx` as the clip of grad_list by `norm`.
 template <typename T, typename Tn>
-void ClipInto(OpKernelContext* ctx, const OpInputList& list, Tn norm,
-              Tn clip_norm) {
+void ClipInto(OpKernelContext* ctx, const OpInputList& list,
+              const GradList<T>& grads, Tn norm, Tn clip_norm) {
   if (norm < 0) {
     ctx->CtxFailure(errors::InvalidArgument(
         "global_norm must be non-negative, got ", static_cast<double>(norm)));
@@ -98,7 +92,6 @@ void ClipInto(OpKernelContext* ctx, const OpInputList& list, Tn norm,
     for (int i = 0; i < list.size(); ++i) ctx->set_output(i, list[i]);
     return;
   }
-  const GradList<T> grads(list);
   std::vector<T*> out(list.size());
   for (int i = 0; i < list.size(); ++i) {
     Tensor* t = nullptr;
@@ -111,7 +104,7 @@ void ClipInto(OpKernelContext* ctx, const OpInputList& list, Tn norm,
     return;
   }
   // As tf.clip_by_global_norm: the scale is cast to the tensor's dtype first.
-  using S = typename ScaleType<T>::type;
+  using S = typename ComputeType<T>::type;
   const S s = static_cast<S>(static_cast<T>(scale));
   Scale(grads.data.data(), out.data(), grads.sizes.data(), grads.count(), s,
         WorkerThreads(ctx));
@@ -125,12 +118,9 @@ class GlobalL2ReduceOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     OpInputList list;
     OP_REQUIRES_OK(ctx, ctx->input_list("grad_list", &list));
-    const GradList<T> grads(list);
     Tensor* out = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &out));
-    out->scalar<Tn>()() = static_cast<Tn>(SumOfSquares(
-        grads.data.data(), grads.sizes.data(), grads.count(),
-        WorkerThreads(ctx)));
+    out->scalar<Tn>()() = SumOfSquaresOf<T, Tn>(ctx, GradList<T>(list));
   }
 };
 
@@ -141,9 +131,7 @@ class ClipByGlobalNormOp : public OpKernel {
     float clip_norm = 0;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("clip_norm", &clip_norm));
     clip_norm_ = clip_norm;
-    OP_REQUIRES(ctx, std::isfinite(clip_norm) && clip_norm > 0,
-                errors::InvalidArgument(
-                    "clip_norm must be positive and finite, got ", clip_norm));
+    OP_REQUIRES_OK(ctx, CheckClipNorm(clip_norm));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -151,7 +139,7 @@ class ClipByGlobalNormOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->input_list("grad_list", &list));
     Tn norm = 0;
     if (!ReadScalar(ctx, list.size(), "global_norm", &norm)) return;
-    ClipInto<T, Tn>(ctx, list, norm, clip_norm_);
+    ClipInto<T, Tn>(ctx, list, GradList<T>(list), norm, clip_norm_);
   }
 
  private:
@@ -168,16 +156,13 @@ class ClipByGlobalNormFusedOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->input_list("grad_list", &list));
     Tn clip_norm = 0;
     if (!ReadScalar(ctx, list.size(), "clip_norm", &clip_norm)) return;
-    if (!CheckClipNorm(ctx, static_cast<double>(clip_norm))) return;
+    OP_REQUIRES_OK(ctx, CheckClipNorm(static_cast<double>(clip_norm)));
     const GradList<T> grads(list);
-    const Tn sum = static_cast<Tn>(SumOfSquares(
-        grads.data.data(), grads.sizes.data(), grads.count(),
-        WorkerThreads(ctx)));
-    const Tn norm = std::sqrt(sum);
+    const Tn norm = std::sqrt(SumOfSquaresOf<T, Tn>(ctx, grads));
     Tensor* norm_out = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(list.size(), {}, &norm_out));
     norm_out->scalar<Tn>()() = norm;
-    ClipInto<T, Tn>(ctx, list, norm, clip_norm);
+    ClipInto<T, Tn>(ctx, list, grads, norm, clip_norm);
   }
 };
 

@@ -1,4 +1,9 @@
 """monolith_ops.clip_ops against tf.clip_by_global_norm / tf.linalg.global_norm."""
+import os
+import pickle
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -325,6 +330,88 @@ def test_many_small_tensors(mode):
     np.testing.assert_allclose(norm, want_norm, rtol=1e-6)
     for got, ref in zip(ours, want):
         np.testing.assert_allclose(got, ref, rtol=1e-6)
+
+
+# Sizes whose pieces start at every alignment: a reduction block boundary
+# (16,384 elements) falls inside the second and fourth tensors at odd offsets.
+_ODD_SIZES = (5, 16384 + 7, 3, 40000, 1, 0, 33)
+_DTYPES = (np.float32, np.float64, tf.float16.as_numpy_dtype,
+           tf.bfloat16.as_numpy_dtype)
+
+
+def _clip_odd_sizes():
+    """Our clip (norm above clip_norm) of _ODD_SIZES lists in every dtype,
+    as {dtype name: list of output bytes}."""
+    rng = np.random.default_rng(11)
+    results = {}
+    for dtype in _DTYPES:
+        arrays = [rng.standard_normal(n).astype(dtype) for n in _ODD_SIZES]
+        outs, _ = run_in_mode(
+            "graph", lambda *ts: clip_ops.clip_by_global_norm(list(ts), 1.0),
+            *arrays)
+        results[np.dtype(dtype).name] = [o.tobytes() for o in outs]
+    return results
+
+
+_STREAMED_SCRIPT = """
+import pickle, sys
+sys.path.insert(0, sys.argv[1])
+import test_clip_ops
+sys.stdout.buffer.write(pickle.dumps(test_clip_ops._clip_odd_sizes()))
+"""
+
+
+def test_streamed_stores_give_bitwise_the_same_outputs():
+    """MONOLITH_OPS_STREAM_MIN_BYTES=0 writes every output with streaming
+    stores; the values must not change, heads and tails included."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, MONOLITH_OPS_STREAM_MIN_BYTES="0",
+               TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-c", _STREAMED_SCRIPT, here],
+                          env=env, capture_output=True, timeout=300, check=True)
+    streamed = pickle.loads(proc.stdout)
+    cached = _clip_odd_sizes()  # 1.3 MB at most: below the default threshold
+    assert streamed.keys() == cached.keys()
+    for name, outs in cached.items():
+        assert [len(o) for o in streamed[name]] == [len(o) for o in outs]
+        for i, (a, b) in enumerate(zip(streamed[name], outs)):
+            assert a == b, f"{name} output {i} differs when streamed"
+
+
+@pytest.mark.parametrize("dtype", _DTYPES, ids=lambda d: np.dtype(d).name)
+def test_small_outputs_sharing_one_buffer_feed_other_ops(dtype):
+    """Small outputs are aligned slices of one buffer, large ones are not:
+    both must work as inputs of ordinary kernels, which assume alignment."""
+    rng = np.random.default_rng(12)
+    sizes = (1, 3, 30000, 17, 0, 64, 5)  # 30000 x 8 bytes is above 64 KiB
+    arrays = [rng.standard_normal(n).astype(dtype) for n in sizes]
+
+    def clip_then_use(*ts):
+        ours, _ = clip_ops.clip_by_global_norm(list(ts), 1.0)
+        stock, _ = tf.clip_by_global_norm(list(ts), 1.0)
+        use = lambda t: tf.reduce_sum(tf.cast(t * 2, tf.float64))
+        return [use(t) for t in ours], [use(t) for t in stock], ours, stock
+
+    for mode in ("graph", "eager"):
+        used, stock_used, ours, stock = run_in_mode(mode, clip_then_use, *arrays)
+        rtol = TOLERANCE[dtype]
+        for got, want in zip(ours, stock):
+            np.testing.assert_allclose(got.astype(np.float64),
+                                       want.astype(np.float64), rtol=rtol)
+        np.testing.assert_allclose(used, stock_used, rtol=rtol, atol=1e-6)
+
+
+def test_an_output_outlives_the_others():
+    """Dropping all but one output of a clip leaves that one intact."""
+    rng = np.random.default_rng(13)
+    arrays = [rng.standard_normal(n).astype(np.float32) for n in (7, 9, 11)]
+    want, _ = _reference(arrays, 1.0)
+    outs, _ = clip_ops.clip_by_global_norm([tf.constant(a) for a in arrays], 1.0)
+    kept = outs[1]
+    del outs
+    filler = [tf.fill([9], 123.0) for _ in range(100)]  # reuse freed memory
+    np.testing.assert_allclose(kept.numpy(), want[1], rtol=1e-6)
+    assert all(f.numpy()[0] == 123.0 for f in filler)
 
 
 def test_more_than_2_pow_31_elements():

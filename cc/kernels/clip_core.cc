@@ -6,7 +6,10 @@
 // off for this file (see setup.py / BUILD), so FMA never changes a rounding.
 #include "cc/kernels/clip_core.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <limits>
 #include <vector>
 
@@ -91,11 +94,51 @@ __attribute__((target("avx2,f16c"))) void ScaleAvx2(const T* in, T* out,
                                                     int64_t n, S scale) {
   ScaleImpl(in, out, n, scale);
 }
+// ScaleImpl with non-temporal stores, for outputs too large to stay in cache:
+// a streamed line is written without first being read in, which saves a
+// third of the memory traffic. Each 32-byte piece is computed by ScaleImpl,
+// so the values are bitwise those of the other loops.
+template <typename T, typename S>
+__attribute__((target("avx2,f16c"))) void ScaleStreamAvx2(const T* in, T* out,
+                                                          int64_t n, S scale) {
+  constexpr int64_t kVec = 32 / sizeof(T);
+  const int64_t misalign = reinterpret_cast<uintptr_t>(out) % 32;
+  int64_t i = misalign % sizeof(T) != 0
+                  ? n
+                  : std::min<int64_t>(n, (32 - misalign) % 32 / sizeof(T));
+  ScaleImpl(in, out, i, scale);
+  for (; i + kVec <= n; i += kVec) {
+    alignas(32) T piece[kVec];
+    ScaleImpl(in + i, piece, kVec, scale);
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(out + i),
+                        _mm256_load_si256(reinterpret_cast<__m256i*>(piece)));
+  }
+  ScaleImpl(in + i, out + i, n - i, scale);
+  _mm_sfence();  // Streamed stores are weakly ordered: publish them.
+}
 
 bool HasAvx2() {
   static const bool has = __builtin_cpu_supports("avx2") &&
                           __builtin_cpu_supports("f16c");
   return has;
+}
+
+// Outputs of at least this many bytes in all are written with streaming
+// stores: MONOLITH_OPS_STREAM_MIN_BYTES when set, else half the L3 cache as
+// the OS reports it, at most 16 MiB. (Virtual machines and multi-die CPUs
+// often report the whole socket's L3, far more than one core's share.)
+int64_t StreamMinBytes() {
+  static const int64_t bytes = [] {
+    if (const char* env = std::getenv("MONOLITH_OPS_STREAM_MIN_BYTES")) {
+      char* end = nullptr;
+      const long long value = std::strtoll(env, &end, 10);
+      if (end != env && *end == '\0' && value >= 0) return int64_t{value};
+    }
+    const long cache = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    const int64_t cap = int64_t{16} << 20;
+    return cache > 0 ? std::min(int64_t{cache} / 2, cap) : cap;
+  }();
+  return bytes;
 }
 
 // Element offsets of each tensor in the concatenated list: offsets[i] is the
@@ -191,11 +234,17 @@ template <typename T, typename S>
 void Scale(const T* const* inputs, T* const* outputs, const int64_t* sizes,
            int64_t count, S scale, const ParallelFor& parallel_for) {
   const bool avx2 = HasAvx2();
+  int64_t total = 0;
+  for (int64_t i = 0; i < count; ++i) total += sizes[i];
+  const bool stream =
+      avx2 && total * static_cast<int64_t>(sizeof(T)) >= StreamMinBytes();
   ParallelOverElements(sizes, count, parallel_for,
                        [&](int64_t t, int64_t start, int64_t len) {
                          const T* in = inputs[t] + start;
                          T* out = outputs[t] + start;
-                         if (avx2) {
+                         if (stream) {
+                           ScaleStreamAvx2(in, out, len, scale);
+                         } else if (avx2) {
                            ScaleAvx2(in, out, len, scale);
                          } else {
                            ScaleBase(in, out, len, scale);

@@ -59,6 +59,7 @@ def test_summarize_uses_paired_medians_and_the_floor():
         times["ours:" + op] = [b + ours for b in times["inputs"]]
         times["stock:" + op] = [b + stock for b in times["inputs"]]
     times[benchmark.CONTROL] = list(times["stock:global_norm"])
+    times[benchmark.PASSTHROUGH] = [b + 0.0005 for b in times["inputs"]]
     rows, floors, control, base = benchmark.summarize(workload, times)
     by_op = {r["op"]: r for r in rows}
     assert by_op["global_norm"]["ours_ms"] == pytest.approx(1.0)
@@ -77,6 +78,7 @@ def test_summarize_uses_paired_medians_and_the_floor():
     assert by_op["clip_scales"]["bytes"] == 12 * 1000
     assert control["ratio"] == pytest.approx(1.0)
     assert base["inputs_only_ms"] == pytest.approx(300.0)
+    assert floors["passthrough_ms"] == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize("hot", [False, True])
@@ -108,7 +110,19 @@ def test_check_targets_verdicts():
         {"workload": "1000x100", "op": "global_norm", "speedup": float("nan"),
          "ours_floor_fraction": 0.5, "ours_ms": -0.01},
     ]
-    verdicts = {t["target"]: t["met"] for t in benchmark.check_targets(rows)}
+    rows[0].update(stock_ms=3.0, floor_ms=1.5)
+    floors = [{"workload": "dense53", "passthrough_ms": 0.5}]
+    targets = benchmark.check_targets(rows, floors)
+    verdicts = {t["target"]: t["met"] for t in targets}
+    bounds = {t["target"]: t["bound"] for t in targets}
+    assert bounds["global_norm on the dense shapes >= 2x faster than "
+                  "tf.linalg.global_norm"] == pytest.approx(2.0)  # 3.0 / 1.5
+    assert bounds["a clip that scales on the dense shapes >= 1.5x faster "
+                  "than tf.clip_by_global_norm"] == pytest.approx(16 / 12)
+    assert bounds["a clip that does not scale (dense53) costs <= 1.2x our "
+                  "own global_norm"] == pytest.approx(0.25)  # 0.5 / 2.0
+    assert bounds["global_norm on 1,000 x 100 floats >= 10x faster than "
+                  "stock"] is None  # no stock or floor time in that row
     met = [text for text, ok in verdicts.items() if ok]
     missed = [text for text, ok in verdicts.items() if not ok]
     assert any("2x faster" in t for t in met)

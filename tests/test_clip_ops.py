@@ -320,6 +320,62 @@ def test_bitwise_deterministic_across_runs_and_thread_counts():
     np.testing.assert_allclose(first[2], exact, rtol=1e-7)
 
 
+def _documented_sum_of_squares(arrays, block=1 << 14, lanes=16):
+    """The sum of squares in the order clip_core.h documents, in numpy.
+
+    The list's elements, concatenated, are cut into blocks. Within a block,
+    each tensor's piece sends its element j to lane j % lanes, except its
+    last len % lanes elements, which go to lanes 0, 1, ...; every lane adds
+    in element order, in double. A block's lanes are summed as a tree
+    (lane j += lane j + w for w = 8, 4, 2, 1), and the blocks' sums are
+    added in block order.
+    """
+    flat = [np.asarray(a, np.float64).ravel() for a in arrays]
+    sizes = [len(f) for f in flat]
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    total = int(offsets[-1])
+    result = 0.0
+    for begin in range(0, total, block):
+        end = min(total, begin + block)
+        acc = np.zeros(lanes)
+        for t, x in enumerate(flat):
+            lo, hi = max(begin, offsets[t]), min(end, offsets[t + 1])
+            if hi <= lo:
+                continue
+            piece = np.square(x[lo - offsets[t]:hi - offsets[t]])
+            full = len(piece) // lanes * lanes
+            # cumsum adds in order, one element after the other.
+            rows = np.vstack([acc, piece[:full].reshape(-1, lanes)])
+            acc = np.cumsum(rows, axis=0)[-1]
+            tail = piece[full:]
+            acc[:len(tail)] += tail
+        width = lanes // 2
+        while width:
+            acc[:width] += acc[width:2 * width]
+            width //= 2
+        result += acc[0]
+    return result
+
+
+def test_sum_of_squares_is_bitwise_the_documented_order():
+    """Pieces, tails, block edges and lists larger than one thread's share:
+    the kernel's sum must be bitwise the documented one."""
+    rng = np.random.default_rng(14)
+    cases = [
+        [rng.standard_normal(n).astype(np.float32) for n in _ODD_SIZES],
+        [rng.standard_normal(n).astype(np.float32)
+         for n in rng.integers(0, 5000, size=300)],
+        [rng.standard_normal(n).astype(np.float32) * 1e3
+         for n in (300000, 7, 16384 * 5 + 1, 1)],
+    ]
+    for arrays in cases:
+        got = run_in_mode("graph", lambda *ts: ops.global_l2_reduce(
+            list(ts), Tnorm=tf.float64), *arrays)
+        want = _documented_sum_of_squares(arrays)
+        assert np.float64(got).tobytes() == np.float64(want).tobytes(), (
+            got, want)
+
+
 def test_many_small_tensors(mode):
     rng = np.random.default_rng(5)
     arrays = [rng.standard_normal(rng.integers(0, 4)).astype(np.float32)
@@ -412,6 +468,60 @@ def test_an_output_outlives_the_others():
     filler = [tf.fill([9], 123.0) for _ in range(100)]  # reuse freed memory
     np.testing.assert_allclose(kept.numpy(), want[1], rtol=1e-6)
     assert all(f.numpy()[0] == 123.0 for f in filler)
+
+
+_HUGE_PAGES_SCRIPT = """
+import sys
+import numpy as np
+import tensorflow as tf
+from monolith_ops import clip_ops
+# Graph mode: eager mode's own allocations may already be huge pages.
+with tf.Graph().as_default():
+    x = tf.compat.v1.Variable(tf.ones([1 << 24]), use_resource=True)  # 64 MiB
+    (out,), _ = clip_ops.clip_by_global_norm([x.value()], 1.0)  # norm 4096
+    with tf.compat.v1.Session() as sess:
+        sess.run(x.initializer)
+        values = sess.run(out)  # shares the output's memory
+assert values[0] == np.float32(1 / 4096), values[0]
+begin = values.__array_interface__["data"][0]
+end = begin + values.nbytes
+huge_kb = 0  # over every mapping the output overlaps (advice splits them)
+with open("/proc/self/smaps") as f:
+    inside = False
+    for line in f:
+        fields = line.split()
+        if "-" in fields[0] and len(fields) >= 5:
+            lo, hi = (int(v, 16) for v in fields[0].split("-"))
+            inside = lo < end and begin < hi
+        elif inside and fields[0] == "AnonHugePages:":
+            huge_kb += int(fields[1])
+print(huge_kb)
+"""
+
+
+def _thp_mode():
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return f.read().split("[")[1].split("]")[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _output_huge_kb(**env):
+    proc = subprocess.run(
+        [sys.executable, "-c", _HUGE_PAGES_SCRIPT], capture_output=True,
+        text=True, timeout=300, check=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **env))
+    return int(proc.stdout.split()[-1])
+
+
+@pytest.mark.skipif(_thp_mode() != "madvise",
+                    reason="needs transparent huge pages in madvise mode")
+def test_large_outputs_are_advised_into_huge_pages():
+    """A fresh 64 MiB output lands in huge pages when the kernel is asked to
+    (THP "madvise" mode), and not with MONOLITH_OPS_HUGE_PAGES=0."""
+    assert _output_huge_kb() >= 32 * 1024
+    assert _output_huge_kb(MONOLITH_OPS_HUGE_PAGES="0") == 0
 
 
 def test_more_than_2_pow_31_elements():

@@ -287,9 +287,11 @@ double SumOfSquares(const T* const* inputs, const int64_t* sizes, int64_t count,
   const int64_t total = offsets[count];
   std::vector<double> partials(NumBlocks(total), 0.0);
   const bool avx2 = HasAvx2();
+  // A list small enough for one thread is read from cache: one stream.
+  const int64_t streams = total > kSerialElements ? kStreams : 1;
   ForBlocks(total, parallel_for, [&](int64_t first, int64_t last) {
-    for (int64_t group = first; group < last; group += kStreams) {
-      const int64_t end = std::min(last, group + kStreams);
+    for (int64_t group = first; group < last; group += streams) {
+      const int64_t end = std::min(last, group + streams);
       double acc[kStreams][kLanes] = {};
       InterleaveBlocks(offsets, group, end,
                        [&](int64_t b, int64_t t, int64_t start, int64_t len) {

@@ -417,15 +417,27 @@ sys.stdout.buffer.write(pickle.dumps(test_clip_ops._clip_odd_sizes()))
 """
 
 
-def test_streamed_stores_give_bitwise_the_same_outputs():
+def _python(tmp_path, script, *args, **env):
+    """Runs `script` in a fresh interpreter that imports the monolith_ops
+    these tests import (not a source tree in the working folder); its
+    stdout as bytes."""
+    package_parent = os.path.dirname(
+        os.path.dirname(os.path.abspath(clip_ops.__file__)))
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args], cwd=tmp_path,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
+                 PYTHONPATH=package_parent, **env),
+        capture_output=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
+    return proc.stdout
+
+
+def test_streamed_stores_give_bitwise_the_same_outputs(tmp_path):
     """MONOLITH_OPS_STREAM_MIN_BYTES=0 writes every output with streaming
     stores; the values must not change, heads and tails included."""
     here = os.path.dirname(os.path.abspath(__file__))
-    env = dict(os.environ, MONOLITH_OPS_STREAM_MIN_BYTES="0",
-               TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-c", _STREAMED_SCRIPT, here],
-                          env=env, capture_output=True, timeout=300, check=True)
-    streamed = pickle.loads(proc.stdout)
+    streamed = pickle.loads(_python(tmp_path, _STREAMED_SCRIPT, here,
+                                    MONOLITH_OPS_STREAM_MIN_BYTES="0"))
     cached = _clip_odd_sizes()  # 1.3 MB at most: below the default threshold
     assert streamed.keys() == cached.keys()
     for name, outs in cached.items():
@@ -507,21 +519,16 @@ def _thp_mode():
         return None
 
 
-def _output_huge_kb(**env):
-    proc = subprocess.run(
-        [sys.executable, "-c", _HUGE_PAGES_SCRIPT], capture_output=True,
-        text=True, timeout=300, check=True,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **env))
-    return int(proc.stdout.split()[-1])
-
-
 @pytest.mark.skipif(_thp_mode() != "madvise",
                     reason="needs transparent huge pages in madvise mode")
-def test_large_outputs_are_advised_into_huge_pages():
+def test_large_outputs_are_advised_into_huge_pages(tmp_path):
     """A fresh 64 MiB output lands in huge pages when the kernel is asked to
     (THP "madvise" mode), and not with MONOLITH_OPS_HUGE_PAGES=0."""
-    assert _output_huge_kb() >= 32 * 1024
-    assert _output_huge_kb(MONOLITH_OPS_HUGE_PAGES="0") == 0
+    def huge_kb(**env):
+        return int(_python(tmp_path, _HUGE_PAGES_SCRIPT, **env).split()[-1])
+
+    assert huge_kb() >= 32 * 1024
+    assert huge_kb(MONOLITH_OPS_HUGE_PAGES="0") == 0
 
 
 def test_more_than_2_pow_31_elements():

@@ -178,16 +178,19 @@ constexpr int kStreams = 4;
 constexpr int64_t kChunk = 128;
 static_assert(kChunk % kLanes == 0, "chunks must keep elements in their lanes");
 
-// Walks the pieces of one block (its parts of each tensor, in order), a chunk
-// at a time. Each piece is cut into chunks of kChunk elements counted from
-// the piece's start, so that every element meets the same lane, in the same
-// order, as in one pass over the piece.
-class BlockCursor {
+// Walks the pieces of the global range [begin, end) (its part of each tensor,
+// in order, empty tensors skipped), at most `chunk` elements at a time. Each
+// piece is cut into chunks counted from the piece's start, so that with a
+// chunk that is a multiple of kLanes every element meets the same lane, in
+// the same order, as in one pass over the piece.
+class PieceCursor {
  public:
-  void Reset(const std::vector<int64_t>& offsets, int64_t block) {
+  void Reset(const std::vector<int64_t>& offsets, int64_t begin, int64_t end,
+             int64_t chunk) {
     offsets_ = &offsets;
-    pos_ = block * kReduceBlock;
-    end_ = std::min(offsets.back(), pos_ + kReduceBlock);
+    pos_ = begin;
+    end_ = end;
+    chunk_ = chunk;
     tensor_ = std::upper_bound(offsets.begin(), offsets.end(), pos_) -
               offsets.begin() - 1;
   }
@@ -198,27 +201,36 @@ class BlockCursor {
     const std::vector<int64_t>& offsets = *offsets_;
     while (offsets[tensor_ + 1] <= pos_) ++tensor_;
     const int64_t stop =
-        std::min(std::min(end_, offsets[tensor_ + 1]), pos_ + kChunk);
+        std::min(std::min(end_, offsets[tensor_ + 1]), pos_ + chunk_);
     fn(tensor_, pos_ - offsets[tensor_], stop - pos_);
     pos_ = stop;
   }
 
  private:
   const std::vector<int64_t>* offsets_ = nullptr;
-  int64_t pos_ = 0, end_ = 0, tensor_ = 0;
+  int64_t pos_ = 0, end_ = 0, chunk_ = 0, tensor_ = 0;
 };
+
+// Global element range of block `block`.
+int64_t BlockBegin(int64_t block) { return block * kReduceBlock; }
+int64_t BlockEnd(const std::vector<int64_t>& offsets, int64_t block) {
+  return std::min(offsets.back(), (block + 1) * kReduceBlock);
+}
 
 // Calls fn(block, tensor, first_element, length) on every chunk of the
 // blocks [first, last), at most kStreams of them, a chunk of each in turn.
 template <typename Fn>
 void InterleaveBlocks(const std::vector<int64_t>& offsets, int64_t first,
                       int64_t last, Fn fn) {
-  BlockCursor cursors[kStreams];
-  for (int64_t b = first; b < last; ++b) cursors[b - first].Reset(offsets, b);
+  PieceCursor cursors[kStreams];
+  for (int64_t b = first; b < last; ++b) {
+    cursors[b - first].Reset(offsets, BlockBegin(b), BlockEnd(offsets, b),
+                             kChunk);
+  }
   for (bool more = true; more;) {
     more = false;
     for (int64_t b = first; b < last; ++b) {
-      BlockCursor& cursor = cursors[b - first];
+      PieceCursor& cursor = cursors[b - first];
       if (cursor.done()) continue;
       cursor.Next([&](int64_t t, int64_t start, int64_t len) {
         fn(b, t, start, len);
@@ -246,31 +258,17 @@ void ForBlocks(int64_t total, const ParallelFor& parallel_for,
   }
 }
 
-// Calls fn(tensor, first_element, length) for each piece of the global range
-// [begin, end), in order.
-template <typename Fn>
-void ForEachSegment(const std::vector<int64_t>& offsets, int64_t begin,
-                    int64_t end, Fn fn) {
-  int64_t i = std::upper_bound(offsets.begin(), offsets.end(), begin) -
-              offsets.begin() - 1;
-  while (begin < end) {
-    const int64_t stop = std::min(end, offsets[i + 1]);
-    if (stop > begin) fn(i, begin - offsets[i], stop - begin);
-    begin = stop;
-    ++i;
-  }
-}
-
 // Runs fn(tensor, first_element, length) over every element of the list,
-// block by block, in parallel.
+// a whole piece at a time, block by block, in parallel.
 template <typename Fn>
-void ParallelOverElements(const int64_t* sizes, int64_t count,
+void ParallelOverElements(const std::vector<int64_t>& offsets,
                           const ParallelFor& parallel_for, Fn fn) {
-  const std::vector<int64_t> offsets = Offsets(sizes, count);
-  const int64_t total = offsets[count];
+  const int64_t total = offsets.back();
   ForBlocks(total, parallel_for, [&](int64_t first, int64_t last) {
-    ForEachSegment(offsets, first * kReduceBlock,
-                   std::min(total, last * kReduceBlock), fn);
+    PieceCursor pieces;
+    pieces.Reset(offsets, BlockBegin(first), BlockEnd(offsets, last - 1),
+                 total);
+    while (!pieces.done()) pieces.Next(fn);
   });
 }
 
@@ -317,11 +315,10 @@ template <typename T, typename S>
 void Scale(const T* const* inputs, T* const* outputs, const int64_t* sizes,
            int64_t count, S scale, const ParallelFor& parallel_for) {
   const bool avx2 = HasAvx2();
-  int64_t total = 0;
-  for (int64_t i = 0; i < count; ++i) total += sizes[i];
-  const bool stream =
-      avx2 && total * static_cast<int64_t>(sizeof(T)) >= StreamMinBytes();
-  ParallelOverElements(sizes, count, parallel_for,
+  const std::vector<int64_t> offsets = Offsets(sizes, count);
+  const int64_t bytes = offsets.back() * static_cast<int64_t>(sizeof(T));
+  const bool stream = avx2 && bytes >= StreamMinBytes();
+  ParallelOverElements(offsets, parallel_for,
                        [&](int64_t t, int64_t start, int64_t len) {
                          PrefetchAhead(inputs, sizes, count, t, start);
                          const T* in = inputs[t] + start;
@@ -339,7 +336,7 @@ void Scale(const T* const* inputs, T* const* outputs, const int64_t* sizes,
 template <typename T>
 void FillNaN(T* const* outputs, const int64_t* sizes, int64_t count,
              const ParallelFor& parallel_for) {
-  ParallelOverElements(sizes, count, parallel_for,
+  ParallelOverElements(Offsets(sizes, count), parallel_for,
                        [&](int64_t t, int64_t start, int64_t len) {
                          std::fill_n(outputs[t] + start, len,
                                      std::numeric_limits<T>::quiet_NaN());

@@ -149,8 +149,14 @@ Status AllocateClipOutputs(OpKernelContext* ctx, const OpInputList& list,
   out->resize(list.size());
   for (int i = 0; i < list.size(); ++i) {
     Tensor* t = nullptr;
-    TF_RETURN_IF_ERROR(
-        ctx->forward_input_or_allocate_output({i}, i, list[i].shape(), &t));
+    // As on CPU: the costly forward_input_* can only succeed when this op
+    // holds the input's one reference.
+    if (list[i].RefCountIsOne()) {
+      TF_RETURN_IF_ERROR(
+          ctx->forward_input_or_allocate_output({i}, i, list[i].shape(), &t));
+    } else {
+      TF_RETURN_IF_ERROR(ctx->allocate_output(i, list[i].shape(), &t));
+    }
     (*out)[i] = t->data();
   }
   return Status();

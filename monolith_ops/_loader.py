@@ -36,22 +36,23 @@ def library_path():
     return os.path.join(_DIR, LIBRARY_FILE)
 
 
-def built_tf_version():
-    """The TensorFlow version the library was built for, or None if unknown."""
+def _build_record(name, default):
+    """Field `name` of the build record, or `default` without one."""
     try:
         info = importlib.import_module("monolith_ops._build_info")
     except ImportError:
-        return None
-    return getattr(info, "TF_VERSION", None)
+        return default
+    return getattr(info, name, default)
+
+
+def built_tf_version():
+    """The TensorFlow version the library was built for, or None if unknown."""
+    return _build_record("TF_VERSION", None)
 
 
 def built_with_cuda():
     """Whether the library was built with its CUDA kernels."""
-    try:
-        info = importlib.import_module("monolith_ops._build_info")
-    except ImportError:
-        return False
-    return bool(getattr(info, "CUDA", False))
+    return bool(_build_record("CUDA", False))
 
 
 def check_compatible(built=None, installed=None):

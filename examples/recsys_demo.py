@@ -299,14 +299,20 @@ class RestoreReporter:
         pass
 
     def after_restore(self, session):
+        # The workers may already be training on the restored variables, so
+        # the live global step can be past the checkpoint's: report both.
         step, loss = session.run([self._model.global_step,
                                   self._model.loss_avg])
         name = os.path.basename(self._checkpoint) if self._checkpoint else None
-        self.report = {"checkpoint": name, "global_step": int(step),
-                       "loss_avg": float(loss)}
+        saved = (int(self._tf.train.load_variable(
+            self._checkpoint, self._model.global_step.op.name))
+                 if self._checkpoint else None)
+        self.report = {"checkpoint": name, "checkpoint_step": saved,
+                       "global_step": int(step), "loss_avg": float(loss)}
         if name:
-            _say("chief", f"restore listener: session restored from {name}, "
-                 f"global step {int(step)}, loss {float(loss):.4f}")
+            _say("chief", f"restore listener: session restored from {name} "
+                 f"(global step {saved}), now at global step {int(step)}, "
+                 f"loss {float(loss):.4f}")
         else:
             _say("chief", "restore listener: no checkpoint yet, starting "
                  "from scratch")
@@ -642,7 +648,8 @@ def _summarize(args, runs, seconds):
     restore = chief2.get("restore") or {}
     facts["run2"] = {
         "restored_checkpoint": restore.get("checkpoint"),
-        "restored_step": restore.get("global_step"),
+        "restored_step": restore.get("checkpoint_step"),
+        "step_after_restore": restore.get("global_step"),
         "restored_loss_avg": restore.get("loss_avg"),
         "final_step": chief2["final_step"],
         "last_loss": sum(w["last_loss"] for w in workers2) / len(workers2),
@@ -672,6 +679,9 @@ def _summarize(args, runs, seconds):
            f"run 2 should restore {r1['checkpoint']} at step "
            f"{r1['final_step']}, got {r2['restored_checkpoint']} at "
            f"{r2['restored_step']}")
+    _check(facts, (r2["step_after_restore"] or 0) >= r1["final_step"],
+           f"run 2's session is at step {r2['step_after_restore']} after the "
+           f"restore, before the checkpoint's {r1['final_step']}")
     _check(facts, r2["final_step"] >= r1["final_step"] + args.resume_steps,
            f"run 2 stopped at step {r2['final_step']}")
 

@@ -102,6 +102,8 @@ def test_demo_trains_places_a_barrier_and_restores(tmp_path):
     # The second run restored the first run's final checkpoint.
     assert run2["restored_checkpoint"] == run1["checkpoint"]
     assert run2["restored_step"] == run1["final_step"]
+    # ... and its session was at or past that step, never back at 0.
+    assert run2["step_after_restore"] >= run1["final_step"]
     assert run2["final_step"] >= run1["final_step"] + 20
     assert "restore listener: session restored from" in out
 

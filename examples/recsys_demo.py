@@ -674,14 +674,17 @@ def _summarize(args, runs, seconds):
     _check(facts, r1["last_loss"] < r1["first_loss"],
            f"loss did not go down: {r1['first_loss']:.4f} -> "
            f"{r1['last_loss']:.4f}")
+    # Training is asynchronous: the workers may step between the chief
+    # naming its last checkpoint and writing it, so the file can hold a
+    # later global step than its name; it never holds an earlier one.
     _check(facts, r2["restored_checkpoint"] == r1["checkpoint"] and
-           r2["restored_step"] == r1["final_step"],
+           (r2["restored_step"] or 0) >= r1["final_step"],
            f"run 2 should restore {r1['checkpoint']} at step "
-           f"{r1['final_step']}, got {r2['restored_checkpoint']} at "
+           f"{r1['final_step']} or later, got {r2['restored_checkpoint']} at "
            f"{r2['restored_step']}")
-    _check(facts, (r2["step_after_restore"] or 0) >= r1["final_step"],
+    _check(facts, (r2["step_after_restore"] or 0) >= r2["restored_step"],
            f"run 2's session is at step {r2['step_after_restore']} after the "
-           f"restore, before the checkpoint's {r1['final_step']}")
+           f"restore, before the checkpoint's {r2['restored_step']}")
     _check(facts, r2["final_step"] >= r1["final_step"] + args.resume_steps,
            f"run 2 stopped at step {r2['final_step']}")
 

@@ -101,9 +101,10 @@ def test_demo_trains_places_a_barrier_and_restores(tmp_path):
     assert barrier["chief_barrier_variable_is_local"]
     # The second run restored the first run's final checkpoint.
     assert run2["restored_checkpoint"] == run1["checkpoint"]
-    assert run2["restored_step"] == run1["final_step"]
-    # ... and its session was at or past that step, never back at 0.
-    assert run2["step_after_restore"] >= run1["final_step"]
+    # The file holds at least the step it is named for (asynchronous workers
+    # may step between naming and writing), and the session resumed there.
+    assert run2["restored_step"] >= run1["final_step"]
+    assert run2["step_after_restore"] >= run2["restored_step"]
     assert run2["final_step"] >= run1["final_step"] + 20
     assert "restore listener: session restored from" in out
 

@@ -235,9 +235,26 @@ def run_worker(tf, cluster, args):
     holder["writer"] = tf.compat.v1.summary.FileWriter(summary_dir)
     data = SyntheticClicks(seed=args.task + 100 * args.run,
                            batch_size=args.batch_size)
+    class StopAtStepAfterBarrier(tf.compat.v1.train.SessionRunHook):
+        """Stops at --last-step, but in a run with a barrier not before this
+        worker has been through it: a worker that finished first would
+        never block, and the chief would wait for it in vain."""
+
+        def before_run(self, run_context):
+            return tf.compat.v1.train.SessionRunArgs(model.global_step)
+
+        def after_run(self, run_context, run_values):
+            if args.barrier_at and not calls:
+                return
+            if (run_values.results + 1 >= args.last_step and
+                    run_context.session.run(model.global_step) >=
+                    args.last_step):
+                run_context.request_stop()
+
     hooks = [
+        # First, so that a worker blocks before it decides to stop.
         barrier_ops.BarrierHook(index, model.barrier, timeout=WAIT_SECS),
-        tf.compat.v1.train.StopAtStepHook(last_step=args.last_step),
+        StopAtStepAfterBarrier(),
     ]
     config = tf.compat.v1.ConfigProto(
         device_filters=["/job:ps", f"/job:worker/task:{args.task}"],
@@ -394,7 +411,9 @@ def _barrier_round(sess, model, barrier, placed):
         deadline = time.monotonic() + WAIT_SECS
         while not predicate():
             if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out waiting for {what}")
+                raise TimeoutError(
+                    f"timed out waiting for {what}; flags set: "
+                    f"{barrier.get_blocked_indices(sess)}")
             time.sleep(0.01)
 
     t0 = time.monotonic()
@@ -727,7 +746,8 @@ def _parse_args(argv):
                         help="clip_norm of clip_by_global_norm (default 0.25)")
     parser.add_argument("--barrier-at", type=int, default=None,
                         help="global step at which the chief places the "
-                        "barrier (default: half of --steps)")
+                        "barrier (default: half of --steps); workers train "
+                        "on past --steps until they have been through it")
     parser.add_argument("--batch-size", type=int, default=256,
                         help="examples per step per worker (default 256)")
     parser.add_argument("--learning-rate", type=float, default=0.5,

@@ -74,7 +74,10 @@ def test_help_lists_the_options():
 def test_demo_trains_places_a_barrier_and_restores(tmp_path):
     workdir = str(tmp_path / "work")
     facts_path = str(tmp_path / "facts.json")
-    code, out = _run(["--steps", "60", "--resume-steps", "20",
+    # The barrier goes up 2 steps before the end: a worker must not finish
+    # before it has been through the barrier, or the chief waits in vain.
+    code, out = _run(["--steps", "60", "--barrier-at", "58",
+                      "--resume-steps", "20",
                       "--timeout", "240", "--workdir", workdir,
                       "--summary-json", facts_path], timeout=300)
     assert code == 0, out[-6000:]
@@ -93,6 +96,7 @@ def test_demo_trains_places_a_barrier_and_restores(tmp_path):
     assert run1["final_step"] >= 60
     assert run1["embedding_grad_is_sparse"]
     # The chief's barrier: every worker ran the action once, then blocked.
+    assert barrier["placed_at_step"] >= 58
     assert barrier["blocked"] == [0, 1, 2]
     assert barrier["worker_actions"] == {"1": [barrier["action"]],
                                          "2": [barrier["action"]]}

@@ -368,6 +368,11 @@ def test_sum_of_squares_is_bitwise_the_documented_order():
         [rng.standard_normal(n).astype(np.float32) * 1e3
          for n in (300000, 7, 16384 * 5 + 1, 1)],
     ]
+    # Many small tensors, every tail length, in every dtype: the one-thread
+    # path, which keeps its lanes in registers from tensor to tensor.
+    sizes = np.concatenate([np.arange(40), rng.integers(0, 40, size=1500)])
+    cases += [[rng.standard_normal(n).astype(dtype) for n in sizes]
+              for dtype in _DTYPES]
     for arrays in cases:
         got = run_in_mode("graph", lambda *ts: ops.global_l2_reduce(
             list(ts), Tnorm=tf.float64), *arrays)

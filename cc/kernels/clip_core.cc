@@ -178,11 +178,17 @@ constexpr int kStreams = 4;
 constexpr int64_t kChunk = 128;
 static_assert(kChunk % kLanes == 0, "chunks must keep elements in their lanes");
 
+// A run of `length` elements of tensor `tensor`, from element `start`.
+struct Piece {
+  int64_t tensor, start, length;
+};
+
 // Walks the pieces of the global range [begin, end) (its part of each tensor,
 // in order, empty tensors skipped), at most `chunk` elements at a time. Each
 // piece is cut into chunks counted from the piece's start, so that with a
 // chunk that is a multiple of kLanes every element meets the same lane, in
 // the same order, as in one pass over the piece.
+
 class PieceCursor {
  public:
   void Reset(const std::vector<int64_t>& offsets, int64_t begin, int64_t end,
@@ -195,21 +201,87 @@ class PieceCursor {
               offsets.begin() - 1;
   }
   bool done() const { return pos_ >= end_; }
-  // Calls fn(tensor, first_element, length) on the next chunk.
-  template <typename Fn>
-  void Next(Fn fn) {
+  // The next chunk; only while !done().
+  Piece Next() {
     const std::vector<int64_t>& offsets = *offsets_;
     while (offsets[tensor_ + 1] <= pos_) ++tensor_;
     const int64_t stop =
         std::min(std::min(end_, offsets[tensor_ + 1]), pos_ + chunk_);
-    fn(tensor_, pos_ - offsets[tensor_], stop - pos_);
+    const Piece piece{tensor_, pos_ - offsets[tensor_], stop - pos_};
     pos_ = stop;
+    return piece;
   }
 
  private:
   const std::vector<int64_t>* offsets_ = nullptr;
   int64_t pos_ = 0, end_ = 0, chunk_ = 0, tensor_ = 0;
 };
+
+// Adds the squares of the global elements [begin, end) of the list to acc,
+// a whole piece at a time, as SumSqAvx2 / SumSqBase would piece by piece.
+template <typename T>
+void SumSqRangeBase(const T* const* inputs, const int64_t* sizes,
+                    int64_t count, const std::vector<int64_t>& offsets,
+                    int64_t begin, int64_t end, double* acc) {
+  PieceCursor pieces;
+  pieces.Reset(offsets, begin, end, end - begin);
+  while (!pieces.done()) {
+    const Piece p = pieces.Next();
+    PrefetchAhead(inputs, sizes, count, p.tensor, p.start);
+    SumSqBase(inputs[p.tensor] + p.start, p.length, acc);
+  }
+}
+template <typename T>
+__attribute__((target("avx2,f16c"))) void SumSqRangeAvx2(
+    const T* const* inputs, const int64_t* sizes, int64_t count,
+    const std::vector<int64_t>& offsets, int64_t begin, int64_t end,
+    double* acc) {
+  PieceCursor pieces;
+  pieces.Reset(offsets, begin, end, end - begin);
+  while (!pieces.done()) {
+    const Piece p = pieces.Next();
+    PrefetchAhead(inputs, sizes, count, p.tensor, p.start);
+    SumSqAvx2(inputs[p.tensor] + p.start, p.length, acc);
+  }
+}
+// float by hand, the accumulators kept in registers from piece to piece: on
+// lists of many small tensors, loading and storing them for every tensor
+// cost more than the arithmetic. A piece's last n % kLanes elements go to
+// lanes 0, 1, ... as in SumSqImpl; lanes past the piece's end add +0.0,
+// which leaves an accumulator unchanged (it is never -0.0: it starts at
+// +0.0 and only squares are added to it).
+template <>
+__attribute__((target("avx2,f16c"))) void SumSqRangeAvx2<float>(
+    const float* const* inputs, const int64_t* sizes, int64_t count,
+    const std::vector<int64_t>& offsets, int64_t begin, int64_t end,
+    double* acc) {
+  __m256d a[kLanes / 4];
+  for (int k = 0; k < kLanes / 4; ++k) a[k] = _mm256_loadu_pd(acc + 4 * k);
+  const __m128i lane = _mm_setr_epi32(0, 1, 2, 3);
+  PieceCursor pieces;
+  pieces.Reset(offsets, begin, end, end - begin);
+  while (!pieces.done()) {
+    const Piece p = pieces.Next();
+    PrefetchAhead(inputs, sizes, count, p.tensor, p.start);
+    const float* x = inputs[p.tensor] + p.start;
+    const int64_t n = p.length;
+    int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes) {
+      for (int k = 0; k < kLanes / 4; ++k) {
+        const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * k));
+        a[k] = _mm256_add_pd(a[k], _mm256_mul_pd(v, v));
+      }
+    }
+    for (int k = 0; i < n; ++k, i += 4) {
+      const __m128i left = _mm_set1_epi32(static_cast<int>(
+          std::min<int64_t>(n - i, 4)));
+      const __m256d v = _mm256_cvtps_pd(
+          _mm_maskload_ps(x + i, _mm_cmpgt_epi32(left, lane)));
+      a[k] = _mm256_add_pd(a[k], _mm256_mul_pd(v, v));
+    }
+  }
+  for (int k = 0; k < kLanes / 4; ++k) _mm256_storeu_pd(acc + 4 * k, a[k]);
+}
 
 // Global element range of block `block`.
 int64_t BlockBegin(int64_t block) { return block * kReduceBlock; }
@@ -232,9 +304,8 @@ void InterleaveBlocks(const std::vector<int64_t>& offsets, int64_t first,
     for (int64_t b = first; b < last; ++b) {
       PieceCursor& cursor = cursors[b - first];
       if (cursor.done()) continue;
-      cursor.Next([&](int64_t t, int64_t start, int64_t len) {
-        fn(b, t, start, len);
-      });
+      const Piece p = cursor.Next();
+      fn(b, p.tensor, p.start, p.length);
       more = true;
     }
   }
@@ -268,7 +339,10 @@ void ParallelOverElements(const std::vector<int64_t>& offsets,
     PieceCursor pieces;
     pieces.Reset(offsets, BlockBegin(first), BlockEnd(offsets, last - 1),
                  total);
-    while (!pieces.done()) pieces.Next(fn);
+    while (!pieces.done()) {
+      const Piece p = pieces.Next();
+      fn(p.tensor, p.start, p.length);
+    }
   });
 }
 
@@ -285,27 +359,38 @@ double SumOfSquares(const T* const* inputs, const int64_t* sizes, int64_t count,
   const int64_t total = offsets[count];
   std::vector<double> partials(NumBlocks(total), 0.0);
   const bool avx2 = HasAvx2();
-  // A list small enough for one thread is read from cache: one stream.
-  const int64_t streams = total > kSerialElements ? kStreams : 1;
-  ForBlocks(total, parallel_for, [&](int64_t first, int64_t last) {
-    for (int64_t group = first; group < last; group += streams) {
-      const int64_t end = std::min(last, group + streams);
-      double acc[kStreams][kLanes] = {};
-      InterleaveBlocks(offsets, group, end,
-                       [&](int64_t b, int64_t t, int64_t start, int64_t len) {
-                         PrefetchAhead(inputs, sizes, count, t, start);
-                         const T* x = inputs[t] + start;
-                         if (avx2) {
-                           SumSqAvx2(x, len, acc[b - group]);
-                         } else {
-                           SumSqBase(x, len, acc[b - group]);
-                         }
-                       });
-      for (int64_t b = group; b < end; ++b) {
-        partials[b] = ReduceLanes(acc[b - group]);
-      }
+  if (total <= kSerialElements) {
+    // Small enough for one thread, and read from cache: one block at a time.
+    const auto sum_range = avx2 ? SumSqRangeAvx2<T> : SumSqRangeBase<T>;
+    for (int64_t b = 0; b < NumBlocks(total); ++b) {
+      double acc[kLanes] = {};
+      sum_range(inputs, sizes, count, offsets, BlockBegin(b),
+                BlockEnd(offsets, b), acc);
+      partials[b] = ReduceLanes(acc);
     }
-  });
+  } else {
+    parallel_for(NumBlocks(total), kReduceBlock * 2, [&](int64_t first,
+                                                         int64_t last) {
+      for (int64_t group = first; group < last; group += kStreams) {
+        const int64_t end = std::min(last, group + kStreams);
+        double acc[kStreams][kLanes] = {};
+        InterleaveBlocks(
+            offsets, group, end,
+            [&](int64_t b, int64_t t, int64_t start, int64_t len) {
+              PrefetchAhead(inputs, sizes, count, t, start);
+              const T* x = inputs[t] + start;
+              if (avx2) {
+                SumSqAvx2(x, len, acc[b - group]);
+              } else {
+                SumSqBase(x, len, acc[b - group]);
+              }
+            });
+        for (int64_t b = group; b < end; ++b) {
+          partials[b] = ReduceLanes(acc[b - group]);
+        }
+      }
+    });
+  }
   double sum = 0.0;
   for (double p : partials) sum += p;
   return sum;

@@ -154,6 +154,67 @@ def _norm_and_clip(values, clip_norm, clip_norm_value, norm_dtype):
     return _clip(values, norm, clip_norm, clip_norm_value), norm
 
 
+# Gradients of the ops, so that the functions above can be differentiated like
+# TF's own (for example when clipping is part of a model, or in second-order
+# methods). Each follows the op's forward exactly: where the norm is at most
+# clip_norm the inputs pass through unchanged, so their gradient passes
+# through unchanged too. Products over a whole list are summed in the norm's
+# dtype, so that 16-bit inputs cannot overflow them.
+
+
+def _dense(grad):
+    return tf.convert_to_tensor(grad) if isinstance(grad, tf.IndexedSlices) else grad
+
+
+@tf.RegisterGradient("GlobalL2Reduce")
+def _global_l2_reduce_grad(op, grad):
+    """d(sum of x^2)/dx = 2x."""
+    return [x * tf.cast(2 * grad, x.dtype) for x in op.inputs]
+
+
+def _clip_backprop(xs, grads, norm, clip_norm):
+    """Backprop through out_i = x_i * scale, the scale being 1 where norm <=
+    clip_norm, clip_norm / norm above it, NaN where norm is inf or NaN.
+
+    Returns (gradients of the xs, of norm, of clip_norm)."""
+    above = norm > clip_norm
+    scale = tf.where(above, clip_norm * (1 / norm), tf.ones_like(norm))
+    scale = scale + (norm - norm)  # NaN when the norm is not finite.
+    dxs = [None if g is None else _dense(g) * tf.cast(scale, x.dtype)
+           for x, g in zip(xs, grads)]
+    # The gradient of the scale: the sum over the list of grad * x.
+    dot = tf.add_n([tf.reduce_sum(tf.cast(_dense(g), norm.dtype) *
+                                  tf.cast(x, norm.dtype))
+                    for x, g in zip(xs, grads) if g is not None] or
+                   [tf.zeros_like(norm)])
+    zero = tf.zeros_like(norm)
+    dnorm = tf.where(above, -dot * clip_norm / (norm * norm), zero)
+    dclip = tf.where(above, dot / norm, zero)
+    return dxs, dnorm, dclip
+
+
+@tf.RegisterGradient("MonolithClipByGlobalNorm")
+def _clip_by_global_norm_grad(op, *grads):
+    xs, norm = list(op.inputs[:-1]), op.inputs[-1]
+    clip_norm = tf.constant(op.get_attr("clip_norm"), norm.dtype)
+    dxs, dnorm, _ = _clip_backprop(xs, grads, norm, clip_norm)
+    return dxs + [dnorm]
+
+
+@tf.RegisterGradient("MonolithClipByGlobalNormFused")
+def _clip_by_global_norm_fused_grad(op, *grads):
+    xs, clip_norm = list(op.inputs[:-1]), op.inputs[-1]
+    norm, dnorm_out = op.outputs[-1], grads[-1]
+    dxs, dnorm, dclip = _clip_backprop(xs, grads[:-1], norm, clip_norm)
+    if dnorm_out is not None:
+        dnorm = dnorm + dnorm_out
+    # d norm / d x = x / norm.
+    per_x = dnorm / norm
+    dxs = [x * tf.cast(per_x, x.dtype) if dx is None
+           else dx + x * tf.cast(per_x, x.dtype) for x, dx in zip(xs, dxs)]
+    return dxs + [dclip]
+
+
 def global_norm(t_list, name=None):
     """The global L2 norm of a list of tensors: sqrt(sum of all squares).
 

@@ -649,3 +649,151 @@ def test_raw_ops_with_mismatched_n(op_type, scalar_inputs):
 def test_raw_ops_reject_integer_inputs():
     with pytest.raises((TypeError, tf.errors.InvalidArgumentError)):
         ops.global_l2_reduce([tf.constant([1, 2])])
+
+
+# --- Gradients -----------------------------------------------------------------
+
+
+def _gradients(clip, ts, clip_norm, weights, norm_weight, use_norm=None):
+    """Gradients of sum(weights * clipped) + norm_weight * norm with respect to
+    the inputs, clip_norm and use_norm (None where nothing flows)."""
+    sources = list(ts) + [clip_norm] + ([use_norm] if use_norm is not None else [])
+    with tf.GradientTape() as tape:
+        tape.watch(sources)
+        if use_norm is None:
+            outs, norm = clip(list(ts), clip_norm)
+        else:
+            outs, norm = clip(list(ts), clip_norm, use_norm=use_norm)
+        loss = norm_weight * tf.cast(norm, tf.float64)
+        for out, w in zip(outs, weights):
+            loss += tf.reduce_sum(tf.cast(out, tf.float64) * w)
+    return tape.gradient(loss, sources)
+
+
+def _assert_gradients_match(ours, stock, rtol):
+    """Close, relative to each value and to the largest gradient (where the
+    exact gradient is 0, TF's own formula leaves rounding residue)."""
+    assert len(ours) == len(stock)
+    largest = max(float(np.max(np.abs(np.float64(w)), initial=0.0))
+                  for w in stock if w is not None)
+    for got, want in zip(ours, stock):
+        if want is None:  # nothing flows in TF: ours is None or zero
+            assert got is None or not np.any(got)
+            continue
+        assert got is not None
+        np.testing.assert_allclose(np.float64(got), np.float64(want),
+                                   rtol=rtol, atol=rtol * largest)
+
+
+@pytest.mark.parametrize("dtype", list(TOLERANCE), ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("scale", [0.01, 3.0], ids=["below", "above"])
+@pytest.mark.parametrize("norm_weight", [0.0, 0.7], ids=["clipped", "and_norm"])
+def test_gradients_match_tf(mode, dtype, scale, norm_weight):
+    """Through the fused op: the inputs, the runtime clip_norm and the norm."""
+    rng = np.random.default_rng(21)
+    arrays = _random_list(rng, dtype, scale)
+    weights = [rng.standard_normal(a.shape) for a in arrays]
+    clip_norm = np.asarray(5.0, dtype)
+
+    def both(*ts):
+        *ts, c = ts
+        return (_gradients(clip_ops.clip_by_global_norm, ts, c, weights,
+                           norm_weight),
+                _gradients(tf.clip_by_global_norm, ts, c, weights,
+                           norm_weight))
+
+    ours, stock = run_in_mode(mode, both, *arrays, clip_norm)
+    _assert_gradients_match(ours, stock, TOLERANCE[dtype] * 10)
+
+
+@pytest.mark.parametrize("scale", [0.01, 3.0], ids=["below", "above"])
+def test_gradients_with_use_norm_match_tf(mode, scale):
+    """Through MonolithClipByGlobalNorm: the norm is an input."""
+    rng = np.random.default_rng(22)
+    arrays = _random_list(rng, np.float32, 1.0)
+    weights = [rng.standard_normal(a.shape) for a in arrays]
+    use_norm = np.float32(5.0 / scale)
+
+    def both(*ts):
+        *ts, c, n = ts
+        return (_gradients(clip_ops.clip_by_global_norm, ts, c, weights, 0.3,
+                           use_norm=n),
+                _gradients(tf.clip_by_global_norm, ts, c, weights, 0.3,
+                           use_norm=n))
+
+    ours, stock = run_in_mode(mode, both, *arrays, np.float32(5.0), use_norm)
+    # A clip_norm known when the graph is built (graph and eager modes)
+    # becomes the op's attr: like any constant, it gets no gradient. Passed
+    # to a tf.function, it is a tensor, and its gradient must match TF's.
+    if mode != "function":
+        assert ours[-2] is None
+        ours[-2] = stock[-2] = None
+    _assert_gradients_match(ours, stock, 2e-5)
+
+
+@pytest.mark.parametrize("scale", [0.01, 3.0], ids=["below", "above"])
+def test_gradients_of_a_mixed_dtype_list(mode, scale):
+    """Through GlobalL2Reduce and MonolithClipByGlobalNorm (stock TF cannot
+    take the list: it is compared with TF on the list cast to float64)."""
+    rng = np.random.default_rng(23)
+    arrays = _random_list(rng, np.float32, scale)
+    arrays[1::2] = [a.astype(np.float64) for a in arrays[1::2]]
+    weights = [rng.standard_normal(a.shape) for a in arrays]
+
+    def both(*ts):
+        *ts, c = ts
+        wide = [tf.cast(t, tf.float64) for t in ts]
+        return (_gradients(clip_ops.clip_by_global_norm, ts, c, weights, 0.5),
+                _gradients(tf.clip_by_global_norm, wide, c, weights, 0.5))
+
+    ours, stock = run_in_mode(mode, both, *arrays, np.float64(5.0))
+    for got, a in zip(ours, arrays):
+        assert got.dtype == a.dtype
+    if mode != "function":  # clip_norm became the op's attr, as above
+        assert ours[-1] is None
+        ours[-1] = stock[-1] = None
+    _assert_gradients_match(ours, stock, 2e-5)
+
+
+def test_global_norm_gradient_matches_tf(mode):
+    rng = np.random.default_rng(24)
+    arrays = _random_list(rng, np.float32, 1.0)
+
+    def both(*ts):
+        ts = list(ts)
+        grads = []
+        for fn in (clip_ops.global_norm, tf.linalg.global_norm):
+            with tf.GradientTape() as tape:
+                tape.watch(ts)
+                norm = fn(ts)
+            grads.append(tape.gradient(norm, ts))
+        return grads
+
+    ours, stock = run_in_mode(mode, both, *arrays)
+    _assert_gradients_match(ours, stock, 2e-6)
+
+
+def test_clip_with_a_python_clip_norm_is_differentiable(mode):
+    """clip_norm as a Python float: the attr-based op when the list has two
+    dtypes; its gradient against TF's on the float64 list."""
+    rng = np.random.default_rng(25)
+    arrays = [rng.standard_normal(50).astype(np.float32) * 3,
+              rng.standard_normal(30) * 3]
+    weights = [rng.standard_normal(a.shape) for a in arrays]
+
+    def both(*ts):
+        ts = list(ts)
+        grads = []
+        for fn, xs in ((clip_ops.clip_by_global_norm, ts),
+                       (tf.clip_by_global_norm,
+                        [tf.cast(t, tf.float64) for t in ts])):
+            with tf.GradientTape() as tape:
+                tape.watch(xs)
+                outs, _ = fn(xs, 2.5)
+                loss = tf.add_n([tf.reduce_sum(tf.cast(o, tf.float64) * w)
+                                 for o, w in zip(outs, weights)])
+            grads.append(tape.gradient(loss, xs))
+        return grads
+
+    ours, stock = run_in_mode(mode, both, *arrays)
+    _assert_gradients_match(ours, stock, 2e-5)

@@ -218,31 +218,24 @@ class PieceCursor {
 };
 
 // Adds the squares of the global elements [begin, end) of the list to acc,
-// a whole piece at a time, as SumSqAvx2 / SumSqBase would piece by piece.
-template <typename T>
-void SumSqRangeBase(const T* const* inputs, const int64_t* sizes,
-                    int64_t count, const std::vector<int64_t>& offsets,
-                    int64_t begin, int64_t end, double* acc) {
+// a whole piece at a time, each piece by SumSq.
+template <typename T, void (*SumSq)(const T*, int64_t, double*)>
+void SumSqRange(const T* const* inputs, const int64_t* sizes, int64_t count,
+                const std::vector<int64_t>& offsets, int64_t begin,
+                int64_t end, double* acc) {
   PieceCursor pieces;
   pieces.Reset(offsets, begin, end, end - begin);
   while (!pieces.done()) {
     const Piece p = pieces.Next();
     PrefetchAhead(inputs, sizes, count, p.tensor, p.start);
-    SumSqBase(inputs[p.tensor] + p.start, p.length, acc);
+    SumSq(inputs[p.tensor] + p.start, p.length, acc);
   }
 }
 template <typename T>
-__attribute__((target("avx2,f16c"))) void SumSqRangeAvx2(
-    const T* const* inputs, const int64_t* sizes, int64_t count,
-    const std::vector<int64_t>& offsets, int64_t begin, int64_t end,
-    double* acc) {
-  PieceCursor pieces;
-  pieces.Reset(offsets, begin, end, end - begin);
-  while (!pieces.done()) {
-    const Piece p = pieces.Next();
-    PrefetchAhead(inputs, sizes, count, p.tensor, p.start);
-    SumSqAvx2(inputs[p.tensor] + p.start, p.length, acc);
-  }
+void SumSqRangeAvx2(const T* const* inputs, const int64_t* sizes,
+                    int64_t count, const std::vector<int64_t>& offsets,
+                    int64_t begin, int64_t end, double* acc) {
+  SumSqRange<T, SumSqAvx2<T>>(inputs, sizes, count, offsets, begin, end, acc);
 }
 // float by hand, the accumulators kept in registers from piece to piece: on
 // lists of many small tensors, loading and storing them for every tensor
@@ -361,7 +354,8 @@ double SumOfSquares(const T* const* inputs, const int64_t* sizes, int64_t count,
   const bool avx2 = HasAvx2();
   if (total <= kSerialElements) {
     // Small enough for one thread, and read from cache: one block at a time.
-    const auto sum_range = avx2 ? SumSqRangeAvx2<T> : SumSqRangeBase<T>;
+    const auto sum_range =
+        avx2 ? SumSqRangeAvx2<T> : SumSqRange<T, SumSqBase<T>>;
     for (int64_t b = 0; b < NumBlocks(total); ++b) {
       double acc[kLanes] = {};
       sum_range(inputs, sizes, count, offsets, BlockBegin(b),

@@ -56,6 +56,20 @@ def test_monolith_cases(mode, case):
         np.testing.assert_array_equal(got, np.asarray(want, np.float32))
 
 
+@pytest.mark.parametrize("clip_norm", [5.0, 0.045971192, 0.3])
+def test_below_clip_norm_the_outputs_are_the_inputs(mode, clip_norm):
+    """Bitwise, whatever clip_norm. (TF multiplies by clip_norm * (1 /
+    clip_norm), which in float32 is 0.99999994 for 0.045971192.)"""
+    rng = np.random.default_rng(31)
+    arrays = [(rng.standard_normal(n) * 1e-3).astype(np.float32)
+              for n in (7, 100, 3)]
+    ours, _ = run_in_mode(
+        mode, lambda *ts: clip_ops.clip_by_global_norm(list(ts), clip_norm),
+        *arrays)
+    for got, want in zip(ours, arrays):
+        assert got.tobytes() == want.tobytes()
+
+
 def test_monolith_large_grad(mode):
     rng = np.random.default_rng(0)
     grads = [rng.uniform(size=s).astype(np.float32) for s in dense_shapes()]

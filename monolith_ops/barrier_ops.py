@@ -473,10 +473,19 @@ class BarrierOp:
     def get_blocked_indices(self, session):
         """The indices whose flag is set (index 0 is the barrier itself).
 
-        A worker that died while blocked stays listed until it blocks again.
+        A worker that died while blocked stays listed until it restarts (its
+        `BarrierHook` clears the flag when its session is created) or blocks
+        again.
         """
         flags = self._read_flags(session)
         return [i for i in range(self._capacity) if flags[i]]
+
+    def _clear_stale_flag(self, session, index):
+        """Clears flag `index` unless a thread of this process waits on it:
+        a flag set by an earlier life of this worker that died blocked."""
+        with self._flag_lock:
+            if self._local_waiters[index] == 0:
+                session.run(self._remove_op, feed_dict={self._idx_ph: index})
 
     def _read_flags(self, session):
         return [bool(f) for f in session.run(self._flags_value)]
@@ -585,6 +594,9 @@ class BarrierHook(tf.compat.v1.train.SessionRunHook):
     session's coordinator is asked to stop (e.g. the session is being closed) or
     the session is closed. With a `timeout`, a wait that lasts longer raises
     `BarrierTimeoutError` out of `session.run`.
+
+    When its session is created, the hook clears this worker's flag (one run),
+    in case an earlier life of the worker died while blocked.
     """
 
     def __init__(self, index, barrier_op, timeout=None):
@@ -619,6 +631,11 @@ class BarrierHook(tf.compat.v1.train.SessionRunHook):
 
     def after_create_session(self, session, coord):
         self._coord = coord
+        if self._index != 0:
+            # This worker is starting, so it is not blocked: a flag left set
+            # by a previous life of it that died blocked would otherwise
+            # keep the chief from ever seeing every worker resume.
+            self._barrier_op._clear_stale_flag(session, self._index)
 
     def _should_stop(self):
         coord = self._coord

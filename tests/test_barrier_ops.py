@@ -802,3 +802,50 @@ def test_place_and_remove_follow_a_simple_model(shared_barrier, ops):
         assert op.get_blocked_indices(sess) == ([0] if placed else [])
         assert op.is_none_blocked(sess) == (not placed)
     assert placed_with == expected_callbacks
+
+
+def test_a_restarted_worker_clears_the_flag_it_left_when_it_died(graph):
+    """A worker died while blocked: its flag stayed set after the barrier was
+    removed, and the chief would wait forever for it to resume. Its next
+    session clears it, and a barrier placed after that blocks it again."""
+    global_step = tf.compat.v1.train.get_or_create_global_step()
+    train_op = tf.compat.v1.assign_add(global_step, 1)
+    chief = barrier_ops.BarrierOp(3, True, wait_seconds=0.01)
+    place_flag = chief._place_op  # what a blocked worker writes
+    with tf.compat.v1.Session() as sess:
+        _init(sess)
+        chief.place_barrier(sess)
+        sess.run(place_flag, feed_dict={chief._idx_ph: 2})  # worker 2 blocks
+        chief.remove_barrier(sess)  # ... and dies before it can clear it
+        assert chief.get_blocked_indices(sess) == [2]
+
+        hook = barrier_ops.BarrierHook(2, chief, timeout=JOIN_TIMEOUT)
+        other = barrier_ops.BarrierHook(1, chief, timeout=JOIN_TIMEOUT)
+        for h in (hook, other):
+            h.after_create_session(sess, None)
+        assert chief.is_none_blocked(sess)
+
+        # The restarted worker still blocks at the next barrier.
+        mon_sess = monitored_session._HookedSession(sess, [hook])
+        chief.place_barrier(sess)
+        worker, result = _start(_run, train_op, mon_sess, 1)
+        _wait_for(lambda: chief.get_blocked_indices(sess) == [0, 2])
+        chief.remove_barrier(sess)
+        _join(worker)
+        assert "error" not in result
+        assert chief.is_none_blocked(sess)
+
+
+def test_a_new_session_leaves_a_flag_that_a_thread_here_waits_on(graph):
+    barrier_op = barrier_ops.BarrierOp(2, True, wait_seconds=0.01)
+    with tf.compat.v1.Session() as sess:
+        _init(sess)
+        barrier_op.place_barrier(sess)
+        waiter, result = _start(barrier_op.wait_until_barrier_removed, sess, 1,
+                                JOIN_TIMEOUT)
+        _wait_for(lambda: barrier_op.is_all_blocked(sess))
+        barrier_ops.BarrierHook(1, barrier_op).after_create_session(sess, None)
+        assert barrier_op.get_blocked_indices(sess) == [0, 1]
+        barrier_op.remove_barrier(sess)
+        _join(waiter)
+        assert result.get("value") is True

@@ -120,11 +120,19 @@ def _sum_of_squares(values, norm_dtype):
     return total
 
 
-def _scale_like_tf(values, norm, clip_norm):
-    """TF's own formula, for a clip_norm the attr-based kernel cannot take."""
-    scale = clip_norm * tf.minimum(1.0 / norm, 1.0 / clip_norm)
-    scale = scale + (norm - norm)  # NaN when the norm is not finite.
-    return [tf.identity(v * tf.cast(scale, v.dtype)) for v in values]
+def _scale_in_tf_ops(values, norm, clip_norm):
+    """The clip of MonolithClipByGlobalNorm in TF ops, for a clip_norm the
+    kernel cannot take as its attr: one known only at run time (or watched
+    by a tape), or a float64 one that float32 cannot hold. clip_norm is
+    checked when it runs; below it the inputs pass through bitwise."""
+    valid = tf.logical_and(tf.math.is_finite(clip_norm), clip_norm > 0)
+    check = tf.debugging.Assert(
+        valid, ["clip_norm must be positive and finite, got", clip_norm])
+    with tf.control_dependencies([check]):
+        scale = tf.where(norm <= clip_norm, tf.ones_like(norm),
+                         clip_norm * tf.minimum(1.0 / norm, 1.0 / clip_norm))
+        scale = scale + (norm - norm)  # NaN when the norm is not finite.
+        return [tf.identity(v * tf.cast(scale, v.dtype)) for v in values]
 
 
 def _clip(values, norm, clip_norm, clip_norm_value):
@@ -134,7 +142,7 @@ def _clip(values, norm, clip_norm, clip_norm_value):
                   (norm_dtype == tf.float32 or
                    float(np.float32(clip_norm_value)) == clip_norm_value))
     if not exact_attr:
-        return _scale_like_tf(values, norm, clip_norm)
+        return _scale_in_tf_ops(values, norm, clip_norm)
     clipped = [None] * len(values)
     for group in _groups(values):
         outs = ops.monolith_clip_by_global_norm(
@@ -169,15 +177,18 @@ def _dense(grad):
 @tf.RegisterGradient("GlobalL2Reduce")
 def _global_l2_reduce_grad(op, grad):
     """d(sum of x^2)/dx = 2x."""
-    return [x * tf.cast(2 * grad, x.dtype) for x in op.inputs]
+    return [tf.cast(tf.cast(x, grad.dtype) * (2 * grad), x.dtype)
+            for x in op.inputs]
 
 
 def _clip_backprop(xs, grads, norm, clip_norm):
-    """Backprop through out_i = x_i * scale, the scale being 1 where norm <=
-    clip_norm, clip_norm / norm above it, NaN where norm is inf or NaN.
+    """Backprop through out_i = x_i * scale, the scale being 1 where norm <
+    clip_norm, clip_norm / norm from it on, NaN where norm is inf or NaN.
+    (At norm == clip_norm the forward passes the inputs through; the
+    gradient is that of the clipping branch there, as TF's is.)
 
     Returns (gradients of the xs, of norm, of clip_norm)."""
-    above = norm > clip_norm
+    above = norm >= clip_norm
     scale = tf.where(above, clip_norm * (1 / norm), tf.ones_like(norm))
     scale = scale + (norm - norm)  # NaN when the norm is not finite.
     dxs = [None if g is None else _dense(g) * tf.cast(scale, x.dtype)
@@ -187,9 +198,10 @@ def _clip_backprop(xs, grads, norm, clip_norm):
                                   tf.cast(x, norm.dtype))
                     for x, g in zip(xs, grads) if g is not None] or
                    [tf.zeros_like(norm)])
-    zero = tf.zeros_like(norm)
-    dnorm = tf.where(above, -dot * clip_norm / (norm * norm), zero)
-    dclip = tf.where(above, dot / norm, zero)
+    nan_if_not_finite = norm - norm
+    dnorm = tf.where(above, -dot * clip_norm / (norm * norm),
+                     tf.zeros_like(norm)) + nan_if_not_finite
+    dclip = tf.where(above, dot / norm, tf.zeros_like(norm)) + nan_if_not_finite
     return dxs, dnorm, dclip
 
 
@@ -208,10 +220,10 @@ def _clip_by_global_norm_fused_grad(op, *grads):
     dxs, dnorm, dclip = _clip_backprop(xs, grads[:-1], norm, clip_norm)
     if dnorm_out is not None:
         dnorm = dnorm + dnorm_out
-    # d norm / d x = x / norm.
+    # d norm / d x = x / norm, multiplied in the norm's dtype.
     per_x = dnorm / norm
-    dxs = [x * tf.cast(per_x, x.dtype) if dx is None
-           else dx + x * tf.cast(per_x, x.dtype) for x, dx in zip(xs, dxs)]
+    through_norm = [tf.cast(tf.cast(x, norm.dtype) * per_x, x.dtype) for x in xs]
+    dxs = [t if dx is None else dx + t for dx, t in zip(dxs, through_norm)]
     return dxs + [dclip]
 
 
@@ -266,7 +278,9 @@ def clip_by_global_norm(t_list, clip_norm, use_norm=None, name=None):
       TypeError: `t_list` is not a list or tuple, holds a non-float tensor,
         or clip_norm / use_norm is not numeric.
       ValueError: clip_norm or use_norm is not a scalar, or a clip_norm known
-        at graph-build time is not positive and finite.
+        at graph-build time (or eager) is not positive and finite.
+      tf.errors.InvalidArgumentError: when run, a clip_norm known only then
+        is not positive and finite.
     """
     _check_list(t_list)
     with tf.name_scope(name or "clip_by_global_norm"):
@@ -274,8 +288,13 @@ def clip_by_global_norm(t_list, clip_norm, use_norm=None, name=None):
         positions = [i for i, e in enumerate(entries) if e is not None]
         values = [_values(entries[i]) for i in positions]
         norm_dtype = _norm_dtype(values)
+        given = clip_norm
         clip_norm = _scalar(clip_norm, "clip_norm", norm_dtype)
         clip_norm_value = _static_clip_norm(clip_norm)
+        if tf.executing_eagerly() and isinstance(given, (tf.Tensor, tf.Variable)):
+            # Its value is known now, but a tape may be watching it: it stays
+            # a tensor, not an attr, so that it can get a gradient.
+            clip_norm_value = None
         if use_norm is not None:
             use_norm = _scalar(use_norm, "use_norm", norm_dtype)
         if not values:

@@ -736,10 +736,10 @@ def test_gradients_with_use_norm_match_tf(mode, scale):
                            use_norm=n))
 
     ours, stock = run_in_mode(mode, both, *arrays, np.float32(5.0), use_norm)
-    # A clip_norm known when the graph is built (graph and eager modes)
-    # becomes the op's attr: like any constant, it gets no gradient. Passed
-    # to a tf.function, it is a tensor, and its gradient must match TF's.
-    if mode != "function":
+    # A constant clip_norm in a graph becomes the op's attr: like any
+    # constant, it gets no gradient. An eager tensor, or a tf.function
+    # argument, stays a tensor, and its gradient must match TF's.
+    if mode == "graph":
         assert ours[-2] is None
         ours[-2] = stock[-2] = None
     _assert_gradients_match(ours, stock, 2e-5)
@@ -763,7 +763,7 @@ def test_gradients_of_a_mixed_dtype_list(mode, scale):
     ours, stock = run_in_mode(mode, both, *arrays, np.float64(5.0))
     for got, a in zip(ours, arrays):
         assert got.dtype == a.dtype
-    if mode != "function":  # clip_norm became the op's attr, as above
+    if mode == "graph":  # clip_norm became the op's attr, as above
         assert ours[-1] is None
         ours[-1] = stock[-1] = None
     _assert_gradients_match(ours, stock, 2e-5)
@@ -811,3 +811,53 @@ def test_clip_with_a_python_clip_norm_is_differentiable(mode):
 
     ours, stock = run_in_mode(mode, both, *arrays)
     _assert_gradients_match(ours, stock, 2e-5)
+
+
+def test_gradient_at_norm_equal_to_clip_norm_matches_tf(mode):
+    """norm == clip_norm exactly: the forward passes the inputs through, the
+    gradient is the clipping branch's, as TF's is."""
+    arrays = [np.array([3.0, 0.0, 0.0], np.float32),
+              np.array([4.0, 0.0], np.float32)]
+    weights = [np.array([1.0, 2.0, 3.0]), np.array([2.0, -1.0])]
+
+    def both(*ts):
+        *ts, c = ts
+        return (_gradients(clip_ops.clip_by_global_norm, ts, c, weights, 0.0),
+                _gradients(tf.clip_by_global_norm, ts, c, weights, 0.0))
+
+    ours, stock = run_in_mode(mode, both, *arrays, np.float32(5.0))
+    _assert_gradients_match(ours, stock, 2e-6)
+
+
+def test_float16_gradients_of_a_tiny_norm_do_not_overflow(mode):
+    """The norm of [1e-5, 0, 0] in float16 is representable; so is its
+    gradient [1, 0, 0], which an intermediate 1 / norm is not."""
+    x = np.array([1e-5, 0.0, 0.0], np.float16)
+
+    def grads(t):
+        with tf.GradientTape() as tape:
+            tape.watch(t)
+            norm = clip_ops.global_norm([t])
+        return tape.gradient(norm, t)
+
+    got = run_in_mode(mode, grads, x)
+    np.testing.assert_allclose(np.float64(got), [1.0, 0.0, 0.0], rtol=2e-3)
+
+
+def test_runtime_clip_norm_with_use_norm_is_checked_and_passes_through():
+    """A clip_norm known only when the graph runs, with use_norm: clipped in
+    TF ops, but with the kernels' check and pass-through."""
+    x = np.array([1e-3, -2e-3, 3e-3], np.float32)
+    with tf.Graph().as_default():
+        c = tf.compat.v1.placeholder(tf.float32, [])
+        (out,), _ = clip_ops.clip_by_global_norm([tf.constant(x)], c,
+                                                 use_norm=tf.constant(0.01))
+        with tf.compat.v1.Session() as sess:
+            # 0.045971192 * (1 / 0.045971192) is 0.99999994 in float32.
+            assert sess.run(out, {c: 0.045971192}).tobytes() == x.tobytes()
+            np.testing.assert_allclose(sess.run(out, {c: 0.005}), x * 0.5,
+                                       rtol=1e-6)
+            for bad in (0.0, -1.0, np.inf, np.nan):
+                with pytest.raises(tf.errors.InvalidArgumentError,
+                                   match="clip_norm must be positive and finite"):
+                    sess.run(out, {c: bad})

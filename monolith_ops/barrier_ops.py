@@ -250,6 +250,10 @@ class BarrierOp:
         # Guards the per-index waiter counts below and the writes they decide.
         self._flag_lock = threading.Lock()
         self._local_waiters = [0] * capacity
+        # Indices whose flag the last waiter could not clear: its session was
+        # closed. The hook clears them with the next session (guarded by
+        # _flag_lock).
+        self._stale = set()
 
         collections = [
             (
@@ -412,7 +416,11 @@ class BarrierOp:
             )
         try:
             return self._wait(session, index, timeout, should_stop)
-        except (RuntimeError, tf.errors.CancelledError):
+        except (
+            RuntimeError,
+            tf.errors.CancelledError,
+            tf.errors.FailedPreconditionError,
+        ):
             if _session_is_closed(session):
                 _logger.info(
                     "Worker %d stops waiting for barrier '%s': the session "
@@ -481,11 +489,13 @@ class BarrierOp:
         return [i for i in range(self._capacity) if flags[i]]
 
     def _clear_stale_flag(self, session, index):
-        """Clears flag `index` unless a thread of this process waits on it:
-        a flag set by an earlier life of this worker that died blocked."""
+        """Clears flag `index` unless a thread waits on it through this
+        BarrierOp: a flag set by an earlier life of this worker that died
+        blocked, or one a waiter could not clear because its session closed."""
         with self._flag_lock:
             if self._local_waiters[index] == 0:
                 session.run(self._remove_op, feed_dict={self._idx_ph: index})
+                self._stale.discard(index)
 
     def _read_flags(self, session):
         return [bool(f) for f in session.run(self._flags_value)]
@@ -571,15 +581,20 @@ class BarrierOp:
         try:
             if not _session_is_closed(session):
                 session.run(self._remove_op, feed_dict={self._idx_ph: index})
+                return
+            error = "the session is closed"
         except Exception as e:
             if must_succeed and not _session_is_closed(session):
                 raise
-            _logger.warning(
-                "Could not clear the flag of worker %d on barrier '%s': " "%s",
-                index,
-                self._name,
-                e,
-            )
+            error = e
+        self._stale.add(index)
+        _logger.warning(
+            "Could not clear the flag of worker %d on barrier '%s' (%s); its "
+            "BarrierHook clears it with its next session.",
+            index,
+            self._name,
+            error,
+        )
 
 
 class BarrierHook(tf.compat.v1.train.SessionRunHook):
@@ -596,7 +611,10 @@ class BarrierHook(tf.compat.v1.train.SessionRunHook):
     `BarrierTimeoutError` out of `session.run`.
 
     When its session is created, the hook clears this worker's flag (one run),
-    in case an earlier life of the worker died while blocked.
+    in case an earlier life of the worker died while blocked. A flag that a
+    waiter could not clear because its session was closed (e.g. a monitored
+    session recreated by another thread while this one waited) is cleared by
+    the hook's next step.
     """
 
     def __init__(self, index, barrier_op, timeout=None):
@@ -644,6 +662,8 @@ class BarrierHook(tf.compat.v1.train.SessionRunHook):
     def before_run(self, run_context):
         if self._index == 0:
             return None
+        if self._index in self._barrier_op._stale:
+            self._barrier_op._clear_stale_flag(run_context.session, self._index)
         return tf.compat.v1.train.SessionRunArgs(self._barrier_op.barrier_placed_tensor)
 
     def after_run(self, run_context, run_values):

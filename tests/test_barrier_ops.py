@@ -849,3 +849,33 @@ def test_a_new_session_leaves_a_flag_that_a_thread_here_waits_on(graph):
         barrier_op.remove_barrier(sess)
         _join(waiter)
         assert result.get("value") is True
+
+
+def test_a_flag_left_by_a_waiter_whose_session_closed_is_cleared_next_step(graph):
+    """A monitored session recreated by another thread while this one waits:
+    the new session is created while the waiter still counts, and the waiter
+    then finds its session closed and cannot clear its flag. The hook's next
+    step, on the new session, clears it."""
+    server = tf.distribute.Server.create_local_server()
+    global_step = tf.compat.v1.train.get_or_create_global_step()
+    train_op = tf.compat.v1.assign_add(global_step, 1)
+    barrier_op = barrier_ops.BarrierOp(2, True, wait_seconds=0.01)
+    hook = barrier_ops.BarrierHook(1, barrier_op, timeout=JOIN_TIMEOUT)
+    first = tf.compat.v1.Session(server.target)
+    _init(first)
+    barrier_op.place_barrier(first)
+    stop = threading.Event()
+    waiter, result = _start(barrier_op.wait_until_barrier_removed, first, 1,
+                            JOIN_TIMEOUT, stop.is_set)
+    _wait_for(lambda: barrier_op.is_all_blocked(first))
+    with tf.compat.v1.Session(server.target) as second:
+        hook.after_create_session(second, None)  # the waiter still counts
+        stop.set()
+        first.close()
+        _join(waiter)
+        assert result == {"value": False}
+        barrier_op.remove_barrier(second)
+        assert barrier_op.get_blocked_indices(second) == [1]  # left behind
+        mon_sess = monitored_session._HookedSession(second, [hook])
+        mon_sess.run(train_op)
+        assert barrier_op.is_none_blocked(second)

@@ -581,6 +581,7 @@ class BarrierOp:
         try:
             if not _session_is_closed(session):
                 session.run(self._remove_op, feed_dict={self._idx_ph: index})
+                self._stale.discard(index)
                 return
             error = "the session is closed"
         except Exception as e:

@@ -123,14 +123,24 @@ def _sum_of_squares(values, norm_dtype):
 def _scale_in_tf_ops(values, norm, clip_norm):
     """The clip of MonolithClipByGlobalNorm in TF ops, for a clip_norm the
     kernel cannot take as its attr: one known only at run time (or watched
-    by a tape), or a float64 one that float32 cannot hold. clip_norm is
-    checked when it runs; below it the inputs pass through bitwise."""
-    valid = tf.logical_and(tf.math.is_finite(clip_norm), clip_norm > 0)
-    check = tf.debugging.Assert(
-        valid, ["clip_norm must be positive and finite, got", clip_norm])
-    with tf.control_dependencies([check]):
-        scale = tf.where(norm <= clip_norm, tf.ones_like(norm),
-                         clip_norm * tf.minimum(1.0 / norm, 1.0 / clip_norm))
+    by a tape), or a float64 one that float32 cannot hold. clip_norm and
+    the norm are checked when it runs, as the kernel checks them; below
+    clip_norm the inputs pass through bitwise."""
+    checks = [
+        tf.debugging.Assert(
+            tf.logical_and(tf.math.is_finite(clip_norm), clip_norm > 0),
+            ["clip_norm must be positive and finite, got", clip_norm]),
+        tf.debugging.Assert(
+            tf.logical_not(norm < 0),
+            ["global_norm (use_norm) must be non-negative, got", norm]),
+    ]
+    with tf.control_dependencies(checks):
+        formula = clip_norm * tf.minimum(1.0 / norm, 1.0 / clip_norm)
+        # Below clip_norm the formula is within an ulp of 1: the scale is
+        # made exactly 1 there, while its gradient stays the formula's, as
+        # TF's (which takes the clipping branch at norm == clip_norm).
+        to_one = tf.where(norm <= clip_norm, 1 - formula, tf.zeros_like(norm))
+        scale = formula + tf.stop_gradient(to_one)
         scale = scale + (norm - norm)  # NaN when the norm is not finite.
         return [tf.identity(v * tf.cast(scale, v.dtype)) for v in values]
 

@@ -864,14 +864,12 @@ def test_a_flag_left_by_a_waiter_whose_session_closed_is_cleared_next_step(graph
     first = tf.compat.v1.Session(server.target)
     _init(first)
     barrier_op.place_barrier(first)
-    stop = threading.Event()
     waiter, result = _start(barrier_op.wait_until_barrier_removed, first, 1,
-                            JOIN_TIMEOUT, stop.is_set)
+                            JOIN_TIMEOUT)
     _wait_for(lambda: barrier_op.is_all_blocked(first))
     with tf.compat.v1.Session(server.target) as second:
         hook.after_create_session(second, None)  # the waiter still counts
-        stop.set()
-        first.close()
+        first.close()  # ends the wait, and the waiter cannot clear its flag
         _join(waiter)
         assert result == {"value": False}
         barrier_op.remove_barrier(second)

@@ -813,19 +813,33 @@ def test_clip_with_a_python_clip_norm_is_differentiable(mode):
     _assert_gradients_match(ours, stock, 2e-5)
 
 
-def test_gradient_at_norm_equal_to_clip_norm_matches_tf(mode):
+@pytest.mark.parametrize("path", ["fused", "use_norm", "mixed"])
+def test_gradient_at_norm_equal_to_clip_norm_matches_tf(mode, path):
     """norm == clip_norm exactly: the forward passes the inputs through, the
-    gradient is the clipping branch's, as TF's is."""
+    gradient is the clipping branch's, as TF's is, on every path: the fused
+    kernel, and (for a clip_norm tensor) the clip in TF ops with use_norm or
+    for a mixed list (compared with TF on the list cast to float64)."""
+    dtype = np.float64 if path == "mixed" else np.float32
     arrays = [np.array([3.0, 0.0, 0.0], np.float32),
-              np.array([4.0, 0.0], np.float32)]
+              np.array([4.0, 0.0], dtype)]
     weights = [np.array([1.0, 2.0, 3.0]), np.array([2.0, -1.0])]
 
     def both(*ts):
         *ts, c = ts
+        if path == "use_norm":
+            u = tf.constant(5.0, tf.float32)
+            return (_gradients(clip_ops.clip_by_global_norm, ts, c, weights,
+                               0.0, use_norm=u),
+                    _gradients(tf.clip_by_global_norm, ts, c, weights, 0.0,
+                               use_norm=u))
+        wide = [tf.cast(t, tf.float64) for t in ts] if path == "mixed" else ts
         return (_gradients(clip_ops.clip_by_global_norm, ts, c, weights, 0.0),
-                _gradients(tf.clip_by_global_norm, ts, c, weights, 0.0))
+                _gradients(tf.clip_by_global_norm, wide, c, weights, 0.0))
 
-    ours, stock = run_in_mode(mode, both, *arrays, np.float32(5.0))
+    ours, stock = run_in_mode(mode, both, *arrays, np.asarray(5.0, dtype))
+    if path != "fused" and mode == "graph":  # a constant clip_norm: an attr
+        assert ours[len(arrays)] is None
+        ours[len(arrays)] = stock[len(arrays)] = None
     _assert_gradients_match(ours, stock, 2e-6)
 
 
@@ -861,3 +875,9 @@ def test_runtime_clip_norm_with_use_norm_is_checked_and_passes_through():
                 with pytest.raises(tf.errors.InvalidArgumentError,
                                    match="clip_norm must be positive and finite"):
                     sess.run(out, {c: bad})
+        (neg,), _ = clip_ops.clip_by_global_norm([tf.constant(x)], c,
+                                                 use_norm=tf.constant(-1.0))
+        with tf.compat.v1.Session() as sess:
+            with pytest.raises(tf.errors.InvalidArgumentError,
+                               match="use_norm. must be non-negative"):
+                sess.run(neg, {c: 2.0})

@@ -235,6 +235,7 @@ def run_worker(tf, cluster, args):
     holder["writer"] = tf.compat.v1.summary.FileWriter(summary_dir)
     data = SyntheticClicks(seed=args.task + 100 * args.run,
                            batch_size=args.batch_size)
+
     class StopAtStepAfterBarrier(tf.compat.v1.train.SessionRunHook):
         """Stops at --last-step, but in a run with a barrier not before this
         worker has been through it: a worker that finished first would

@@ -199,8 +199,9 @@ def _clip_backprop(xs, grads, norm, clip_norm):
 
     Returns (gradients of the xs, of norm, of clip_norm)."""
     above = norm >= clip_norm
+    nan_if_not_finite = norm - norm
     scale = tf.where(above, clip_norm * (1 / norm), tf.ones_like(norm))
-    scale = scale + (norm - norm)  # NaN when the norm is not finite.
+    scale = scale + nan_if_not_finite
     dxs = [None if g is None else _dense(g) * tf.cast(scale, x.dtype)
            for x, g in zip(xs, grads)]
     # The gradient of the scale: the sum over the list of grad * x.
@@ -208,7 +209,6 @@ def _clip_backprop(xs, grads, norm, clip_norm):
                                   tf.cast(x, norm.dtype))
                     for x, g in zip(xs, grads) if g is not None] or
                    [tf.zeros_like(norm)])
-    nan_if_not_finite = norm - norm
     dnorm = tf.where(above, -dot * clip_norm / (norm * norm),
                      tf.zeros_like(norm)) + nan_if_not_finite
     dclip = tf.where(above, dot / norm, tf.zeros_like(norm)) + nan_if_not_finite

@@ -68,13 +68,13 @@ __attribute__((target("avx2,f16c"))) void SumSqAvx2(const T* x, int64_t n,
   SumSqImpl(x, n, acc);
 }
 // float by hand: the same lanes and the same separate multiply and add as
-// SumSqImpl, so the result is bitwise that of the baseline loop.
-template <>
-__attribute__((target("avx2,f16c"))) void SumSqAvx2<float>(const float* x,
-                                                          int64_t n,
-                                                          double* acc) {
-  __m256d a[kLanes / 4];
-  for (int k = 0; k < kLanes / 4; ++k) a[k] = _mm256_loadu_pd(acc + 4 * k);
+// SumSqImpl, so the result is bitwise that of the baseline loop. The lanes
+// are the kLanes / 4 registers a. The last n % kLanes elements go to lanes
+// 0, 1, ... as in SumSqImpl; lanes past the end add +0.0, which leaves an
+// accumulator unchanged (it is never -0.0: it starts at +0.0 and only
+// squares are added to it).
+__attribute__((target("avx2,f16c"), always_inline)) inline void
+AddSquaresAvx2(const float* x, int64_t n, __m256d* a) {
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
     for (int k = 0; k < kLanes / 4; ++k) {
@@ -82,8 +82,23 @@ __attribute__((target("avx2,f16c"))) void SumSqAvx2<float>(const float* x,
       a[k] = _mm256_add_pd(a[k], _mm256_mul_pd(v, v));
     }
   }
+  const __m128i lane = _mm_setr_epi32(0, 1, 2, 3);
+  for (int k = 0; i < n; ++k, i += 4) {
+    const __m128i left =
+        _mm_set1_epi32(static_cast<int>(std::min<int64_t>(n - i, 4)));
+    const __m256d v = _mm256_cvtps_pd(
+        _mm_maskload_ps(x + i, _mm_cmpgt_epi32(left, lane)));
+    a[k] = _mm256_add_pd(a[k], _mm256_mul_pd(v, v));
+  }
+}
+template <>
+__attribute__((target("avx2,f16c"))) void SumSqAvx2<float>(const float* x,
+                                                          int64_t n,
+                                                          double* acc) {
+  __m256d a[kLanes / 4];
+  for (int k = 0; k < kLanes / 4; ++k) a[k] = _mm256_loadu_pd(acc + 4 * k);
+  AddSquaresAvx2(x, n, a);
   for (int k = 0; k < kLanes / 4; ++k) _mm256_storeu_pd(acc + 4 * k, a[k]);
-  SumSqImpl(x + i, n - i, acc);
 }
 template <typename T, typename S>
 void ScaleBase(const T* in, T* out, int64_t n, S scale) {
@@ -188,7 +203,6 @@ struct Piece {
 // piece is cut into chunks counted from the piece's start, so that with a
 // chunk that is a multiple of kLanes every element meets the same lane, in
 // the same order, as in one pass over the piece.
-
 class PieceCursor {
  public:
   void Reset(const std::vector<int64_t>& offsets, int64_t begin, int64_t end,
@@ -237,12 +251,9 @@ void SumSqRangeAvx2(const T* const* inputs, const int64_t* sizes,
                     int64_t begin, int64_t end, double* acc) {
   SumSqRange<T, SumSqAvx2<T>>(inputs, sizes, count, offsets, begin, end, acc);
 }
-// float by hand, the accumulators kept in registers from piece to piece: on
-// lists of many small tensors, loading and storing them for every tensor
-// cost more than the arithmetic. A piece's last n % kLanes elements go to
-// lanes 0, 1, ... as in SumSqImpl; lanes past the piece's end add +0.0,
-// which leaves an accumulator unchanged (it is never -0.0: it starts at
-// +0.0 and only squares are added to it).
+// float, the lanes kept in registers from piece to piece: on lists of many
+// small tensors, loading and storing them for every tensor (as SumSqAvx2
+// does) cost more than the arithmetic.
 template <>
 __attribute__((target("avx2,f16c"))) void SumSqRangeAvx2<float>(
     const float* const* inputs, const int64_t* sizes, int64_t count,
@@ -250,28 +261,12 @@ __attribute__((target("avx2,f16c"))) void SumSqRangeAvx2<float>(
     double* acc) {
   __m256d a[kLanes / 4];
   for (int k = 0; k < kLanes / 4; ++k) a[k] = _mm256_loadu_pd(acc + 4 * k);
-  const __m128i lane = _mm_setr_epi32(0, 1, 2, 3);
   PieceCursor pieces;
   pieces.Reset(offsets, begin, end, end - begin);
   while (!pieces.done()) {
     const Piece p = pieces.Next();
     PrefetchAhead(inputs, sizes, count, p.tensor, p.start);
-    const float* x = inputs[p.tensor] + p.start;
-    const int64_t n = p.length;
-    int64_t i = 0;
-    for (; i + kLanes <= n; i += kLanes) {
-      for (int k = 0; k < kLanes / 4; ++k) {
-        const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * k));
-        a[k] = _mm256_add_pd(a[k], _mm256_mul_pd(v, v));
-      }
-    }
-    for (int k = 0; i < n; ++k, i += 4) {
-      const __m128i left = _mm_set1_epi32(static_cast<int>(
-          std::min<int64_t>(n - i, 4)));
-      const __m256d v = _mm256_cvtps_pd(
-          _mm_maskload_ps(x + i, _mm_cmpgt_epi32(left, lane)));
-      a[k] = _mm256_add_pd(a[k], _mm256_mul_pd(v, v));
-    }
+    AddSquaresAvx2(inputs[p.tensor] + p.start, p.length, a);
   }
   for (int k = 0; k < kLanes / 4; ++k) _mm256_storeu_pd(acc + 4 * k, a[k]);
 }

@@ -3,72 +3,42 @@
 In a parameter-server cluster the chief places the barrier; every worker that
 runs a `BarrierHook` notices it at its next step boundary, runs the barrier
 callbacks with the chief's *action* string, marks itself blocked and waits.
-The chief sees who is blocked (`is_all_blocked`, `get_blocked_indices`), does
+The chief waits until every worker is blocked (`wait_until_all_blocked`), does
 its work (save, restore, reshard, ...) and removes the barrier; the workers
-clear their flags and continue.
+go on.
 
-State lives in one bool vector variable of length `capacity` (plus a string
-variable for the action), normally placed on a ps task:
-
-* element 0 is the barrier itself: True while the chief holds it;
-* element i > 0 is worker i's "I am blocked" flag.
-
-The chief creates its copy of the variables as LOCAL variables (its
-`local_init_op` initializes them, and checkpoints never hold them); workers
-create theirs as GLOBAL variables, so they never initialize them themselves but
-wait, as for any global variable, until the chief has. Both must build the
-`BarrierOp` with the same `name_prefix` under the same device placement
-(e.g. `tf.compat.v1.train.replica_device_setter`), so that both copies resolve
-to the same variables on the ps.
-
-Every flag is written with a one-element scatter update on the variable's own
-device, never by a read-modify-write of the whole vector from Python, so
-concurrent writers (chief and workers, or threads) never lose each other's
-updates.
+Each placement is a new *generation* of the barrier, run once by each worker,
+even when the chief places the next one before the workers have seen the
+previous one removed.
 
 Order in which TensorFlow calls `BarrierHook` (see `session_run_hook.py`)::
 
-  hook.begin()                         # graph still editable; nothing to do
+  hook.begin()                         # nothing to do
   sess = tf.compat.v1.Session()
-  hook.after_create_session(sess, coord)   # the hook keeps `coord`
+  hook.after_create_session(sess, coord)   # clears this worker's stale flag
   while not stop:
-    hook.before_run(run_context)       # asks the step's own run to fetch flag 0
-    sess.run(...)                      # the step: no extra round trip
-    hook.after_run(run_context, run_values)  # flag set? callbacks, block, wait
+    hook.before_run(run_context)       # the step's own run fetches flag 0
+    sess.run(...)
+    hook.after_run(run_context, run_values)  # placed? callbacks, block, wait
   hook.end(sess)
 
-Departures from Monolith's original, on purpose (docs/barrier.md has them all):
-
-* `wait_until_barrier_removed` requires ``0 < index < capacity``; the original
-  let ``index == capacity`` through.
-* `place_barrier` raises `BarrierAlreadyPlacedError` if the barrier is placed
-  (documented for the original, not checked by its code).
-* A worker runs the barrier callbacks *before* it marks itself blocked, so once
-  the chief sees a worker blocked, that worker's callbacks have finished.
-* On workers the action variable is GLOBAL like the flag vector (it was LOCAL
-  everywhere), so a worker that (re)starts while a barrier is placed does not
-  reset the chief's action to "".
-* The chief writes the action before the flag, in one run, so a worker that
-  sees the flag always reads the new action.
-* The variables are not trainable, and live under ``<name_prefix>_barrier_op/``.
-* Waiting threads do not hold the lock, so several can block at once.
-
-Additions: `timeout` on waits and on `BarrierHook` (raises
-`BarrierTimeoutError`), and waits that end promptly, returning False, when
-`should_stop()` (for the hook: its coordinator) asks for a stop or the session
-is closed.
+The variables, the guarantees, the timeouts, what a hung or dead ps does, and
+the departures from Monolith's original: docs/barrier.md.
 """
 
+import collections
 import logging
 import math
 import numbers
 import threading
 import time
 
+import numpy as np
 import tensorflow as tf
 
 __all__ = [
     "BarrierAlreadyPlacedError",
+    "BarrierLostError",
     "BarrierTimeoutError",
     "BarrierOp",
     "BarrierHook",
@@ -83,17 +53,36 @@ _LOG_EVERY_SECS = 60.0
 # timeouts are noticed promptly even with a long `wait_seconds`.
 _SLEEP_SLICE_SECS = 0.05
 
+# Bound on the run that clears a worker's flag after a failed wait (best effort).
+_CLEANUP_SECS = 2.0
+
 
 class BarrierAlreadyPlacedError(RuntimeError):
     """Raised by `BarrierOp.place_barrier` when the barrier is already placed."""
 
 
-class BarrierTimeoutError(TimeoutError):
-    """Raised when a worker waited longer than its timeout for the barrier.
+class BarrierLostError(RuntimeError):
+    """Raised by `BarrierOp.wait_until_all_blocked` when the barrier it waits on
+    is not placed (any more): removed, or lost with a ps that restarted.
 
     Attributes:
       barrier_name: the `name_prefix` of the barrier.
-      index: the worker index that was waiting.
+      generation: the generation that was lost (None if none was placed).
+    """
+
+    def __init__(self, message, barrier_name, generation):
+        super().__init__(message)
+        self.barrier_name = barrier_name
+        self.generation = generation
+
+
+class BarrierTimeoutError(TimeoutError):
+    """Raised when a wait on the barrier outlived its timeout.
+
+    Attributes:
+      barrier_name: the `name_prefix` of the barrier.
+      index: the worker index that was waiting (0: the chief, waiting for the
+        workers to block).
       waited_secs: how long it waited, in seconds.
       timeout: the timeout it was given, in seconds.
     """
@@ -247,12 +236,12 @@ class BarrierOp:
         self._barrier_callbacks = barrier_callbacks
         # Serializes place_barrier (check, place, callbacks) within this process.
         self._place_lock = threading.Lock()
-        # Guards the per-index waiter counts below and the writes they decide.
+        # Guards the per-index waiter counts and the stale set below, and every
+        # clear of a worker's flag (_clear_flag is the only place that clears).
         self._flag_lock = threading.Lock()
         self._local_waiters = [0] * capacity
-        # Indices whose flag the last waiter could not clear: its session was
-        # closed. The hook clears them with the next session (guarded by
-        # _flag_lock).
+        # Indices whose flag the last waiter could not clear (e.g. its session
+        # was closed); the hook clears them at its next step.
         self._stale = set()
 
         collections = [
@@ -262,67 +251,96 @@ class BarrierOp:
                 else tf.compat.v1.GraphKeys.GLOBAL_VARIABLES
             )
         ]
-        graph = tf.compat.v1.get_default_graph()
-        with tf.compat.v1.variable_scope(name_prefix + "_barrier_op"):
-            self._barrier_vars = tf.compat.v1.get_variable(
-                "barrier_var",
-                initializer=[False] * capacity,
-                dtype=tf.bool,
+
+        def variable(name, initializer, dtype):
+            return tf.compat.v1.get_variable(
+                name,
+                initializer=initializer,
+                dtype=dtype,
                 trainable=False,
                 collections=collections,
                 use_resource=True,
             )
-            self._action = tf.compat.v1.get_variable(
-                "barrier_op_action",
-                initializer="",
-                dtype=tf.string,
-                trainable=False,
-                collections=collections,
-                use_resource=True,
+
+        graph = tf.compat.v1.get_default_graph()
+        with tf.compat.v1.variable_scope(name_prefix + "_barrier_op"):
+            self._barrier_vars = variable("barrier_var", [False] * capacity, tf.bool)
+            self._action = variable("barrier_op_action", "", tf.string)
+            # [0]: the generation of the barrier, incremented by each place;
+            # [i > 0]: the generation worker i last blocked on.
+            self._generations = variable(
+                "barrier_generation", np.zeros(capacity, np.int64), tf.int64
             )
             self._idx_ph = tf.compat.v1.placeholder(
                 tf.int32, shape=[], name="index_placeholder"
             )
+            self._gen_ph = tf.compat.v1.placeholder(
+                tf.int64, shape=[], name="generation_placeholder"
+            )
             self._action_placeholder = tf.compat.v1.placeholder(
                 tf.string, shape=[], name="barrier_op_action_placeholder"
             )
+
+            def scatter(var, index, value, name):
+                with graph.colocate_with(var.op):
+                    return tf.raw_ops.ResourceScatterUpdate(
+                        resource=var.handle, indices=index, updates=value, name=name
+                    )
+
+            def read(var, name):
+                with graph.colocate_with(var.op):
+                    return tf.raw_ops.ReadVariableOp(
+                        resource=var.handle, dtype=var.dtype, name=name
+                    )
+
+            # Clears a flag: index 0 removes the barrier.
+            self._remove_op = scatter(
+                self._barrier_vars, self._idx_ph, tf.constant(False), "remove"
+            )
+            self._flags_value = read(self._barrier_vars, "flags")
             with graph.colocate_with(self._barrier_vars.op):
-                self._place_op = tf.raw_ops.ResourceScatterUpdate(
-                    resource=self._barrier_vars.handle,
-                    indices=self._idx_ph,
-                    updates=tf.constant(True),
-                    name="place",
-                )
-                self._remove_op = tf.raw_ops.ResourceScatterUpdate(
-                    resource=self._barrier_vars.handle,
-                    indices=self._idx_ph,
-                    updates=tf.constant(False),
-                    name="remove",
-                )
-                self._flags_value = tf.identity(
-                    self._barrier_vars.read_value(), name="flags"
-                )
                 self._barrier_placed_tensor = tf.identity(
                     self._flags_value[0], name="barrier_placed"
                 )
-            with graph.colocate_with(self._action.op):
-                self._action_assign = tf.raw_ops.AssignVariableOp(
-                    resource=self._action.handle,
-                    value=self._action_placeholder,
-                    name="assign_action",
-                )
-                self._action_value = tf.identity(
-                    self._action.read_value(), name="action"
-                )
-            # The chief's place: the action first, then flag 0, in one run.
-            with tf.control_dependencies([self._action_assign]):
-                with graph.colocate_with(self._barrier_vars.op):
-                    self._place_with_action_op = tf.raw_ops.ResourceScatterUpdate(
-                        resource=self._barrier_vars.handle,
+            # The chief's place, in this order: the action, the generation,
+            # flag 0; it fetches the new generation.
+            assign_action = tf.raw_ops.AssignVariableOp(
+                resource=self._action.handle,
+                value=self._action_placeholder,
+                name="assign_action",
+            )
+            with tf.control_dependencies([assign_action]):
+                with graph.colocate_with(self._generations.op):
+                    bump = tf.raw_ops.ResourceScatterAdd(
+                        resource=self._generations.handle,
                         indices=tf.constant(0, tf.int32),
-                        updates=tf.constant(True),
-                        name="place_with_action",
+                        updates=tf.constant(1, tf.int64),
+                        name="next_generation",
                     )
+            with tf.control_dependencies([bump]):
+                placed = scatter(
+                    self._barrier_vars, 0, tf.constant(True), "place_with_action"
+                )
+            with tf.control_dependencies([placed]):
+                self._place_op = read(self._generations, "placed_generation")[0]
+            # A worker blocks: its generation, then its flag.
+            with tf.control_dependencies(
+                [scatter(self._generations, self._idx_ph, self._gen_ph, "blocked_on")]
+            ):
+                self._block_op = scatter(
+                    self._barrier_vars, self._idx_ph, tf.constant(True), "block"
+                )
+            # The whole state, read in this order: generations, action, flags,
+            # generations. If both generation reads agree and flag 0 is set, the
+            # action is that generation's (see _read_state).
+            self._state_fetches = [read(self._generations, "generations_before")]
+            for var, name in (
+                (self._action, "action"),
+                (self._barrier_vars, "state_flags"),
+                (self._generations, "generations"),
+            ):
+                with tf.control_dependencies(self._state_fetches[-1:]):
+                    self._state_fetches.append(read(var, name))
 
     @property
     def capacity(self):
@@ -340,15 +358,21 @@ class BarrierOp:
         return self._barrier_placed_tensor
 
     def place_barrier(self, session, action=""):
-        """Places the barrier (flag 0) with `action`, then runs the callbacks.
+        """Places a new generation of the barrier with `action`, then runs the
+        callbacks.
 
         Args:
           session: a `tf.compat.v1.Session` (or a monitored session) on the graph.
           action: str handed to every callback, here and on each worker.
 
+        Returns:
+          The generation placed, an int: 1 for the first barrier since the
+          variables were initialized, then 2, 3, ...
+
         Raises:
           BarrierAlreadyPlacedError: if the barrier is already placed.
           TypeError: if `action` is not a str.
+          ValueError: if `action` cannot be encoded as UTF-8 (lone surrogates).
         """
         if not isinstance(action, str):
             raise TypeError(
@@ -356,17 +380,27 @@ class BarrierOp:
                     action, type(action).__name__
                 )
             )
+        try:
+            action.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(
+                "action must be text that UTF-8 can encode, got {!r} ({}).".format(
+                    action, e
+                )
+            ) from None
         with self._place_lock:
             if session.run(self._barrier_placed_tensor):
                 raise BarrierAlreadyPlacedError(
                     "Barrier '{}' is already placed; remove it before placing it "
                     "again.".format(self._name)
                 )
-            session.run(
-                self._place_with_action_op,
-                feed_dict={self._action_placeholder: action},
+            generation = int(
+                session.run(
+                    self._place_op, feed_dict={self._action_placeholder: action}
+                )
             )
             self._run_barrier_callbacks(action, session)
+        return generation
 
     def remove_barrier(self, session):
         """Removes the barrier (clears flag 0). No check; workers then resume."""
@@ -383,17 +417,21 @@ class BarrierOp:
     def wait_until_barrier_removed(
         self, session, index, timeout=None, should_stop=None
     ):
-        """Runs the callbacks, marks worker `index` blocked, waits for removal.
+        """Blocks worker `index` on the barrier until the chief removes it.
 
-        Reads the chief's action, runs the callbacks with it, sets flag `index`,
-        then polls flag 0 every `wait_seconds` (logging every 60 s) until the chief
-        removes the barrier, and finally clears flag `index`.
+        For each generation of the barrier it sees placed, and has not yet run,
+        the worker runs the callbacks with its action, then marks itself blocked
+        on it. It polls every `wait_seconds` (logging every 60 s) until the
+        barrier is removed, then clears its flag. docs/barrier.md has the
+        details.
 
         Args:
           session: a `tf.compat.v1.Session` on the graph (in a hook:
             `run_context.session`).
           index: int, this worker's index, 0 < index < capacity.
-          timeout: None or float("inf") (wait forever), or seconds > 0.
+          timeout: None or float("inf") (wait forever), or seconds > 0: how long
+            the worker may wait on one generation, every `session.run` of the
+            wait included.
           should_stop: None or a callable returning True when the wait should end
             early (e.g. `coord.should_stop`).
 
@@ -406,7 +444,8 @@ class BarrierOp:
           ValueError: unless 0 < index < capacity, or if `timeout` <= 0.
           TypeError: if `index`, `timeout` or `should_stop` has the wrong type.
           BarrierTimeoutError: if the barrier is still placed after `timeout`
-            seconds (flag `index` is cleared first, where possible).
+            seconds, or the ps did not answer within it (flag `index` is
+            cleared first, where possible).
         """
         index = self._check_worker_index(index)
         timeout = _check_positive_number(timeout, "timeout", allow_none=True)
@@ -414,8 +453,12 @@ class BarrierOp:
             raise TypeError(
                 "should_stop must be None or a callable, got {!r}.".format(should_stop)
             )
+        with self._flag_lock:
+            self._local_waiters[index] += 1
+        released = False
         try:
-            return self._wait(session, index, timeout, should_stop)
+            released = self._wait(session, index, timeout, should_stop)
+            return released
         except (
             RuntimeError,
             tf.errors.CancelledError,
@@ -430,48 +473,71 @@ class BarrierOp:
                 )
                 return False
             raise
+        finally:
+            self._clear_flag(
+                session,
+                index,
+                leaving=True,
+                must_succeed=released,
+                # Best effort, and bounded, unless the wait succeeded untimed.
+                timeout=None if released and timeout is None else _CLEANUP_SECS,
+            )
 
-    def _wait(self, session, index, timeout, should_stop):
-        """wait_until_barrier_removed, once the arguments are checked."""
+    def wait_until_all_blocked(self, session, timeout=None):
+        """Waits until every worker is blocked on the barrier placed now.
+
+        For the chief, after `place_barrier`: polls every `wait_seconds`, each
+        poll bounded by the time left.
+
+        Args:
+          session: a `tf.compat.v1.Session` (or a monitored session) on the graph.
+          timeout: None (wait as long as it takes) or seconds > 0.
+
+        Raises:
+          BarrierTimeoutError: if some worker is not blocked after `timeout`
+            seconds, or the ps did not answer within it; the message lists the
+            workers not blocked. Its `index` is 0.
+          BarrierLostError: if the barrier is not placed, or stops being placed
+            (removed, or lost with a ps that restarted) during the wait.
+          TypeError, ValueError: if `timeout` is not None or a number > 0.
+        """
+        timeout = _check_positive_number(timeout, "timeout", allow_none=True)
         start = time.monotonic()
         deadline = None if timeout is None else start + timeout
-
-        action = session.run(self._action_value)
-        action = action.decode("utf-8") if isinstance(action, bytes) else action
-        self._run_barrier_callbacks(action, session)
-
-        released = False
-        registered = False
-        try:
-            with self._flag_lock:
-                self._local_waiters[index] += 1
-                registered = True
-                if self._local_waiters[index] == 1:
-                    session.run(self._place_op, feed_dict={self._idx_ph: index})
-            _logger.info(
-                "Worker %d is blocked by barrier '%s' (action %r).",
-                index,
-                self._name,
-                action,
-            )
-            released = self._poll_until_removed(
-                session, index, start, deadline, timeout, should_stop
-            )
-            return released
-        finally:
-            if registered:
-                with self._flag_lock:
-                    self._local_waiters[index] -= 1
-                    if self._local_waiters[index] == 0:
-                        self._clear_flag(session, index, must_succeed=released)
+        generation = None
+        missing = None
+        while True:
+            try:
+                state = self._read_state(session, deadline)
+            except tf.errors.DeadlineExceededError as e:
+                raise self._timeout_error(0, start, timeout, missing) from e
+            if not state.placed:
+                raise self._lost_error(generation)
+            if state.generation is not None:
+                if generation not in (None, state.generation):
+                    raise self._lost_error(generation)  # removed and placed again
+                generation = state.generation
+                missing = self._not_blocked(state)
+                if not missing:
+                    return
+            left = _time_left(deadline)
+            if left is not None and left <= 0:
+                raise self._timeout_error(0, start, timeout, missing)
+            time.sleep(min(self._wait_seconds, left or self._wait_seconds))
 
     def is_all_blocked(self, session):
-        """True if every flag (the barrier and every worker) is set."""
-        return sum(self._read_flags(session)) == self._capacity
+        """True if the barrier is placed and every worker is blocked on it (on
+        this generation, not an earlier one)."""
+        state = self._read_state(session)
+        return (
+            state.placed
+            and state.generation is not None
+            and not self._not_blocked(state)
+        )
 
     def is_none_blocked(self, session):
         """True if no flag (neither the barrier nor any worker) is set."""
-        return sum(self._read_flags(session)) == 0
+        return not any(self._read_flags(session))
 
     def get_unblocked_indices(self, session):
         """The indices whose flag is clear (index 0 is the barrier itself)."""
@@ -479,7 +545,8 @@ class BarrierOp:
         return [i for i in range(self._capacity) if not flags[i]]
 
     def get_blocked_indices(self, session):
-        """The indices whose flag is set (index 0 is the barrier itself).
+        """The indices whose flag is set (index 0 is the barrier itself),
+        whatever generation each worker is blocked on.
 
         A worker that died while blocked stays listed until it restarts (its
         `BarrierHook` clears the flag when its session is created) or blocks
@@ -488,17 +555,38 @@ class BarrierOp:
         flags = self._read_flags(session)
         return [i for i in range(self._capacity) if flags[i]]
 
-    def _clear_stale_flag(self, session, index):
-        """Clears flag `index` unless a thread waits on it through this
-        BarrierOp: a flag set by an earlier life of this worker that died
-        blocked, or one a waiter could not clear because its session closed."""
-        with self._flag_lock:
-            if self._local_waiters[index] == 0:
-                session.run(self._remove_op, feed_dict={self._idx_ph: index})
-                self._stale.discard(index)
-
     def _read_flags(self, session):
         return [bool(f) for f in session.run(self._flags_value)]
+
+    def _read_state(self, session, deadline=None):
+        """One ordered read of everything; `generation` is None when a place
+        ran during the read (then `action` may belong to either generation).
+
+        Why the order makes `action` safe: the chief writes the action, then
+        the generation, then flag 0, and only after flag 0 was cleared. If the
+        action read here came from a later place than the first generation
+        read, flag 0 was cleared before it and set again before the flag read,
+        and that place's new generation is then seen by the last read.
+        """
+        gens_before, action, flags, gens = _run(
+            session, self._state_fetches, deadline=deadline
+        )
+        consistent = gens_before[0] == gens[0]
+        return _State(
+            placed=bool(flags[0]),
+            generation=int(gens[0]) if consistent else None,
+            action=action.decode("utf-8") if isinstance(action, bytes) else action,
+            flags=[bool(f) for f in flags],
+            generations=[int(g) for g in gens],
+        )
+
+    def _not_blocked(self, state):
+        """Workers not blocked on the generation of `state`."""
+        return [
+            i
+            for i in range(1, self._capacity)
+            if not (state.flags[i] and state.generations[i] == state.generation)
+        ]
 
     def _check_worker_index(self, index):
         index = _check_int(index, "index")
@@ -518,28 +606,49 @@ class BarrierOp:
             session
         )
 
-    def _poll_until_removed(
-        self, session, index, start, deadline, timeout, should_stop
-    ):
-        """Polls flag 0; True once removed, False if stopped; raises on timeout."""
-        last_log = start
+    def _wait(self, session, index, timeout, should_stop):
+        """The worker's loop: block on each new generation until removed.
+
+        True once removed, False if stopped; raises BarrierTimeoutError.
+        """
+        start = last_log = time.monotonic()
+        blocked_on = None  # the generation this call has marked itself blocked on
         while True:
             if self._stopped(session, should_stop):
                 return False
-            options = None
-            if deadline is not None:
-                # Bound the poll itself too, in case the ps stops answering.
-                left = max(deadline - time.monotonic(), self._wait_seconds, 1.0)
-                options = tf.compat.v1.RunOptions(timeout_in_ms=int(left * 1000))
+            deadline = None if timeout is None else start + timeout
             try:
-                placed = session.run(self._barrier_placed_tensor, options=options)
+                state = self._read_state(session, deadline)
+                if not state.placed:
+                    return True
+                if state.generation is not None and state.generation != blocked_on:
+                    if blocked_on is not None:  # a new barrier: a new timeout
+                        start = last_log = time.monotonic()
+                        deadline = None if timeout is None else start + timeout
+                    if state.generations[index] != state.generation:
+                        self._run_barrier_callbacks(state.action, session)
+                    _run(
+                        session,
+                        self._block_op,
+                        {self._idx_ph: index, self._gen_ph: state.generation},
+                        deadline,
+                    )
+                    blocked_on = state.generation
+                    _logger.info(
+                        "Worker %d is blocked by barrier '%s' (generation %d, "
+                        "action %r).",
+                        index,
+                        self._name,
+                        blocked_on,
+                        state.action,
+                    )
             except tf.errors.DeadlineExceededError as e:
                 raise self._timeout_error(index, start, timeout) from e
-            if not placed:
-                return True
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 raise self._timeout_error(index, start, timeout)
+            if state.generation is None:
+                continue  # the chief is placing right now: read again
             if now - last_log >= _LOG_EVERY_SECS:
                 _logger.info(
                     "Worker %d has waited %.0f s for barrier '%s' to be removed.",
@@ -559,43 +668,102 @@ class BarrierOp:
                     return False
                 time.sleep(min(left, _SLEEP_SLICE_SECS))
 
-    def _timeout_error(self, index, start, timeout):
+    def _timeout_error(self, index, start, timeout, missing=None):
         waited = time.monotonic() - start
+        if index:
+            what = "Worker {} waited {:.1f} s for barrier '{}' to be removed".format(
+                index, waited, self._name
+            )
+            hint = "Is the chief alive?"
+        else:
+            what = (
+                "The chief waited {:.1f} s for every worker to block on barrier "
+                "'{}'".format(waited, self._name)
+            )
+            hint = "not blocked: {}. Are the ps and those workers alive?".format(
+                missing
+            )
         return BarrierTimeoutError(
-            "Worker {} waited {:.1f} s for barrier '{}' to be removed and gave up "
-            "(timeout={:g} s). Is the chief alive?".format(
-                index, waited, self._name, timeout
-            ),
+            "{} and gave up (timeout={:g} s), or the ps did not answer in time. "
+            "{}".format(what, timeout, hint),
             self._name,
             index,
             waited,
             timeout,
         )
 
-    def _clear_flag(self, session, index, must_succeed):
-        """Clears flag `index`; errors are only logged after a failed wait.
+    def _lost_error(self, generation):
+        if generation is None:
+            message = "Barrier '{}' is not placed; place it first.".format(self._name)
+        else:
+            message = (
+                "Barrier '{}' (generation {}) is no longer placed while the chief "
+                "waits for the workers: it was removed, or the ps restarted and "
+                "lost it (workers waiting on it were released). See "
+                "docs/barrier.md.".format(self._name, generation)
+            )
+        return BarrierLostError(message, self._name, generation)
 
-        When the wait failed (timeout, stop, error), clearing is best effort: the
-        first error must not be hidden, and a closed session cannot clear anyway.
+    def _clear_flag(
+        self, session, index, leaving=False, must_succeed=True, timeout=None
+    ):
+        """Clears flag `index`, unless a thread waits on it through this object.
+
+        The only place a worker's flag is cleared: when the last waiter on
+        `index` leaves (`leaving`), and from the hook (a flag left by an earlier
+        life of the worker, or one a waiter could not clear). Unless
+        `must_succeed`, a failure is only logged, and the hook clears the flag at
+        its next step.
         """
-        try:
-            if not _session_is_closed(session):
-                session.run(self._remove_op, feed_dict={self._idx_ph: index})
-                self._stale.discard(index)
+        with self._flag_lock:
+            if leaving:
+                self._local_waiters[index] -= 1
+            if self._local_waiters[index]:
                 return
-            error = "the session is closed"
-        except Exception as e:
-            if must_succeed and not _session_is_closed(session):
-                raise
-            error = e
-        self._stale.add(index)
+            try:
+                if not _session_is_closed(session):
+                    _run(
+                        session,
+                        self._remove_op,
+                        {self._idx_ph: index},
+                        None if timeout is None else time.monotonic() + timeout,
+                    )
+                    self._stale.discard(index)
+                    return
+                error = "the session is closed"
+            except Exception as e:
+                if must_succeed and not _session_is_closed(session):
+                    raise
+                error = e
+            self._stale.add(index)
         _logger.warning(
             "Could not clear the flag of worker %d on barrier '%s' (%s); its "
-            "BarrierHook clears it with its next session.",
+            "BarrierHook clears it at its next step.",
             index,
             self._name,
             error,
         )
+
+
+_State = collections.namedtuple(
+    "_State", ["placed", "generation", "action", "flags", "generations"]
+)
+
+
+def _time_left(deadline):
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def _run(session, fetches, feed_dict=None, deadline=None):
+    """session.run, bounded by `deadline` (time.monotonic()) when one is given:
+    raises DeadlineExceededError once it has passed or the run outlives it."""
+    left = _time_left(deadline)
+    if left is None:
+        return session.run(fetches, feed_dict)
+    if left <= 0:
+        raise tf.errors.DeadlineExceededError(None, None, "deadline passed")
+    options = tf.compat.v1.RunOptions(timeout_in_ms=max(1, int(left * 1000)))
+    return session.run(fetches, feed_dict, options=options)
 
 
 class BarrierHook(tf.compat.v1.train.SessionRunHook):
@@ -654,7 +822,7 @@ class BarrierHook(tf.compat.v1.train.SessionRunHook):
             # This worker is starting, so it is not blocked: a flag left set
             # by a previous life of it that died blocked would otherwise
             # keep the chief from ever seeing every worker resume.
-            self._barrier_op._clear_stale_flag(session, self._index)
+            self._barrier_op._clear_flag(session, self._index, timeout=self._timeout)
 
     def _should_stop(self):
         coord = self._coord
@@ -664,7 +832,9 @@ class BarrierHook(tf.compat.v1.train.SessionRunHook):
         if self._index == 0:
             return None
         if self._index in self._barrier_op._stale:
-            self._barrier_op._clear_stale_flag(run_context.session, self._index)
+            self._barrier_op._clear_flag(
+                run_context.session, self._index, timeout=self._timeout
+            )
         return tf.compat.v1.train.SessionRunArgs(self._barrier_op.barrier_placed_tensor)
 
     def after_run(self, run_context, run_values):

@@ -215,6 +215,7 @@ def test_chief_copy_is_local_and_worker_copy_is_global():
             names = [
                 "p_barrier_op/barrier_var:0",
                 "p_barrier_op/barrier_op_action:0",
+                "p_barrier_op/barrier_generation:0",
             ]
             assert (local_names if local else global_names) == names
             assert (global_names if local else local_names) == []
@@ -811,11 +812,11 @@ def test_a_restarted_worker_clears_the_flag_it_left_when_it_died(graph):
     global_step = tf.compat.v1.train.get_or_create_global_step()
     train_op = tf.compat.v1.assign_add(global_step, 1)
     chief = barrier_ops.BarrierOp(3, True, wait_seconds=0.01)
-    place_flag = chief._place_op  # what a blocked worker writes
+    block = chief._block_op  # what a blocked worker writes
     with tf.compat.v1.Session() as sess:
         _init(sess)
-        chief.place_barrier(sess)
-        sess.run(place_flag, feed_dict={chief._idx_ph: 2})  # worker 2 blocks
+        generation = chief.place_barrier(sess)
+        sess.run(block, feed_dict={chief._idx_ph: 2, chief._gen_ph: generation})
         chief.remove_barrier(sess)  # ... and dies before it can clear it
         assert chief.get_blocked_indices(sess) == [2]
 
@@ -877,3 +878,245 @@ def test_a_flag_left_by_a_waiter_whose_session_closed_is_cleared_next_step(graph
         mon_sess = monitored_session._HookedSession(second, [hook])
         mon_sess.run(train_op)
         assert barrier_op.is_none_blocked(second)
+
+
+# ---------------------------------------------------------------------------
+# Generations: a barrier placed right after the previous one was removed.
+
+
+def test_back_to_back_barriers_run_every_action_on_every_worker_once(graph):
+    """The chief removes each barrier and places the next at once: the
+    workers, still polling, never see the barrier down. Each must still run
+    every action once, before the chief sees it blocked on that barrier."""
+    num_workers = 2
+    num_actions = 30
+    global_step = tf.compat.v1.train.get_or_create_global_step()
+    train_op = tf.compat.v1.assign_add(global_step, 1)
+    records = {i: [] for i in range(1, num_workers + 1)}
+    local = threading.local()
+
+    def callback(action, session):
+        index = getattr(local, "index", None)
+        if index is not None:  # a worker, not the chief
+            records[index].append(action)
+
+    op = barrier_ops.BarrierOp(
+        num_workers + 1, False, wait_seconds=0.05, barrier_callbacks=[callback]
+    )
+    done = threading.Event()
+
+    def worker(index):
+        local.index = index
+        hook = barrier_ops.BarrierHook(index, op, timeout=JOIN_TIMEOUT)
+        mon_sess = monitored_session._HookedSession(sess, [hook])
+        while not done.is_set():
+            mon_sess.run(train_op)
+
+    with tf.compat.v1.Session() as sess:
+        _init(sess)
+        threads = [_start(worker, i) for i in range(1, num_workers + 1)]
+        seen = []
+        try:
+            for k in range(num_actions):
+                if k:
+                    op.remove_barrier(sess)  # ... and place the next at once
+                op.place_barrier(sess, action="action-{}".format(k))
+                _wait_for(lambda: op.is_all_blocked(sess))
+                seen.append({i: r[-1] if r else None for i, r in records.items()})
+        finally:
+            done.set()
+            op.remove_barrier(sess)
+            for thread, result in threads:
+                _join(thread)
+                assert "error" not in result, result
+    expected = ["action-{}".format(k) for k in range(num_actions)]
+    # When the chief saw all blocked on barrier k, each had run action k ...
+    assert seen == [{i: a for i in records} for a in expected]
+    # ... and over the run each worker ran every action exactly once, in order.
+    assert records == {i: expected for i in records}
+
+
+def test_is_all_blocked_means_blocked_on_the_current_barrier(graph):
+    release_callback = threading.Event()
+    in_callback = threading.Event()
+
+    def callback(action, session):
+        if action == "second" and threading.current_thread() is not chief_thread:
+            in_callback.set()
+            assert release_callback.wait(JOIN_TIMEOUT)
+
+    chief_thread = threading.current_thread()
+    op = barrier_ops.BarrierOp(2, wait_seconds=0.02, barrier_callbacks=[callback])
+    with tf.compat.v1.Session() as sess:
+        _init(sess)
+        first = op.place_barrier(sess, action="first")
+        worker, result = _start(op.wait_until_barrier_removed, sess, 1, JOIN_TIMEOUT)
+        _wait_for(lambda: op.is_all_blocked(sess))
+        op.remove_barrier(sess)
+        second = op.place_barrier(sess, action="second")
+        # Worker 1 is still flagged, but blocked on the first barrier only.
+        assert op.get_blocked_indices(sess) == [0, 1]
+        assert not op.is_all_blocked(sess)
+        assert (first, second) == (1, 2)  # place_barrier returns the generation
+        assert in_callback.wait(JOIN_TIMEOUT)  # it runs the second action
+        assert not op.is_all_blocked(sess)
+        release_callback.set()
+        _wait_for(lambda: op.is_all_blocked(sess))
+        op.remove_barrier(sess)
+        _join(worker)
+        assert result == {"value": True}
+        assert op.is_none_blocked(sess)
+
+
+def test_a_worker_runs_each_barrier_once_across_waits(graph):
+    """A worker whose wait ended (timeout, stop) and that waits again on the
+    same barrier blocks without running its action a second time."""
+    actions = []
+    op = barrier_ops.BarrierOp(
+        2, wait_seconds=0.02,
+        barrier_callbacks=[lambda action, session: actions.append(action)],
+    )
+    with tf.compat.v1.Session() as sess:
+        _init(sess)
+        op.place_barrier(sess, action="once")
+        with pytest.raises(barrier_ops.BarrierTimeoutError):
+            op.wait_until_barrier_removed(sess, 1, timeout=0.2)
+        assert op.get_blocked_indices(sess) == [0]
+        worker, result = _start(op.wait_until_barrier_removed, sess, 1, JOIN_TIMEOUT)
+        _wait_for(lambda: op.is_all_blocked(sess))
+        op.remove_barrier(sess)
+        _join(worker)
+        assert result == {"value": True}
+    assert actions == ["once", "once"]  # the chief's, then the worker's
+
+
+# ---------------------------------------------------------------------------
+# The chief's bounded wait.
+
+
+def test_wait_until_all_blocked_returns_once_every_worker_is_blocked(graph):
+    op = barrier_ops.BarrierOp(3, wait_seconds=0.02)
+    with tf.compat.v1.Session() as sess:
+        _init(sess)
+        op.place_barrier(sess)
+        threads = [_start(op.wait_until_barrier_removed, sess, i, JOIN_TIMEOUT)
+                   for i in (1, 2)]
+        op.wait_until_all_blocked(sess, timeout=JOIN_TIMEOUT)
+        assert op.is_all_blocked(sess)
+        op.remove_barrier(sess)
+        for thread, result in threads:
+            _join(thread)
+            assert result == {"value": True}
+
+
+def test_wait_until_all_blocked_times_out_naming_who_is_missing(graph):
+    op = barrier_ops.BarrierOp(3, wait_seconds=0.02, name_prefix="sync")
+    with tf.compat.v1.Session() as sess:
+        _init(sess)
+        op.place_barrier(sess)
+        worker, _ = _start(op.wait_until_barrier_removed, sess, 1, JOIN_TIMEOUT)
+        start = time.monotonic()
+        with pytest.raises(barrier_ops.BarrierTimeoutError) as info:
+            op.wait_until_all_blocked(sess, timeout=0.5)
+        assert time.monotonic() - start < PROMPT
+        error = info.value
+        assert (error.barrier_name, error.index, error.timeout) == ("sync", 0, 0.5)
+        assert "'sync'" in str(error) and "not blocked: [2]" in str(error), error
+        op.remove_barrier(sess)
+        _join(worker)
+
+
+def test_wait_until_all_blocked_raises_when_the_barrier_is_lost(graph):
+    """A ps that restarts comes back without the barrier (the chief's local
+    init resets it): the chief's wait ends with an error, not a spin."""
+    op = barrier_ops.BarrierOp(2, wait_seconds=0.02, name_prefix="lost")
+    with tf.compat.v1.Session() as sess:
+        _init(sess)
+        with pytest.raises(barrier_ops.BarrierLostError, match="'lost'.*not placed"):
+            op.wait_until_all_blocked(sess, timeout=JOIN_TIMEOUT)
+        op.place_barrier(sess)
+        chief, result = _start(op.wait_until_all_blocked, sess, JOIN_TIMEOUT)
+        time.sleep(0.2)
+        sess.run(tf.compat.v1.local_variables_initializer())  # the ps restarted
+        _join(chief)
+        assert isinstance(result.get("error"), barrier_ops.BarrierLostError), result
+        assert "generation 1" in str(result["error"])
+
+
+def test_wait_until_all_blocked_validates_timeout(graph):
+    op = barrier_ops.BarrierOp(2)
+    with tf.compat.v1.Session() as sess:
+        _init(sess)
+        op.place_barrier(sess)
+        with pytest.raises(ValueError, match="timeout"):
+            op.wait_until_all_blocked(sess, timeout=0)
+        with pytest.raises(TypeError, match="timeout"):
+            op.wait_until_all_blocked(sess, timeout="1")
+
+
+# ---------------------------------------------------------------------------
+# A hung ps: every run of a wait is bounded by its timeout.
+
+
+class HungPsSession:
+    """Passes runs through until `hang` is set; then every run blocks as on a
+    stopped ps: until its RunOptions timeout (then DeadlineExceededError), or,
+    without one, until `resume` is set."""
+
+    def __init__(self, sess):
+        self._sess = sess
+        self.graph = sess.graph
+        self.hang = threading.Event()
+        self.resume = threading.Event()
+        self.untimed_runs_while_hung = 0
+
+    def run(self, fetches, feed_dict=None, options=None, run_metadata=None):
+        if self.hang.is_set():
+            timeout_ms = options.timeout_in_ms if options is not None else 0
+            if timeout_ms > 0:
+                time.sleep(timeout_ms / 1000.0)
+                raise tf.errors.DeadlineExceededError(None, None, "ps hung")
+            self.untimed_runs_while_hung += 1
+            self.resume.wait(JOIN_TIMEOUT)
+        return self._sess.run(fetches, feed_dict, options, run_metadata)
+
+
+@pytest.mark.parametrize("hang_when", ["before the wait", "while blocked"])
+def test_a_hung_ps_cannot_stretch_the_timeout(graph, hang_when):
+    timeout = 1.0
+    op = barrier_ops.BarrierOp(2, wait_seconds=0.05)
+    with tf.compat.v1.Session() as raw:
+        _init(raw)
+        sess = HungPsSession(raw)
+        op.place_barrier(raw)
+        if hang_when == "before the wait":
+            sess.hang.set()
+        start = time.monotonic()
+        worker, result = _start(op.wait_until_barrier_removed, sess, 1, timeout)
+        if hang_when == "while blocked":
+            _wait_for(lambda: op.is_all_blocked(raw))
+            sess.hang.set()
+        try:
+            worker.join(timeout + PROMPT)
+            waited = time.monotonic() - start
+            assert not worker.is_alive(), "the wait outlived its timeout"
+        finally:
+            sess.resume.set()
+            _join(worker)
+        assert isinstance(result.get("error"), barrier_ops.BarrierTimeoutError), result
+        assert sess.untimed_runs_while_hung == 0
+        assert waited < timeout + PROMPT
+
+
+# ---------------------------------------------------------------------------
+# Actions.
+
+
+def test_an_action_that_is_not_valid_unicode_is_a_value_error(graph):
+    op = barrier_ops.BarrierOp(2)
+    bad = b"\xff\xfe".decode("utf-8", "surrogateescape")  # lone surrogates
+    with tf.compat.v1.Session() as sess:
+        _init(sess)
+        with pytest.raises(ValueError, match="action"):
+            op.place_barrier(sess, action=bad)
+        assert not op.is_barrier_placed(sess)

@@ -19,9 +19,10 @@ Order in which TensorFlow calls the hook, and the hook its listeners::
 `after_create_session` runs once for every session the monitored session
 creates (a recovered session is a new one), so the listeners run around each.
 
-Departure from Monolith's original, on purpose: `CheckpointRestorerHook.end`
-calls each listener's `end(session)`; the original never did. As for any
-`SessionRunHook`, `end` is not called when the session ends with an exception.
+A listener that raises does not stop the later ones: each step calls every
+listener, then raises the first error (so no `after_restore` runs when a
+`before_restore` raised). docs/barrier.md has the details and the departures
+from Monolith's original.
 """
 
 import logging
@@ -82,6 +83,11 @@ class CheckpointRestorerHook(tf.compat.v1.train.SessionRunHook):
             )
         listeners = list(listeners)
         for i, listener in enumerate(listeners):
+            if isinstance(listener, type):
+                raise TypeError(
+                    "listeners[{}] must be a listener instance, got the class {}; "
+                    "pass {}() instead.".format(i, listener.__name__, listener.__name__)
+                )
             for method in _REQUIRED_METHODS:
                 if not callable(getattr(listener, method, None)):
                     raise TypeError(
@@ -92,21 +98,33 @@ class CheckpointRestorerHook(tf.compat.v1.train.SessionRunHook):
         self._listeners = listeners
 
     def begin(self):
-        for listener in self._listeners:
-            listener.begin()
+        _call_each(self._listeners, "begin")
 
     def after_create_session(self, session, coord):
         self._restore(session)
 
     def end(self, session):
-        for listener in self._listeners:
-            listener.end(session)
+        _call_each(self._listeners, "end", session)
 
     def _restore(self, session):
         """Calls the listeners; the restore itself is theirs to do."""
         _logger.info("Calling checkpoint restorer listeners.")
-        for listener in self._listeners:
-            listener.before_restore(session)
+        _call_each(self._listeners, "before_restore", session)
         # This hook performs no restore action itself.
-        for listener in self._listeners:
-            listener.after_restore(session)
+        _call_each(self._listeners, "after_restore", session)
+
+
+def _call_each(listeners, method, *args):
+    """Calls `method` on every listener, in order, even after one raised; then
+    raises the first error (the later ones are logged)."""
+    first = None
+    for listener in listeners:
+        try:
+            getattr(listener, method)(*args)
+        except Exception as e:  # pylint: disable=broad-except
+            if first is None:
+                first = e
+            else:
+                _logger.error("%r.%s() raised too: %r", listener, method, e)
+    if first is not None:
+        raise first

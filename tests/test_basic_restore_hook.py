@@ -279,3 +279,68 @@ def test_listener_tuple_and_duck_typed_listener_are_accepted():
         with tf.compat.v1.train.SingularMonitoredSession(hooks=[hook]):
             pass
     assert duck.calls == ["begin", "before_restore", "after_restore", "end"]
+
+
+def test_a_listener_class_instead_of_an_instance_is_rejected_at_once():
+    with pytest.raises(TypeError, match=r"listeners\[1\].*class.*CountCheckpoint"):
+        basic_restore_hook.CheckpointRestorerHook(
+            listeners=[
+                CountCheckpointRestorerListener(),
+                CountCheckpointRestorerListener,
+            ]
+        )
+    with pytest.raises(TypeError, match=r"listeners\[0\].*class"):
+        basic_restore_hook.CheckpointRestorerHook(
+            listeners=[basic_restore_hook.CheckpointRestorerListener]
+        )
+
+
+class FailingListener(CountCheckpointRestorerListener):
+    """Counts like its base, then raises in the methods named in `fail_in`."""
+
+    def __init__(self, log, name, fail_in):
+        super().__init__(log, name)
+        self._fail_in = fail_in
+
+    def _maybe_fail(self, method):
+        if method in self._fail_in:
+            raise KeyError("{} failed in {}".format(self._name, method))
+
+    def begin(self):
+        super().begin()
+        self._maybe_fail("begin")
+
+    def before_restore(self, session):
+        super().before_restore(session)
+        self._maybe_fail("before_restore")
+
+    def after_restore(self, session):
+        super().after_restore(session)
+        self._maybe_fail("after_restore")
+
+    def end(self, session):
+        super().end(session)
+        self._maybe_fail("end")
+
+
+@pytest.mark.parametrize("method", ["begin", "before_restore", "after_restore", "end"])
+def test_a_failing_listener_does_not_stop_the_later_ones(method):
+    """Every listener is called; the first error is raised after the loop."""
+    log = []
+    listeners = [
+        FailingListener(log, "a", {method}),
+        FailingListener(log, "b", {method}),
+        CountCheckpointRestorerListener(log, "c"),
+    ]
+    hook = basic_restore_hook.CheckpointRestorerHook(listeners=listeners)
+    with pytest.raises(KeyError, match="a failed in " + method):
+        if method == "begin":
+            hook.begin()
+        elif method == "end":
+            hook.end(None)
+        else:
+            hook.after_create_session(None, None)
+    assert [name for name, m in log if m == method] == ["a", "b", "c"]
+    if method == "before_restore":
+        # The restore failed: no listener hears that it is done.
+        assert [m for _, m in log] == ["before_restore"] * 3

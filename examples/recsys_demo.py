@@ -422,7 +422,7 @@ def _barrier_round(sess, model, barrier, placed):
     barrier.place_barrier(sess, action=BARRIER_ACTION)
     _say("chief", f"barrier placed at global step {step} with action "
          f"{BARRIER_ACTION!r}")
-    wait_for(lambda: barrier.is_all_blocked(sess), "every worker to block")
+    barrier.wait_until_all_blocked(sess, timeout=WAIT_SECS)
     blocked = barrier.get_blocked_indices(sess)
     step_blocked = int(sess.run(model.global_step))
     time.sleep(0.3)  # nobody steps while the barrier holds

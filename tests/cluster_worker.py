@@ -16,12 +16,18 @@ marker files there:
                             the chief reads it to see that the worker waits
   worker-<i>.events.jsonl   worker i: entering_mts, session_ready (timestamps)
   worker-<i>.callbacks.jsonl  one line per barrier callback: action, steps run
-  worker-<i>.result.json    worker i: steps run, variable placement
+  worker-<i>.result.json    worker i: steps run, variable placement, written
+                            when it stops training; it then only polls the
+                            barrier (no step) for the "hang" phase
+  worker-<i>.hang.json      worker i: the error its wait on "hang" raised
   chief.phase.json          the chief's progress (for error messages)
   ready_to_kill             chief -> test: all blocked in the "kill" phase
   killed                    test -> chief: worker 2 has been killed
-  workers_done              test -> chief: the surviving workers exited
-  chief.result.json         the chief's observations
+  workers_done              test -> chief: the surviving workers stopped training
+  chief.result.json         the chief's observations, up to the "hang" phase
+  ready_to_hang             chief -> test: worker 1 blocked on "hang"
+  ps_stopped                test -> chief: the ps is stopped (SIGSTOP)
+  chief.hang.json           the chief: the error its wait raised with the ps hung
 """
 
 import argparse
@@ -42,8 +48,10 @@ from monolith_ops import barrier_ops
 NUM_WORKERS = 2
 CAPACITY = NUM_WORKERS + 1
 NUM_CYCLES = 20
+NUM_BACK_TO_BACK = 6  # barriers placed each right after the previous removal
 WORKER_WAIT_SECONDS = 0.05  # the workers' BarrierOp poll interval
-WORKER_HOOK_TIMEOUT = 60.0  # no worker waits longer for a barrier
+WORKER_HOOK_TIMEOUT = 20.0  # no worker waits longer for a barrier
+CHIEF_HANG_TIMEOUT = 5.0  # the chief's wait_until_all_blocked with the ps hung
 CHIEF_POLL_SECONDS = 0.02
 PHASE_TIMEOUT = 60.0  # the chief's bound on every wait
 
@@ -185,6 +193,7 @@ def run_worker(cluster, args):
         {"event": "entering_mts", "time": time.time()},
     )
     steps = 0
+    hang_record = prefix + ".hang.json"
     with tf.compat.v1.train.MonitoredTrainingSession(
         master=server.target,
         is_chief=False,
@@ -205,8 +214,26 @@ def run_worker(cluster, args):
             if stop:
                 break
             time.sleep(0.01)
-    info["steps"] = steps
-    _write_json(prefix + ".result.json", info)
+        info["steps"] = steps
+        _write_json(prefix + ".result.json", info)
+        # The "hang" phase: no more steps, but the hook still fetches the flag
+        # with each run and blocks on the barrier, until the ps stops answering.
+        try:
+            while not sess.should_stop():
+                sess.run(model.stop)
+                time.sleep(0.05)
+        except barrier_ops.BarrierTimeoutError as e:
+            _write_json(
+                hang_record,
+                {
+                    "error": type(e).__name__,
+                    "message": str(e),
+                    "waited_secs": e.waited_secs,
+                    "timeout": e.timeout,
+                    "time": time.time(),
+                },
+            )
+            raise
 
 
 def run_chief(cluster, args):
@@ -284,10 +311,7 @@ def run_chief(cluster, args):
 
         def run_barrier(action, hold_secs=0.0):
             barrier.place_barrier(sess, action=action)
-            _wait_for(
-                lambda: barrier.is_all_blocked(sess),
-                "all blocked on " + action,
-            )
+            barrier.wait_until_all_blocked(sess, timeout=PHASE_TIMEOUT)
             snap = snapshot(action)
             if hold_secs:
                 time.sleep(hold_secs)
@@ -326,6 +350,18 @@ def run_chief(cluster, args):
             _wait_for(lambda: barrier.is_none_blocked(sess), "none blocked")
         result["cycles"] = cycles
 
+        # Phase 2b: each barrier placed right after the previous one was
+        # removed, before the workers (polling every 50 ms) can see it down.
+        back_to_back = []
+        for k in range(NUM_BACK_TO_BACK):
+            phase("back to back {}".format(k))
+            if k:
+                barrier.remove_barrier(sess)
+            back_to_back.append(run_barrier("b2b-{}".format(k)))
+        barrier.remove_barrier(sess)
+        _wait_for(lambda: barrier.is_none_blocked(sess), "none blocked")
+        result["back_to_back"] = back_to_back
+
         # Phase 3: a worker is killed while blocked.
         phase("kill")
         kill = run_barrier("kill")
@@ -359,8 +395,38 @@ def run_chief(cluster, args):
         result["final_global_step"] = int(sess.run(model.global_step_value))
         result["final_blocked"] = barrier.get_blocked_indices(sess)
         result["chief_callback_actions"] = list(placed_actions)
+
+        # Phase 5: worker 1 (polling, no steps) blocks on "hang"; worker 2 is
+        # dead, so the chief's bounded wait names it. Then the test stops the
+        # ps: worker 1's wait and the chief's must both end with a timeout.
+        phase("hang")
+        barrier.place_barrier(sess, action="hang")
+        _wait_for(
+            lambda: 1 in barrier.get_blocked_indices(sess), "worker 1 to block"
+        )
+        try:
+            barrier.wait_until_all_blocked(sess, timeout=1.0)
+        except barrier_ops.BarrierTimeoutError as e:
+            result["hang_wait_error"] = str(e)
+        _write_json(os.path.join(workdir, "chief.result.json"), result)
+        _write_json(os.path.join(workdir, "ready_to_hang"), {})
+        _wait_for(
+            lambda: os.path.exists(os.path.join(workdir, "ps_stopped")),
+            "the test to stop the ps",
+        )
+        start = time.monotonic()
+        record = {}
+        try:
+            barrier.wait_until_all_blocked(sess, timeout=CHIEF_HANG_TIMEOUT)
+        except Exception as e:  # pylint: disable=broad-except
+            record["error"] = type(e).__name__
+            record["message"] = str(e)
+        record["seconds"] = time.monotonic() - start
+        _write_json(os.path.join(workdir, "chief.hang.json"), record)
         phase("done")
-    _write_json(os.path.join(workdir, "chief.result.json"), result)
+        # Leaving the session would wait for the stopped ps.
+        sys.stdout.flush()
+        os._exit(0)
 
 
 def main():

@@ -3,15 +3,18 @@
 Each task is a separate process (tests/cluster_worker.py) on 127.0.0.1, with a
 `tf.distribute.Server`; variables are placed with `replica_device_setter`, and
 each worker runs `MonitoredTrainingSession` with a `BarrierHook`. One cluster
-run drives every scenario in order (first barrier, 20 cycles, a worker killed
-while blocked, stop); the tests below then check what the processes observed.
+run drives every scenario in order (first barrier, 20 cycles, barriers placed
+back to back, a worker killed while blocked, stop, the ps stopped with SIGSTOP
+while worker 1 is blocked); the tests below then check what the processes
+observed.
 
 Every process has a hard deadline of its own and is killed (with its process
 group) when the run ends, also when it fails.
 
-The run takes about a minute on 2 cores, half of it by design: the workers
+The run takes about 70 s on 2 cores, most of it by design: the workers
 enter MonitoredTrainingSession before the chief initializes, find the
-variables uninitialized, and TF's SessionManager retries only every 30 s.
+variables uninitialized, and TF's SessionManager retries only every 30 s;
+and after the ps is stopped, worker 1's wait runs to its 20 s timeout.
 """
 
 import json
@@ -32,6 +35,12 @@ ROOT = os.path.dirname(HERE)
 
 RUN_TIMEOUT = 300.0  # seconds for the whole cluster run, start to end
 NUM_CYCLES = 20
+NUM_BACK_TO_BACK = 6
+WORKER_HOOK_TIMEOUT = 20.0  # as in cluster_worker.py
+CHIEF_HANG_TIMEOUT = 5.0  # as in cluster_worker.py
+# Room, on a loaded machine, for a wait that raises at its timeout to clear its
+# flag (bounded too), log and write its record.
+HANG_MARGIN = 15.0
 
 try:
     import pytest_timeout
@@ -81,6 +90,7 @@ class _Cluster:
         }
         self.procs = {}
         self._logs = []
+        self.ps_stopped = False
 
     def start(self):
         # The tasks import the same monolith_ops as this process (installed or not).
@@ -178,7 +188,37 @@ class _Cluster:
         except subprocess.TimeoutExpired:
             pass
 
+    def stop_ps_and_wait_for(self, records, timeout):
+        """SIGSTOPs the ps, then waits up to `timeout` s for the record files.
+
+        Returns {record: its content, or None if it did not come in time}, and
+        "after_secs": {record: seconds from the stop to the record's time}.
+        """
+        os.killpg(self.procs["ps"].pid, signal.SIGSTOP)
+        self.ps_stopped = True
+        stopped_at = time.time()
+        _touch(self.path("ps_stopped"))
+        while time.time() < stopped_at + timeout and not all(
+            os.path.exists(self.path(r)) for r in records
+        ):
+            time.sleep(0.1)
+        found = {
+            r: _read_json(self.path(r)) if os.path.exists(self.path(r)) else None
+            for r in records
+        }
+        found["after_secs"] = {
+            r: os.path.getmtime(self.path(r)) - stopped_at
+            for r in records
+            if found[r] is not None
+        }
+        return found
+
     def close(self):
+        if self.ps_stopped:  # let it run again, so that nothing waits on it
+            try:
+                os.killpg(self.procs["ps"].pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
         for name in self.procs:
             self.kill(name)
         for log in self._logs:
@@ -205,20 +245,20 @@ def run(tmp_path_factory):
         cluster.kill("worker-2")
         _touch(cluster.path("killed"))
         cluster.wait_until(
-            lambda: procs["worker-1"].poll() is not None,
-            "worker-1 to finish",
-            may_exit={"worker-2", "worker-1"},
+            lambda: os.path.exists(cluster.path("worker-1.result.json")),
+            "worker-1 to stop training",
+            may_exit={"worker-2"},
         )
-        if procs["worker-1"].returncode != 0:
-            cluster.fail("worker-1 failed")
         _touch(cluster.path("workers_done"))
         cluster.wait_until(
-            lambda: procs["chief"].poll() is not None,
-            "the chief to finish",
-            may_exit={"worker-2", "worker-1", "chief"},
+            lambda: os.path.exists(cluster.path("ready_to_hang")),
+            "worker 1 to block on 'hang'",
+            may_exit={"worker-2"},
         )
-        if procs["chief"].returncode != 0:
-            cluster.fail("the chief failed")
+        hang = cluster.stop_ps_and_wait_for(
+            ["worker-1.hang.json", "chief.hang.json"],
+            WORKER_HOOK_TIMEOUT + HANG_MARGIN,
+        )
         result = {
             "chief": _read_json(cluster.path("chief.result.json")),
             "worker_result": {
@@ -236,11 +276,20 @@ def run(tmp_path_factory):
                 i: cluster.log_tail("worker-{}".format(i), chars=10**6) for i in (1, 2)
             },
             "worker_2_rc": procs["worker-2"].returncode,
+            "hang": hang,
             "seconds": time.monotonic() - started,
         }
     finally:
         cluster.close()
     return result
+
+
+_BACK_TO_BACK = ["b2b-{}".format(k) for k in range(NUM_BACK_TO_BACK)]
+# Every barrier the chief places up to the "kill" one, in order.
+_ACTIONS = (
+    ["sync-1"] + ["cycle-{}".format(k) for k in range(NUM_CYCLES)] + _BACK_TO_BACK
+    + ["kill"]
+)
 
 
 def _steps_at(run, action):
@@ -292,13 +341,14 @@ def test_barrier_blocks_both_workers_and_runs_callback_with_action(run):
     assert first["second_place_raised"] is True
     assert first["after_remove_blocked"] == []
     # The chief's own callbacks ran once per place, with the action.
-    expected = ["sync-1"] + ["cycle-{}".format(k) for k in range(NUM_CYCLES)] + ["kill"]
-    assert run["chief"]["chief_callback_actions"] == expected
+    assert run["chief"]["chief_callback_actions"] == _ACTIONS
 
 
 def test_global_step_is_the_sum_of_steps_run_at_every_barrier(run):
     chief = run["chief"]
-    snapshots = [chief["first"]] + chief["cycles"] + [chief["kill"]]
+    snapshots = (
+        [chief["first"]] + chief["cycles"] + chief["back_to_back"] + [chief["kill"]]
+    )
     for snap in snapshots:
         steps = _steps_at(run, snap["action"])
         assert snap["global_step"] == sum(steps.values()), (snap, steps)
@@ -318,9 +368,50 @@ def test_twenty_place_remove_cycles_lose_nothing(run):
         assert snap["hits"] == [0, k + 2, k + 2], snap
         for i in ("1", "2"):
             assert snap["worker_actions"][i][-1] == "cycle-{}".format(k)
-    expected = ["sync-1"] + ["cycle-{}".format(k) for k in range(NUM_CYCLES)] + ["kill"]
+    for i, extra in ((1, ["hang"]), (2, [])):
+        assert [r["action"] for r in run["callbacks"][i]] == _ACTIONS + extra
+
+
+def test_back_to_back_barriers_are_each_run_once_by_every_worker(run):
+    """Each barrier placed right after the previous one was removed: the
+    workers never saw it down, yet each ran every action exactly once, and
+    the chief saw all blocked on each only once both had run it."""
+    snaps = run["chief"]["back_to_back"]
+    assert [s["action"] for s in snaps] == _BACK_TO_BACK
+    first_hits = run["chief"]["cycles"][-1]["hits"][1]
+    for k, snap in enumerate(snaps):
+        assert snap["blocked"] == [0, 1, 2]
+        assert snap["hits"] == [0, first_hits + k + 1, first_hits + k + 1], snap
+        for i in ("1", "2"):
+            assert snap["worker_actions"][i][-1] == snap["action"]
     for i in (1, 2):
-        assert [r["action"] for r in run["callbacks"][i]] == expected
+        actions = [r["action"] for r in run["callbacks"][i]]
+        assert [a for a in actions if a.startswith("b2b-")] == _BACK_TO_BACK
+
+
+def test_a_hung_ps_ends_the_waits_at_their_timeout(run):
+    """The ps is stopped (SIGSTOP) while worker 1 is blocked: its wait raises
+    BarrierTimeoutError within the hook's timeout (plus a margin), and so
+    does the chief's wait_until_all_blocked, instead of waiting for the ps."""
+    hang = run["hang"]
+    worker = hang["worker-1.hang.json"]
+    assert worker is not None, "worker 1 still waited {} s after the ps stopped".format(
+        WORKER_HOOK_TIMEOUT + HANG_MARGIN
+    )
+    assert worker["error"] == "BarrierTimeoutError"
+    assert worker["timeout"] == WORKER_HOOK_TIMEOUT
+    assert worker["waited_secs"] < WORKER_HOOK_TIMEOUT + HANG_MARGIN, worker
+    assert hang["after_secs"]["worker-1.hang.json"] < WORKER_HOOK_TIMEOUT + HANG_MARGIN
+    chief = hang["chief.hang.json"]
+    assert chief is not None, "the chief's wait did not end"
+    assert chief["error"] == "BarrierTimeoutError", chief
+    assert chief["seconds"] < CHIEF_HANG_TIMEOUT + HANG_MARGIN, chief
+    print("after the ps stopped, worker 1 raised in {:.1f} s (timeout {} s), "
+          "the chief in {:.1f} s (timeout {} s)".format(
+              hang["after_secs"]["worker-1.hang.json"], WORKER_HOOK_TIMEOUT,
+              chief["seconds"], CHIEF_HANG_TIMEOUT))
+    # Before the stop, the chief's bounded wait named the dead worker.
+    assert "not blocked: [2]" in run["chief"]["hang_wait_error"]
 
 
 def test_killed_worker_stays_visible_and_does_not_hang_the_others(run):

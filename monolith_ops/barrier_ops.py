@@ -523,7 +523,10 @@ class BarrierOp:
             left = _time_left(deadline)
             if left is not None and left <= 0:
                 raise self._timeout_error(0, start, timeout, missing)
-            time.sleep(min(self._wait_seconds, left or self._wait_seconds))
+            if left is not None and left < self._wait_seconds:
+                time.sleep(left)
+            else:
+                time.sleep(self._wait_seconds)
 
     def is_all_blocked(self, session):
         """True if the barrier is placed and every worker is blocked on it (on
@@ -619,31 +622,34 @@ class BarrierOp:
             deadline = None if timeout is None else start + timeout
             try:
                 state = self._read_state(session, deadline)
-                if not state.placed:
-                    return True
-                if state.generation is not None and state.generation != blocked_on:
-                    if blocked_on is not None:  # a new barrier: a new timeout
-                        start = last_log = time.monotonic()
-                        deadline = None if timeout is None else start + timeout
-                    if state.generations[index] != state.generation:
-                        self._run_barrier_callbacks(state.action, session)
+            except tf.errors.DeadlineExceededError as e:
+                raise self._timeout_error(index, start, timeout) from e
+            if not state.placed:
+                return True
+            if state.generation is not None and state.generation != blocked_on:
+                if blocked_on is not None:  # a new barrier: a new timeout
+                    start = last_log = time.monotonic()
+                    deadline = None if timeout is None else start + timeout
+                if state.generations[index] != state.generation:
+                    self._run_barrier_callbacks(state.action, session)
+                try:
                     _run(
                         session,
                         self._block_op,
                         {self._idx_ph: index, self._gen_ph: state.generation},
                         deadline,
                     )
-                    blocked_on = state.generation
-                    _logger.info(
-                        "Worker %d is blocked by barrier '%s' (generation %d, "
-                        "action %r).",
-                        index,
-                        self._name,
-                        blocked_on,
-                        state.action,
-                    )
-            except tf.errors.DeadlineExceededError as e:
-                raise self._timeout_error(index, start, timeout) from e
+                except tf.errors.DeadlineExceededError as e:
+                    raise self._timeout_error(index, start, timeout) from e
+                blocked_on = state.generation
+                _logger.info(
+                    "Worker %d is blocked by barrier '%s' (generation %d, "
+                    "action %r).",
+                    index,
+                    self._name,
+                    blocked_on,
+                    state.action,
+                )
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 raise self._timeout_error(index, start, timeout)
@@ -674,18 +680,18 @@ class BarrierOp:
             what = "Worker {} waited {:.1f} s for barrier '{}' to be removed".format(
                 index, waited, self._name
             )
-            hint = "Is the chief alive?"
+            hint = "Is the chief alive, and does the ps answer?"
         else:
             what = (
                 "The chief waited {:.1f} s for every worker to block on barrier "
                 "'{}'".format(waited, self._name)
             )
-            hint = "not blocked: {}. Are the ps and those workers alive?".format(
-                missing
+            hint = (
+                "Workers not blocked: {}. Are they alive, and does the ps "
+                "answer?".format("unknown" if missing is None else missing)
             )
         return BarrierTimeoutError(
-            "{} and gave up (timeout={:g} s), or the ps did not answer in time. "
-            "{}".format(what, timeout, hint),
+            "{} and gave up (timeout={:g} s). {}".format(what, timeout, hint),
             self._name,
             index,
             waited,

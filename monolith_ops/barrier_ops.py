@@ -304,11 +304,12 @@ class BarrierOp:
                 )
             # The chief's place, in this order: the action, the generation,
             # flag 0; it fetches the new generation.
-            assign_action = tf.raw_ops.AssignVariableOp(
-                resource=self._action.handle,
-                value=self._action_placeholder,
-                name="assign_action",
-            )
+            with graph.colocate_with(self._action.op):
+                assign_action = tf.raw_ops.AssignVariableOp(
+                    resource=self._action.handle,
+                    value=self._action_placeholder,
+                    name="assign_action",
+                )
             with tf.control_dependencies([assign_action]):
                 with graph.colocate_with(self._generations.op):
                     bump = tf.raw_ops.ResourceScatterAdd(

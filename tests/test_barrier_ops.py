@@ -937,35 +937,55 @@ def test_back_to_back_barriers_run_every_action_on_every_worker_once(graph):
 
 
 def test_is_all_blocked_means_blocked_on_the_current_barrier(graph):
+    """Right after a back-to-back place, the worker's flag from the previous
+    barrier is (usually) still set; it does not count until the worker has
+    run the new action."""
+    global_step = tf.compat.v1.train.get_or_create_global_step()
+    train_op = tf.compat.v1.assign_add(global_step, 1)
     release_callback = threading.Event()
     in_callback = threading.Event()
+    worker_thread = {}
 
     def callback(action, session):
-        if action == "second" and threading.current_thread() is not chief_thread:
+        if action == "second" and threading.current_thread() is worker_thread.get(
+            "thread"
+        ):
             in_callback.set()
             assert release_callback.wait(JOIN_TIMEOUT)
 
-    chief_thread = threading.current_thread()
-    op = barrier_ops.BarrierOp(2, wait_seconds=0.02, barrier_callbacks=[callback])
+    op = barrier_ops.BarrierOp(
+        2, False, wait_seconds=0.02, barrier_callbacks=[callback]
+    )
+    hook = barrier_ops.BarrierHook(1, op, timeout=JOIN_TIMEOUT)
+    done = threading.Event()
+
+    def worker():
+        worker_thread["thread"] = threading.current_thread()
+        mon_sess = monitored_session._HookedSession(sess, [hook])
+        while not done.is_set():
+            mon_sess.run(train_op)
+
     with tf.compat.v1.Session() as sess:
         _init(sess)
-        first = op.place_barrier(sess, action="first")
-        worker, result = _start(op.wait_until_barrier_removed, sess, 1, JOIN_TIMEOUT)
-        _wait_for(lambda: op.is_all_blocked(sess))
-        op.remove_barrier(sess)
-        second = op.place_barrier(sess, action="second")
-        # Worker 1 is still flagged, but blocked on the first barrier only.
-        assert op.get_blocked_indices(sess) == [0, 1]
-        assert not op.is_all_blocked(sess)
-        assert (first, second) == (1, 2)  # place_barrier returns the generation
-        assert in_callback.wait(JOIN_TIMEOUT)  # it runs the second action
-        assert not op.is_all_blocked(sess)
-        release_callback.set()
-        _wait_for(lambda: op.is_all_blocked(sess))
-        op.remove_barrier(sess)
-        _join(worker)
-        assert result == {"value": True}
-        assert op.is_none_blocked(sess)
+        thread, result = _start(worker)
+        try:
+            first = op.place_barrier(sess, action="first")
+            _wait_for(lambda: op.is_all_blocked(sess))
+            op.remove_barrier(sess)
+            second = op.place_barrier(sess, action="second")
+            assert not op.is_all_blocked(sess)
+            assert in_callback.wait(JOIN_TIMEOUT)  # it runs the second action
+            assert not op.is_all_blocked(sess)
+            release_callback.set()
+            _wait_for(lambda: op.is_all_blocked(sess))
+            assert (first, second) == (1, 2)  # place_barrier returns the generation
+        finally:
+            release_callback.set()
+            done.set()
+            op.remove_barrier(sess)
+            _join(thread)
+        assert "error" not in result, result
+        _wait_for(lambda: op.is_none_blocked(sess))
 
 
 def test_a_worker_runs_each_barrier_once_across_waits(graph):

@@ -243,6 +243,8 @@ class BarrierOp:
         # Indices whose flag the last waiter could not clear (e.g. its session
         # was closed); the hook clears them at its next step.
         self._stale = set()
+        # The generation this object placed last (None: none yet).
+        self._placed_generation = None
 
         collections = [
             (
@@ -400,6 +402,7 @@ class BarrierOp:
                     self._place_op, feed_dict={self._action_placeholder: action}
                 )
             )
+            self._placed_generation = generation
             self._run_barrier_callbacks(action, session)
         return generation
 
@@ -485,10 +488,11 @@ class BarrierOp:
             )
 
     def wait_until_all_blocked(self, session, timeout=None):
-        """Waits until every worker is blocked on the barrier placed now.
+        """Waits until every worker is blocked on the barrier.
 
         For the chief, after `place_barrier`: polls every `wait_seconds`, each
-        poll bounded by the time left.
+        poll bounded by the time left. The barrier waited on is the generation
+        this object placed last, else the one placed when the wait starts.
 
         Args:
           session: a `tf.compat.v1.Session` (or a monitored session) on the graph.
@@ -498,14 +502,14 @@ class BarrierOp:
           BarrierTimeoutError: if some worker is not blocked after `timeout`
             seconds, or the ps did not answer within it; the message lists the
             workers not blocked. Its `index` is 0.
-          BarrierLostError: if the barrier is not placed, or stops being placed
-            (removed, or lost with a ps that restarted) during the wait.
+          BarrierLostError: if that barrier is not placed (any more): removed,
+            replaced, or lost with a ps that restarted.
           TypeError, ValueError: if `timeout` is not None or a number > 0.
         """
         timeout = _check_positive_number(timeout, "timeout", allow_none=True)
         start = time.monotonic()
         deadline = None if timeout is None else start + timeout
-        generation = None
+        generation = self._placed_generation
         missing = None
         while True:
             try:

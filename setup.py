@@ -16,21 +16,41 @@ CUDA kernels are compiled only when MONOLITH_OPS_CUDA=1 and nvcc is found
 
 The CUDA runtime is linked statically, so the library still loads on machines
 without CUDA and under TensorFlow's CPU wheel.
+
+Metadata is in pyproject.toml; the version is monolith_ops.__version__. The
+package requires no TensorFlow distribution: tensorflow, tensorflow-cpu,
+tensorflow-intel, tf-nightly and conda's builds all provide the same
+`tensorflow` module, and the library is compiled against whichever one is
+installed. The build checks that one against TF_SUPPORTED instead, and stops
+under build isolation, where the installed TensorFlow is out of sight.
 """
+import importlib.util
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 
-from setuptools import Extension, find_packages, setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LIB_NAME = "_monolith_ops.so"
 BUILD_INFO = "_build_info.py"  # TF version record, read by monolith_ops/_loader.py
-# Supported TensorFlow releases (SPEC: 2.15, the last with tf.estimator, to 2.21).
-TF_REQUIREMENT = "tensorflow>=2.15,<2.22"
+# Supported TensorFlow releases, first and last (major, minor): 2.15, the last
+# with tf.estimator, to 2.21. The build refuses others; the extras
+# monolith_ops[tensorflow] and monolith_ops[tensorflow-cpu] ask for this range.
+TF_SUPPORTED = ((2, 15), (2, 21))
+TF_SPECIFIER = (f">={TF_SUPPORTED[0][0]}.{TF_SUPPORTED[0][1]},"
+                f"<{TF_SUPPORTED[1][0]}.{TF_SUPPORTED[1][1] + 1}")
+TF_EXTRAS = {name: [name + TF_SPECIFIER] for name in ("tensorflow", "tensorflow-cpu")}
+# pyproject.toml's license metadata (PEP 639) needs this setuptools.
+SETUPTOOLS_MIN = (77, 0)
+# setup.py commands that build the library or a wheel's metadata: each checks
+# first that TensorFlow is in sight (see check_build_environment).
+BUILD_COMMANDS = {"build", "build_ext", "bdist_wheel", "dist_info", "install",
+                  "develop", "editable_wheel", "bdist_egg"}
 
 CPU_SOURCES = [
     "cc/ops/clip_ops.cc",
@@ -59,15 +79,88 @@ NVCC_FLAGS = ["-O3", "-std=c++17", "-Xcompiler", "-fPIC", "--threads", "0"]
 CUDA_ENV = "MONOLITH_OPS_CUDA"
 
 
+def _supported_range():
+    (lo_major, lo_minor), (hi_major, hi_minor) = TF_SUPPORTED
+    return f"{lo_major}.{lo_minor} to {hi_major}.{hi_minor}"
+
+
+NO_ISOLATION_HELP = (
+    "Build in the environment that holds the TensorFlow the library will run "
+    "with, without build isolation:\n"
+    "    pip install --no-build-isolation .\n"
+    "    python -m build --wheel --no-isolation     # a wheel, for that TensorFlow\n"
+    f"(That environment needs setuptools>={SETUPTOOLS_MIN[0]}: "
+    f"pip install 'setuptools>={SETUPTOOLS_MIN[0]}'.)")
+
+
+def isolated_build_environment():
+    """How this build runs in a build frontend's throwaway environment (pip's
+    or `build`'s build isolation, uv's), or None when it does not seem to."""
+    # pip puts its isolated environment on sys.path, in pip-build-env-* folders.
+    for entry in sys.path:
+        if "pip-build-env-" in entry:
+            return f"pip's build isolation: {entry} is on sys.path"
+    # build and uv make a venv of their own in a temporary folder.
+    prefix = os.path.basename(os.path.normpath(sys.prefix))
+    if prefix.startswith("build-env-") or (
+            os.sep + "builds-v" in sys.prefix and prefix.startswith(".tmp")):
+        return f"an isolated build environment: sys.prefix is {sys.prefix}"
+    return None
+
+
+def check_build_environment():
+    """Stops a build that cannot see the installed TensorFlow.
+
+    Runs before anything is built, without importing TensorFlow: under build
+    isolation, or where no TensorFlow is installed, the build stops and says
+    why and what to run instead.
+    """
+    isolated = isolated_build_environment()
+    if isolated is not None:
+        raise SystemExit(
+            f"monolith_ops must not be built under build isolation ({isolated}). "
+            "Its op library is compiled against the installed TensorFlow, "
+            "which an isolated build environment does not hold: built there, "
+            "it would not match the TensorFlow it runs with.\n"
+            + NO_ISOLATION_HELP)
+    if importlib.util.find_spec("tensorflow") is None:
+        raise SystemExit(
+            "monolith_ops builds its op library against the installed "
+            f"TensorFlow, and {sys.executable} finds none.\n"
+            "If this build runs under build isolation (pip's default; `python "
+            "-m build` without --no-isolation), that is why. "
+            + NO_ISOLATION_HELP + "\n"
+            f"Otherwise install a supported TensorFlow ({_supported_range()}) "
+            "first, the distribution you use (tensorflow, tensorflow-cpu, ...), "
+            "for example:\n"
+            f"    pip install 'tensorflow{TF_SPECIFIER}'\n"
+            "    pip install --no-build-isolation .")
+
+
+def check_tf_version(version, where="the installed TensorFlow"):
+    """Stops the build unless TensorFlow `version` is a supported release."""
+    match = re.match(r"(\d+)\.(\d+)", version)
+    if match is None or not (
+            TF_SUPPORTED[0] <= (int(match[1]), int(match[2])) <= TF_SUPPORTED[1]):
+        raise SystemExit(
+            f"monolith_ops supports TensorFlow {_supported_range()}; "
+            f"{where} is TensorFlow {version}. Install a supported "
+            "release of the TensorFlow distribution you use, for example "
+            f"pip install 'tensorflow{TF_SPECIFIER}' (or tensorflow-cpu), then "
+            "build again: pip install --no-build-isolation .")
+
+
 def _tensorflow():
+    check_build_environment()
     try:
         import tensorflow as tf  # noqa: WPS433 (build-time import)
     except ImportError as err:
         raise SystemExit(
-            "monolith_ops builds against the installed TensorFlow, and none was "
-            "found. Install TensorFlow first, then build without isolation:\n"
-            "    pip install 'tensorflow==2.21.*'\n"
-            "    pip install --no-build-isolation .") from err
+            f"monolith_ops: importing the installed TensorFlow failed: {err}. "
+            "The op library is compiled against it; repair or reinstall it, "
+            "then build again.") from err
+    check_tf_version(tf.__version__,
+                     f"the installed TensorFlow ({os.path.dirname(tf.__file__)})")
     return tf
 
 
@@ -228,16 +321,25 @@ class BuildOpLibrary(build_ext):
                            level=self.verbose)
 
 
-setup(
-    name="monolith_ops",
-    version="0.1.0",
-    description="Fused global-norm gradient clipping, barrier and restore hooks "
-                "for TensorFlow, from ByteDance's Monolith.",
-    packages=find_packages(include=["monolith_ops", "monolith_ops.*"]),
-    ext_modules=[Extension("monolith_ops._monolith_ops", CPU_SOURCES,
-                           language="c++")],
-    cmdclass={"build_ext": BuildOpLibrary},
-    install_requires=[TF_REQUIREMENT, "numpy"],
-    python_requires=">=3.9",
-    zip_safe=False,
-)
+
+def _check_setuptools():
+    import setuptools  # noqa: WPS433
+    match = re.match(r"(\d+)\.(\d+)", setuptools.__version__)
+    if match is None or (int(match[1]), int(match[2])) < SETUPTOOLS_MIN:
+        raise SystemExit(
+            f"monolith_ops needs setuptools>={SETUPTOOLS_MIN[0]} to build (its "
+            f"pyproject.toml metadata), found {setuptools.__version__}: run "
+            f"pip install 'setuptools>={SETUPTOOLS_MIN[0]}', then build again.")
+
+
+if __name__ == "__main__":
+    _check_setuptools()
+    if BUILD_COMMANDS.intersection(sys.argv[1:]):
+        check_build_environment()
+    # The rest of the metadata is in pyproject.toml.
+    setup(
+        ext_modules=[Extension("monolith_ops._monolith_ops", CPU_SOURCES,
+                               language="c++")],
+        cmdclass={"build_ext": BuildOpLibrary},
+        extras_require=TF_EXTRAS,
+    )

@@ -2,7 +2,8 @@
 # Creates (or reuses) a virtual environment with a pinned TensorFlow and
 # installs monolith_ops into it, compiled against that TensorFlow.
 #   MONOLITH_OPS_VENV  the venv folder        (default: .venv)
-#   MONOLITH_OPS_TF    the TensorFlow pin     (default: tensorflow==2.21.0)
+#   MONOLITH_OPS_TF    the TensorFlow pin     (default: tensorflow==2.21.0; any
+#                      distribution, e.g. tensorflow-cpu==2.21.0)
 #   MONOLITH_OPS_EXTRA more pip requirements  (default: none)
 # Source it: it leaves the venv activated.
 set -euo pipefail
@@ -17,10 +18,12 @@ fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 pip install -q "$TF_PIN" -r requirements-dev.txt ${MONOLITH_OPS_EXTRA:-}
 # No build isolation: the library must be compiled against the TensorFlow
-# installed above, not one that pip would fetch into a throwaway environment.
+# installed above (setup.py stops under isolation, where it is out of sight),
+# with the setuptools of requirements-dev.txt. monolith_ops requires no
+# TensorFlow distribution, so this installs nothing else.
 # Rebuilt only when the sources or the TensorFlow pin changed since the last
 # install into this venv.
-stamp="$(echo "$TF_PIN"; cat setup.py
+stamp="$(echo "$TF_PIN"; cat setup.py pyproject.toml
          find cc monolith_ops -type f \( -name '*.cc' -o -name '*.h' -o -name '*.cu' \
            -o -name '*.py' \) ! -name '_build_info.py' | LC_ALL=C sort | xargs cat)"
 stamp="$(printf '%s' "$stamp" | sha256sum | cut -d' ' -f1)"

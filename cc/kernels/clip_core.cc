@@ -4,6 +4,10 @@
 // and for AVX2, picked at run time. Both give bitwise the same results: every
 // accumulator is added to in a fixed order and floating-point contraction is
 // off for this file (see setup.py / BUILD), so FMA never changes a rounding.
+//
+// The AVX2 loops are x86 only. MONOLITH_OPS_X86 is the one switch: elsewhere
+// (aarch64, ...), or with MONOLITH_OPS_PORTABLE defined, only the baseline
+// loops are compiled, and HasAvx2() is false.
 #include "cc/kernels/clip_core.h"
 
 #include <unistd.h>
@@ -14,7 +18,13 @@
 #include <vector>
 
 #include "Eigen/Core"
+
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(MONOLITH_OPS_PORTABLE)
+#define MONOLITH_OPS_X86 1
 #include <immintrin.h>
+#else
+#define MONOLITH_OPS_X86 0
+#endif
 
 namespace monolith_ops {
 namespace {
@@ -62,6 +72,12 @@ template <typename T>
 void SumSqBase(const T* x, int64_t n, double* acc) {
   SumSqImpl(x, n, acc);
 }
+template <typename T, typename S>
+void ScaleBase(const T* in, T* out, int64_t n, S scale) {
+  ScaleImpl(in, out, n, scale);
+}
+
+#if MONOLITH_OPS_X86
 template <typename T>
 __attribute__((target("avx2,f16c"))) void SumSqAvx2(const T* x, int64_t n,
                                                    double* acc) {
@@ -101,10 +117,6 @@ __attribute__((target("avx2,f16c"))) void SumSqAvx2<float>(const float* x,
   for (int k = 0; k < kLanes / 4; ++k) _mm256_storeu_pd(acc + 4 * k, a[k]);
 }
 template <typename T, typename S>
-void ScaleBase(const T* in, T* out, int64_t n, S scale) {
-  ScaleImpl(in, out, n, scale);
-}
-template <typename T, typename S>
 __attribute__((target("avx2,f16c"))) void ScaleAvx2(const T* in, T* out,
                                                     int64_t n, S scale) {
   ScaleImpl(in, out, n, scale);
@@ -137,6 +149,21 @@ bool HasAvx2() {
                           __builtin_cpu_supports("f16c");
   return has;
 }
+#else   // No AVX2 here: the AVX2 names are the baseline loops, never chosen.
+constexpr bool HasAvx2() { return false; }
+template <typename T>
+void SumSqAvx2(const T* x, int64_t n, double* acc) {
+  SumSqBase(x, n, acc);
+}
+template <typename T, typename S>
+void ScaleAvx2(const T* in, T* out, int64_t n, S scale) {
+  ScaleBase(in, out, n, scale);
+}
+template <typename T, typename S>
+void ScaleStreamAvx2(const T* in, T* out, int64_t n, S scale) {
+  ScaleBase(in, out, n, scale);
+}
+#endif  // MONOLITH_OPS_X86
 
 // Outputs of at least this many bytes in all are written with streaming
 // stores: MONOLITH_OPS_STREAM_MIN_BYTES when set, else half the L3 cache as
@@ -172,7 +199,7 @@ inline void PrefetchAhead(const T* const* inputs, const int64_t* sizes,
   const char* p = reinterpret_cast<const char*>(inputs[ahead]);
   const int64_t bytes =
       std::min<int64_t>(sizes[ahead] * sizeof(T), kPrefetchBytes);
-  for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+  for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b, 0, 3);
 }
 
 // Element offsets of each tensor in the concatenated list: offsets[i] is the
@@ -251,6 +278,7 @@ void SumSqRangeAvx2(const T* const* inputs, const int64_t* sizes,
                     int64_t begin, int64_t end, double* acc) {
   SumSqRange<T, SumSqAvx2<T>>(inputs, sizes, count, offsets, begin, end, acc);
 }
+#if MONOLITH_OPS_X86
 // float, the lanes kept in registers from piece to piece: on lists of many
 // small tensors, loading and storing them for every tensor (as SumSqAvx2
 // does) cost more than the arithmetic.
@@ -270,6 +298,7 @@ __attribute__((target("avx2,f16c"))) void SumSqRangeAvx2<float>(
   }
   for (int k = 0; k < kLanes / 4; ++k) _mm256_storeu_pd(acc + 4 * k, a[k]);
 }
+#endif  // MONOLITH_OPS_X86
 
 // Global element range of block `block`.
 int64_t BlockBegin(int64_t block) { return block * kReduceBlock; }

@@ -248,9 +248,10 @@ class GlobalNormClipTransformer:
 
     is ``tf_keras.optimizers.legacy.Adam(1e-3, global_clipnorm=1.0)``, the
     clip done by the kernels. The legacy optimizers call their transformers
-    on the gradients already summed over the replicas. (They cannot
-    serialize ``gradient_transformers``: a model saved with one is loaded
-    with ``compile=False`` and compiled again.)
+    on the gradients already summed over the replicas. Their ``get_config``
+    leaves ``gradient_transformers`` out, so the optimizer of a model saved
+    and loaded again no longer clips: compile the loaded model again with a
+    transformer (or use ``with_global_norm_clipping``, which is saved).
 
     Args:
       clip_norm: Positive finite number: the largest global norm.

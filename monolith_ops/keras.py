@@ -29,8 +29,7 @@ import tensorflow as tf
 
 from monolith_ops import clip_ops
 
-__all__ = ["GlobalNormClipOptimizer", "GlobalNormClipTransformer",
-           "with_global_norm_clipping"]
+__all__ = ["GlobalNormClipTransformer", "with_global_norm_clipping"]
 
 
 def _check_clip_norm(clip_norm):
@@ -95,6 +94,7 @@ def _keras3():
 _K3 = _keras3()
 
 if _K3 is not None:
+    __all__.append("GlobalNormClipOptimizer")
 
     @_K3.saving.register_keras_serializable(package="monolith_ops")
     class GlobalNormClipOptimizer(_K3.optimizers.Optimizer):
@@ -185,6 +185,11 @@ if _K3 is not None:
             # The inner optimizer sums the gradients over the replicas again.
             grads = _clip_summed(grads, self.clip_norm, resummed=True)
             self.inner_optimizer.apply(grads, trainable_variables)
+
+        def apply_gradients(self, grads_and_vars):
+            grads, trainable_variables = zip(*grads_and_vars)
+            self.apply(grads, trainable_variables)
+            return self.iterations
 
         def stateless_apply(self, optimizer_variables, grads,
                             trainable_variables):

@@ -127,10 +127,11 @@ def test_keras3_custom_loop_with_apply_gradients(jit_compile):
             step(x[i * 4:(i + 1) * 4], y[i * 4:(i + 1) * 4])
         return model.get_weights()
 
-    ours = train(mk.GlobalNormClipOptimizer(K3.optimizers.SGD(0.1, momentum=0.9),
-                                            CLIP))
+    ours_opt = mk.GlobalNormClipOptimizer(K3.optimizers.SGD(0.1, momentum=0.9), CLIP)
+    ours = train(ours_opt)
     ref = train(K3.optimizers.SGD(0.1, momentum=0.9, global_clipnorm=CLIP))
     assert _max_diff(ours, ref) < 1e-6
+    assert int(ours_opt.iterations) == 4
 
 
 @needs_keras3

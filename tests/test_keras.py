@@ -135,6 +135,30 @@ def test_keras3_custom_loop_with_apply_gradients(jit_compile):
 
 
 @needs_keras3
+@pytest.mark.parametrize("jit_compile", [True, False], ids=str)
+def test_keras3_embedding_gradients_stay_sparse(jit_compile):
+    """An Embedding's gradient is IndexedSlices: clipped as such."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 50, (16, 4)).astype(np.int32)
+    y = rng.standard_normal((16, 1)).astype(np.float32)
+
+    def fit(optimizer):
+        K3.utils.set_random_seed(1)
+        model = K3.Sequential([K3.Input((4,), dtype="int32"),
+                               K3.layers.Embedding(50, 6), K3.layers.Flatten(),
+                               K3.layers.Dense(1)])
+        model.compile(optimizer=optimizer, loss="mse", jit_compile=jit_compile)
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+        return model.get_weights()
+
+    ours = fit(mk.GlobalNormClipOptimizer(K3.optimizers.SGD(0.5), CLIP))
+    ref = fit(K3.optimizers.SGD(0.5, global_clipnorm=CLIP))
+    plain = fit(K3.optimizers.SGD(0.5))
+    assert _max_diff(ours, ref) < 1e-6
+    assert _max_diff(plain, ref) > 1e-2
+
+
+@needs_keras3
 def test_keras3_below_clip_norm_is_the_inner_optimizer():
     x, y = _data()
     ours = _k3_fit(mk.GlobalNormClipOptimizer(K3.optimizers.SGD(0.01), 1e6), False)
@@ -289,6 +313,49 @@ def test_keras2_custom_loop(k2, kind):
 
     ours, ref, _ = _k2_optimizers(k2, kind)
     assert _max_diff(train(ours), train(ref)) < 1e-6
+
+
+LEGACY_KERAS_SCRIPT = """
+import numpy as np, tensorflow as tf
+from monolith_ops import keras as mk
+assert tf.keras.__name__.startswith("tf_keras"), tf.keras.__name__
+rng = np.random.default_rng(0)
+x = rng.standard_normal((16, 3)).astype("float32")
+y = rng.standard_normal((16, 1)).astype("float32")
+weights = []
+for opt in (mk.with_global_norm_clipping(tf.keras.optimizers.SGD)(0.05, learning_rate=0.1),
+            tf.keras.optimizers.SGD(0.1, global_clipnorm=0.05),
+            tf.keras.optimizers.SGD(0.1)):
+    tf.keras.utils.set_random_seed(1)
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(3,))])
+    model.compile(optimizer=opt, loss="mse")
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+    weights.append(model.get_weights())
+diff = lambda a, b: max(np.abs(p - q).max() for p, q in zip(a, b))
+print(diff(weights[0], weights[1]), diff(weights[2], weights[1]))
+"""
+
+
+def test_tf_keras_through_tf_use_legacy_keras(tmp_path):
+    """With TF_USE_LEGACY_KERAS=1 tf.keras is tf_keras (set before
+    TensorFlow is imported, so in a fresh interpreter)."""
+    import subprocess
+    import sys
+    try:
+        import tf_keras  # noqa: F401
+    except ImportError:
+        pytest.skip("tf_keras is not installed (TF_USE_LEGACY_KERAS needs it)")
+    if not _keras_version().startswith("3"):
+        pytest.skip("tf.keras is already Keras 2 with this TensorFlow")
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2",
+               CUDA_VISIBLE_DEVICES="")
+    # (Not from the source tree, whose monolith_ops has no built library.)
+    proc = subprocess.run([sys.executable, "-c", LEGACY_KERAS_SCRIPT],
+                          capture_output=True, text=True, env=env, timeout=300,
+                          cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ours_vs_keras, plain_vs_keras = map(float, proc.stdout.split()[-2:])
+    assert ours_vs_keras < 1e-6 and plain_vs_keras > 1e-3
 
 
 def test_keras2_current_optimizer_saves_and_loads(k2, tmp_path):

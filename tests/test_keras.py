@@ -341,12 +341,13 @@ def test_tf_keras_through_tf_use_legacy_keras(tmp_path):
     TensorFlow is imported, so in a fresh interpreter)."""
     import subprocess
     import sys
+    if not _keras_version().startswith("3"):
+        pytest.skip("TF_USE_LEGACY_KERAS is for TensorFlow 2.16+: tf.keras is "
+                    "already Keras 2 here")
     try:
         import tf_keras  # noqa: F401
     except ImportError:
         pytest.skip("tf_keras is not installed (TF_USE_LEGACY_KERAS needs it)")
-    if not _keras_version().startswith("3"):
-        pytest.skip("tf.keras is already Keras 2 with this TensorFlow")
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2",
                CUDA_VISIBLE_DEVICES="")
     # (Not from the source tree, whose monolith_ops has no built library.)

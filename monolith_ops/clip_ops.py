@@ -20,6 +20,7 @@ Departures from TF, each deliberate:
 """
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
 
 from monolith_ops._loader import ops
 
@@ -111,8 +112,25 @@ def _static_clip_norm(clip_norm):
     return value
 
 
+def _in_xla_context():
+    """True while the graph being built, or a graph it is nested in, is to be
+    compiled by XLA (`tf.function(jit_compile=True)`, Keras' `jit_compile`).
+
+    XLA cannot compile the library's kernels, so there the norm and the clip
+    are made of TF ops: the sum of squares is accumulated in the norm's dtype
+    (float32 for 16-bit and float32 inputs, as TF does, instead of double) in
+    XLA's order, and run-time assertions are dropped, as XLA drops TF's."""
+    if tf.executing_eagerly():
+        return False
+    graph = tf.compat.v1.get_default_graph()
+    return control_flow_util.GraphOrParentsInXlaContext(graph)
+
+
 def _sum_of_squares(values, norm_dtype):
     """Sum of squares of all `values`, one GlobalL2Reduce per dtype group."""
+    if _in_xla_context():
+        return tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, norm_dtype)))
+                         for v in values])
     total = None
     for group in _groups(values):
         part = ops.global_l2_reduce([values[i] for i in group], Tnorm=norm_dtype)
@@ -151,7 +169,7 @@ def _clip(values, norm, clip_norm, clip_norm_value):
     exact_attr = (clip_norm_value is not None and
                   (norm_dtype == tf.float32 or
                    float(np.float32(clip_norm_value)) == clip_norm_value))
-    if not exact_attr:
+    if not exact_attr or _in_xla_context():
         return _scale_in_tf_ops(values, norm, clip_norm)
     clipped = [None] * len(values)
     for group in _groups(values):
@@ -165,7 +183,7 @@ def _clip(values, norm, clip_norm, clip_norm_value):
 def _norm_and_clip(values, clip_norm, clip_norm_value, norm_dtype):
     """Computes the norm and clips. Every device takes the fused op for a
     single-dtype list: one kernel, no host read of the norm between phases."""
-    if len(_groups(values)) == 1:
+    if len(_groups(values)) == 1 and not _in_xla_context():
         clipped, norm = ops.monolith_clip_by_global_norm_fused(values, clip_norm)
         return list(clipped), norm
     norm = tf.sqrt(_sum_of_squares(values, norm_dtype))

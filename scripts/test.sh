@@ -3,6 +3,19 @@
 set -eo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup_env.sh
+# tf_keras (Keras 2) for the Keras 2 tests, the release of the installed
+# TensorFlow. --no-deps: tf-keras requires a tensorflow, and pip would replace
+# the pinned one with whatever the newest tf-keras wants.
+tf_minor="$(python -c 'import importlib.metadata as m, sys
+for d in ("tensorflow", "tensorflow-cpu", "tf-nightly"):
+    try:
+        print(".".join(m.version(d).split(".")[:2])); sys.exit()
+    except m.PackageNotFoundError:
+        pass')"
+if [ -n "$tf_minor" ]; then
+  pip install -q --no-deps "tf-keras==${tf_minor}.*" ||
+    echo "test.sh: no tf-keras ${tf_minor}; the tf_keras tests are skipped" >&2
+fi
 export TF_CPP_MIN_LOG_LEVEL=2 CUDA_VISIBLE_DEVICES=""
 # pytest (not python -m pytest) so that tests import the installed package.
 exec pytest tests "$@"

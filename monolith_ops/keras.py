@@ -1,0 +1,362 @@
+"""Global-norm gradient clipping with monolith_ops' kernels in Keras.
+
+Keras 3 (``keras``, and ``tf.keras`` from TensorFlow 2.16 on):
+
+* ``GlobalNormClipOptimizer(inner_optimizer, clip_norm)`` wraps an optimizer,
+  as ``keras.mixed_precision.LossScaleOptimizer`` does, and clips the
+  gradients by their global norm with ``clip_ops.clip_by_global_norm`` before
+  the inner optimizer applies them. It replaces ``global_clipnorm=clip_norm``
+  on the inner optimizer.
+
+Keras 2 (the ``tf_keras`` package, or ``tf.keras`` in TensorFlow 2.15):
+
+* ``GlobalNormClipTransformer(clip_norm)`` is a ``gradient_transformers``
+  entry for the legacy optimizers (``tf_keras.optimizers.legacy.*``);
+* ``with_global_norm_clipping(optimizer_class)`` gives a subclass of one of
+  the current optimizers (``tf_keras.optimizers.Adam``, ...) whose first
+  argument is ``clip_norm``.
+
+In every case the clipped gradient is the one summed over the replicas of a
+``tf.distribute`` strategy, so a step of N replicas is the step of one
+device on the whole batch (see docs/keras.md for how Keras' own
+``global_clipnorm`` behaves there).
+"""
+import importlib
+import numbers
+
+import numpy as np
+import tensorflow as tf
+
+from monolith_ops import clip_ops
+
+__all__ = ["GlobalNormClipTransformer", "with_global_norm_clipping"]
+
+
+def _check_clip_norm(clip_norm):
+    """clip_norm as a float: a positive, finite Python or NumPy number."""
+    if isinstance(clip_norm, (bool, np.bool_)) or not isinstance(
+            clip_norm, numbers.Real):
+        raise TypeError("clip_norm should be a positive number, but received "
+                        f"{type(clip_norm).__name__}: {clip_norm!r:.100}")
+    value = float(clip_norm)
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"clip_norm should be positive and finite, got {value}")
+    return value
+
+
+def _keep_on_first_replica(first, grad):
+    """grad on the first replica, zeros (of its structure) on the others."""
+    if isinstance(grad, tf.IndexedSlices):
+        values = tf.where(first, grad.values, tf.zeros_like(grad.values))
+        return tf.IndexedSlices(values, grad.indices, grad.dense_shape)
+    return tf.where(first, grad, tf.zeros_like(grad))
+
+
+def _clip_summed(grads, clip_norm, resummed):
+    """Clips `grads` (a list that may hold None) by their global norm.
+
+    In a replica context of a strategy with several replicas the gradients
+    are first summed over the replicas, and the clip is that of the sum.
+    When `resummed` is true the caller's optimizer sums the gradients over
+    the replicas again: the first replica then returns the clipped sum and
+    the others zeros, so that this second sum is exactly the clipped sum.
+    Otherwise every replica returns the clipped sum."""
+    grads = list(grads)
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return clip_ops.clip_by_global_norm(grads, clip_norm)[0]
+    positions = [i for i, g in enumerate(grads) if g is not None]
+    if not positions:
+        return grads
+    summed = ctx.all_reduce(tf.distribute.ReduceOp.SUM,
+                            [grads[i] for i in positions])
+    clipped, _ = clip_ops.clip_by_global_norm(list(summed), clip_norm)
+    if resummed:
+        first = tf.equal(ctx.replica_id_in_sync_group, 0)
+        clipped = [_keep_on_first_replica(first, g) for g in clipped]
+    for i, g in zip(positions, clipped):
+        grads[i] = g
+    return grads
+
+
+# --- Keras 3 -------------------------------------------------------------------
+
+def _keras3():
+    """The keras module when it is Keras 3, else None."""
+    try:
+        import keras
+    except ImportError:
+        return None
+    major = int(keras.__version__.split(".")[0])
+    return keras if major >= 3 else None
+
+
+_K3 = _keras3()
+
+if _K3 is not None:
+    __all__.append("GlobalNormClipOptimizer")
+
+    @_K3.saving.register_keras_serializable(package="monolith_ops")
+    class GlobalNormClipOptimizer(_K3.optimizers.Optimizer):
+        """Wraps a Keras 3 optimizer and clips gradients by their global norm.
+
+        ``GlobalNormClipOptimizer(keras.optimizers.Adam(1e-3), clip_norm=1.0)``
+        updates the variables as ``keras.optimizers.Adam(1e-3,
+        global_clipnorm=1.0)`` does, with the norm and the clip computed by
+        ``monolith_ops.clip_ops.clip_by_global_norm`` (the fused kernel; TF
+        ops inside XLA). Gradients below ``clip_norm`` pass through, and a
+        non-finite norm makes every gradient NaN, as in Keras.
+
+        It works in ``model.fit`` (any ``jit_compile``), in custom loops
+        (``apply_gradients`` / ``apply``), inside
+        ``keras.mixed_precision.LossScaleOptimizer`` (which ``compile`` adds
+        under the ``mixed_float16`` policy; it unscales the gradients and
+        skips steps with non-finite ones before this optimizer clips them),
+        and is saved and loaded with the model. Under a ``tf.distribute``
+        strategy the gradient clipped is the one summed over the replicas.
+
+        The optimizer's variables are those of ``inner_optimizer``;
+        ``learning_rate`` and ``iterations`` are the inner optimizer's.
+
+        Args:
+          inner_optimizer: The ``keras.optimizers.Optimizer`` to wrap. It may
+            not clip itself (``clipnorm``, ``clipvalue``, ``global_clipnorm``)
+            nor accumulate gradients (``gradient_accumulation_steps``).
+          clip_norm: Positive finite number: the largest global norm.
+          name: Optional name of this optimizer.
+          loss_scale_factor: Optional fixed loss scale factor. Defaults to
+            the inner optimizer's, which this optimizer takes over, so that
+            gradients are unscaled before they are clipped.
+
+        Raises:
+          TypeError: ``inner_optimizer`` is not a Keras 3 optimizer, or
+            ``clip_norm`` is not a number.
+          ValueError: ``clip_norm`` is not positive and finite, the inner
+            optimizer already clips or accumulates gradients, or the Keras
+            backend is not TensorFlow.
+        """
+
+        def __init__(self, inner_optimizer, clip_norm, name=None,
+                     loss_scale_factor=None):
+            if not isinstance(inner_optimizer, _K3.optimizers.Optimizer):
+                raise TypeError(
+                    "inner_optimizer should be a keras.optimizers.Optimizer, "
+                    f"but received {type(inner_optimizer).__name__}")
+            if _K3.backend.backend() != "tensorflow":
+                raise ValueError(
+                    "GlobalNormClipOptimizer needs the TensorFlow backend of "
+                    f"Keras, but the backend is {_K3.backend.backend()!r}")
+            clip_norm = _check_clip_norm(clip_norm)
+            for arg in ("clipnorm", "clipvalue", "global_clipnorm",
+                        "gradient_accumulation_steps"):
+                if getattr(inner_optimizer, arg, None):
+                    raise ValueError(
+                        f"inner_optimizer has {arg}="
+                        f"{getattr(inner_optimizer, arg)!r}; an optimizer "
+                        "wrapped by GlobalNormClipOptimizer may not set it")
+            if loss_scale_factor is None:
+                loss_scale_factor = inner_optimizer.loss_scale_factor
+            super().__init__(learning_rate=0.0, name=name,
+                             loss_scale_factor=loss_scale_factor)
+            self.inner_optimizer = inner_optimizer
+            self.clip_norm = clip_norm
+            # The gradients are unscaled here, before they are clipped.
+            self.inner_optimizer.loss_scale_factor = None
+
+        def build(self, var_list):
+            self.inner_optimizer.build(var_list)
+            super().build(var_list)
+
+        @property
+        def variables(self):
+            return self._variables + self.inner_optimizer.variables
+
+        def apply(self, grads, trainable_variables=None):
+            grads = list(grads)
+            if not grads:
+                return
+            if trainable_variables is not None:
+                trainable_variables = list(trainable_variables)
+                if not self.built:
+                    self.build(trainable_variables)
+            if self.loss_scale_factor is not None:
+                grads = [g if g is None else g / self.loss_scale_factor
+                         for g in grads]
+            # The inner optimizer sums the gradients over the replicas again.
+            grads = _clip_summed(grads, self.clip_norm, resummed=True)
+            self.inner_optimizer.apply(grads, trainable_variables)
+
+        def apply_gradients(self, grads_and_vars):
+            grads, trainable_variables = zip(*grads_and_vars)
+            self.apply(grads, trainable_variables)
+            return self.iterations
+
+        def stateless_apply(self, optimizer_variables, grads,
+                            trainable_variables):
+            raise ValueError("GlobalNormClipOptimizer needs the TensorFlow "
+                             "backend, which has no stateless_apply")
+
+        @property
+        def learning_rate(self):
+            return self.inner_optimizer.learning_rate
+
+        @learning_rate.setter
+        def learning_rate(self, learning_rate):
+            self.inner_optimizer.learning_rate = learning_rate
+
+        @property
+        def iterations(self):
+            return self.inner_optimizer.iterations
+
+        def finalize_variable_values(self, var_list):
+            self.inner_optimizer.finalize_variable_values(var_list)
+
+        def get_config(self):
+            return {
+                "name": self.name,
+                "inner_optimizer": _K3.saving.serialize_keras_object(
+                    self.inner_optimizer),
+                "clip_norm": self.clip_norm,
+                "loss_scale_factor": self.loss_scale_factor,
+            }
+
+        @classmethod
+        def from_config(cls, config, custom_objects=None):
+            config = dict(config)
+            inner = _K3.saving.deserialize_keras_object(
+                config.pop("inner_optimizer"), custom_objects=custom_objects)
+            return cls(inner, **config)
+
+
+def __getattr__(name):
+    if name == "GlobalNormClipOptimizer":
+        try:
+            import keras
+            found = f"Keras {keras.__version__} is installed"
+        except ImportError:
+            found = "keras is not installed"
+        raise AttributeError(
+            "monolith_ops.keras.GlobalNormClipOptimizer needs Keras 3 and "
+            f"{found}; with Keras 2 use with_global_norm_clipping or "
+            "GlobalNormClipTransformer")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --- Keras 2 (tf_keras) ----------------------------------------------------------
+
+class GlobalNormClipTransformer:
+    """A ``gradient_transformers`` entry of Keras 2's legacy optimizers that
+    clips the gradients by their global norm with ``clip_by_global_norm``::
+
+        tf_keras.optimizers.legacy.Adam(
+            1e-3, gradient_transformers=[GlobalNormClipTransformer(1.0)])
+
+    is ``tf_keras.optimizers.legacy.Adam(1e-3, global_clipnorm=1.0)``, the
+    clip done by the kernels. The legacy optimizers call their transformers
+    on the gradients already summed over the replicas. Their ``get_config``
+    leaves ``gradient_transformers`` out, so the optimizer of a model saved
+    and loaded again no longer clips: compile the loaded model again with a
+    transformer (or use ``with_global_norm_clipping``, which is saved).
+
+    Args:
+      clip_norm: Positive finite number: the largest global norm.
+    """
+
+    def __init__(self, clip_norm):
+        self.clip_norm = _check_clip_norm(clip_norm)
+
+    def __call__(self, grads_and_vars):
+        grads_and_vars = list(grads_and_vars)
+        if not grads_and_vars:
+            return grads_and_vars
+        grads, variables = zip(*grads_and_vars)
+        clipped, _ = clip_ops.clip_by_global_norm(list(grads), self.clip_norm)
+        return list(zip(clipped, variables))
+
+    def __repr__(self):
+        return f"GlobalNormClipTransformer(clip_norm={self.clip_norm})"
+
+
+_CLIPPED_CLASSES = {}
+
+
+def with_global_norm_clipping(optimizer_class):
+    """A subclass of a Keras 2 optimizer class that clips by global norm.
+
+    For the current (non-legacy) optimizers of Keras 2, which have no
+    ``gradient_transformers``::
+
+        ClippedAdam = with_global_norm_clipping(tf_keras.optimizers.Adam)
+        optimizer = ClippedAdam(1.0, learning_rate=1e-3)  # clip_norm first
+
+    updates as ``tf_keras.optimizers.Adam(1e-3, global_clipnorm=1.0)``.
+    ``apply_gradients`` sums the gradients over the replicas (unless told to
+    skip that), clips the sum with ``clip_by_global_norm`` and hands it to
+    the optimizer's own ``apply_gradients``. The class is registered as
+    serializable (package ``monolith_ops``), so a model compiled with it
+    is saved and loaded with its optimizer; the same class is returned for
+    the same ``optimizer_class``.
+
+    Args:
+      optimizer_class: A subclass of ``tf_keras.optimizers.Optimizer`` (or,
+        with TensorFlow 2.15, of ``tf.keras.optimizers.Optimizer``).
+
+    Raises:
+      TypeError: ``optimizer_class`` is not such a class (a legacy optimizer:
+        use ``GlobalNormClipTransformer``).
+    """
+    if optimizer_class in _CLIPPED_CLASSES:
+        return _CLIPPED_CLASSES[optimizer_class]
+    if not (isinstance(optimizer_class, type) and
+            hasattr(optimizer_class, "aggregate_gradients") and
+            hasattr(optimizer_class, "apply_gradients") and
+            optimizer_class.__module__.split(".")[0] in ("tf_keras", "keras")):
+        raise TypeError(
+            "optimizer_class should be a Keras 2 optimizer class (such as "
+            "tf_keras.optimizers.Adam), but received "
+            f"{optimizer_class!r:.100}; for legacy optimizers use "
+            "GlobalNormClipTransformer, for Keras 3 GlobalNormClipOptimizer")
+    package = importlib.import_module(optimizer_class.__module__.split(".")[0])
+    if package.__name__ == "keras" and int(package.__version__.split(".")[0]) >= 3:
+        raise TypeError("with_global_norm_clipping is for Keras 2 optimizers; "
+                        "with Keras 3 use GlobalNormClipOptimizer")
+
+    class Clipped(optimizer_class):
+        def __init__(self, clip_norm, *args, **kwargs):
+            if kwargs.get("global_clipnorm") or kwargs.get("clipnorm") or \
+                    kwargs.get("clipvalue"):
+                raise ValueError(
+                    "clipnorm, clipvalue and global_clipnorm may not be set "
+                    "on an optimizer that clips by global norm itself")
+            self.clip_norm = _check_clip_norm(clip_norm)
+            super().__init__(*args, **kwargs)
+
+        def apply_gradients(self, grads_and_vars, name=None,
+                            skip_gradients_aggregation=False, **kwargs):
+            grads_and_vars = list(grads_and_vars)
+            aggregate = kwargs.pop("experimental_aggregate_gradients", True)
+            if not grads_and_vars:
+                return super().apply_gradients(grads_and_vars, name=name,
+                                               **kwargs)
+            grads, variables = zip(*grads_and_vars)
+            if not skip_gradients_aggregation and aggregate:
+                grads = _clip_summed(grads, self.clip_norm, resummed=False)
+            else:
+                grads, _ = clip_ops.clip_by_global_norm(list(grads),
+                                                        self.clip_norm)
+            return super().apply_gradients(
+                zip(grads, variables), name=name,
+                skip_gradients_aggregation=True, **kwargs)
+
+        def get_config(self):
+            config = super().get_config()
+            config["clip_norm"] = self.clip_norm
+            return config
+
+    Clipped.__name__ = Clipped.__qualname__ = (
+        f"GlobalNormClipped{optimizer_class.__name__}")
+    Clipped.__module__ = __name__
+    Clipped = package.saving.register_keras_serializable(
+        package="monolith_ops")(Clipped)
+    _CLIPPED_CLASSES[optimizer_class] = Clipped
+    return Clipped

@@ -21,7 +21,11 @@ Departures from TF, each deliberate:
 import numpy as np
 import tensorflow as tf
 
-from monolith_ops._loader import ops
+from monolith_ops import load_ops
+
+# Loaded (and the ops registered) on import, so that a graph, SavedModel or
+# MetaGraph using them can be loaded after `import monolith_ops.clip_ops`.
+ops = load_ops()
 
 __all__ = ["clip_by_global_norm", "global_norm"]
 

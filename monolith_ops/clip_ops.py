@@ -139,7 +139,7 @@ def _parts(values):
 
 def _gpu_kernels():
     """Whether the ops may be placed on a GPU."""
-    return built_with_cuda() and bool(tf.config.list_logical_devices("GPU"))
+    return built_with_cuda() and bool(tf.config.list_physical_devices("GPU"))
 
 
 def _reduce(values, norm_dtype):

@@ -25,6 +25,7 @@ installed. The build checks that one against TF_SUPPORTED instead, and stops
 under build isolation, where the installed TensorFlow is out of sight.
 """
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -37,7 +38,7 @@ from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LIB_NAME = "_monolith_ops.so"
-BUILD_INFO = "_build_info.py"  # TF version record, read by monolith_ops/_loader.py
+BUILD_INFO = "_build_info.json"  # build record, read by monolith_ops/_loader.py
 # Supported TensorFlow releases, first and last (major, minor): 2.15, the last
 # with tf.estimator, to 2.21. The build refuses others; the extras
 # monolith_ops[tensorflow] and monolith_ops[tensorflow-cpu] ask for this range.
@@ -164,6 +165,15 @@ def _tensorflow():
     return tf
 
 
+def _loader_module():
+    """monolith_ops/_loader.py of this tree: it defines what the record holds."""
+    spec = importlib.util.spec_from_file_location(
+        "monolith_ops_build_loader", os.path.join(HERE, "monolith_ops", "_loader.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _cuda_requested():
     """Whether MONOLITH_OPS_CUDA asks for the CUDA kernels."""
     value = os.environ.get(CUDA_ENV, "").strip()
@@ -270,11 +280,32 @@ class BuildOpLibrary(build_ext):
                 "-Wl,--exclude-libs," + os.path.basename(self.cuda.cudart_static),
             ] + tf.sysconfig.get_link_flags()
         super().build_extension(ext)
-        # The loader reads this record beside the library before loading it.
+        self._write_build_record(ext)
+
+    def _write_build_record(self, ext):
+        """The record that the loader checks before loading the library: the
+        TensorFlow facts it was built for, the compiler, and the library's
+        size and sha256."""
+        loader = _loader_module()
+        lib = self.get_ext_fullpath(ext.name)
+        record = dict(loader.tensorflow_facts(),
+                      compiler=self._compiler_version(),
+                      cuda=self.cuda is not None,
+                      written_by="setup.py",
+                      **loader.file_facts(lib))
         with open(self._build_info_path(ext), "w") as f:
-            f.write('"""Written by setup.py when the op library was built."""\n')
-            f.write(f"TF_VERSION = {tf.__version__!r}\n")
-            f.write(f"CUDA = {self.cuda is not None!r}\n")
+            json.dump(record, f, indent=1, sort_keys=True)
+            f.write("\n")
+
+    def _compiler_version(self):
+        """The C++ compiler's name and version (first line of --version)."""
+        cxx = self.compiler.compiler_so[0]
+        try:
+            out = subprocess.run([cxx, "--version"], capture_output=True,
+                                 text=True, check=False).stdout
+        except OSError:
+            out = ""
+        return out.splitlines()[0].strip() if out.strip() else cxx
 
     def _variant_stamp(self, tf):
         """A file in build_temp that changes when the kind of build does."""

@@ -4,21 +4,26 @@ Submodules:
   clip_ops            global_norm and clip_by_global_norm on custom kernels.
   barrier_ops         BarrierOp and BarrierHook for parameter-server clusters.
   basic_restore_hook  CheckpointRestorerHook and its listeners.
+  keras               global-norm clipping for Keras optimizers (Keras 3 and 2).
 
-The compiled op library is loaded lazily, on first use, by ``monolith_ops._loader``.
+Importing this package is light: it imports neither TensorFlow nor the op
+library. ``load_ops()`` loads the library, as importing ``clip_ops`` does.
 """
 
 __version__ = "0.1.0"
 
-import importlib as _importlib
 import importlib.util as _importlib_util
+import json as _json
+import os as _os
 
 if _importlib_util.find_spec("tensorflow") is None:
     # The op library was compiled against one TensorFlow release (recorded
     # beside it by the build); no TensorFlow distribution is a requirement.
     try:
-        _built = _importlib.import_module(__name__ + "._build_info").TF_VERSION
-    except (ImportError, AttributeError):
+        with open(_os.path.join(_os.path.dirname(__file__),
+                                "_build_info.json"), encoding="utf-8") as _f:
+            _built = _json.load(_f).get("tf_version")
+    except (OSError, ValueError, AttributeError):
         _built = None
     raise ImportError(
         "monolith_ops needs TensorFlow, and none is installed"
@@ -28,3 +33,20 @@ if _importlib_util.find_spec("tensorflow") is None:
            " (2.15 to 2.21; see the README, \"Building\").")
         + " Installing monolith_ops does not install TensorFlow.",
         name="tensorflow")
+
+
+def load_ops():
+    """Loads the compiled op library, once, and registers its ops with TensorFlow.
+
+    A SavedModel or MetaGraph that uses the ops can be loaded only once they
+    are registered: call this (or import ``monolith_ops.clip_ops``) first.
+
+    Returns:
+      The module of the ops' Python wrappers.
+
+    Raises:
+      monolith_ops._loader.OpLibraryError (an ImportError): the library is
+        missing, damaged, built for another TensorFlow, or failed to load.
+    """
+    from monolith_ops import _loader  # noqa: WPS433 (imports TensorFlow)
+    return _loader.ops.load()

@@ -194,16 +194,22 @@ class WorkloadGraph:
                         o, tf.IndexedSlices) else [o]
                 return flat
 
+            # A list longer than clip_ops.CHUNK_SIZE runs as packed ops.
+            parts = len(clip_ops._parts(list(inputs)))  # noqa: WPS437
+            reduce_kernels, clip_kernels = (
+                ({"GlobalL2Reduce": 1}, {"MonolithClipByGlobalNormFused": 1})
+                if parts == 1 else
+                ({"MonolithPackedL2Reduce": 1}, {"MonolithClipBySumOfSquares": parts}))
             with tf.name_scope("ours"):
                 with tf.name_scope("global_norm"):
                     norm = clip_ops.global_norm(inputs)
                 self._add(tf, "ours:global_norm", consumed + [norm], norm,
-                          {"GlobalL2Reduce": 1})
+                          reduce_kernels)
                 for op, clip_norm in clip_norms.items():
                     with tf.name_scope(op):
                         outs, norm = clip_ops.clip_by_global_norm(inputs, clip_norm)
                     self._add(tf, "ours:" + op, flatten(outs) + [norm], norm,
-                              {"MonolithClipByGlobalNormFused": 1}, outs)
+                              clip_kernels, outs)
             with tf.name_scope("stock"):
                 with tf.name_scope("global_norm"):
                     norm = tf.linalg.global_norm(inputs)

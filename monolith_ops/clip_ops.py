@@ -22,11 +22,23 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.ops import control_flow_util
 
-from monolith_ops._loader import ops
+from monolith_ops import load_ops
+from monolith_ops._loader import built_with_cuda
+
+# Loaded (and the ops registered) on import, so that a graph, SavedModel or
+# MetaGraph using them can be loaded after `import monolith_ops.clip_ops`.
+ops = load_ops()
 
 __all__ = ["clip_by_global_norm", "global_norm"]
 
 SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+
+# In a graph, no op takes or gives more than this many tensors of a list:
+# Grappler spends time quadratic in the number of inputs and outputs of one
+# node (100,000 tensors in one op did not build in minutes). A longer list is
+# packed and clipped in parts of this size, with the norm of the whole list
+# computed once; the results are bitwise those of one op.
+CHUNK_SIZE = 64
 
 
 def _check_list(t_list):
@@ -99,16 +111,21 @@ def _scalar(value, arg, dtype_hint):
     return tensor
 
 
-def _static_clip_norm(clip_norm):
-    """clip_norm (a scalar tensor) as a float when known now, else None.
+def _static_clip_norm(clip_norm, given):
+    """clip_norm (a scalar tensor made of `given`) as a float when known now,
+    else None.
 
-    A value known now must be positive and finite."""
+    A value known now must be positive and finite (denormals are)."""
     static = tf.get_static_value(clip_norm)
     if static is None:
         return None
     value = float(static)
     if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"clip_norm should be positive and finite, got {value}")
+        held = ""
+        if isinstance(given, (int, float, np.number)) and float(given) != value:
+            held = f" ({given!r} is {value} in {clip_norm.dtype.name})"
+        raise ValueError(
+            f"clip_norm should be positive and finite, got {value}{held}")
     return value
 
 
@@ -126,16 +143,53 @@ def _in_xla_context():
     return control_flow_util.GraphOrParentsInXlaContext(graph)
 
 
+def _parts(values):
+    """`values` cut into parts of at most CHUNK_SIZE where that is needed: in a
+    graph (run by Grappler), on CPU kernels. Eager ops are not optimized, and
+    the GPU kernels take a whole list (they have no packed form yet)."""
+    if len(values) <= CHUNK_SIZE or tf.executing_eagerly() or _gpu_kernels():
+        return [values]
+    return [values[i:i + CHUNK_SIZE] for i in range(0, len(values), CHUNK_SIZE)]
+
+
+def _gpu_kernels():
+    """Whether the ops may be placed on a GPU."""
+    return built_with_cuda() and bool(tf.config.list_physical_devices("GPU"))
+
+
+def _reduce(values, norm_dtype):
+    """GlobalL2Reduce of `values` (one dtype), rounded to norm_dtype."""
+    parts = _parts(values)
+    if len(parts) == 1:
+        return ops.global_l2_reduce(values, Tnorm=norm_dtype)
+    dtype = values[0].dtype
+    packs = [ops.monolith_pack_grad_list(part, packs=[]) for part in parts]
+    while len(packs) > CHUNK_SIZE:  # packs of packs
+        packs = [ops.monolith_pack_grad_list([], packs=packs[i:i + CHUNK_SIZE])
+                 for i in range(0, len(packs), CHUNK_SIZE)]
+    return ops.monolith_packed_l2_reduce(packs, T=dtype, Tnorm=norm_dtype)
+
+
 def _sum_of_squares(values, norm_dtype):
-    """Sum of squares of all `values`, one GlobalL2Reduce per dtype group."""
+    """Sum of squares of all `values`, one reduction per dtype group."""
     if _in_xla_context():
         return tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, norm_dtype)))
                          for v in values])
     total = None
     for group in _groups(values):
-        part = ops.global_l2_reduce([values[i] for i in group], Tnorm=norm_dtype)
+        part = _reduce([values[i] for i in group], norm_dtype)
         total = part if total is None else total + part
     return total
+
+
+def _is_positive_finite(x):
+    """Whether the float32 or float64 scalar x is positive and finite, from
+    its bits: TensorFlow's threads flush denormals to zero, so a compare
+    would take a denormal for 0 (as the kernels check it)."""
+    itype, inf_bits = ((tf.int64, 0x7FF0000000000000) if x.dtype == tf.float64
+                       else (tf.int32, 0x7F800000))
+    bits = tf.bitcast(x, itype)
+    return tf.logical_and(bits > 0, bits < inf_bits)
 
 
 def _scale_in_tf_ops(values, norm, clip_norm):
@@ -146,7 +200,7 @@ def _scale_in_tf_ops(values, norm, clip_norm):
     clip_norm the inputs pass through bitwise."""
     checks = [
         tf.debugging.Assert(
-            tf.logical_and(tf.math.is_finite(clip_norm), clip_norm > 0),
+            _is_positive_finite(clip_norm),
             ["clip_norm must be positive and finite, got", clip_norm]),
         tf.debugging.Assert(
             tf.logical_not(norm < 0),
@@ -173,19 +227,32 @@ def _clip(values, norm, clip_norm, clip_norm_value):
         return _scale_in_tf_ops(values, norm, clip_norm)
     clipped = [None] * len(values)
     for group in _groups(values):
-        outs = ops.monolith_clip_by_global_norm(
-            [values[i] for i in group], norm, clip_norm=clip_norm_value)
-        for i, out in zip(group, outs):
-            clipped[i] = out
+        for part in _parts(group):
+            outs = ops.monolith_clip_by_global_norm(
+                [values[i] for i in part], norm, clip_norm=clip_norm_value)
+            for i, out in zip(part, outs):
+                clipped[i] = out
     return clipped
 
 
 def _norm_and_clip(values, clip_norm, clip_norm_value, norm_dtype):
     """Computes the norm and clips. Every device takes the fused op for a
-    single-dtype list: one kernel, no host read of the norm between phases."""
+    single-dtype list: one kernel, no host read of the norm between phases
+    (in parts of CHUNK_SIZE with the sum of squares given, when _parts
+    splits the list)."""
     if len(_groups(values)) == 1 and not _in_xla_context():
-        clipped, norm = ops.monolith_clip_by_global_norm_fused(values, clip_norm)
-        return list(clipped), norm
+        parts = _parts(values)
+        if len(parts) == 1:
+            clipped, norm = ops.monolith_clip_by_global_norm_fused(values,
+                                                                   clip_norm)
+            return list(clipped), norm
+        sum_of_squares = _reduce(values, norm_dtype)
+        clipped = []
+        for part in parts:
+            outs, norm = ops.monolith_clip_by_sum_of_squares(
+                part, clip_norm, sum_of_squares)
+            clipped += outs
+        return clipped, norm
     norm = tf.sqrt(_sum_of_squares(values, norm_dtype))
     return _clip(values, norm, clip_norm, clip_norm_value), norm
 
@@ -255,6 +322,32 @@ def _clip_by_global_norm_fused_grad(op, *grads):
     return dxs + [dclip]
 
 
+# A long list in a graph is reduced through packs (see CHUNK_SIZE). The
+# gradient of a pack is that of the sum of squares of its tensors: a scalar.
+
+
+@tf.RegisterGradient("MonolithPackGradList")
+def _pack_grad_list_grad(op, grad):
+    tensors = op.inputs[:op.get_attr("N")]
+    return [tf.cast(tf.cast(x, grad.dtype) * (2 * grad), x.dtype)
+            for x in tensors] + [grad] * (len(op.inputs) - len(tensors))
+
+
+@tf.RegisterGradient("MonolithPackedL2Reduce")
+def _packed_l2_reduce_grad(op, grad):
+    return [grad] * len(op.inputs)
+
+
+@tf.RegisterGradient("MonolithClipBySumOfSquares")
+def _clip_by_sum_of_squares_grad(op, *grads):
+    xs, clip_norm = list(op.inputs[:-2]), op.inputs[-2]
+    norm, dnorm_out = op.outputs[-1], grads[-1]
+    dxs, dnorm, dclip = _clip_backprop(xs, grads[:-1], norm, clip_norm)
+    if dnorm_out is not None:
+        dnorm = dnorm + dnorm_out
+    return dxs + [dclip, dnorm / (2 * norm)]
+
+
 def global_norm(t_list, name=None):
     """The global L2 norm of a list of tensors: sqrt(sum of all squares).
 
@@ -318,7 +411,7 @@ def clip_by_global_norm(t_list, clip_norm, use_norm=None, name=None):
         norm_dtype = _norm_dtype(values)
         given = clip_norm
         clip_norm = _scalar(clip_norm, "clip_norm", norm_dtype)
-        clip_norm_value = _static_clip_norm(clip_norm)
+        clip_norm_value = _static_clip_norm(clip_norm, given)
         if tf.executing_eagerly() and isinstance(given, (tf.Tensor, tf.Variable)):
             # Its value is known now, but a tape may be watching it: it stays
             # a tensor, not an attr, so that it can get a gradient.

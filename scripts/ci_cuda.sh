@@ -59,7 +59,7 @@ from monolith_ops import _loader
 site = sys.argv[1]
 assert os.path.realpath(monolith_ops.__file__).startswith(os.path.realpath(site)), (
     f"imported {monolith_ops.__file__}, not the CUDA build in {site}")
-assert _loader.built_with_cuda(), "the build record says CUDA = False"
+assert _loader.built_with_cuda(), "the build record says \"cuda\": false"
 _loader.ops.load()
 print(f"ci_cuda: loaded {_loader.library_path()} (CUDA build) under "
       f"TensorFlow {tf.__version__}; GPUs visible: "

@@ -25,7 +25,7 @@ pip install -q "$TF_PIN" -r requirements-dev.txt ${MONOLITH_OPS_EXTRA:-}
 # install into this venv.
 stamp="$(echo "$TF_PIN"; cat setup.py pyproject.toml
          find cc monolith_ops -type f \( -name '*.cc' -o -name '*.h' -o -name '*.cu' \
-           -o -name '*.py' \) ! -name '_build_info.py' | LC_ALL=C sort | xargs cat)"
+           -o -name '*.py' \) | LC_ALL=C sort | xargs cat)"
 stamp="$(printf '%s' "$stamp" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$VENV/.monolith_ops_build" 2>/dev/null)" != "$stamp" ]; then
   pip install -q --no-build-isolation --no-deps --force-reinstall .

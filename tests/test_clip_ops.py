@@ -881,3 +881,140 @@ def test_runtime_clip_norm_with_use_norm_is_checked_and_passes_through():
             with pytest.raises(tf.errors.InvalidArgumentError,
                                match="use_norm. must be non-negative"):
                 sess.run(neg, {c: 2.0})
+
+
+# --- Long lists in graphs: ops of at most CHUNK_SIZE tensors -------------------
+
+def _largest_list_op(graph):
+    """The most inputs or outputs of any op of the library in `graph`."""
+    library_ops = ("GlobalL2Reduce", "MonolithPackGradList",
+                   "MonolithPackedL2Reduce", "MonolithClipByGlobalNorm",
+                   "MonolithClipByGlobalNormFused", "MonolithClipBySumOfSquares")
+    return max(max(len(op.inputs), len(op.outputs))
+               for op in graph.get_operations() if op.type in library_ops)
+
+
+def _every_clip(ts, clip_norm, mixed):
+    """Every path of the module over one list: fused, use_norm (the norm by
+    its own op, then MonolithClipByGlobalNorm), global_norm, and the same
+    over a list that mixes dtypes."""
+    out = [clip_ops.clip_by_global_norm(ts, clip_norm),
+           clip_ops.clip_by_global_norm(ts, 1e30),      # passes through
+           clip_ops.global_norm(ts)]
+    norm = clip_ops.global_norm(ts)
+    out.append(clip_ops.clip_by_global_norm(ts, 1.0, use_norm=norm))
+    out.append(clip_ops.clip_by_global_norm(ts + mixed, 1.0))
+    return out
+
+
+def _flat_bytes(results):
+    flat = []
+
+    def walk(x):
+        if isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v)
+        else:
+            flat.append(np.asarray(x).tobytes())
+
+    walk(results)
+    return flat
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+def test_lists_split_across_ops_give_bitwise_the_results_of_one_op(dtype):
+    """In a graph a list longer than CHUNK_SIZE is packed and clipped in
+    parts; eager ops take it whole. Sizes around the part boundaries, and
+    tensors that cross the reduction's block edges inside a part."""
+    size = clip_ops.CHUNK_SIZE
+    rng = np.random.default_rng(22)
+    mixed = [rng.standard_normal(5).astype(np.float32 if dtype != np.float32
+                                              else np.float64)]
+    for n in (size - 1, size, size + 1, 2 * size, 2 * size + 1, 3 * size - 1):
+        lengths = rng.integers(0, 600, size=n)
+        lengths[n // 3] = 40000
+        arrays = [rng.standard_normal(k).astype(dtype) for k in lengths]
+        arrays[-1][:1] = 0.5  # not empty
+        whole = to_numpy(_every_clip([tf.constant(a) for a in arrays],
+                                     tf.constant(1.0, tf.float64 if dtype == np.float64
+                                                 else tf.float32),
+                                     [tf.constant(m) for m in mixed]))
+        with tf.Graph().as_default() as graph:
+            clip_norm = tf.compat.v1.placeholder(
+                tf.float64 if dtype == np.float64 else tf.float32, [])
+            parts = _every_clip([tf.constant(a) for a in arrays], clip_norm,
+                                [tf.constant(m) for m in mixed])
+            if n > size:
+                assert _largest_list_op(graph) <= size + 2
+            with tf.compat.v1.Session() as sess:
+                split = sess.run(parts, {clip_norm: 1.0})
+        assert _flat_bytes(split) == _flat_bytes(whole), n
+
+
+@pytest.mark.timeout(400)
+def test_graph_mode_with_20000_tensors():
+    """One Session.run over 20,000 tensors builds and runs in seconds (one
+    op of 20,000 outputs took Grappler minutes)."""
+    n = 20000
+    with tf.Graph().as_default() as graph:
+        ts = [tf.random.uniform([3], seed=i) for i in range(n)]
+        clipped, norm = clip_ops.clip_by_global_norm(ts, 1.0)
+        assert _largest_list_op(graph) <= clip_ops.CHUNK_SIZE + 2
+        with tf.compat.v1.Session() as sess:
+            inputs, outputs, got = sess.run([ts, clipped, norm])
+    want = np.sqrt(sum(np.sum(np.square(x.astype(np.float64))) for x in inputs))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    for x, y in zip(inputs, outputs):
+        np.testing.assert_allclose(y, x / got, rtol=1e-6)
+
+
+def test_gradient_through_a_list_split_across_ops():
+    size = clip_ops.CHUNK_SIZE
+    rng = np.random.default_rng(23)
+    arrays = [rng.standard_normal(7).astype(np.float32) for _ in range(2 * size + 3)]
+    weights = [rng.standard_normal(7).astype(np.float32) for _ in arrays]
+
+    def loss(ts, clip):
+        clipped, norm = clip(ts, 1.0)
+        return tf.add_n([tf.reduce_sum(c * w) for c, w in zip(clipped, weights)]) + norm
+
+    with tf.Graph().as_default():
+        ts = [tf.constant(a) for a in arrays]
+        ours = tf.gradients(loss(ts, clip_ops.clip_by_global_norm), ts)
+        stock = tf.gradients(loss(ts, tf.clip_by_global_norm), ts)
+        with tf.compat.v1.Session() as sess:
+            ours, stock = sess.run([ours, stock])
+    for a, b in zip(ours, stock):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+# --- Denormal clip_norm: TensorFlow's threads flush denormals to zero ----------
+
+@pytest.mark.parametrize("clip_norm", [1e-39, 1e-45])
+def test_denormal_clip_norm_gives_tf_result(mode, clip_norm):
+    """A denormal float32 clip_norm is positive: accepted, and the result is
+    TensorFlow's, in eager mode and as a tensor known only when the graph
+    runs (the kernel used to read it as 0 and fail)."""
+    x = np.array([3.0, 4.0], np.float32)
+    if mode == "graph":
+        with tf.Graph().as_default():
+            c = tf.compat.v1.placeholder(tf.float32, [])
+            ours = clip_ops.clip_by_global_norm([tf.constant(x)], c)
+            with_use_norm = clip_ops.clip_by_global_norm(
+                [tf.constant(x)], c, use_norm=tf.constant(5.0))
+            stock = tf.clip_by_global_norm([tf.constant(x)], c)
+            with tf.compat.v1.Session() as sess:
+                ours, with_use_norm, stock = sess.run(
+                    [ours, with_use_norm, stock], {c: clip_norm})
+        np.testing.assert_array_equal(with_use_norm[0][0], stock[0][0])
+    else:
+        ours, stock = run_in_mode(
+            mode, lambda t: (clip_ops.clip_by_global_norm([t], clip_norm),
+                             tf.clip_by_global_norm([t], clip_norm)), x)
+    np.testing.assert_array_equal(ours[0][0], stock[0][0])
+    assert ours[1] == 5.0
+
+
+def test_clip_norm_that_the_dtype_cannot_hold_names_the_value():
+    with pytest.raises(ValueError, match=r"got 0\.0 \(1e-300 is 0\.0 in float32\)"):
+        clip_ops.clip_by_global_norm([tf.constant([1.0])], 1e-300)

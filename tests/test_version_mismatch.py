@@ -1,8 +1,8 @@
 """A library built for one TensorFlow, loaded under another, fails clearly.
 
 The loader must refuse a library whose build record names another TensorFlow
-version, with a `TFVersionMismatchError` (an ImportError) that names both
-versions and the rebuild command, before it ever loads the library.
+version (or C++ ABI), with a `TFVersionMismatchError` (an ImportError) that
+names what differs and the rebuild command, before it ever loads the library.
 
 Each case loads a copy of a built `monolith_ops` package in a fresh Python
 process (the loader loads once per process):
@@ -34,9 +34,10 @@ _PROBE = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     import tensorflow as tf
     import monolith_ops
-    from monolith_ops import _loader, clip_ops
+    from monolith_ops import _loader
     out = {"tf": tf.__version__, "package": os.path.dirname(monolith_ops.__file__)}
     try:
+      from monolith_ops import clip_ops  # loads the library
       clip_ops.global_norm([tf.constant([3.0, 4.0])])
       out["error"] = None
     except Exception as err:
@@ -60,11 +61,9 @@ def _copy_package(src, dst_root):
 
 
 def _record(package):
-  """The TF_VERSION in package/_build_info.py."""
-  scope = {}
-  with open(os.path.join(package, "_build_info.py")) as f:
-    exec(f.read(), scope)  # pylint: disable=exec-used
-  return scope["TF_VERSION"]
+  """The build record of package."""
+  with open(os.path.join(package, _loader.BUILD_RECORD_FILE)) as f:
+    return json.load(f)
 
 
 def _load_in_subprocess(root):
@@ -105,11 +104,25 @@ def test_check_compatible_names_both_versions_and_the_rebuild_command():
 
 def test_library_with_another_tf_version_in_its_record_is_refused(tmp_path):
   package = _copy_package(_installed_package(), str(tmp_path))
-  assert _record(package) == tf.__version__
+  record = _record(package)
+  assert record["tf_version"] == tf.__version__
   other = "2.15.1" if tf.__version__ != "2.15.1" else "2.21.0"
-  with open(os.path.join(package, "_build_info.py"), "w") as f:
-    f.write(f"TF_VERSION = {other!r}\nCUDA = False\n")
+  with open(os.path.join(package, _loader.BUILD_RECORD_FILE), "w") as f:
+    json.dump(dict(record, tf_version=other), f)
   _check_mismatch(_load_in_subprocess(str(tmp_path)), other, str(tmp_path))
+
+
+def test_library_built_with_another_cxx_abi_is_refused(tmp_path):
+  package = _copy_package(_installed_package(), str(tmp_path))
+  record = _record(package)
+  flag = 1 - record["cxx11_abi_flag"]
+  with open(os.path.join(package, _loader.BUILD_RECORD_FILE), "w") as f:
+    json.dump(dict(record, cxx11_abi_flag=flag), f)
+  result = _load_in_subprocess(str(tmp_path))
+  assert result["error"] == "TFVersionMismatchError", result
+  assert f"built with _GLIBCXX_USE_CXX11_ABI {flag}" in result["message"]
+  assert (f"installed TensorFlow has _GLIBCXX_USE_CXX11_ABI {1 - flag}"
+          in result["message"])
 
 
 def test_same_copy_with_the_right_record_loads(tmp_path):
@@ -126,7 +139,7 @@ def test_library_built_under_another_tensorflow_is_refused(tmp_path):
   other_build = os.environ[OTHER_BUILD_ENV]
   assert os.path.isfile(os.path.join(other_build, _loader.LIBRARY_FILE)), (
       f"{OTHER_BUILD_ENV}={other_build} holds no {_loader.LIBRARY_FILE}")
-  built = _record(other_build)
+  built = _record(other_build)["tf_version"]
   assert built != tf.__version__, (
       f"{OTHER_BUILD_ENV} was built for this TensorFlow ({built}); it must "
       "name a build of another version")

@@ -5,14 +5,22 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cc/kernels/clip_core.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
+#include "tensorflow/core/framework/variant.h"
+#include "tensorflow/core/framework/variant_encode_decode.h"
+#include "tensorflow/core/framework/variant_op_registry.h"
+#include "tensorflow/core/framework/variant_tensor_data.h"
 #include "tensorflow/core/lib/core/threadpool.h"
+#include "tensorflow/core/platform/denormal.h"
 
 namespace monolith_ops {
 
@@ -23,7 +31,29 @@ using ::tensorflow::OpKernelConstruction;
 using ::tensorflow::OpKernelContext;
 using ::tensorflow::Tensor;
 using ::tensorflow::TensorShapeUtils;
+using ::tensorflow::Variant;
+using ::tensorflow::VariantTensorData;
 namespace errors = ::tensorflow::errors;
+
+// The value of a MonolithPackGradList output: references to its inputs.
+struct GradPack {
+  std::vector<Tensor> tensors;
+
+  std::string TypeName() const { return "MonolithGradPack"; }
+  void Encode(VariantTensorData* data) const {
+    data->set_type_name(TypeName());
+    for (const Tensor& t : tensors) *data->add_tensors() = t;
+  }
+  bool Decode(VariantTensorData data) {
+    tensors = data.tensors();
+    return true;
+  }
+  std::string DebugString() const {
+    return "MonolithGradPack of " + std::to_string(tensors.size()) + " tensors";
+  }
+};
+
+REGISTER_UNARY_VARIANT_DECODE_FUNCTION(GradPack, "MonolithGradPack");
 
 namespace {
 
@@ -43,14 +73,16 @@ ParallelFor WorkerThreads(OpKernelContext* ctx) {
 // Pointers and element counts of the "grad_list" inputs.
 template <typename T>
 struct GradList {
+  GradList() = default;
   explicit GradList(const OpInputList& list) {
     data.reserve(list.size());
     sizes.reserve(list.size());
-    for (const Tensor& t : list) {
-      // The op's type constraint already fixed the dtype.
-      data.push_back(reinterpret_cast<const T*>(t.tensor_data().data()));
-      sizes.push_back(t.NumElements());
-    }
+    for (const Tensor& t : list) Add(t);
+  }
+  // The op's type constraint (or the caller) has checked t's dtype.
+  void Add(const Tensor& t) {
+    data.push_back(reinterpret_cast<const T*>(t.tensor_data().data()));
+    sizes.push_back(t.NumElements());
   }
   int64_t count() const { return static_cast<int64_t>(data.size()); }
   std::vector<const T*> data;
@@ -69,10 +101,23 @@ bool ReadScalar(OpKernelContext* ctx, int index, const char* name, Tn* value) {
   return true;
 }
 
-::tensorflow::Status CheckClipNorm(double clip_norm) {
-  if (std::isfinite(clip_norm) && clip_norm > 0) return ::tensorflow::Status();
+// Checks that clip_norm is positive and finite, on its bits: TensorFlow's
+// threads flush denormals to zero, so a compare would take a denormal
+// clip_norm for 0 (the clip itself then computes as TensorFlow's ops do).
+template <typename F>
+::tensorflow::Status CheckClipNorm(F clip_norm) {
+  static_assert(sizeof(F) == 4 || sizeof(F) == 8, "float or double");
+  using Bits = typename std::conditional<sizeof(F) == 4, uint32_t,
+                                        uint64_t>::type;
+  const F inf = std::numeric_limits<F>::infinity();
+  Bits bits, inf_bits;
+  std::memcpy(&bits, &clip_norm, sizeof bits);
+  std::memcpy(&inf_bits, &inf, sizeof bits);
+  // Positive and finite: sign bit clear, not +0, below +inf.
+  if (bits != 0 && bits < inf_bits) return ::tensorflow::Status();
+  ::tensorflow::port::ScopedDontFlushDenormal exact;  // to print the value
   return errors::InvalidArgument("clip_norm must be positive and finite, got ",
-                                 clip_norm);
+                                 static_cast<double>(clip_norm));
 }
 
 // Sum of squares of the list, rounded to Tn.
@@ -205,6 +250,54 @@ void ClipInto(OpKernelContext* ctx, const OpInputList& list,
         WorkerThreads(ctx));
 }
 
+// Appends the tensors held by the "packs" inputs, in order, to `tensors`;
+// all must be of dtype `want` unless that is DT_INVALID.
+::tensorflow::Status AppendPacks(OpKernelContext* ctx,
+                                 ::tensorflow::DataType want,
+                                 std::vector<Tensor>* tensors) {
+  OpInputList packs;
+  TF_RETURN_IF_ERROR(ctx->input_list("packs", &packs));
+  for (int i = 0; i < packs.size(); ++i) {
+    const GradPack* pack =
+        TensorShapeUtils::IsScalar(packs[i].shape())
+            ? packs[i].scalar<Variant>()().get<GradPack>()
+            : nullptr;
+    if (pack == nullptr) {
+      return errors::InvalidArgument(
+          "packs[", i, "] must be a scalar MonolithPackGradList output");
+    }
+    for (const Tensor& t : pack->tensors) {
+      if (want != ::tensorflow::DT_INVALID && t.dtype() != want) {
+        return errors::InvalidArgument(
+            "packs[", i, "] holds a ", ::tensorflow::DataTypeString(t.dtype()),
+            " tensor; T is ", ::tensorflow::DataTypeString(want));
+      }
+      tensors->push_back(t);
+    }
+  }
+  return ::tensorflow::Status();
+}
+
+template <typename T>
+class PackGradListOp : public OpKernel {
+ public:
+  explicit PackGradListOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    OpInputList list;
+    OP_REQUIRES_OK(ctx, ctx->input_list("grad_list", &list));
+    GradPack pack;
+    pack.tensors.assign(list.begin(), list.end());
+    // A pack of packs only (no grad_list) cannot set T: the reduction
+    // checks the dtypes.
+    OP_REQUIRES_OK(ctx, AppendPacks(ctx, ::tensorflow::DT_INVALID,
+                                    &pack.tensors));
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &out));
+    out->scalar<Variant>()() = std::move(pack);
+  }
+};
+
 template <typename T, typename Tn>
 class GlobalL2ReduceOp : public OpKernel {
  public:
@@ -216,6 +309,23 @@ class GlobalL2ReduceOp : public OpKernel {
     Tensor* out = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &out));
     out->scalar<Tn>()() = SumOfSquaresOf<T, Tn>(ctx, GradList<T>(list));
+  }
+};
+
+template <typename T, typename Tn>
+class PackedL2ReduceOp : public OpKernel {
+ public:
+  explicit PackedL2ReduceOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    std::vector<Tensor> tensors;
+    OP_REQUIRES_OK(ctx, AppendPacks(ctx, ::tensorflow::DataTypeToEnum<T>::v(),
+                                    &tensors));
+    GradList<T> grads;
+    for (const Tensor& t : tensors) grads.Add(t);
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &out));
+    out->scalar<Tn>()() = SumOfSquaresOf<T, Tn>(ctx, grads);
   }
 };
 
@@ -241,7 +351,9 @@ class ClipByGlobalNormOp : public OpKernel {
   Tn clip_norm_;
 };
 
-template <typename T, typename Tn>
+// MonolithClipByGlobalNormFused, and MonolithClipBySumOfSquares (kGiven:
+// the sum of squares is input 2 of the op, not computed).
+template <typename T, typename Tn, bool kGiven>
 class ClipByGlobalNormFusedOp : public OpKernel {
  public:
   explicit ClipByGlobalNormFusedOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
@@ -251,9 +363,18 @@ class ClipByGlobalNormFusedOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->input_list("grad_list", &list));
     Tn clip_norm = 0;
     if (!ReadScalar(ctx, list.size(), "clip_norm", &clip_norm)) return;
-    OP_REQUIRES_OK(ctx, CheckClipNorm(static_cast<double>(clip_norm)));
+    OP_REQUIRES_OK(ctx, CheckClipNorm(clip_norm));
     const GradList<T> grads(list);
-    const Tn norm = std::sqrt(SumOfSquaresOf<T, Tn>(ctx, grads));
+    Tn sum = 0;
+    if (!kGiven) {
+      sum = SumOfSquaresOf<T, Tn>(ctx, grads);
+    } else if (!ReadScalar(ctx, list.size() + 1, "sum_of_squares", &sum)) {
+      return;
+    }
+    OP_REQUIRES(ctx, !(sum < 0),
+                errors::InvalidArgument("sum_of_squares must be non-negative, "
+                                        "got ", static_cast<double>(sum)));
+    const Tn norm = std::sqrt(sum);
     Tensor* norm_out = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(list.size(), {}, &norm_out));
     norm_out->scalar<Tn>()() = norm;
@@ -276,10 +397,23 @@ class ClipByGlobalNormFusedOp : public OpKernel {
                               .Device(DEVICE_CPU)                        \
                               .TypeConstraint<T>("T")                    \
                               .TypeConstraint<Tn>("Tnorm"),              \
-                          ClipByGlobalNormFusedOp<T, Tn>);
+                          ClipByGlobalNormFusedOp<T, Tn, false>);         \
+  REGISTER_KERNEL_BUILDER(Name("MonolithClipBySumOfSquares")             \
+                              .Device(DEVICE_CPU)                        \
+                              .TypeConstraint<T>("T")                    \
+                              .TypeConstraint<Tn>("Tnorm"),              \
+                          ClipByGlobalNormFusedOp<T, Tn, true>);         \
+  REGISTER_KERNEL_BUILDER(Name("MonolithPackedL2Reduce")                 \
+                              .Device(DEVICE_CPU)                        \
+                              .TypeConstraint<T>("T")                    \
+                              .TypeConstraint<Tn>("Tnorm"),              \
+                          PackedL2ReduceOp<T, Tn>);
 
-#define MONOLITH_OPS_REGISTER_ALL(T) \
-  MONOLITH_OPS_REGISTER(T, float)    \
+#define MONOLITH_OPS_REGISTER_ALL(T)                                      \
+  REGISTER_KERNEL_BUILDER(                                                \
+      Name("MonolithPackGradList").Device(DEVICE_CPU).TypeConstraint<T>("T"), \
+      PackGradListOp<T>);                                                 \
+  MONOLITH_OPS_REGISTER(T, float)                                         \
   MONOLITH_OPS_REGISTER(T, double)
 
 MONOLITH_OPS_REGISTER_ALL(float)

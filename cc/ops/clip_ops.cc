@@ -14,11 +14,10 @@ using ::tensorflow::shape_inference::ShapeHandle;
 
 namespace {
 
-// Outputs 0..n-1 take the shapes of inputs 0..n-1; `scalars` lists inputs
-// that must be scalars.
-Status PassThroughShapes(InferenceContext* c, int n,
-                         std::initializer_list<int> scalars) {
-  for (int input : scalars) {
+// Outputs 0..n-1 take the shapes of inputs 0..n-1; the inputs after them
+// must be scalars.
+Status PassThroughShapes(InferenceContext* c, int n) {
+  for (int input = n; input < c->num_inputs(); ++input) {
     ShapeHandle unused;
     TF_RETURN_IF_ERROR(c->WithRank(c->input(input), 0, &unused));
   }
@@ -27,6 +26,27 @@ Status PassThroughShapes(InferenceContext* c, int n,
 }
 
 }  // namespace
+
+REGISTER_OP("MonolithPackGradList")
+    .Input("grad_list: N * T")
+    .Input("packs: K * variant")
+    .Output("pack: variant")
+    .Attr("N: int >= 0")
+    .Attr("K: int >= 0 = 0")
+    .Attr("T: {float, double, half, bfloat16} = DT_FLOAT")
+    .SetShapeFn(::tensorflow::shape_inference::ScalarShape)
+    .Doc(R"doc(
+Holds `grad_list`, then the tensors of `packs` (references, no copy), as one
+scalar variant, for MonolithPackedL2Reduce. A graph node with thousands of
+inputs or outputs costs Grappler time quadratic in their number; packs (of
+packs) let one reduction read a list of any length through nodes of a
+bounded size. CPU kernels only.
+
+grad_list: The tensors, all of dtype T.
+packs: Outputs of MonolithPackGradList (their dtype is checked by
+  MonolithPackedL2Reduce, since an op without grad_list has T's default).
+pack: A scalar variant holding them all, in order.
+)doc");
 
 REGISTER_OP("GlobalL2Reduce")
     .Input("grad_list: N * T")
@@ -47,6 +67,21 @@ grad_list: The tensors, all of dtype T. Empty tensors contribute 0.
 global_norm: Scalar sum of squares, of dtype Tnorm.
 )doc");
 
+REGISTER_OP("MonolithPackedL2Reduce")
+    .Input("packs: K * variant")
+    .Output("sum_of_squares: Tnorm")
+    .Attr("K: int >= 0")
+    .Attr("T: {float, double, half, bfloat16} = DT_FLOAT")
+    .Attr("Tnorm: {float, double} = DT_FLOAT")
+    .SetShapeFn(::tensorflow::shape_inference::ScalarShape)
+    .Doc(R"doc(
+GlobalL2Reduce of the tensors held by `packs`, in order: bitwise the result
+of one GlobalL2Reduce of all of them. CPU kernels only.
+
+packs: Scalar outputs of MonolithPackGradList, holding tensors of dtype T.
+sum_of_squares: Scalar sum of squares, of dtype Tnorm.
+)doc");
+
 REGISTER_OP("MonolithClipByGlobalNorm")
     .Input("grad_list: N * T")
     .Input("global_norm: Tnorm")
@@ -57,7 +92,7 @@ REGISTER_OP("MonolithClipByGlobalNorm")
     .Attr("Tnorm: {float, double} = DT_FLOAT")
     .SetShapeFn([](InferenceContext* c) {
       const int n = c->num_outputs();
-      return PassThroughShapes(c, n, {n});
+      return PassThroughShapes(c, n);
     })
     .Doc(R"doc(
 Scales `grad_list` by clip_norm / max(global_norm, clip_norm).
@@ -83,7 +118,7 @@ REGISTER_OP("MonolithClipByGlobalNormFused")
     .Attr("Tnorm: {float, double} = DT_FLOAT")
     .SetShapeFn([](InferenceContext* c) {
       const int n = c->num_outputs() - 1;
-      TF_RETURN_IF_ERROR(PassThroughShapes(c, n, {n}));
+      TF_RETURN_IF_ERROR(PassThroughShapes(c, n));
       c->set_output(n, c->Scalar());
       return Status();
     })
@@ -98,6 +133,35 @@ grad_list: The tensors to clip.
 clip_norm: Scalar clipping ratio; must be positive and finite.
 clipped: The clipped tensors.
 global_norm: The global norm of grad_list before clipping.
+)doc");
+
+REGISTER_OP("MonolithClipBySumOfSquares")
+    .Input("grad_list: N * T")
+    .Input("clip_norm: Tnorm")
+    .Input("sum_of_squares: Tnorm")
+    .Output("clipped: N * T")
+    .Output("global_norm: Tnorm")
+    .Attr("N: int >= 0")
+    .Attr("T: {float, double, half, bfloat16} = DT_FLOAT")
+    .Attr("Tnorm: {float, double} = DT_FLOAT")
+    .SetShapeFn([](InferenceContext* c) {
+      const int n = c->num_outputs() - 1;
+      TF_RETURN_IF_ERROR(PassThroughShapes(c, n));
+      c->set_output(n, c->Scalar());
+      return Status();
+    })
+    .Doc(R"doc(
+MonolithClipByGlobalNormFused with the sum of squares given: the global norm
+is sqrt(sum_of_squares), and grad_list is only clipped. A long list is
+clipped by several of these ops, each holding a bounded part of it, with the
+sum of the whole list computed once (by MonolithPackedL2Reduce); the
+results are bitwise those of one fused op. CPU kernels only.
+
+grad_list: The tensors to clip.
+clip_norm: Scalar clipping ratio; must be positive and finite.
+sum_of_squares: Scalar >= 0, the sum of squares of the whole list.
+clipped: The clipped tensors.
+global_norm: sqrt(sum_of_squares).
 )doc");
 
 }  // namespace monolith_ops

@@ -2,7 +2,7 @@
 
 Run by `bazel test //tests/bazel:all`, with the Python (and TensorFlow) that
 tf_configure found. `//:monolith_ops` puts the package, the Bazel-built
-`_monolith_ops.so` and the Bazel-written `_build_info.py` side by side in the
+`_monolith_ops.so` and the Bazel-written `_build_info.json` side by side in the
 runfiles tree, so the unmodified loader loads the Bazel build.
 """
 import ast
@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 import monolith_ops
-from monolith_ops import _build_info, _loader, clip_ops
+from monolith_ops import _loader, clip_ops
 
 
 def _setup_py_literal(name):
@@ -44,13 +44,17 @@ class BazelLibraryTest(unittest.TestCase):
                          "monolith_ops was not imported from the runfiles")
         library = os.path.realpath(_loader.library_path())
         self.assertIn(os.sep + "bazel-out" + os.sep, library)
-        self.assertIn("Bazel", _build_info.__doc__)
+        self.assertEqual("Bazel", _loader.build_record()["written_by"])
 
     def test_build_record_matches_the_running_tensorflow(self):
         self.assertEqual(tf.__version__, _loader.built_tf_version())
         self.assertEqual(tf.__version__, self.build["tf_version"])
         self.assertFalse(_loader.built_with_cuda())
         _loader.check_compatible()
+        record = _loader.build_record()
+        self.assertEqual(_loader.file_facts(_loader.library_path()),
+                         {k: record[k] for k in ("library_size", "library_sha256")})
+        self.assertTrue(record["compiler"])
 
     def test_loads_every_op(self):
         library = _loader.ops.load()

@@ -127,3 +127,5 @@ def test_import_without_tensorflow_is_a_clear_import_error(tmp_path):
                          capture_output=True, text=True, check=True).stdout
     assert out.startswith("ImportError monolith_ops needs TensorFlow"), out
     assert "does not install TensorFlow" in out
+    # The installed package has a build record: the message names its release.
+    assert "built against TensorFlow 2." in out, out

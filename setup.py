@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """Builds monolith_ops and its op library against the installed TensorFlow.
 
 Every compile and link flag for TensorFlow comes from tf.sysconfig, so the

@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """Keras model.fit with global-norm gradient clipping by monolith_ops.
 
 Trains a small regression model for a few epochs twice, with

@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """A small recommendation model trained by a local parameter-server cluster.
 
     python examples/recsys_demo.py            # or: scripts/demo.sh

@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """monolith_ops: Monolith's fused gradient clipping, barrier and restore hooks for TensorFlow.
 
 Submodules:

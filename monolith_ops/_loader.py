@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """The one place that loads the compiled op library.
 
 The library is loaded once, by ``monolith_ops.load_ops()`` or on first use.

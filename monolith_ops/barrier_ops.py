@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """A barrier on TensorFlow variables that lets a chief pause its workers.
 
 In a parameter-server cluster the chief places the barrier; every worker that

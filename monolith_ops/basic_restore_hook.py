@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """A hook that calls checkpoint-restore listeners when a session is created.
 
 `CheckpointRestorerHook` performs no restore itself: the real restore (or any

@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """Benchmark of global-norm clipping: monolith_ops vs stock TF vs the memory floor.
 
 Run it from the source tree or an installed package::

@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """Global-norm gradient clipping on fused kernels, a drop-in for TF's.
 
 ``clip_by_global_norm`` and ``global_norm`` give the results of

@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """Global-norm gradient clipping with monolith_ops' kernels in Keras.
 
 Keras 3 (``keras``, and ``tf.keras`` from TensorFlow 2.16 on):

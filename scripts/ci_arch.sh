@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 # CI: the CPU core builds off x86 and computes bitwise what it does on x86.
 #
 # TensorFlow ships aarch64 Linux wheels; there clip_core.cc compiles its

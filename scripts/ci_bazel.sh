@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 # CI: builds the op library with Bazel and runs `bazel test`, offline.
 #
 # Installs Debian's Bazel 4.2.3 and its rules (no download by Bazel itself),

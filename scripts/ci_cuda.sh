@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 # CI: builds monolith_ops with its CUDA kernels (MONOLITH_OPS_CUDA=1) on a
 # machine with nvcc and no GPU, and checks that the library
 #   1. was built with CUDA and loads under the venv's TensorFlow (CPU wheel),

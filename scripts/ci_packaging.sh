@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 # CI: installing monolith_ops leaves the user's TensorFlow alone, and its
 # wheels ship.
 #

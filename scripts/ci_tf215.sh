@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 # CI: the whole test suite on TensorFlow 2.15.1 with tensorflow-estimator
 # 2.15.0 (the last release with tf.estimator), in a venv of its own.
 #

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 # Creates (or reuses) a virtual environment with a pinned TensorFlow and
 # installs monolith_ops into it, compiled against that TensorFlow.
 #   MONOLITH_OPS_VENV  the venv folder        (default: .venv)

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 # Sets up the venv, builds monolith_ops, and runs the whole test suite.
 set -eo pipefail
 cd "$(dirname "$0")/.."

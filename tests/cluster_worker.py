@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """One task (ps, chief or worker) of the cluster in test_barrier_cluster.py.
 
 Run as a separate process:

@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """Shared helpers: run a TF computation in graph, eager or tf.function mode."""
 import json
 import os

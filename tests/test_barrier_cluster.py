@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """BarrierOp and BarrierHook in a real cluster: ps, chief and two workers.
 
 Each task is a separate process (tests/cluster_worker.py) on 127.0.0.1, with a

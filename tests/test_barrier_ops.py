@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """Tests for monolith_ops.barrier_ops in one process (threads play the workers).
 
 The cluster behaviour (separate ps, chief and worker processes) is tested in

@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """Tests for monolith_ops.basic_restore_hook."""
 
 import pytest

@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """Smoke tests of the benchmark machinery (monolith_ops.benchmark).
 
 Tiny sizes and one or two rounds: these check that the benchmark measures what

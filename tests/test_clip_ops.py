@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """monolith_ops.clip_ops against tf.clip_by_global_norm / tf.linalg.global_norm."""
 import os
 import pickle

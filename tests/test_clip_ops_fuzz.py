@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """Differential tests: thousands of random lists against stock TF.
 
 Lists hold dense tensors (empty ones included), IndexedSlices and None; values

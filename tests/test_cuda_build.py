@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """Checks of the CUDA build that need no GPU, so that CI can run them.
 
 * The library records whether it was built with CUDA, and a CUDA build

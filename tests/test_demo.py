@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """The demo training job (examples/recsys_demo.py), end to end, as a subprocess.
 
 Small settings; every run is bounded in time, and afterwards no process of

@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """End to end with tf.estimator: clipping, barrier and restore hooks, restart.
 
 A `tf.estimator.Estimator` whose model_fn clips its gradients with

@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """monolith_ops.keras against Keras' own global_clipnorm.
 
 Keras 3 (TF 2.16+): GlobalNormClipOptimizer. Keras 2 (the tf_keras package,

@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """Global-norm clipping under tf.distribute.MirroredStrategy on two logical
 CPU devices: the clip applies to the gradient summed over the replicas, so a
 step equals a single-device step on the whole batch.

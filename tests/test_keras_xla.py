@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """clip_ops inside XLA-compiled functions: tf.function(jit_compile=True) and a
 Keras model compiled with jit_compile=True.
 

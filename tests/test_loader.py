@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """monolith_ops._loader: loaded once, the file and its build checked first,
 every failure an OpLibraryError; load_ops() registers the ops."""
 import json

@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """Packaging: what the build checks before compiling, the installed metadata,
 and the package without TensorFlow.
 
@@ -8,6 +10,7 @@ scripts/ci_packaging.sh.
 import importlib.metadata
 import importlib.util
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -129,3 +132,18 @@ def test_import_without_tensorflow_is_a_clear_import_error(tmp_path):
     assert "does not install TensorFlow" in out
     # The installed package has a build record: the message names its release.
     assert "built against TensorFlow 2." in out, out
+
+
+def test_every_source_file_carries_the_license_header():
+    root = pathlib.Path(__file__).resolve().parents[1]
+    suffixes = {".py", ".sh", ".cc", ".h", ".cu", ".cpp", ".bzl"}
+    files = [root / "setup.py", root / "BUILD", root / ".ci" / "run"]
+    for folder in ("cc", "monolith_ops", "tests", "scripts", "examples",
+                   "third_party"):
+        files += [p for p in (root / folder).rglob("*")
+                  if p.suffix in suffixes and "__pycache__" not in p.parts
+                  and p.name != "_build_info.py"]
+    assert len(files) > 40, files
+    missing = [str(p.relative_to(root)) for p in files
+               if "SPDX-License-Identifier: Apache-2.0" not in p.read_text()[:300]]
+    assert not missing, f"no license header in {missing}"

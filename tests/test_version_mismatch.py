@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """A library built for one TensorFlow, loaded under another, fails clearly.
 
 The loader must refuse a library whose build record names another TensorFlow

@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """Debian's rules_cc, patched to run under Debian's Bazel 4.2.3.
 
 Debian bookworm packages rules_cc 0.0.4 (bazel-rules-cc) in

@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """A tf_configure-style repository rule: finds the pip TensorFlow.
 
 `tf_configure(name = "local_config_tf")` runs tf_sysconfig.py with the Python

@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """Prints, as JSON, what the Bazel build needs from the installed TensorFlow.
 
 Run by the `tf_configure` repository rule (third_party/tf_configure.bzl) with

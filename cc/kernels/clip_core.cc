@@ -1,3 +1,5 @@
+// Copyright 2026 The monolith_ops Authors.
+// SPDX-License-Identifier: Apache-2.0
 // CPU implementation of the framework-free clipping core (see clip_core.h).
 //
 // The inner loops are written once and compiled twice: for the baseline ISA

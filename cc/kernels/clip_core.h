@@ -1,3 +1,5 @@
+// Copyright 2026 The monolith_ops Authors.
+// SPDX-License-Identifier: Apache-2.0
 // Framework-free core of the global-norm clipping kernels.
 //
 // Nothing here includes TensorFlow. Inputs are raw pointers with 64-bit

@@ -1,3 +1,5 @@
+// Copyright 2026 The monolith_ops Authors.
+// SPDX-License-Identifier: Apache-2.0
 // CUDA implementation of the framework-free clipping core (clip_core_gpu.h).
 //
 // Includes no TensorFlow header: TensorFlow's GPU headers, compiled by a

@@ -1,3 +1,5 @@
+// Copyright 2026 The monolith_ops Authors.
+// SPDX-License-Identifier: Apache-2.0
 // Framework-free CUDA core of the global-norm clipping kernels.
 //
 // Nothing here includes TensorFlow or a CUDA header: this header is compiled

@@ -1,3 +1,5 @@
+// Copyright 2026 The monolith_ops Authors.
+// SPDX-License-Identifier: Apache-2.0
 // TensorFlow CPU kernels for the clipping ops: thin adapters that unpack
 // tensors, validate scalars and call the framework-free core (clip_core.h).
 #include <sys/mman.h>

@@ -1,3 +1,5 @@
+// Copyright 2026 The monolith_ops Authors.
+// SPDX-License-Identifier: Apache-2.0
 // TensorFlow GPU kernels for the clipping ops: thin adapters that unpack
 // tensors and call the framework-free CUDA core (clip_core_gpu.h).
 //

@@ -1,3 +1,5 @@
+// Copyright 2026 The monolith_ops Authors.
+// SPDX-License-Identifier: Apache-2.0
 // Op registrations for global-norm gradient clipping.
 //
 // Names, inputs and attrs follow Monolith's ops so that graphs written with

@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """The Bazel-built op library: loaded through monolith_ops, checked numerically.
 
 Run by `bazel test //tests/bazel:all`, with the Python (and TensorFlow) that

@@ -1,3 +1,5 @@
+// Copyright 2026 The monolith_ops Authors.
+// SPDX-License-Identifier: Apache-2.0
 // Prints, as hex, what the framework-free CPU core computes for a fixed set of
 // inputs: the sum of squares and a hash of the scaled outputs, for every dtype,
 // on the single-stream path (lists up to 2^18 elements) and the interleaved

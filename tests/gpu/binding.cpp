@@ -1,3 +1,5 @@
+// Copyright 2026 The monolith_ops Authors.
+// SPDX-License-Identifier: Apache-2.0
 // A small pybind11 module over the framework-free CUDA core, for the GPU check
 // (check_gpu.py). Tensors are passed as device addresses (torch's data_ptr())
 // and the stream as its handle (torch.cuda.current_stream().cuda_stream), so

@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """GPU check of the monolith_ops CUDA core, on a machine without TensorFlow.
 
 Builds a small pybind11 module of the framework-free CUDA core

@@ -1,3 +1,5 @@
+// Copyright 2026 The monolith_ops Authors.
+// SPDX-License-Identifier: Apache-2.0
 // Runs the CUDA core's kernels on the CPU, under the emulation in
 // cuda_runtime.h here, and checks them against plain loops: the sum of
 // squares (against a long double sum), its bitwise independence from the

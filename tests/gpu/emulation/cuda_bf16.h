@@ -1,3 +1,5 @@
+// Copyright 2026 The monolith_ops Authors.
+// SPDX-License-Identifier: Apache-2.0
 // Host emulation of the bfloat16 conversion clip_core_gpu.cu uses (see
 // cuda_runtime.h here): round to nearest even, NaN kept quiet.
 #ifndef MONOLITH_OPS_TESTS_GPU_EMULATION_CUDA_BF16_H_

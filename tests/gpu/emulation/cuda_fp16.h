@@ -1,3 +1,5 @@
+// Copyright 2026 The monolith_ops Authors.
+// SPDX-License-Identifier: Apache-2.0
 // Host emulation of the half-precision conversions clip_core_gpu.cu uses
 // (see cuda_runtime.h here): round to nearest even, as the device does.
 #ifndef MONOLITH_OPS_TESTS_GPU_EMULATION_CUDA_FP16_H_

@@ -27,6 +27,14 @@ Status PassThroughShapes(InferenceContext* c, int n) {
   return Status();
 }
 
+// The clipped list (shapes of the inputs) and then the scalar norm.
+Status ClippedListAndNormShapes(InferenceContext* c) {
+  const int n = c->num_outputs() - 1;
+  TF_RETURN_IF_ERROR(PassThroughShapes(c, n));
+  c->set_output(n, c->Scalar());
+  return Status();
+}
+
 }  // namespace
 
 REGISTER_OP("MonolithPackGradList")
@@ -118,12 +126,7 @@ REGISTER_OP("MonolithClipByGlobalNormFused")
     .Attr("N: int >= 0")
     .Attr("T: {float, double, half, bfloat16} = DT_FLOAT")
     .Attr("Tnorm: {float, double} = DT_FLOAT")
-    .SetShapeFn([](InferenceContext* c) {
-      const int n = c->num_outputs() - 1;
-      TF_RETURN_IF_ERROR(PassThroughShapes(c, n));
-      c->set_output(n, c->Scalar());
-      return Status();
-    })
+    .SetShapeFn(ClippedListAndNormShapes)
     .Doc(R"doc(
 Computes the global norm of `grad_list` and clips it in one op.
 
@@ -146,12 +149,7 @@ REGISTER_OP("MonolithClipBySumOfSquares")
     .Attr("N: int >= 0")
     .Attr("T: {float, double, half, bfloat16} = DT_FLOAT")
     .Attr("Tnorm: {float, double} = DT_FLOAT")
-    .SetShapeFn([](InferenceContext* c) {
-      const int n = c->num_outputs() - 1;
-      TF_RETURN_IF_ERROR(PassThroughShapes(c, n));
-      c->set_output(n, c->Scalar());
-      return Status();
-    })
+    .SetShapeFn(ClippedListAndNormShapes)
     .Doc(R"doc(
 MonolithClipByGlobalNormFused with the sum of squares given: the global norm
 is sqrt(sum_of_squares), and grad_list is only clipped. A long list is

@@ -526,7 +526,7 @@ def _row(rows, workload, op):
 
 
 def check_targets(rows, floors=()):
-    """The issue's targets, each with the measured value and a verdict.
+    """The benchmark's targets, each with the measured value and a verdict.
 
     Each also carries `bound` and `bound_text`: the best value within
     reach. For global_norm's speed-up, stock TF's time over the read floor

@@ -13,6 +13,9 @@ Workloads: the 53 dense gradient shapes of a production recommendation model
 an embedding gradient as `tf.IndexedSlices` (20,000 rows of 64 floats out of a
 1,000,000 x 64 table). Operations on each: `global_norm`, a clip whose norm is
 above clip_norm (it scales) and a clip whose norm is below it (it does not).
+A fifth workload, `keras`, times one training step of a Keras 3 model with
+198 trainable variables, clipped by Keras' own `global_clipnorm` and by
+`monolith_ops.keras.GlobalNormClipOptimizer` (see KerasStep).
 
 How it measures, and why:
 
@@ -50,10 +53,18 @@ How it measures, and why:
   them once, 12 bytes per element (floor: read + read+write); a clip that does
   not scale needs only the norm (floor: one read).
 
+* The Keras step's variants (Keras' clip, ours, and Keras' again as a
+  control), each its own copy of the model from the same weights, also run
+  round-robin; each run is one whole step, nothing subtracted. Before timing,
+  one step of each checks that ours and the control update the weights as
+  Keras' clip does, and that our kernels are in ours' step only.
+
 The table gives each op's median time in ms (with its IQR), the ratio of stock
 TF's time to ours, the bytes the op must move per second, and the floor's time
 as a fraction of the op's (1.0 = at the floor). It ends with the verdict on
-each target. Results go to `benchmark.json` and `benchmark.png` under --out.
+each target, then the Keras step: the median time of a step with each clip
+and the ratio. Results go to `benchmark.json` (the Keras row under "keras")
+and `benchmark.png` under --out.
 """
 import argparse
 import json
@@ -515,6 +526,226 @@ def summarize(workload, times):
 
 
 # --------------------------------------------------------------------------
+# One Keras 3 training step: Keras' own global_clipnorm against ours.
+
+KERAS = "keras"
+KERAS_STOCK = "keras:stock"
+KERAS_OURS = "keras:ours"
+KERAS_CONTROL = "keras:control"
+KERAS_ROUNDS = 100
+
+
+def keras3_missing():
+    """None if monolith_ops.keras.GlobalNormClipOptimizer (Keras 3) is there,
+    else why not."""
+    try:
+        from monolith_ops import keras as ours  # pylint: disable=import-outside-toplevel
+    except ImportError as err:
+        return f"monolith_ops.keras does not import: {err}"
+    if "GlobalNormClipOptimizer" not in ours.__all__:
+        return "it needs Keras 3, which is not installed"
+    return None
+
+
+class KerasStep:
+    """One training step of a Keras 3 model, clipped by Keras or by us.
+
+    The model is a transformer-like stack on (batch, tokens, width) inputs:
+    an input Dense, then per block a LayerNormalization, four Dense (q, k, v
+    and o, mixing each token as o(q * sigmoid(k) + v)), a LayerNormalization
+    and a two-Dense feed-forward (4 x width), each half added back to its
+    input; then a LayerNormalization and a Dense to one output. 12 blocks:
+    198 trainable variables.
+
+    Variants, each a copy of the model with the same initial weights, each
+    trained by the same `tf.function` step (`jit_compile=False`, so that our
+    kernels run; under XLA `clip_ops` is built from TF ops) that computes the
+    mean squared error on one fixed batch and calls
+    `optimizer.apply_gradients`:
+
+      "keras:stock"   keras.optimizers.SGD(..., global_clipnorm=clip_norm)
+      "keras:ours"    GlobalNormClipOptimizer(keras.optimizers.SGD(...),
+                                              clip_norm)
+      "keras:control" "keras:stock" again, a second copy.
+
+    SGD with momentum, not Adam: Adam's update hardly depends on the scale of
+    the gradient, so equal weights after an Adam step would not show that both
+    sides clip to the same norm; SGD's update is proportional to it.
+    clip_norm is `clip_fraction` times the gradient's global norm at the
+    initial weights, and the learning rate small, so that the clip scales in
+    every step of a run (the row records the norm at the end).
+    """
+
+    def __init__(self, blocks=12, width=64, batch=16, tokens=8,
+                 learning_rate=1e-4, momentum=0.9, clip_fraction=0.05, seed=0,
+                 jit_compile=False):
+        import keras  # pylint: disable=import-outside-toplevel
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        from monolith_ops import keras as ours  # pylint: disable=import-outside-toplevel
+
+        self.jit_compile = jit_compile
+        rng = np.random.default_rng(seed)
+        self.x = tf.constant(rng.standard_normal((batch, tokens, width),
+                                                 dtype=np.float32))
+        self.y = tf.constant(rng.standard_normal((batch, tokens, 1),
+                                                 dtype=np.float32))
+        self.loss = keras.losses.MeanSquaredError()
+        keras.utils.set_random_seed(seed)
+        self.models = {}
+        for variant in (KERAS_STOCK, KERAS_OURS, KERAS_CONTROL):
+            self.models[variant] = self._model(keras, blocks, width, tokens)
+            self.models[variant].set_weights(
+                self.models[KERAS_STOCK].get_weights())
+        variables = self.models[KERAS_STOCK].trainable_variables
+        self.grad_norm_start = self.grad_norm()
+        self.clip_norm = clip_fraction * self.grad_norm_start
+
+        def sgd(**kwargs):
+            return keras.optimizers.SGD(learning_rate, momentum=momentum,
+                                        **kwargs)
+
+        self.optimizers = {
+            KERAS_STOCK: sgd(global_clipnorm=self.clip_norm),
+            KERAS_OURS: ours.GlobalNormClipOptimizer(sgd(), self.clip_norm),
+            KERAS_CONTROL: sgd(global_clipnorm=self.clip_norm),
+        }
+        self.steps = {}
+        for variant, model in self.models.items():
+            self.optimizers[variant].build(model.trainable_variables)
+            self.steps[variant] = self._step(tf, model,
+                                             self.optimizers[variant])
+        self.info = {
+            "blocks": blocks, "width": width, "batch": batch, "tokens": tokens,
+            "trainable_variables": len(variables),
+            "parameters": int(sum(np.prod(v.shape) for v in variables)),
+            "optimizer": f"SGD(learning_rate={learning_rate:g}, "
+                         f"momentum={momentum:g})",
+            "clip_norm": self.clip_norm, "clip_fraction": clip_fraction,
+            "grad_norm_start": self.grad_norm_start,
+            "jit_compile": jit_compile, "keras": keras.__version__,
+        }
+
+    @staticmethod
+    def _model(keras, blocks, width, tokens):
+        layers = keras.layers
+        inputs = keras.Input((tokens, width))
+        x = layers.Dense(width)(inputs)
+        for _ in range(blocks):
+            h = layers.LayerNormalization()(x)
+            q, k, v = (layers.Dense(width)(h) for _ in range(3))
+            x = x + layers.Dense(width)(q * keras.ops.sigmoid(k) + v)
+            h = layers.LayerNormalization()(x)
+            h = layers.Dense(4 * width, activation="relu")(h)
+            x = x + layers.Dense(width)(h)
+        x = layers.LayerNormalization()(x)
+        return keras.Model(inputs, layers.Dense(1)(x))
+
+    def _step(self, tf, model, optimizer):
+        @tf.function(jit_compile=self.jit_compile)
+        def step():
+            with tf.GradientTape() as tape:
+                loss = self.loss(self.y, model(self.x, training=True))
+            variables = model.trainable_variables
+            optimizer.apply_gradients(zip(tape.gradient(loss, variables),
+                                          variables))
+            return loss
+        return step
+
+    def grad_norm(self, variant=KERAS_STOCK):
+        """The global norm of `variant`'s gradient at its current weights."""
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        model = self.models[variant]
+        with tf.GradientTape() as tape:
+            loss = self.loss(self.y, model(self.x, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        return float(tf.linalg.global_norm(grads))
+
+    def kernels(self, variant):
+        """The op types of monolith_ops in the graph of `variant`'s step."""
+        step = self.steps[variant].get_concrete_function()
+        graph_def = step.graph.as_graph_def()
+        nodes = list(graph_def.node)
+        for function in graph_def.library.function:
+            nodes += function.node_def
+        return sorted({n.op for n in nodes if n.op.startswith("Monolith")})
+
+    def check(self, rtol=1e-2):
+        """One untimed step of every variant from equal weights; raises
+        unless each updated the weights as the stock variant did.
+
+        The updates (weights after minus before) must agree within `rtol` of
+        their global norm, and ours' step must hold our kernels (stock's
+        none), unless under XLA.
+
+        Returns:
+          {"update_norm": the global norm of stock's update,
+           "relative_difference": {variant: the global norm of its update's
+             difference from stock's, over update_norm},
+           "kernels": {variant: our op types in its step}}.
+        """
+        before = [w.copy() for w in self.models[KERAS_STOCK].get_weights()]
+        for variant, model in self.models.items():
+            for b, w in zip(before, model.get_weights()):
+                if not np.array_equal(b, w):
+                    raise RuntimeError(f"{variant} does not start from the "
+                                       "same weights as keras:stock")
+        updates = {}
+        for variant, model in self.models.items():
+            self.steps[variant]()
+            updates[variant] = [(w - b).astype(np.float64) for w, b in
+                                zip(model.get_weights(), before)]
+
+        def norm(arrays):
+            return float(np.sqrt(sum(np.sum(np.square(a)) for a in arrays)))
+
+        size = norm(updates[KERAS_STOCK])
+        if not size > 0:
+            raise RuntimeError("keras:stock's step did not change the weights")
+        result = {"update_norm": size, "relative_difference": {}}
+        for variant in (KERAS_OURS, KERAS_CONTROL):
+            diff = norm(a - b for a, b in zip(updates[variant],
+                                               updates[KERAS_STOCK])) / size
+            result["relative_difference"][variant] = diff
+            if not diff <= rtol:
+                raise RuntimeError(
+                    f"{variant}'s step moved the weights by {diff:.3g} of "
+                    f"keras:stock's step away from it (more than {rtol:g}): "
+                    "the two do not compute the same update, so their times "
+                    "would not compare the same work")
+        result["kernels"] = {v: self.kernels(v) for v in self.steps}
+        if not self.jit_compile and (
+                not result["kernels"][KERAS_OURS] or
+                result["kernels"][KERAS_STOCK] or
+                result["kernels"][KERAS_CONTROL]):
+            raise RuntimeError(f"kernels of monolith_ops in the steps: "
+                               f"{result['kernels']}; expected some in "
+                               "keras:ours only")
+        return result
+
+    def callables(self):
+        """{variant: a no-argument function that runs one step}."""
+        return {v: (lambda step=step: step().numpy())
+                for v, step in self.steps.items()}
+
+    def summarize(self, times):
+        """The Keras row from round-robin `times` (seconds)."""
+        ms = 1e3
+        stock, stock_iqr = _stats(times[KERAS_STOCK])
+        ours, ours_iqr = _stats(times[KERAS_OURS])
+        control, control_iqr = _stats(times[KERAS_CONTROL])
+        saved, saved_iqr = _stats(own_times(times, KERAS_STOCK, KERAS_OURS))
+        return dict(self.info, **{
+            "stock_ms": stock * ms, "stock_iqr_ms": stock_iqr * ms,
+            "ours_ms": ours * ms, "ours_iqr_ms": ours_iqr * ms,
+            "speedup": _ratio(stock, ours),
+            "stock_minus_ours_ms": saved * ms,
+            "stock_minus_ours_iqr_ms": saved_iqr * ms,
+            "control_ms": control * ms, "control_iqr_ms": control_iqr * ms,
+            "control_ratio": _ratio(stock, control),
+        })
+
+
+# --------------------------------------------------------------------------
 # Targets.
 
 
@@ -633,6 +864,28 @@ def format_table(rows, floors, controls, baselines):
     return "\n".join(lines)
 
 
+def format_keras(row):
+    """The Keras row: one training step, clipped by Keras or by us."""
+    lines = [
+        f"Keras training step: {row['blocks']} blocks of width {row['width']} "
+        f"({row['trainable_variables']} variables, {row['parameters']:,} "
+        f"floats), batch {row['batch']} x {row['tokens']} tokens, "
+        f"{row['optimizer']}, clip_norm {row['clip_norm']:.4g} "
+        f"({row['clip_fraction']:g} x the initial gradient norm), "
+        f"tf.function(jit_compile={row['jit_compile']}):",
+        f"  {'clipped by':<26} {'ms/step':>9} {'(IQR)':>8}",
+        f"  {'Keras global_clipnorm':<26} {_fmt(row['stock_ms'], '9.3f')} "
+        f"{_fmt(row['stock_iqr_ms'], '8.3f')}",
+        f"  {'GlobalNormClipOptimizer':<26} {_fmt(row['ours_ms'], '9.3f')} "
+        f"{_fmt(row['ours_iqr_ms'], '8.3f')}",
+        f"  stock/ours {_fmt(row['speedup'], '.2f')}; stock - ours, per round: "
+        f"{_fmt(row['stock_minus_ours_ms'], '.3f')} ms (IQR "
+        f"{_fmt(row['stock_minus_ours_iqr_ms'], '.3f')}); control, Keras "
+        f"against itself: {_fmt(row['control_ratio'], '.2f')}",
+    ]
+    return "\n".join(lines)
+
+
 def format_targets(targets):
     lines = ["Targets:"]
     for t in targets:
@@ -735,6 +988,24 @@ def _load_average():
 # The whole run.
 
 
+def _round_logger(log, start):
+    """A `progress` for time_round_robin: logs a line every 2 s and at the
+    end, with the seconds since `start`."""
+    last = [time.perf_counter()]
+
+    def progress(done, total):
+        now = time.perf_counter()
+        if now - last[0] >= 2.0 or done == total:
+            last[0] = now
+            log(f"  round {done}/{total} ({now - start:.1f} s)")
+
+    return progress
+
+
+def _raw_ms(times):
+    return {v: [round(t * 1e3, 5) for t in ts] for v, ts in times.items()}
+
+
 def run_workload(workload, rounds, warmup, seed=0, log=None, hot=True):
     """Builds, checks and times one workload.
 
@@ -752,32 +1023,58 @@ def run_workload(workload, rounds, warmup, seed=0, log=None, hot=True):
         fns.update(floor.callables())
         log(f"  built and checked in {time.perf_counter() - start:.1f} s; "
             f"{len(fns)} variants x {rounds} rounds")
-        last = [time.perf_counter()]
-
-        def progress(done, total):
-            now = time.perf_counter()
-            if now - last[0] >= 2.0 or done == total:
-                last[0] = now
-                log(f"  round {done}/{total} ({now - start:.1f} s)")
-
         times = time_round_robin(fns, rounds, warmup, seed=seed,
-                                 progress=progress, hot=hot)
+                                 progress=_round_logger(log, start), hot=hot)
     finally:
         floor.close()
         bench.close()
-    raw = {v: [round(t * 1e3, 5) for t in ts] for v, ts in times.items()}
-    return summarize(workload, times), raw
+    return summarize(workload, times), _raw_ms(times)
 
 
-def run(workloads, rounds=None, warmup=3, seed=0, log=None, hot=True):
-    """Runs the benchmark. Returns a dict with rows, floors, controls, targets.
+def run_keras(rounds, warmup, seed=0, log=None, hot=True, **model_args):
+    """Builds, checks and times the Keras training step (KerasStep).
+
+    Returns:
+      (the Keras row, {variant: per-round times in ms}).
+    """
+    log = log or (lambda msg: None)
+    start = time.perf_counter()
+    step = KerasStep(seed=seed, **model_args)
+    check = step.check()
+    fns = step.callables()
+    log(f"  built and checked in {time.perf_counter() - start:.1f} s "
+        f"(updates of one step: ours within "
+        f"{check['relative_difference'][KERAS_OURS]:.1e} of Keras'); "
+        f"{len(fns)} variants x {rounds} rounds")
+    times = time_round_robin(fns, rounds, warmup, seed=seed,
+                             progress=_round_logger(log, start), hot=hot)
+    row = step.summarize(times)
+    row["check"] = check
+    row["grad_norm_end"] = {v: step.grad_norm(v) for v in fns}
+    log(f"  one step: Keras global_clipnorm {row['stock_ms']:.2f} ms, "
+        f"GlobalNormClipOptimizer {row['ours_ms']:.2f} ms: stock/ours "
+        f"{_fmt(row['speedup'], '.2f')} (control "
+        f"{_fmt(row['control_ratio'], '.2f')})")
+    if min(row["grad_norm_end"].values()) <= step.clip_norm:
+        log("  note: the gradient's norm fell to clip_norm during the run; "
+            "the last steps did not scale")
+    return row, _raw_ms(times)
+
+
+def run(workloads, rounds=None, warmup=3, seed=0, log=None, hot=True,
+        keras=False):
+    """Runs the benchmark. Returns a dict with rows, floors, controls, targets
+    and, with `keras`, the Keras row (`keras`).
 
     Args:
       workloads: list of Workload.
-      rounds: None (each workload's default) or the number of rounds for all.
+      rounds: None (each workload's default, KERAS_ROUNDS for the Keras
+        step) or the number of rounds for all.
       warmup: untimed runs of every variant before timing.
       log: None or callable(str) for progress lines.
       hot: time each run right after an untimed run of the same variant.
+      keras: False, True (time the Keras training step) or a dict of
+        KerasStep arguments (a different model).
     """
     log = log or (lambda msg: None)
     rows, floors, controls, baselines, raw = [], [], [], [], {}
@@ -786,9 +1083,10 @@ def run(workloads, rounds=None, warmup=3, seed=0, log=None, hot=True):
         log(f"note: the machine is busy (load average {load[0]:.1f} on "
             f"{os.cpu_count()} cores); expect noisy timings")
     start = time.perf_counter()
+    total = len(workloads) + (1 if keras else 0)
     for i, workload in enumerate(workloads):
         n_rounds = rounds or workload.rounds
-        log(f"[{i + 1}/{len(workloads)}] {workload.title}: "
+        log(f"[{i + 1}/{total}] {workload.title}: "
             f"{workload.num_tensors} tensors, {workload.num_elements:,} floats")
         (w_rows, w_floor, w_control, w_base), raw[workload.name] = run_workload(
             workload, n_rounds, warmup, seed=seed, log=log, hot=hot)
@@ -796,9 +1094,18 @@ def run(workloads, rounds=None, warmup=3, seed=0, log=None, hot=True):
         floors.append(w_floor)
         controls.append(w_control)
         baselines.append(w_base)
+    keras_row = None
+    if keras:
+        model_args = keras if isinstance(keras, dict) else {}
+        log(f"[{total}/{total}] Keras training step: Keras' global_clipnorm "
+            "against GlobalNormClipOptimizer")
+        keras_row, raw[KERAS] = run_keras(rounds or KERAS_ROUNDS, warmup,
+                                          seed=seed, log=log, hot=hot,
+                                          **model_args)
     return {
         "rows": rows, "floors": floors, "controls": controls,
         "inputs_only": baselines, "targets": check_targets(rows, floors),
+        "keras": keras_row,
         "seconds": time.perf_counter() - start,
         "load_average_at_start": load,
         "raw_ms": raw,
@@ -820,8 +1127,10 @@ def _parse_args(argv):
     parser.add_argument("--warmup", type=int, default=3,
                         help="untimed runs of every variant first (default 3)")
     parser.add_argument("--workloads", nargs="+", default=None,
-                        choices=[w.name for w in default_workloads()],
-                        help="run only these workloads (default: all)")
+                        choices=[w.name for w in default_workloads()] + [KERAS],
+                        help="run only these workloads (default: all); "
+                        f"'{KERAS}' is one Keras 3 training step clipped by "
+                        "Keras' global_clipnorm and by GlobalNormClipOptimizer")
     parser.add_argument("--shapes", default=None,
                         help="JSON file of dense shapes ({'shapes': [...]}) to "
                         "use instead of the built-in 53 shapes")
@@ -836,7 +1145,8 @@ def _parse_args(argv):
                         help="do not write the PNG chart")
     parser.add_argument("--scale", type=int, default=1,
                         help="divide every tensor's element count by this "
-                        "(a smoke test of the machinery; default 1)")
+                        "(a smoke test of the machinery; default 1; not the "
+                        "Keras model's)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.rounds is not None and args.rounds < 1:
@@ -858,33 +1168,48 @@ def main(argv=None):
 
     shapes = load_shapes(args.shapes) if args.shapes else DENSE_SHAPES
     workloads = default_workloads(shapes)
-    if args.workloads:
-        workloads = [w for w in workloads if w.name in args.workloads]
+    names = args.workloads or [w.name for w in workloads] + [KERAS]
+    workloads = [w for w in workloads if w.name in names]
     if args.scale > 1:
         workloads = [w.scaled(args.scale) for w in workloads]
+    keras = KERAS in names
+    missing = keras3_missing() if keras else None
+    if missing and args.workloads:
+        log(f"error: the {KERAS} workload cannot run: {missing}")
+        return 2
+    if missing:
+        log(f"note: the {KERAS} workload is skipped: {missing}")
+        keras = False
     rounds, warmup = args.rounds, args.warmup
     if args.quick:
         rounds, warmup = rounds or 5, min(warmup, 1)
     result = run(workloads, rounds=rounds, warmup=warmup, seed=args.seed,
-                 log=log, hot=not args.cold)
+                 log=log, hot=not args.cold, keras=keras)
     result["command"] = " ".join(["python -m monolith_ops.benchmark"] + argv)
-    result["settings"] = {"rounds": rounds or {w.name: w.rounds
-                                               for w in workloads},
+    default_rounds = {w.name: w.rounds for w in workloads}
+    if keras:
+        default_rounds[KERAS] = KERAS_ROUNDS
+    result["settings"] = {"rounds": rounds or default_rounds,
                           "warmup": warmup, "seed": args.seed,
                           "quick": args.quick, "scale": args.scale,
                           "cache": "cold" if args.cold else "hot"}
     result["machine"] = machine_info()
-    print(format_table(result["rows"], result["floors"], result["controls"],
-                       result["inputs_only"]))
-    print()
-    print(format_targets(result["targets"]))
+    if result["rows"]:
+        print(format_table(result["rows"], result["floors"],
+                           result["controls"], result["inputs_only"]))
+        print()
+        print(format_targets(result["targets"]))
+    if result["keras"]:
+        if result["rows"]:
+            print()
+        print(format_keras(result["keras"]))
     os.makedirs(args.out, exist_ok=True)
     json_path = os.path.join(args.out, "benchmark.json")
     with open(json_path, "w") as f:
         json.dump(result, f, indent=1, allow_nan=True)
         f.write("\n")
     written = [json_path]
-    if not args.no_chart:
+    if not args.no_chart and result["rows"]:
         png_path = os.path.join(args.out, "benchmark.png")
         write_chart(png_path, result["rows"], result["controls"])
         written.append(png_path)

@@ -19,6 +19,13 @@ from conftest import dense_shapes
 
 pytestmark = pytest.mark.timeout(300)
 
+needs_keras3 = pytest.mark.skipif(
+    benchmark.keras3_missing() is not None,
+    reason=f"Keras row: {benchmark.keras3_missing()}")
+
+# A small Keras model: 2 blocks of width 16, 38 trainable variables.
+TINY_KERAS = {"blocks": 2, "width": 16, "batch": 4, "tokens": 4}
+
 
 def _tiny(name, factor=1000):
     workload = {w.name: w for w in benchmark.default_workloads()}[name]
@@ -32,7 +39,7 @@ def test_built_in_shapes_are_monoliths_53_dense_shapes():
     assert workload.num_elements == 7_686_760
 
 
-def test_default_workloads_match_the_issue():
+def test_default_workloads_are_the_four_clipping_workloads():
     by_name = {w.name: w for w in benchmark.default_workloads()}
     assert list(by_name) == ["dense53", "1000x100", "4x16M", "embedding"]
     assert by_name["1000x100"].num_tensors == 1000
@@ -204,10 +211,79 @@ def test_main_writes_table_json_and_chart(tmp_path, capsys):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@needs_keras3
+def test_keras_model_has_about_200_trainable_variables():
+    import keras  # pylint: disable=import-outside-toplevel
+    model = benchmark.KerasStep._model(keras, 12, 64, 8)  # noqa: WPS437
+    assert len(model.trainable_variables) == 198
+
+
+@needs_keras3
+def test_keras_row_times_both_clips_in_the_same_rounds():
+    result = benchmark.run([], rounds=2, warmup=1, keras=TINY_KERAS)
+    row = result["keras"]
+    assert row["trainable_variables"] == 38
+    for key in ("stock_ms", "ours_ms", "control_ms"):
+        assert math.isfinite(row[key]) and row[key] > 0
+    assert math.isfinite(row["speedup"]) and row["speedup"] > 0
+    assert row["speedup"] == pytest.approx(row["stock_ms"] / row["ours_ms"])
+    # The check ran before timing: the same update, our kernels in ours only.
+    check = row["check"]
+    assert check["update_norm"] > 0
+    assert check["relative_difference"][benchmark.KERAS_OURS] < 1e-2
+    assert check["relative_difference"][benchmark.KERAS_CONTROL] == 0
+    assert check["kernels"][benchmark.KERAS_OURS]
+    assert not check["kernels"][benchmark.KERAS_STOCK]
+    # The clip scaled in every step: the norm stayed above clip_norm.
+    assert min(row["grad_norm_end"].values()) > row["clip_norm"]
+    raw = result["raw_ms"][benchmark.KERAS]
+    assert sorted(raw) == sorted([benchmark.KERAS_STOCK, benchmark.KERAS_OURS,
+                                  benchmark.KERAS_CONTROL])
+    assert all(len(times) == 2 for times in raw.values())
+    table = benchmark.format_keras(row)
+    assert "Keras global_clipnorm" in table
+    assert "GlobalNormClipOptimizer" in table and "stock/ours" in table
+
+
+@needs_keras3
+def test_keras_check_catches_a_different_clip_norm():
+    step = benchmark.KerasStep(**TINY_KERAS)
+    step.optimizers[benchmark.KERAS_OURS].clip_norm = 2 * step.clip_norm
+    with pytest.raises(RuntimeError, match="do not compute the same update"):
+        step.check()
+
+
+@needs_keras3
+def test_main_runs_the_keras_workload(tmp_path, capsys, monkeypatch):
+    tiny = benchmark.KerasStep
+    monkeypatch.setattr(benchmark, "KerasStep",
+                        lambda **kwargs: tiny(**dict(kwargs, **TINY_KERAS)))
+    code = benchmark.main(["--quick", "--rounds", "2", "--warmup", "1",
+                           "--scale", "1000", "--workloads", "dense53",
+                           "keras", "--out", str(tmp_path)])
+    assert code == 0
+    out, err = capsys.readouterr()
+    assert "stock/ours" in out and "Keras global_clipnorm" in out
+    assert "one step: Keras global_clipnorm" in err  # the progress line
+    with open(tmp_path / "benchmark.json") as f:
+        result = json.load(f)
+    assert result["keras"]["ours_ms"] > 0
+    assert sorted(result["raw_ms"]) == ["dense53", "keras"]
+    assert result["settings"]["rounds"] == 2
+
+
+def test_main_without_keras_has_no_keras_row(tmp_path):
+    assert benchmark.main(["--quick", "--rounds", "1", "--warmup", "0",
+                           "--scale", "1000", "--workloads", "embedding",
+                           "--no-chart", "--out", str(tmp_path)]) == 0
+    with open(tmp_path / "benchmark.json") as f:
+        assert json.load(f)["keras"] is None
+
+
 def test_help_lists_the_options(capsys):
     with pytest.raises(SystemExit) as exc:
         benchmark.main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for option in ("--quick", "--rounds", "--out", "--workloads"):
+    for option in ("--quick", "--rounds", "--out", "--workloads", "keras"):
         assert option in out

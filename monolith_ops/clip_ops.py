@@ -271,11 +271,14 @@ def _dense(grad):
     return tf.convert_to_tensor(grad) if isinstance(grad, tf.IndexedSlices) else grad
 
 
+def _sum_of_squares_grad(xs, grad):
+    """d(sum of x^2)/dx = 2x, times `grad` (a scalar of the sum's dtype)."""
+    return [tf.cast(tf.cast(x, grad.dtype) * (2 * grad), x.dtype) for x in xs]
+
+
 @tf.RegisterGradient("GlobalL2Reduce")
 def _global_l2_reduce_grad(op, grad):
-    """d(sum of x^2)/dx = 2x."""
-    return [tf.cast(tf.cast(x, grad.dtype) * (2 * grad), x.dtype)
-            for x in op.inputs]
+    return _sum_of_squares_grad(op.inputs, grad)
 
 
 def _clip_backprop(xs, grads, norm, clip_norm):
@@ -302,6 +305,17 @@ def _clip_backprop(xs, grads, norm, clip_norm):
     return dxs, dnorm, dclip
 
 
+def _clip_and_norm_backprop(op, xs, grads, clip_norm):
+    """_clip_backprop for an op whose outputs are the clipped list and then
+    the norm it computed: the gradient reaching that norm output is added to
+    the one through the clip."""
+    norm, dnorm_out = op.outputs[-1], grads[-1]
+    dxs, dnorm, dclip = _clip_backprop(xs, grads[:-1], norm, clip_norm)
+    if dnorm_out is not None:
+        dnorm = dnorm + dnorm_out
+    return dxs, dnorm, dclip
+
+
 @tf.RegisterGradient("MonolithClipByGlobalNorm")
 def _clip_by_global_norm_grad(op, *grads):
     xs, norm = list(op.inputs[:-1]), op.inputs[-1]
@@ -313,10 +327,8 @@ def _clip_by_global_norm_grad(op, *grads):
 @tf.RegisterGradient("MonolithClipByGlobalNormFused")
 def _clip_by_global_norm_fused_grad(op, *grads):
     xs, clip_norm = list(op.inputs[:-1]), op.inputs[-1]
-    norm, dnorm_out = op.outputs[-1], grads[-1]
-    dxs, dnorm, dclip = _clip_backprop(xs, grads[:-1], norm, clip_norm)
-    if dnorm_out is not None:
-        dnorm = dnorm + dnorm_out
+    norm = op.outputs[-1]
+    dxs, dnorm, dclip = _clip_and_norm_backprop(op, xs, grads, clip_norm)
     # d norm / d x = x / norm, multiplied in the norm's dtype.
     per_x = dnorm / norm
     through_norm = [tf.cast(tf.cast(x, norm.dtype) * per_x, x.dtype) for x in xs]
@@ -331,8 +343,8 @@ def _clip_by_global_norm_fused_grad(op, *grads):
 @tf.RegisterGradient("MonolithPackGradList")
 def _pack_grad_list_grad(op, grad):
     tensors = op.inputs[:op.get_attr("N")]
-    return [tf.cast(tf.cast(x, grad.dtype) * (2 * grad), x.dtype)
-            for x in tensors] + [grad] * (len(op.inputs) - len(tensors))
+    return (_sum_of_squares_grad(tensors, grad) +
+            [grad] * (len(op.inputs) - len(tensors)))
 
 
 @tf.RegisterGradient("MonolithPackedL2Reduce")
@@ -343,11 +355,8 @@ def _packed_l2_reduce_grad(op, grad):
 @tf.RegisterGradient("MonolithClipBySumOfSquares")
 def _clip_by_sum_of_squares_grad(op, *grads):
     xs, clip_norm = list(op.inputs[:-2]), op.inputs[-2]
-    norm, dnorm_out = op.outputs[-1], grads[-1]
-    dxs, dnorm, dclip = _clip_backprop(xs, grads[:-1], norm, clip_norm)
-    if dnorm_out is not None:
-        dnorm = dnorm + dnorm_out
-    return dxs + [dclip, dnorm / (2 * norm)]
+    dxs, dnorm, dclip = _clip_and_norm_backprop(op, xs, grads, clip_norm)
+    return dxs + [dclip, dnorm / (2 * op.outputs[-1])]
 
 
 def global_norm(t_list, name=None):

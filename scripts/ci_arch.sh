@@ -17,17 +17,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
 
-PACKAGES=(g++ g++-aarch64-linux-gnu qemu-user libeigen3-dev)
-missing=()
-for package in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null |
-    grep -q 'install ok installed' || missing+=("$package")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+. scripts/apt_ensure.sh
+apt_ensure --no-install-recommends -- g++ g++-aarch64-linux-gnu qemu-user libeigen3-dev
 echo "ci_arch: apt $((SECONDS - start)) s"
 
 out=build/ci-arch

@@ -12,17 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
 
-PACKAGES=(bazel-bootstrap bazel-rules-cc bazel-rules-java g++)
-missing=()
-for package in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null |
-    grep -q 'install ok installed' || missing+=("$package")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q
-  apt-get install -y -q "${PACKAGES[@]}"
-fi
+. scripts/apt_ensure.sh
+apt_ensure -- bazel-bootstrap bazel-rules-cc bazel-rules-java g++
 echo "apt: $((SECONDS - start)) s"
 
 VENV="${MONOLITH_OPS_VENV:-.venv}"

@@ -44,7 +44,7 @@ PYBIND11_MODULE(clip_core_gpu, m) {
   m.attr("DOUBLE") = static_cast<int>(gpu::DType::kDouble);
   m.attr("HALF") = static_cast<int>(gpu::DType::kHalf);
   m.attr("BFLOAT16") = static_cast<int>(gpu::DType::kBFloat16);
-  m.attr("CHUNK") = gpu::kChunk;
+  m.attr("CHUNK") = gpu::kChunkElements;
 
   py::class_<gpu::TensorTable>(m, "TensorTable")
       .def_readonly("count", &gpu::TensorTable::count)

@@ -26,7 +26,7 @@ namespace {
 
 using monolith_ops::gpu::CopyTableToDevice;
 using monolith_ops::gpu::DType;
-using monolith_ops::gpu::kChunk;
+using monolith_ops::gpu::kChunkElements;
 using monolith_ops::gpu::LaunchClip;
 using monolith_ops::gpu::LaunchClipFused;
 using monolith_ops::gpu::LaunchSumOfSquares;
@@ -211,7 +211,7 @@ void CheckClip(List<S>& list, DType tnorm, Tn norm, Tn clip_norm, bool fused,
 template <typename S>
 void CheckDType(DType d, const char* name, std::mt19937_64& rng) {
   std::vector<std::vector<int64_t>> cases = {
-      {}, {0}, {0, 0, 0}, {1}, {3, 0, 5}, {kChunk - 1, 2, kChunk + 3},
+      {}, {0}, {0, 0, 0}, {1}, {3, 0, 5}, {kChunkElements - 1, 2, kChunkElements + 3},
       {70001}, {7, 0, 40000, 1, 0, 9, 33000, 0},
   };
   std::vector<int64_t> many;

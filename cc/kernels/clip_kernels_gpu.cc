@@ -18,11 +18,12 @@
 // - Values that the CPU kernels reject with InvalidArgument after reading
 //   them (a negative global_norm, a clip_norm tensor that is not positive and
 //   finite) cannot raise here: they make every output NaN.
-#include <cmath>
 #include <cstdint>
 #include <vector>
 
+#include "cc/kernels/clip_adapter.h"
 #include "cc/kernels/clip_core_gpu.h"
+#include "cc/kernels/dtypes.h"
 #include "tensorflow/core/common_runtime/device/device_event_mgr.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -42,29 +43,20 @@ using ::tensorflow::Status;
 using ::tensorflow::Tensor;
 using ::tensorflow::TensorReference;
 using ::tensorflow::TensorShape;
-using ::tensorflow::TensorShapeUtils;
 namespace errors = ::tensorflow::errors;
 
 namespace {
 
+// The CUDA core's DType of each C++ type of the dtype table.
 template <typename T>
 struct CoreDType;
-template <>
-struct CoreDType<float> {
-  static constexpr gpu::DType value = gpu::DType::kFloat;
-};
-template <>
-struct CoreDType<double> {
-  static constexpr gpu::DType value = gpu::DType::kDouble;
-};
-template <>
-struct CoreDType<Eigen::half> {
-  static constexpr gpu::DType value = gpu::DType::kHalf;
-};
-template <>
-struct CoreDType<Eigen::bfloat16> {
-  static constexpr gpu::DType value = gpu::DType::kBFloat16;
-};
+#define MONOLITH_OPS_CORE_DTYPE(T, tf_name, gpu_dtype, ComputeT, ...) \
+  template <>                                                        \
+  struct CoreDType<T> {                                              \
+    static constexpr gpu::DType value = gpu::DType::gpu_dtype;       \
+  };
+MONOLITH_OPS_FOR_EACH_DTYPE(MONOLITH_OPS_CORE_DTYPE)
+#undef MONOLITH_OPS_CORE_DTYPE
 
 ::stream_executor::Stream* OpStream(OpKernelContext* ctx) {
   return ctx->op_device_context()->stream();
@@ -79,12 +71,6 @@ Status CudaStatus(int code, const char* what) {
   if (code == 0) return Status();
   return errors::Internal(what, " failed to launch on the GPU: ",
                           gpu::ErrorString(code));
-}
-
-Status CheckScalar(const Tensor& t, const char* name) {
-  if (TensorShapeUtils::IsScalar(t.shape())) return Status();
-  return errors::InvalidArgument(name, " must be a scalar, got shape ",
-                                 t.shape().DebugString());
 }
 
 // The device-side table of a tensor list, valid on the op's stream.
@@ -145,20 +131,12 @@ class DeviceTable {
 // Outputs [0, N) shaped as grad_list, in the inputs' buffers where
 // TensorFlow allows it (the kernel then scales in place, or writes nothing
 // for a pass-through).
-template <typename T>
 Status AllocateClipOutputs(OpKernelContext* ctx, const OpInputList& list,
                            std::vector<void*>* out) {
   out->resize(list.size());
   for (int i = 0; i < list.size(); ++i) {
     Tensor* t = nullptr;
-    // As on CPU: the costly forward_input_* can only succeed when this op
-    // holds the input's one reference.
-    if (list[i].RefCountIsOne()) {
-      TF_RETURN_IF_ERROR(
-          ctx->forward_input_or_allocate_output({i}, i, list[i].shape(), &t));
-    } else {
-      TF_RETURN_IF_ERROR(ctx->allocate_output(i, list[i].shape(), &t));
-    }
+    TF_RETURN_IF_ERROR(ForwardOrAllocateOutput(ctx, list, i, &t));
     (*out)[i] = t->data();
   }
   return Status();
@@ -172,8 +150,8 @@ class GlobalL2ReduceGpuOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     OpInputList list;
     OP_REQUIRES_OK(ctx, ctx->input_list("grad_list", &list));
-    Tensor* sum = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &sum));
+    Tensor* sum_of_squares = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &sum_of_squares));
     DeviceTable table;
     OP_REQUIRES_OK(ctx, table.Init(ctx, CoreDType<T>::value, list, nullptr));
     Tensor partials;
@@ -183,7 +161,8 @@ class GlobalL2ReduceGpuOp : public OpKernel {
     OP_REQUIRES_OK(
         ctx, CudaStatus(gpu::LaunchSumOfSquares(
                             table.table(), CoreDType<Tn>::value,
-                            partials.flat<double>().data(), sum->data(),
+                            partials.flat<double>().data(),
+                            sum_of_squares->data(),
                             CudaStream(ctx)),
                         "GlobalL2Reduce"));
   }
@@ -193,10 +172,7 @@ template <typename T, typename Tn>
 class ClipByGlobalNormGpuOp : public OpKernel {
  public:
   explicit ClipByGlobalNormGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("clip_norm", &clip_norm_));
-    OP_REQUIRES(ctx, std::isfinite(clip_norm_) && clip_norm_ > 0,
-                errors::InvalidArgument(
-                    "clip_norm must be positive and finite, got ", clip_norm_));
+    OP_REQUIRES_OK(ctx, ReadClipNormAttr(ctx, &clip_norm_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -205,7 +181,7 @@ class ClipByGlobalNormGpuOp : public OpKernel {
     const Tensor& norm = ctx->input(list.size());
     OP_REQUIRES_OK(ctx, CheckScalar(norm, "global_norm"));
     std::vector<void*> outputs;
-    OP_REQUIRES_OK(ctx, AllocateClipOutputs<T>(ctx, list, &outputs));
+    OP_REQUIRES_OK(ctx, AllocateClipOutputs(ctx, list, &outputs));
     DeviceTable table;
     OP_REQUIRES_OK(ctx, table.Init(ctx, CoreDType<T>::value, list, &outputs));
     OP_REQUIRES_OK(
@@ -231,7 +207,7 @@ class ClipByGlobalNormFusedGpuOp : public OpKernel {
     const Tensor& clip_norm = ctx->input(list.size());
     OP_REQUIRES_OK(ctx, CheckScalar(clip_norm, "clip_norm"));
     std::vector<void*> outputs;
-    OP_REQUIRES_OK(ctx, AllocateClipOutputs<T>(ctx, list, &outputs));
+    OP_REQUIRES_OK(ctx, AllocateClipOutputs(ctx, list, &outputs));
     Tensor* norm = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(list.size(), {}, &norm));
     DeviceTable table;
@@ -249,32 +225,16 @@ class ClipByGlobalNormFusedGpuOp : public OpKernel {
   }
 };
 
-#define MONOLITH_OPS_REGISTER_GPU(T, Tn)                                 \
-  REGISTER_KERNEL_BUILDER(Name("GlobalL2Reduce")                         \
-                              .Device(DEVICE_GPU)                        \
-                              .TypeConstraint<T>("T")                    \
-                              .TypeConstraint<Tn>("Tnorm"),              \
-                          GlobalL2ReduceGpuOp<T, Tn>);                   \
-  REGISTER_KERNEL_BUILDER(Name("MonolithClipByGlobalNorm")               \
-                              .Device(DEVICE_GPU)                        \
-                              .TypeConstraint<T>("T")                    \
-                              .TypeConstraint<Tn>("Tnorm"),              \
-                          ClipByGlobalNormGpuOp<T, Tn>);                 \
-  REGISTER_KERNEL_BUILDER(Name("MonolithClipByGlobalNormFused")          \
-                              .Device(DEVICE_GPU)                        \
-                              .TypeConstraint<T>("T")                    \
-                              .TypeConstraint<Tn>("Tnorm"),              \
-                          ClipByGlobalNormFusedGpuOp<T, Tn>);
-
-#define MONOLITH_OPS_REGISTER_GPU_ALL(T) \
-  MONOLITH_OPS_REGISTER_GPU(T, float)    \
-  MONOLITH_OPS_REGISTER_GPU(T, double)
-
-MONOLITH_OPS_REGISTER_GPU_ALL(float)
-MONOLITH_OPS_REGISTER_GPU_ALL(double)
-MONOLITH_OPS_REGISTER_GPU_ALL(Eigen::half)
-MONOLITH_OPS_REGISTER_GPU_ALL(Eigen::bfloat16)
-#undef MONOLITH_OPS_REGISTER_GPU_ALL
+// Every op with a GPU kernel for every (T, Tnorm) pair of the dtype tables.
+#define MONOLITH_OPS_REGISTER_GPU(T, Tn)                                    \
+  MONOLITH_OPS_REGISTER_PAIR_KERNEL("GlobalL2Reduce", DEVICE_GPU, T, Tn,    \
+                                    GlobalL2ReduceGpuOp<T, Tn>)             \
+  MONOLITH_OPS_REGISTER_PAIR_KERNEL("MonolithClipByGlobalNorm", DEVICE_GPU, \
+                                    T, Tn, ClipByGlobalNormGpuOp<T, Tn>)    \
+  MONOLITH_OPS_REGISTER_PAIR_KERNEL("MonolithClipByGlobalNormFused",        \
+                                    DEVICE_GPU, T, Tn,                      \
+                                    ClipByGlobalNormFusedGpuOp<T, Tn>)
+MONOLITH_OPS_FOR_EACH_DTYPE_PAIR(MONOLITH_OPS_REGISTER_GPU)
 #undef MONOLITH_OPS_REGISTER_GPU
 
 }  // namespace

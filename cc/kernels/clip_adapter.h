@@ -69,15 +69,31 @@ inline ::tensorflow::Status ForwardOrAllocateOutput(
   return ctx->allocate_output(i, list[i].shape(), out);
 }
 
+// Base of the kernels of ops with input list "grad_list": Compute reads the
+// list and hands it to ComputeList.
+class GradListOpKernel : public ::tensorflow::OpKernel {
+ public:
+  using ::tensorflow::OpKernel::OpKernel;
+
+  void Compute(::tensorflow::OpKernelContext* ctx) final {
+    ::tensorflow::OpInputList list;
+    OP_REQUIRES_OK(ctx, ctx->input_list("grad_list", &list));
+    ComputeList(ctx, list);
+  }
+
+ protected:
+  virtual void ComputeList(::tensorflow::OpKernelContext* ctx,
+                           const ::tensorflow::OpInputList& list) = 0;
+};
+
 }  // namespace monolith_ops
 
 // Registers `Kernel...` (one class, commas allowed) for op `op` on `device`
 // with attrs T and Tnorm.
-#define MONOLITH_OPS_REGISTER_PAIR_KERNEL(op, device, T, NormT, ...) \
-  REGISTER_KERNEL_BUILDER(Name(op)                                   \
-                              .Device(device)                        \
-                              .TypeConstraint<T>("T")                \
-                              .TypeConstraint<NormT>("Tnorm"),       \
-                          __VA_ARGS__);
+#define MONOLITH_OPS_REGISTER_PAIR_KERNEL(op, device, T, NormT, ...)        \
+  REGISTER_KERNEL_BUILDER(                                                  \
+      Name(op).Device(device).TypeConstraint<T>("T").TypeConstraint<NormT>( \
+          "Tnorm"),                                                         \
+      __VA_ARGS__);
 
 #endif  // MONOLITH_OPS_CC_KERNELS_CLIP_ADAPTER_H_

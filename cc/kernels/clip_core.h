@@ -44,9 +44,9 @@ void SerialFor(int64_t n, int64_t cost_per_unit,
 template <typename T>
 struct ComputeType;
 #define MONOLITH_OPS_COMPUTE_TYPE(T, tf_name, gpu_dtype, ComputeT, ...) \
-  template <>                                                          \
-  struct ComputeType<T> {                                              \
-    using type = ComputeT;                                             \
+  template <>                                                           \
+  struct ComputeType<T> {                                               \
+    using type = ComputeT;                                              \
   };
 MONOLITH_OPS_FOR_EACH_DTYPE(MONOLITH_OPS_COMPUTE_TYPE)
 #undef MONOLITH_OPS_COMPUTE_TYPE

@@ -11,17 +11,15 @@
 // is a virtual array in which tensor i starts at offsets[i], a multiple of the
 // vector width V = 16 bytes / sizeof(T). The array is cut into chunks of
 // kChunkElements elements, and each thread block takes a contiguous run of
-// chunks. In a chunk each of the kThreads threads handles the vectors at chunk positions
-// (j * kThreads + thread) * V, j = 0 .. kChunkElements / (V * kThreads) - 1, loading
-// each with one 16-byte load where the tensor is aligned and element by
-// element otherwise (the arithmetic is the same either way). A thread block
-// finds the
-// tensor of its first position with a 256-ary search over the offsets
+// chunks. In a chunk each of the kThreads threads handles the vectors at chunk
+// positions (j * kThreads + thread) * V, j = 0 .. kChunkElements / (V *
+// kThreads) - 1, loading each with one 16-byte load where the tensor is aligned
+// and element by element otherwise (the arithmetic is the same either way). A
+// thread block finds the tensor of its first position with a 256-ary search
+// over the offsets
 // (__syncthreads_count; no shared memory per tensor); from there each thread
 // follows its increasing positions through the list, moving to the next
 // tensor it needs by galloping search.
-#include "cc/kernels/clip_core_gpu.h"
-
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -32,6 +30,7 @@
 #include <mutex>
 #include <utility>
 
+#include "cc/kernels/clip_core_gpu.h"
 #include "cc/kernels/clip_decision.h"
 
 namespace monolith_ops {
@@ -40,7 +39,7 @@ namespace {
 
 constexpr int kThreads = 256;        // threads of a chunk kernel's block
 constexpr int kFinalThreads = 1024;  // threads of the block adding partials
-constexpr int kUnroll = 4;          // vectors a thread loads before using them
+constexpr int kUnroll = 4;           // vectors a thread loads before using them
 constexpr int kVectorBytes = 16;
 
 // Per element type: how it is stored, the type it is squared and scaled in,
@@ -113,7 +112,7 @@ static_assert(kChunkElements % (8 * kThreads * kUnroll) == 0,
 int ElementBytes(DType dtype) {
   switch (dtype) {
 #define MONOLITH_OPS_ELEMENT_BYTES(T, tf_name, gpu_dtype, ComputeT, ...) \
-  case DType::gpu_dtype:                                                \
+  case DType::gpu_dtype:                                                 \
     return static_cast<int>(sizeof(typename Elem<DType::gpu_dtype>::Storage));
     MONOLITH_OPS_FOR_EACH_DTYPE(MONOLITH_OPS_ELEMENT_BYTES)
 #undef MONOLITH_OPS_ELEMENT_BYTES
@@ -195,13 +194,13 @@ struct Cursor {
     if (p < end) return;
     int64_t a = tensor + 1;  // offsets[a] == end <= p
     int64_t step = 1;
-    int64_t b = a + step;    // first candidate not known to be <= p
+    int64_t b = a + step;  // first candidate not known to be <= p
     while (b < count && offsets[b] <= p) {
       a = b;
       step *= 2;
       b = a + step;
     }
-    b = min(b, count) - 1;   // the answer lies in [a, b]
+    b = min(b, count) - 1;  // the answer lies in [a, b]
     while (a < b) {
       const int64_t m = a + (b - a + 1) / 2;
       if (offsets[m] <= p) {
@@ -396,9 +395,8 @@ __global__ void __launch_bounds__(kThreads)
     bool skip[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      skip[u] = slots[u].valid == 0 ||
-                (action == ClipAction::kPassThrough &&
-                 slots[u].in == slots[u].out);
+      skip[u] = slots[u].valid == 0 || (action == ClipAction::kPassThrough &&
+                                        slots[u].in == slots[u].out);
     }
     if (action == ClipAction::kFillNaN) {
 #pragma unroll
@@ -502,7 +500,7 @@ template <typename Fn>
 cudaError_t ByDType(DType dtype, Fn fn) {
   switch (dtype) {
 #define MONOLITH_OPS_BY_DTYPE(T, tf_name, gpu_dtype, ComputeT, ...) \
-  case DType::gpu_dtype:                                           \
+  case DType::gpu_dtype:                                            \
     return fn.template operator()<DType::gpu_dtype>();
     MONOLITH_OPS_FOR_EACH_DTYPE(MONOLITH_OPS_BY_DTYPE)
 #undef MONOLITH_OPS_BY_DTYPE
@@ -567,8 +565,8 @@ struct ClipAnyFn {
 cudaError_t ClipAny(const TensorTable& table, DType tnorm, const void* norm,
                     const void* clip_norm_ptr, double clip_norm_value,
                     cudaStream_t stream) {
-  return ByNormDType(tnorm, ClipAnyFn{table, norm, clip_norm_ptr,
-                                      clip_norm_value, stream});
+  return ByNormDType(
+      tnorm, ClipAnyFn{table, norm, clip_norm_ptr, clip_norm_value, stream});
 }
 
 struct FinalSumFn {
@@ -585,8 +583,7 @@ struct FinalSumFn {
 
 cudaError_t FinalSumAny(DType tnorm, const double* partials, int64_t n,
                         void* sum_out, void* norm_out, cudaStream_t stream) {
-  return ByNormDType(tnorm,
-                     FinalSumFn{partials, n, sum_out, norm_out, stream});
+  return ByNormDType(tnorm, FinalSumFn{partials, n, sum_out, norm_out, stream});
 }
 
 }  // namespace
@@ -607,8 +604,8 @@ int64_t NumChunks(DType dtype, const int64_t* sizes, int64_t count) {
 }
 
 TensorTable PackTable(DType dtype, const void* const* inputs,
-                      void* const* outputs, const int64_t* sizes,
-                      int64_t count, void* host, void* device) {
+                      void* const* outputs, const int64_t* sizes, int64_t count,
+                      void* host, void* device) {
   TensorTable table;
   table.dtype = dtype;
   table.count = count;
@@ -643,9 +640,9 @@ TensorTable PackTable(DType dtype, const void* const* inputs,
   table.offsets = reinterpret_cast<const int64_t*>(d + offsets_at);
   table.sizes = reinterpret_cast<const int64_t*>(d + sizes_at);
   table.inputs = reinterpret_cast<const void* const*>(d + inputs_at);
-  table.outputs =
-      outputs != nullptr ? reinterpret_cast<void* const*>(d + outputs_at)
-                         : nullptr;
+  table.outputs = outputs != nullptr
+                      ? reinterpret_cast<void* const*>(d + outputs_at)
+                      : nullptr;
   table.padded_total = padded;
   table.num_chunks = (padded + kChunkElements - 1) / kChunkElements;
   return table;
@@ -660,7 +657,8 @@ int CopyTableToDevice(const void* host, void* device, size_t bytes,
 int LaunchSumOfSquares(const TensorTable& table, DType tnorm, double* partials,
                        void* sum_out, Stream stream) {
   if (!IsNormDType(tnorm)) return cudaErrorInvalidValue;
-  cudaError_t err = ByDType(table.dtype, SumPartialsFn{table, partials, stream});
+  cudaError_t err =
+      ByDType(table.dtype, SumPartialsFn{table, partials, stream});
   if (err != cudaSuccess) return err;
   return FinalSumAny(tnorm, partials, table.num_chunks, sum_out, nullptr,
                      stream);
@@ -674,14 +672,15 @@ int LaunchClip(const TensorTable& table, DType tnorm, const void* norm,
 }
 
 int LaunchClipFused(const TensorTable& table, DType tnorm,
-                    const void* clip_norm_ptr, double* partials,
-                    void* norm_out, Stream stream) {
+                    const void* clip_norm_ptr, double* partials, void* norm_out,
+                    Stream stream) {
   if (!IsNormDType(tnorm)) return cudaErrorInvalidValue;
   if (table.count > 0 && table.outputs == nullptr) return cudaErrorInvalidValue;
-  cudaError_t err = ByDType(table.dtype, SumPartialsFn{table, partials, stream});
+  cudaError_t err =
+      ByDType(table.dtype, SumPartialsFn{table, partials, stream});
   if (err != cudaSuccess) return err;
-  err = FinalSumAny(tnorm, partials, table.num_chunks, nullptr, norm_out,
-                    stream);
+  err =
+      FinalSumAny(tnorm, partials, table.num_chunks, nullptr, norm_out, stream);
   if (err != cudaSuccess) return err;
   return ClipAny(table, tnorm, norm_out, clip_norm_ptr, 0.0, stream);
 }

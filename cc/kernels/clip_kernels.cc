@@ -142,10 +142,9 @@ void ClipInto(OpKernelContext* ctx, const OpInputList& list,
   OpInputList packs;
   TF_RETURN_IF_ERROR(ctx->input_list("packs", &packs));
   for (int i = 0; i < packs.size(); ++i) {
-    const GradPack* pack =
-        TensorShapeUtils::IsScalar(packs[i].shape())
-            ? packs[i].scalar<Variant>()().get<GradPack>()
-            : nullptr;
+    const GradPack* pack = TensorShapeUtils::IsScalar(packs[i].shape())
+                               ? packs[i].scalar<Variant>()().get<GradPack>()
+                               : nullptr;
     if (pack == nullptr) {
       return errors::InvalidArgument(
           "packs[", i, "] must be a scalar MonolithPackGradList output");
@@ -163,19 +162,17 @@ void ClipInto(OpKernelContext* ctx, const OpInputList& list,
 }
 
 template <typename T>
-class PackGradListOp : public OpKernel {
+class PackGradListOp : public GradListOpKernel {
  public:
-  explicit PackGradListOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  using GradListOpKernel::GradListOpKernel;
 
-  void Compute(OpKernelContext* ctx) override {
-    OpInputList list;
-    OP_REQUIRES_OK(ctx, ctx->input_list("grad_list", &list));
+  void ComputeList(OpKernelContext* ctx, const OpInputList& list) override {
     GradPack pack;
     pack.tensors.assign(list.begin(), list.end());
     // A pack of packs only (no grad_list) cannot set T: the reduction
     // checks the dtypes.
-    OP_REQUIRES_OK(ctx, AppendPacks(ctx, ::tensorflow::DT_INVALID,
-                                    &pack.tensors));
+    OP_REQUIRES_OK(ctx,
+                   AppendPacks(ctx, ::tensorflow::DT_INVALID, &pack.tensors));
     Tensor* out = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &out));
     out->scalar<Variant>()() = std::move(pack);
@@ -183,13 +180,11 @@ class PackGradListOp : public OpKernel {
 };
 
 template <typename T, typename Tn>
-class GlobalL2ReduceOp : public OpKernel {
+class GlobalL2ReduceOp : public GradListOpKernel {
  public:
-  explicit GlobalL2ReduceOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  using GradListOpKernel::GradListOpKernel;
 
-  void Compute(OpKernelContext* ctx) override {
-    OpInputList list;
-    OP_REQUIRES_OK(ctx, ctx->input_list("grad_list", &list));
+  void ComputeList(OpKernelContext* ctx, const OpInputList& list) override {
     Tensor* sum_of_squares = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &sum_of_squares));
     sum_of_squares->scalar<Tn>()() =
@@ -204,8 +199,8 @@ class PackedL2ReduceOp : public OpKernel {
 
   void Compute(OpKernelContext* ctx) override {
     std::vector<Tensor> tensors;
-    OP_REQUIRES_OK(ctx, AppendPacks(ctx, ::tensorflow::DataTypeToEnum<T>::v(),
-                                    &tensors));
+    OP_REQUIRES_OK(
+        ctx, AppendPacks(ctx, ::tensorflow::DataTypeToEnum<T>::v(), &tensors));
     GradList<T> grads;
     for (const Tensor& t : tensors) grads.Add(t);
     Tensor* sum_of_squares = nullptr;
@@ -215,17 +210,16 @@ class PackedL2ReduceOp : public OpKernel {
 };
 
 template <typename T, typename Tn>
-class ClipByGlobalNormOp : public OpKernel {
+class ClipByGlobalNormOp : public GradListOpKernel {
  public:
-  explicit ClipByGlobalNormOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit ClipByGlobalNormOp(OpKernelConstruction* ctx)
+      : GradListOpKernel(ctx) {
     float clip_norm = 0;
     OP_REQUIRES_OK(ctx, ReadClipNormAttr(ctx, &clip_norm));
     clip_norm_ = clip_norm;
   }
 
-  void Compute(OpKernelContext* ctx) override {
-    OpInputList list;
-    OP_REQUIRES_OK(ctx, ctx->input_list("grad_list", &list));
+  void ComputeList(OpKernelContext* ctx, const OpInputList& list) override {
     Tn norm = 0;
     OP_REQUIRES_OK(ctx, ReadScalar(ctx, list.size(), "global_norm", &norm));
     ClipInto<T, Tn>(ctx, list, GradList<T>(list), norm, clip_norm_);
@@ -238,13 +232,11 @@ class ClipByGlobalNormOp : public OpKernel {
 // MonolithClipByGlobalNormFused, and MonolithClipBySumOfSquares (kGiven:
 // the sum of squares is input 2 of the op, not computed).
 template <typename T, typename Tn, bool kGiven>
-class ClipByGlobalNormFusedOp : public OpKernel {
+class ClipByGlobalNormFusedOp : public GradListOpKernel {
  public:
-  explicit ClipByGlobalNormFusedOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  using GradListOpKernel::GradListOpKernel;
 
-  void Compute(OpKernelContext* ctx) override {
-    OpInputList list;
-    OP_REQUIRES_OK(ctx, ctx->input_list("grad_list", &list));
+  void ComputeList(OpKernelContext* ctx, const OpInputList& list) override {
     Tn clip_norm = 0;
     OP_REQUIRES_OK(ctx, ReadScalar(ctx, list.size(), "clip_norm", &clip_norm));
     OP_REQUIRES_OK(ctx, CheckClipNorm(clip_norm));
@@ -253,12 +245,13 @@ class ClipByGlobalNormFusedOp : public OpKernel {
     if (!kGiven) {
       sum = SumOfSquaresOf<T, Tn>(ctx, grads);
     } else {
-      OP_REQUIRES_OK(
-          ctx, ReadScalar(ctx, list.size() + 1, "sum_of_squares", &sum));
+      OP_REQUIRES_OK(ctx,
+                     ReadScalar(ctx, list.size() + 1, "sum_of_squares", &sum));
     }
     OP_REQUIRES(ctx, !(sum < 0),
                 errors::InvalidArgument("sum_of_squares must be non-negative, "
-                                        "got ", static_cast<double>(sum)));
+                                        "got ",
+                                        static_cast<double>(sum)));
     const Tn norm = std::sqrt(sum);
     Tensor* norm_out = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(list.size(), {}, &norm_out));
@@ -268,25 +261,25 @@ class ClipByGlobalNormFusedOp : public OpKernel {
 };
 
 // Every op for every (T, Tnorm) pair of the dtype tables.
-#define MONOLITH_OPS_REGISTER_CPU(T, Tn)                                   \
-  MONOLITH_OPS_REGISTER_PAIR_KERNEL("GlobalL2Reduce", DEVICE_CPU, T, Tn,   \
-                                    GlobalL2ReduceOp<T, Tn>)               \
-  MONOLITH_OPS_REGISTER_PAIR_KERNEL("MonolithClipByGlobalNorm", DEVICE_CPU, \
-                                    T, Tn, ClipByGlobalNormOp<T, Tn>)      \
-  MONOLITH_OPS_REGISTER_PAIR_KERNEL("MonolithClipByGlobalNormFused",       \
-                                    DEVICE_CPU, T, Tn,                     \
-                                    ClipByGlobalNormFusedOp<T, Tn, false>) \
-  MONOLITH_OPS_REGISTER_PAIR_KERNEL("MonolithClipBySumOfSquares",          \
-                                    DEVICE_CPU, T, Tn,                     \
-                                    ClipByGlobalNormFusedOp<T, Tn, true>)  \
-  MONOLITH_OPS_REGISTER_PAIR_KERNEL("MonolithPackedL2Reduce", DEVICE_CPU,  \
-                                    T, Tn, PackedL2ReduceOp<T, Tn>)
+#define MONOLITH_OPS_REGISTER_CPU(T, Tn)                                       \
+  MONOLITH_OPS_REGISTER_PAIR_KERNEL("GlobalL2Reduce", DEVICE_CPU, T, Tn,       \
+                                    GlobalL2ReduceOp<T, Tn>)                   \
+  MONOLITH_OPS_REGISTER_PAIR_KERNEL("MonolithClipByGlobalNorm", DEVICE_CPU, T, \
+                                    Tn, ClipByGlobalNormOp<T, Tn>)             \
+  MONOLITH_OPS_REGISTER_PAIR_KERNEL("MonolithClipByGlobalNormFused",           \
+                                    DEVICE_CPU, T, Tn,                         \
+                                    ClipByGlobalNormFusedOp<T, Tn, false>)     \
+  MONOLITH_OPS_REGISTER_PAIR_KERNEL("MonolithClipBySumOfSquares", DEVICE_CPU,  \
+                                    T, Tn,                                     \
+                                    ClipByGlobalNormFusedOp<T, Tn, true>)      \
+  MONOLITH_OPS_REGISTER_PAIR_KERNEL("MonolithPackedL2Reduce", DEVICE_CPU, T,   \
+                                    Tn, PackedL2ReduceOp<T, Tn>)
 MONOLITH_OPS_FOR_EACH_DTYPE_PAIR(MONOLITH_OPS_REGISTER_CPU)
 #undef MONOLITH_OPS_REGISTER_CPU
 
 // MonolithPackGradList has attr T only.
-#define MONOLITH_OPS_REGISTER_PACK(T, tf_name, gpu_dtype, ComputeT, ...) \
-  REGISTER_KERNEL_BUILDER(                                               \
+#define MONOLITH_OPS_REGISTER_PACK(T, tf_name, gpu_dtype, ComputeT, ...)      \
+  REGISTER_KERNEL_BUILDER(                                                    \
       Name("MonolithPackGradList").Device(DEVICE_CPU).TypeConstraint<T>("T"), \
       PackGradListOp<T>);
 MONOLITH_OPS_FOR_EACH_DTYPE(MONOLITH_OPS_REGISTER_PACK)

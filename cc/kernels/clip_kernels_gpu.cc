@@ -36,7 +36,6 @@ namespace monolith_ops {
 using ::tensorflow::AllocatorAttributes;
 using ::tensorflow::DEVICE_GPU;
 using ::tensorflow::OpInputList;
-using ::tensorflow::OpKernel;
 using ::tensorflow::OpKernelConstruction;
 using ::tensorflow::OpKernelContext;
 using ::tensorflow::Status;
@@ -51,9 +50,9 @@ namespace {
 template <typename T>
 struct CoreDType;
 #define MONOLITH_OPS_CORE_DTYPE(T, tf_name, gpu_dtype, ComputeT, ...) \
-  template <>                                                        \
-  struct CoreDType<T> {                                              \
-    static constexpr gpu::DType value = gpu::DType::gpu_dtype;       \
+  template <>                                                         \
+  struct CoreDType<T> {                                               \
+    static constexpr gpu::DType value = gpu::DType::gpu_dtype;        \
   };
 MONOLITH_OPS_FOR_EACH_DTYPE(MONOLITH_OPS_CORE_DTYPE)
 #undef MONOLITH_OPS_CORE_DTYPE
@@ -69,8 +68,8 @@ gpu::Stream CudaStream(OpKernelContext* ctx) {
 
 Status CudaStatus(int code, const char* what) {
   if (code == 0) return Status();
-  return errors::Internal(what, " failed to launch on the GPU: ",
-                          gpu::ErrorString(code));
+  return errors::Internal(
+      what, " failed to launch on the GPU: ", gpu::ErrorString(code));
 }
 
 // The device-side table of a tensor list, valid on the op's stream.
@@ -91,8 +90,8 @@ class DeviceTable {
     const size_t bytes = gpu::TableBytes(count, outputs != nullptr);
     void* const* out = outputs != nullptr ? outputs->data() : nullptr;
     if (bytes == 0) {
-      table_ = gpu::PackTable(dtype, nullptr, nullptr, nullptr, 0, nullptr,
-                              nullptr);
+      table_ =
+          gpu::PackTable(dtype, nullptr, nullptr, nullptr, 0, nullptr, nullptr);
       return Status();
     }
     const TensorShape shape({static_cast<int64_t>(bytes)});
@@ -102,13 +101,14 @@ class DeviceTable {
     Tensor host;
     TF_RETURN_IF_ERROR(
         ctx->allocate_temp(tensorflow::DT_INT8, shape, &host, pinned));
-    TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_INT8, shape, &device_));
+    TF_RETURN_IF_ERROR(
+        ctx->allocate_temp(tensorflow::DT_INT8, shape, &device_));
     table_ = gpu::PackTable(dtype, inputs.data(), out, sizes.data(), count,
                             host.data(), device_.data());
-    TF_RETURN_IF_ERROR(CudaStatus(
-        gpu::CopyTableToDevice(host.data(), device_.data(), bytes,
-                               CudaStream(ctx)),
-        "copying the tensor table"));
+    TF_RETURN_IF_ERROR(
+        CudaStatus(gpu::CopyTableToDevice(host.data(), device_.data(), bytes,
+                                          CudaStream(ctx)),
+                   "copying the tensor table"));
     // The copy may run after Compute returns: hold the pinned buffer until
     // the stream has passed it.
     auto* info = ctx->device()->tensorflow_accelerator_device_info();
@@ -143,41 +143,36 @@ Status AllocateClipOutputs(OpKernelContext* ctx, const OpInputList& list,
 }
 
 template <typename T, typename Tn>
-class GlobalL2ReduceGpuOp : public OpKernel {
+class GlobalL2ReduceGpuOp : public GradListOpKernel {
  public:
-  explicit GlobalL2ReduceGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  using GradListOpKernel::GradListOpKernel;
 
-  void Compute(OpKernelContext* ctx) override {
-    OpInputList list;
-    OP_REQUIRES_OK(ctx, ctx->input_list("grad_list", &list));
+  void ComputeList(OpKernelContext* ctx, const OpInputList& list) override {
     Tensor* sum_of_squares = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &sum_of_squares));
     DeviceTable table;
     OP_REQUIRES_OK(ctx, table.Init(ctx, CoreDType<T>::value, list, nullptr));
     Tensor partials;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_DOUBLE,
-                                           {table.table().num_chunks},
-                                           &partials));
-    OP_REQUIRES_OK(
-        ctx, CudaStatus(gpu::LaunchSumOfSquares(
-                            table.table(), CoreDType<Tn>::value,
-                            partials.flat<double>().data(),
-                            sum_of_squares->data(),
-                            CudaStream(ctx)),
-                        "GlobalL2Reduce"));
+    OP_REQUIRES_OK(ctx,
+                   ctx->allocate_temp(tensorflow::DT_DOUBLE,
+                                      {table.table().num_chunks}, &partials));
+    OP_REQUIRES_OK(ctx, CudaStatus(gpu::LaunchSumOfSquares(
+                                       table.table(), CoreDType<Tn>::value,
+                                       partials.flat<double>().data(),
+                                       sum_of_squares->data(), CudaStream(ctx)),
+                                   "GlobalL2Reduce"));
   }
 };
 
 template <typename T, typename Tn>
-class ClipByGlobalNormGpuOp : public OpKernel {
+class ClipByGlobalNormGpuOp : public GradListOpKernel {
  public:
-  explicit ClipByGlobalNormGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit ClipByGlobalNormGpuOp(OpKernelConstruction* ctx)
+      : GradListOpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ReadClipNormAttr(ctx, &clip_norm_));
   }
 
-  void Compute(OpKernelContext* ctx) override {
-    OpInputList list;
-    OP_REQUIRES_OK(ctx, ctx->input_list("grad_list", &list));
+  void ComputeList(OpKernelContext* ctx, const OpInputList& list) override {
     const Tensor& norm = ctx->input(list.size());
     OP_REQUIRES_OK(ctx, CheckScalar(norm, "global_norm"));
     std::vector<void*> outputs;
@@ -196,14 +191,11 @@ class ClipByGlobalNormGpuOp : public OpKernel {
 };
 
 template <typename T, typename Tn>
-class ClipByGlobalNormFusedGpuOp : public OpKernel {
+class ClipByGlobalNormFusedGpuOp : public GradListOpKernel {
  public:
-  explicit ClipByGlobalNormFusedGpuOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {}
+  using GradListOpKernel::GradListOpKernel;
 
-  void Compute(OpKernelContext* ctx) override {
-    OpInputList list;
-    OP_REQUIRES_OK(ctx, ctx->input_list("grad_list", &list));
+  void ComputeList(OpKernelContext* ctx, const OpInputList& list) override {
     const Tensor& clip_norm = ctx->input(list.size());
     OP_REQUIRES_OK(ctx, CheckScalar(clip_norm, "clip_norm"));
     std::vector<void*> outputs;
@@ -213,9 +205,9 @@ class ClipByGlobalNormFusedGpuOp : public OpKernel {
     DeviceTable table;
     OP_REQUIRES_OK(ctx, table.Init(ctx, CoreDType<T>::value, list, &outputs));
     Tensor partials;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_DOUBLE,
-                                           {table.table().num_chunks},
-                                           &partials));
+    OP_REQUIRES_OK(ctx,
+                   ctx->allocate_temp(tensorflow::DT_DOUBLE,
+                                      {table.table().num_chunks}, &partials));
     OP_REQUIRES_OK(
         ctx, CudaStatus(gpu::LaunchClipFused(
                             table.table(), CoreDType<Tn>::value,
@@ -226,13 +218,13 @@ class ClipByGlobalNormFusedGpuOp : public OpKernel {
 };
 
 // Every op with a GPU kernel for every (T, Tnorm) pair of the dtype tables.
-#define MONOLITH_OPS_REGISTER_GPU(T, Tn)                                    \
-  MONOLITH_OPS_REGISTER_PAIR_KERNEL("GlobalL2Reduce", DEVICE_GPU, T, Tn,    \
-                                    GlobalL2ReduceGpuOp<T, Tn>)             \
-  MONOLITH_OPS_REGISTER_PAIR_KERNEL("MonolithClipByGlobalNorm", DEVICE_GPU, \
-                                    T, Tn, ClipByGlobalNormGpuOp<T, Tn>)    \
-  MONOLITH_OPS_REGISTER_PAIR_KERNEL("MonolithClipByGlobalNormFused",        \
-                                    DEVICE_GPU, T, Tn,                      \
+#define MONOLITH_OPS_REGISTER_GPU(T, Tn)                                       \
+  MONOLITH_OPS_REGISTER_PAIR_KERNEL("GlobalL2Reduce", DEVICE_GPU, T, Tn,       \
+                                    GlobalL2ReduceGpuOp<T, Tn>)                \
+  MONOLITH_OPS_REGISTER_PAIR_KERNEL("MonolithClipByGlobalNorm", DEVICE_GPU, T, \
+                                    Tn, ClipByGlobalNormGpuOp<T, Tn>)          \
+  MONOLITH_OPS_REGISTER_PAIR_KERNEL("MonolithClipByGlobalNormFused",           \
+                                    DEVICE_GPU, T, Tn,                         \
                                     ClipByGlobalNormFusedGpuOp<T, Tn>)
 MONOLITH_OPS_FOR_EACH_DTYPE_PAIR(MONOLITH_OPS_REGISTER_GPU)
 #undef MONOLITH_OPS_REGISTER_GPU

@@ -22,10 +22,10 @@
 #define MONOLITH_OPS_CC_KERNELS_DTYPES_H_
 
 // The element types: attr T of every clipping op.
-#define MONOLITH_OPS_FOR_EACH_DTYPE(X, ...)                     \
-  X(float, "float", kFloat, float, __VA_ARGS__)                 \
-  X(double, "double", kDouble, double, __VA_ARGS__)             \
-  X(Eigen::half, "half", kHalf, float, __VA_ARGS__)             \
+#define MONOLITH_OPS_FOR_EACH_DTYPE(X, ...)         \
+  X(float, "float", kFloat, float, __VA_ARGS__)     \
+  X(double, "double", kDouble, double, __VA_ARGS__) \
+  X(Eigen::half, "half", kHalf, float, __VA_ARGS__) \
   X(Eigen::bfloat16, "bfloat16", kBFloat16, float, __VA_ARGS__)
 
 // The norm types, attr Tnorm: the rows of the element types that a norm or a

@@ -63,9 +63,8 @@ PYBIND11_MODULE(clip_core_gpu, m) {
       py::arg("dtype"), py::arg("sizes"));
   m.def(
       "pack_table",
-      [](int dtype, const std::vector<uintptr_t>& inputs,
-         py::object outputs, const std::vector<int64_t>& sizes,
-         uintptr_t host, uintptr_t device) {
+      [](int dtype, const std::vector<uintptr_t>& inputs, py::object outputs,
+         const std::vector<int64_t>& sizes, uintptr_t host, uintptr_t device) {
         if (inputs.size() != sizes.size()) {
           throw std::invalid_argument("inputs and sizes differ in length");
         }
@@ -82,14 +81,13 @@ PYBIND11_MODULE(clip_core_gpu, m) {
             throw std::invalid_argument("inputs and outputs differ in length");
           }
         }
-        return gpu::PackTable(AsDType(dtype), in.data(),
-                              outputs.is_none() ? nullptr : out.data(),
-                              sizes.data(), static_cast<int64_t>(sizes.size()),
-                              reinterpret_cast<void*>(host),
-                              reinterpret_cast<void*>(device));
+        return gpu::PackTable(
+            AsDType(dtype), in.data(), outputs.is_none() ? nullptr : out.data(),
+            sizes.data(), static_cast<int64_t>(sizes.size()),
+            reinterpret_cast<void*>(host), reinterpret_cast<void*>(device));
       },
-      py::arg("dtype"), py::arg("inputs"), py::arg("outputs"),
-      py::arg("sizes"), py::arg("host"), py::arg("device"));
+      py::arg("dtype"), py::arg("inputs"), py::arg("outputs"), py::arg("sizes"),
+      py::arg("host"), py::arg("device"));
   m.def(
       "copy_table",
       [](uintptr_t host, uintptr_t device, size_t bytes, uintptr_t stream) {
@@ -103,10 +101,9 @@ PYBIND11_MODULE(clip_core_gpu, m) {
       "sum_of_squares",
       [](const gpu::TensorTable& table, int tnorm, uintptr_t partials,
          uintptr_t sum_out, uintptr_t stream) {
-        Check(gpu::LaunchSumOfSquares(table, AsDType(tnorm),
-                                      reinterpret_cast<double*>(partials),
-                                      reinterpret_cast<void*>(sum_out),
-                                      AsStream(stream)),
+        Check(gpu::LaunchSumOfSquares(
+                  table, AsDType(tnorm), reinterpret_cast<double*>(partials),
+                  reinterpret_cast<void*>(sum_out), AsStream(stream)),
               "sum_of_squares");
       },
       py::arg("table"), py::arg("tnorm"), py::arg("partials"),

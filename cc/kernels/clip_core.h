@@ -5,7 +5,8 @@
 // Nothing here includes TensorFlow. Inputs are raw pointers with 64-bit
 // element counts; the CPU entry points take a ParallelFor that runs shards of
 // work (the TensorFlow adapter passes its CPU worker pool, tests may pass a
-// serial loop). The CUDA entry points live in clip_core_gpu.h.
+// serial loop). The CUDA entry points live in clip_core_gpu.h, the clip rule
+// both use in clip_decision.h, and the dtypes in dtypes.h.
 //
 // Determinism: the global element range of a tensor list is cut into blocks of
 // kReduceBlock elements whose boundaries depend only on the tensor sizes, never

@@ -226,7 +226,7 @@ class ClipByGlobalNormOp : public GradListOpKernel {
   }
 
  private:
-  Tn clip_norm_;
+  Tn clip_norm_ = 0;
 };
 
 // MonolithClipByGlobalNormFused, and MonolithClipBySumOfSquares (kGiven:

@@ -536,29 +536,28 @@ struct SumPartialsFn {
   }
 };
 
-template <typename NormT>
+// The arguments of a clip; operator()<NormT>() launches it for the norm type
+// NormT and the table's dtype.
 struct ClipFn {
   const TensorTable& table;
   const void* norm;
   const void* clip_norm_ptr;
   double clip_norm_value;
   cudaStream_t stream;
-  template <DType D>
-  cudaError_t operator()() const {
-    return Clip<D, NormT>(table, norm, clip_norm_ptr, clip_norm_value, stream);
-  }
-};
 
-struct ClipAnyFn {
-  const TensorTable& table;
-  const void* norm;
-  const void* clip_norm_ptr;
-  double clip_norm_value;
-  cudaStream_t stream;
+  template <typename NormT>
+  struct WithNorm {
+    const ClipFn& clip;
+    template <DType D>
+    cudaError_t operator()() const {
+      return Clip<D, NormT>(clip.table, clip.norm, clip.clip_norm_ptr,
+                            clip.clip_norm_value, clip.stream);
+    }
+  };
+
   template <typename NormT>
   cudaError_t operator()() const {
-    return ByDType(table.dtype, ClipFn<NormT>{table, norm, clip_norm_ptr,
-                                              clip_norm_value, stream});
+    return ByDType(table.dtype, WithNorm<NormT>{*this});
   }
 };
 
@@ -566,7 +565,7 @@ cudaError_t ClipAny(const TensorTable& table, DType tnorm, const void* norm,
                     const void* clip_norm_ptr, double clip_norm_value,
                     cudaStream_t stream) {
   return ByNormDType(
-      tnorm, ClipAnyFn{table, norm, clip_norm_ptr, clip_norm_value, stream});
+      tnorm, ClipFn{table, norm, clip_norm_ptr, clip_norm_value, stream});
 }
 
 struct FinalSumFn {

@@ -59,6 +59,7 @@ CPU_SOURCES = [
     "cc/ops/clip_ops.cc",
     "cc/kernels/clip_core.cc",
     "cc/kernels/clip_kernels.cc",
+    "cc/kernels/cpu_output_alloc.cc",
 ]
 # Flags of our own, on top of tf.sysconfig's. -ffp-contract=off keeps the
 # dispatched AVX2 and baseline loops bitwise identical (no FMA contraction).
@@ -69,7 +70,8 @@ CXX_FLAGS = ["-O3", "-fPIC", "-ffp-contract=off", "-Wno-deprecated-declarations"
 # sources above.
 CUDA_SOURCES = ["cc/kernels/clip_core_gpu.cu"]
 CUDA_ADAPTER_SOURCES = ["cc/kernels/clip_kernels_gpu.cc"]
-CUDA_HEADERS = ["cc/kernels/clip_core_gpu.h"]
+CUDA_HEADERS = ["cc/kernels/clip_core_gpu.h", "cc/kernels/clip_decision.h",
+                "cc/kernels/dtypes.h"]
 # nvcc 13 targets sm_75 and newer only. Machine code for Turing, Ampere and
 # Hopper, and PTX for compute_90 that newer GPUs compile at load.
 CUDA_ARCH_FLAGS = [

@@ -9,7 +9,8 @@
   CPU wheel (this test module importing it proves the load).
 * setup.py fails at once, saying what to do, when CUDA is asked for and nvcc
   is missing, and rejects values of MONOLITH_OPS_CUDA other than 0 and 1.
-* The CUDA core includes no TensorFlow header, and its header no CUDA one.
+* The CUDA core includes no TensorFlow header, and its header and the shared
+  headers it includes (the clip rule, the dtype tables) no CUDA one.
 * The CUDA core's kernels, run on the CPU under tests/gpu/emulation, give the
   right sums and clips, bit for bit as the CPU kernel's rule.
 * Where TensorFlow sees a GPU (never in CI), the GPU kernels match the CPU ones.
@@ -34,6 +35,9 @@ from monolith_ops import _loader
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORE_SOURCE = os.path.join(ROOT, "cc", "kernels", "clip_core_gpu.cu")
 CORE_HEADER = os.path.join(ROOT, "cc", "kernels", "clip_core_gpu.h")
+# Our headers that the CUDA core includes, shared with the CPU core.
+SHARED_HEADERS = [os.path.join(ROOT, "cc", "kernels", name)
+                  for name in ("clip_decision.h", "dtypes.h")]
 EMULATION = os.path.join(ROOT, "tests", "gpu", "emulation")
 OPS = ("GlobalL2Reduce", "MonolithClipByGlobalNorm", "MonolithClipByGlobalNormFused")
 TYPE_PAIRS = {(t, n) for t in ("DT_FLOAT", "DT_DOUBLE", "DT_HALF", "DT_BFLOAT16")
@@ -135,14 +139,15 @@ def test_cuda_core_is_framework_free():
     if not os.path.exists(CORE_SOURCE):
         pytest.skip("no CUDA sources beside the tests")
     includes = {}
-    for path in (CORE_SOURCE, CORE_HEADER):
+    for path in (CORE_SOURCE, CORE_HEADER, *SHARED_HEADERS):
         with open(path) as f:
             includes[path] = re.findall(r'^#include\s*[<"]([^>"]+)[>"]', f.read(), re.M)
     framework = re.compile(r"^(tensorflow|xla|tsl|absl|Eigen|unsupported|third_party)/")
     for path, names in includes.items():
         assert not [n for n in names if framework.match(n)], (path, names)
-    # The header is compiled by the host compiler, without CUDA's headers.
-    assert not [n for n in includes[CORE_HEADER] if n.startswith("cuda")]
+    # The headers are compiled by the host compiler, without CUDA's headers.
+    for path in (CORE_HEADER, *SHARED_HEADERS):
+        assert not [n for n in includes[path] if n.startswith("cuda")], path
 
 
 @pytest.mark.timeout(900)

@@ -448,7 +448,7 @@ void FillNaN(T* const* outputs, const int64_t* sizes, int64_t count,
                        });
 }
 
-#define MONOLITH_OPS_INSTANTIATE(T, S)                                      \
+#define MONOLITH_OPS_INSTANTIATE(T, tf_name, gpu_dtype, S, ...)             \
   template double SumOfSquares<T>(const T* const*, const int64_t*, int64_t, \
                                   const ParallelFor&);                      \
   template void Scale<T, S>(const T* const*, T* const*, const int64_t*,     \
@@ -456,10 +456,7 @@ void FillNaN(T* const* outputs, const int64_t* sizes, int64_t count,
   template void FillNaN<T>(T* const*, const int64_t*, int64_t,              \
                            const ParallelFor&);
 
-MONOLITH_OPS_INSTANTIATE(float, float)
-MONOLITH_OPS_INSTANTIATE(double, double)
-MONOLITH_OPS_INSTANTIATE(Eigen::half, float)
-MONOLITH_OPS_INSTANTIATE(Eigen::bfloat16, float)
+MONOLITH_OPS_FOR_EACH_DTYPE(MONOLITH_OPS_INSTANTIATE)
 #undef MONOLITH_OPS_INSTANTIATE
 
 }  // namespace monolith_ops

@@ -5,7 +5,8 @@
 // Nothing here includes TensorFlow. Inputs are raw pointers with 64-bit
 // element counts; the CPU entry points take a ParallelFor that runs shards of
 // work (the TensorFlow adapter passes its CPU worker pool, tests may pass a
-// serial loop). The CUDA entry points live in clip_core_gpu.h.
+// serial loop). The CUDA entry points live in clip_core_gpu.h, the clip rule
+// both use in clip_decision.h, and the dtypes in dtypes.h.
 //
 // Determinism: the global element range of a tensor list is cut into blocks of
 // kReduceBlock elements whose boundaries depend only on the tensor sizes, never
@@ -15,9 +16,12 @@
 #ifndef MONOLITH_OPS_CC_KERNELS_CLIP_CORE_H_
 #define MONOLITH_OPS_CC_KERNELS_CLIP_CORE_H_
 
-#include <cmath>
 #include <cstdint>
 #include <functional>
+
+#include "Eigen/Core"
+#include "cc/kernels/clip_decision.h"
+#include "cc/kernels/dtypes.h"
 
 namespace monolith_ops {
 
@@ -35,20 +39,22 @@ using ParallelFor = std::function<void(
 void SerialFor(int64_t n, int64_t cost_per_unit,
                const std::function<void(int64_t, int64_t)>& fn);
 
-// The type an element of type T is squared and scaled in: float for float and
-// the 16-bit types, double for double.
+// The type an element of type T is squared and scaled in: the ComputeType
+// column of the dtype table (float for float and the 16-bit types, double for
+// double).
 template <typename T>
-struct ComputeType {
-  using type = float;
-};
-template <>
-struct ComputeType<double> {
-  using type = double;
-};
+struct ComputeType;
+#define MONOLITH_OPS_COMPUTE_TYPE(T, tf_name, gpu_dtype, ComputeT, ...) \
+  template <>                                                           \
+  struct ComputeType<T> {                                               \
+    using type = ComputeT;                                              \
+  };
+MONOLITH_OPS_FOR_EACH_DTYPE(MONOLITH_OPS_COMPUTE_TYPE)
+#undef MONOLITH_OPS_COMPUTE_TYPE
 
 // Sum of squares of every element of a list of `count` tensors, accumulated in
 // double. inputs[i] points at sizes[i] elements (may be null when empty).
-// T is float, double, Eigen::half or Eigen::bfloat16.
+// T is a type of the dtype table (dtypes.h).
 template <typename T>
 double SumOfSquares(const T* const* inputs, const int64_t* sizes, int64_t count,
                     const ParallelFor& parallel_for);
@@ -63,25 +69,6 @@ void Scale(const T* const* inputs, T* const* outputs, const int64_t* sizes,
 template <typename T>
 void FillNaN(T* const* outputs, const int64_t* sizes, int64_t count,
              const ParallelFor& parallel_for);
-
-// What a clip must do once the global norm is known.
-enum class ClipAction {
-  kPassThrough,  // norm <= clip_norm: outputs are the inputs, unchanged.
-  kScale,        // multiply every element by the scale.
-  kFillNaN,      // the norm is inf or NaN: every output is NaN, as in TF.
-};
-
-// Decides the clip and computes the scale exactly as tf.clip_by_global_norm
-// does in the norm's dtype N: clip_norm * min(1 / norm, 1 / clip_norm).
-template <typename N>
-inline ClipAction DecideClip(N norm, N clip_norm, N* scale) {
-  if (!std::isfinite(norm)) return ClipAction::kFillNaN;
-  if (norm <= clip_norm) return ClipAction::kPassThrough;
-  const N inv_norm = N(1) / norm;
-  const N inv_clip = N(1) / clip_norm;
-  *scale = clip_norm * (inv_norm < inv_clip ? inv_norm : inv_clip);
-  return ClipAction::kScale;
-}
 
 }  // namespace monolith_ops
 

@@ -10,17 +10,16 @@
 // Work decomposition (see the header for why it is deterministic): the list
 // is a virtual array in which tensor i starts at offsets[i], a multiple of the
 // vector width V = 16 bytes / sizeof(T). The array is cut into chunks of
-// kChunk elements, and each block takes a contiguous run of chunks. In a chunk
-// each of the kThreads threads handles the vectors at chunk positions
-// (j * kThreads + thread) * V, j = 0 .. kChunk / (V * kThreads) - 1, loading
-// each with one 16-byte load where the tensor is aligned and element by
-// element otherwise (the arithmetic is the same either way). A block finds the
-// tensor of its first position with a 256-ary search over the offsets
+// kChunkElements elements, and each thread block takes a contiguous run of
+// chunks. In a chunk each of the kThreads threads handles the vectors at chunk
+// positions (j * kThreads + thread) * V, j = 0 .. kChunkElements / (V *
+// kThreads) - 1, loading each with one 16-byte load where the tensor is aligned
+// and element by element otherwise (the arithmetic is the same either way). A
+// thread block finds the tensor of its first position with a 256-ary search
+// over the offsets
 // (__syncthreads_count; no shared memory per tensor); from there each thread
 // follows its increasing positions through the list, moving to the next
 // tensor it needs by galloping search.
-#include "cc/kernels/clip_core_gpu.h"
-
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -31,13 +30,16 @@
 #include <mutex>
 #include <utility>
 
+#include "cc/kernels/clip_core_gpu.h"
+#include "cc/kernels/clip_decision.h"
+
 namespace monolith_ops {
 namespace gpu {
 namespace {
 
-constexpr int kThreads = 256;       // threads of a chunk kernel's block
+constexpr int kThreads = 256;        // threads of a chunk kernel's block
 constexpr int kFinalThreads = 1024;  // threads of the block adding partials
-constexpr int kUnroll = 4;          // vectors a thread loads before using them
+constexpr int kUnroll = 4;           // vectors a thread loads before using them
 constexpr int kVectorBytes = 16;
 
 // Per element type: how it is stored, the type it is squared and scaled in,
@@ -100,21 +102,20 @@ __host__ __device__ constexpr int VectorWidth() {
 // Vectors of one chunk that each thread handles.
 template <DType D>
 __host__ __device__ constexpr int VectorsPerThread() {
-  return static_cast<int>(kChunk / (VectorWidth<D>() * kThreads));
+  return static_cast<int>(kChunkElements / (VectorWidth<D>() * kThreads));
 }
 
-static_assert(kChunk % (8 * kThreads * kUnroll) == 0,
+static_assert(kChunkElements % (8 * kThreads * kUnroll) == 0,
               "a chunk must split evenly into unrolled vectors of every dtype");
 
+// Bytes of one element of `dtype` (0 for a value outside the table).
 int ElementBytes(DType dtype) {
   switch (dtype) {
-    case DType::kFloat:
-      return 4;
-    case DType::kDouble:
-      return 8;
-    case DType::kHalf:
-    case DType::kBFloat16:
-      return 2;
+#define MONOLITH_OPS_ELEMENT_BYTES(T, tf_name, gpu_dtype, ComputeT, ...) \
+  case DType::gpu_dtype:                                                 \
+    return static_cast<int>(sizeof(typename Elem<DType::gpu_dtype>::Storage));
+    MONOLITH_OPS_FOR_EACH_DTYPE(MONOLITH_OPS_ELEMENT_BYTES)
+#undef MONOLITH_OPS_ELEMENT_BYTES
   }
   return 0;
 }
@@ -193,13 +194,13 @@ struct Cursor {
     if (p < end) return;
     int64_t a = tensor + 1;  // offsets[a] == end <= p
     int64_t step = 1;
-    int64_t b = a + step;    // first candidate not known to be <= p
+    int64_t b = a + step;  // first candidate not known to be <= p
     while (b < count && offsets[b] <= p) {
       a = b;
       step *= 2;
       b = a + step;
     }
-    b = min(b, count) - 1;   // the answer lies in [a, b]
+    b = min(b, count) - 1;  // the answer lies in [a, b]
     while (a < b) {
       const int64_t m = a + (b - a + 1) / 2;
       if (offsets[m] <= p) {
@@ -284,15 +285,17 @@ template <DType D, typename OnGroup, typename OnChunkEnd>
 __device__ void ForEachChunk(const TensorTable& table, OnGroup on_group,
                              OnChunkEnd on_chunk_end) {
   constexpr int V = VectorWidth<D>();
-  const int64_t per_block = (table.num_chunks + gridDim.x - 1) / gridDim.x;
-  const int64_t first_chunk = blockIdx.x * per_block;
-  const int64_t end_chunk = min(first_chunk + per_block, table.num_chunks);
+  const int64_t chunks_per_block =
+      (table.num_chunks + gridDim.x - 1) / gridDim.x;
+  const int64_t first_chunk = blockIdx.x * chunks_per_block;
+  const int64_t end_chunk =
+      min(first_chunk + chunks_per_block, table.num_chunks);
   if (first_chunk >= end_chunk) return;
   Cursor<D> cursor(table, BlockFindTensor(table.offsets, table.count,
-                                          first_chunk * kChunk));
+                                          first_chunk * kChunkElements));
   for (int64_t chunk = first_chunk; chunk < end_chunk; ++chunk) {
-    const int64_t begin = chunk * kChunk;
-    const int64_t end = min(begin + kChunk, table.padded_total);
+    const int64_t begin = chunk * kChunkElements;
+    const int64_t end = min(begin + kChunkElements, table.padded_total);
     for (int j = 0; j < VectorsPerThread<D>(); j += kUnroll) {
       Slot<D> slots[kUnroll];
 #pragma unroll
@@ -363,33 +366,13 @@ __global__ void __launch_bounds__(kFinalThreads)
   }
 }
 
-enum Action { kPassThrough, kScale, kFillNaN };
-
-// DecideClip() of clip_core.h on the device, plus the inputs the CPU kernel
-// rejects (a clip_norm that is not positive and finite, a negative norm),
-// which fill the outputs with NaN since no error can be raised from here.
-template <typename Tn>
-__device__ Action Decide(Tn norm, Tn clip_norm, Tn* scale) {
-  if (!(isfinite(clip_norm) && clip_norm > Tn(0))) return kFillNaN;
-  if (!isfinite(norm) || norm < Tn(0)) return kFillNaN;
-  if (norm <= clip_norm) return kPassThrough;
-  const Tn inv_norm = Tn(1) / norm;
-  const Tn inv_clip = Tn(1) / clip_norm;
-  *scale = clip_norm * (inv_norm < inv_clip ? inv_norm : inv_clip);
-  return kScale;
-}
-
 // The scale as the CPU kernel applies it: cast to the element type first
 // (as tf.clip_by_global_norm does; Eigen converts double to half or bfloat16
 // through float), then widened to the type elements are scaled in.
 template <DType D, typename Tn>
 __device__ typename Elem<D>::Compute ElementScale(Tn scale) {
   using E = Elem<D>;
-  if constexpr (D == DType::kHalf || D == DType::kBFloat16) {
-    return E::ToCompute(E::FromCompute(static_cast<float>(scale)));
-  } else {
-    return static_cast<typename E::Compute>(scale);
-  }
+  return E::ToCompute(E::FromCompute(static_cast<typename E::Compute>(scale)));
 }
 
 template <DType D, typename Tn>
@@ -402,8 +385,9 @@ __global__ void __launch_bounds__(kThreads)
   const Tn clip_norm =
       clip_norm_ptr != nullptr ? *clip_norm_ptr : clip_norm_value;
   Tn scale_tn = Tn(1);
-  const Action action = Decide(*norm, clip_norm, &scale_tn);
-  if (action == kPassThrough && table.all_in_place) return;
+  // The clip rule of clip_decision.h; inputs the CPU kernels reject give NaN.
+  const ClipAction action = DecideClipOrNaN(*norm, clip_norm, &scale_tn);
+  if (action == ClipAction::kPassThrough && table.all_in_place) return;
   const typename E::Compute scale = ElementScale<D>(scale_tn);
   auto on_group = [&](const Slot<D>(&slots)[kUnroll]) {
     Storage v[kUnroll][V];
@@ -411,10 +395,10 @@ __global__ void __launch_bounds__(kThreads)
     bool skip[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      skip[u] = slots[u].valid == 0 ||
-                (action == kPassThrough && slots[u].in == slots[u].out);
+      skip[u] = slots[u].valid == 0 || (action == ClipAction::kPassThrough &&
+                                        slots[u].in == slots[u].out);
     }
-    if (action == kFillNaN) {
+    if (action == ClipAction::kFillNaN) {
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
 #pragma unroll
@@ -426,7 +410,7 @@ __global__ void __launch_bounds__(kThreads)
         if (!skip[u]) slots[u].Read(v[u]);
       }
     }
-    if (action == kScale) {
+    if (action == ClipAction::kScale) {
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
 #pragma unroll
@@ -515,16 +499,31 @@ cudaError_t Clip(const TensorTable& table, const void* norm,
 template <typename Fn>
 cudaError_t ByDType(DType dtype, Fn fn) {
   switch (dtype) {
-    case DType::kFloat:
-      return fn.template operator()<DType::kFloat>();
-    case DType::kDouble:
-      return fn.template operator()<DType::kDouble>();
-    case DType::kHalf:
-      return fn.template operator()<DType::kHalf>();
-    case DType::kBFloat16:
-      return fn.template operator()<DType::kBFloat16>();
+#define MONOLITH_OPS_BY_DTYPE(T, tf_name, gpu_dtype, ComputeT, ...) \
+  case DType::gpu_dtype:                                            \
+    return fn.template operator()<DType::gpu_dtype>();
+    MONOLITH_OPS_FOR_EACH_DTYPE(MONOLITH_OPS_BY_DTYPE)
+#undef MONOLITH_OPS_BY_DTYPE
   }
   return cudaErrorInvalidValue;
+}
+
+// Calls fn.template operator()<NormT>() for the norm type `tnorm`.
+template <typename Fn>
+cudaError_t ByNormDType(DType tnorm, Fn fn) {
+#define MONOLITH_OPS_BY_NORM_DTYPE(NormT, tf_name, gpu_dtype, ComputeT, ...) \
+  if (tnorm == DType::gpu_dtype) return fn.template operator()<NormT>();
+  MONOLITH_OPS_FOR_EACH_NORM_DTYPE(MONOLITH_OPS_BY_NORM_DTYPE)
+#undef MONOLITH_OPS_BY_NORM_DTYPE
+  return cudaErrorInvalidValue;
+}
+
+bool IsNormDType(DType tnorm) {
+#define MONOLITH_OPS_IS_NORM_DTYPE(NormT, tf_name, gpu_dtype, ComputeT, ...) \
+  if (tnorm == DType::gpu_dtype) return true;
+  MONOLITH_OPS_FOR_EACH_NORM_DTYPE(MONOLITH_OPS_IS_NORM_DTYPE)
+#undef MONOLITH_OPS_IS_NORM_DTYPE
+  return false;
 }
 
 struct SumPartialsFn {
@@ -537,47 +536,56 @@ struct SumPartialsFn {
   }
 };
 
-template <typename Tn>
+// The arguments of a clip; operator()<NormT>() launches it for the norm type
+// NormT and the table's dtype.
 struct ClipFn {
   const TensorTable& table;
   const void* norm;
   const void* clip_norm_ptr;
   double clip_norm_value;
   cudaStream_t stream;
-  template <DType D>
+
+  template <typename NormT>
+  struct WithNorm {
+    const ClipFn& clip;
+    template <DType D>
+    cudaError_t operator()() const {
+      return Clip<D, NormT>(clip.table, clip.norm, clip.clip_norm_ptr,
+                            clip.clip_norm_value, clip.stream);
+    }
+  };
+
+  template <typename NormT>
   cudaError_t operator()() const {
-    return Clip<D, Tn>(table, norm, clip_norm_ptr, clip_norm_value, stream);
+    return ByDType(table.dtype, WithNorm<NormT>{*this});
   }
 };
 
 cudaError_t ClipAny(const TensorTable& table, DType tnorm, const void* norm,
                     const void* clip_norm_ptr, double clip_norm_value,
                     cudaStream_t stream) {
-  if (tnorm == DType::kFloat) {
-    return ByDType(table.dtype, ClipFn<float>{table, norm, clip_norm_ptr,
-                                              clip_norm_value, stream});
-  }
-  if (tnorm == DType::kDouble) {
-    return ByDType(table.dtype, ClipFn<double>{table, norm, clip_norm_ptr,
-                                               clip_norm_value, stream});
-  }
-  return cudaErrorInvalidValue;
+  return ByNormDType(
+      tnorm, ClipFn{table, norm, clip_norm_ptr, clip_norm_value, stream});
 }
+
+struct FinalSumFn {
+  const double* partials;
+  int64_t n;
+  void* sum_out;
+  void* norm_out;
+  cudaStream_t stream;
+  template <typename NormT>
+  cudaError_t operator()() const {
+    return FinalSum<NormT>(partials, n, sum_out, norm_out, stream);
+  }
+};
 
 cudaError_t FinalSumAny(DType tnorm, const double* partials, int64_t n,
                         void* sum_out, void* norm_out, cudaStream_t stream) {
-  if (tnorm == DType::kFloat) {
-    return FinalSum<float>(partials, n, sum_out, norm_out, stream);
-  }
-  if (tnorm == DType::kDouble) {
-    return FinalSum<double>(partials, n, sum_out, norm_out, stream);
-  }
-  return cudaErrorInvalidValue;
+  return ByNormDType(tnorm, FinalSumFn{partials, n, sum_out, norm_out, stream});
 }
 
 }  // namespace
-
-size_t DTypeSize(DType dtype) { return static_cast<size_t>(ElementBytes(dtype)); }
 
 size_t TableBytes(int64_t count, bool with_outputs) {
   if (count <= 0) return 0;
@@ -591,12 +599,12 @@ int64_t NumChunks(DType dtype, const int64_t* sizes, int64_t count) {
   const int64_t width = kVectorBytes / bytes;
   int64_t padded = 0;
   for (int64_t i = 0; i < count; ++i) padded += RoundUp(sizes[i], width);
-  return (padded + kChunk - 1) / kChunk;
+  return (padded + kChunkElements - 1) / kChunkElements;
 }
 
 TensorTable PackTable(DType dtype, const void* const* inputs,
-                      void* const* outputs, const int64_t* sizes,
-                      int64_t count, void* host, void* device) {
+                      void* const* outputs, const int64_t* sizes, int64_t count,
+                      void* host, void* device) {
   TensorTable table;
   table.dtype = dtype;
   table.count = count;
@@ -631,11 +639,11 @@ TensorTable PackTable(DType dtype, const void* const* inputs,
   table.offsets = reinterpret_cast<const int64_t*>(d + offsets_at);
   table.sizes = reinterpret_cast<const int64_t*>(d + sizes_at);
   table.inputs = reinterpret_cast<const void* const*>(d + inputs_at);
-  table.outputs =
-      outputs != nullptr ? reinterpret_cast<void* const*>(d + outputs_at)
-                         : nullptr;
+  table.outputs = outputs != nullptr
+                      ? reinterpret_cast<void* const*>(d + outputs_at)
+                      : nullptr;
   table.padded_total = padded;
-  table.num_chunks = (padded + kChunk - 1) / kChunk;
+  table.num_chunks = (padded + kChunkElements - 1) / kChunkElements;
   return table;
 }
 
@@ -647,10 +655,9 @@ int CopyTableToDevice(const void* host, void* device, size_t bytes,
 
 int LaunchSumOfSquares(const TensorTable& table, DType tnorm, double* partials,
                        void* sum_out, Stream stream) {
-  if (tnorm != DType::kFloat && tnorm != DType::kDouble) {
-    return cudaErrorInvalidValue;
-  }
-  cudaError_t err = ByDType(table.dtype, SumPartialsFn{table, partials, stream});
+  if (!IsNormDType(tnorm)) return cudaErrorInvalidValue;
+  cudaError_t err =
+      ByDType(table.dtype, SumPartialsFn{table, partials, stream});
   if (err != cudaSuccess) return err;
   return FinalSumAny(tnorm, partials, table.num_chunks, sum_out, nullptr,
                      stream);
@@ -664,16 +671,15 @@ int LaunchClip(const TensorTable& table, DType tnorm, const void* norm,
 }
 
 int LaunchClipFused(const TensorTable& table, DType tnorm,
-                    const void* clip_norm_ptr, double* partials,
-                    void* norm_out, Stream stream) {
-  if (tnorm != DType::kFloat && tnorm != DType::kDouble) {
-    return cudaErrorInvalidValue;
-  }
+                    const void* clip_norm_ptr, double* partials, void* norm_out,
+                    Stream stream) {
+  if (!IsNormDType(tnorm)) return cudaErrorInvalidValue;
   if (table.count > 0 && table.outputs == nullptr) return cudaErrorInvalidValue;
-  cudaError_t err = ByDType(table.dtype, SumPartialsFn{table, partials, stream});
+  cudaError_t err =
+      ByDType(table.dtype, SumPartialsFn{table, partials, stream});
   if (err != cudaSuccess) return err;
-  err = FinalSumAny(tnorm, partials, table.num_chunks, nullptr, norm_out,
-                    stream);
+  err =
+      FinalSumAny(tnorm, partials, table.num_chunks, nullptr, norm_out, stream);
   if (err != cudaSuccess) return err;
   return ClipAny(table, tnorm, norm_out, clip_norm_ptr, 0.0, stream);
 }

@@ -19,17 +19,20 @@
 //
 // Layout and determinism: each tensor is padded, in a virtual address space,
 // to a whole number of 16-byte vectors, and that space is cut into chunks of
-// kChunk elements. Chunk boundaries, the elements each thread reads and the
-// order of every addition depend only on the tensor sizes and dtype, never on
-// pointers, alignment, the grid size or the device, so the same inputs give
+// kChunkElements elements. Chunk boundaries, the elements each thread reads and
+// the order of every addition depend only on the tensor sizes and dtype, never
+// on pointers, alignment, the grid size or the device, so the same inputs give
 // bitwise the same sum of squares on every run. Each chunk writes its partial
 // sum (in double) to a workspace, and one block adds the partials in a fixed
-// order: no floating-point atomics anywhere.
+// order: no floating-point atomics anywhere. ("Block" below is always a CUDA
+// thread block; the unit of the reduction is the chunk.)
 #ifndef MONOLITH_OPS_CC_KERNELS_CLIP_CORE_GPU_H_
 #define MONOLITH_OPS_CC_KERNELS_CLIP_CORE_GPU_H_
 
 #include <cstddef>
 #include <cstdint>
+
+#include "cc/kernels/dtypes.h"
 
 struct CUstream_st;
 
@@ -38,15 +41,17 @@ namespace gpu {
 
 using Stream = CUstream_st*;
 
-// Element types. The norm type (Tnorm) is kFloat or kDouble.
-enum class DType : int32_t { kFloat = 0, kDouble = 1, kHalf = 2, kBFloat16 = 3 };
-
-// Size in bytes of one element of `dtype` (0 for an unknown value).
-size_t DTypeSize(DType dtype);
+// Element types: the rows of the dtype table (dtypes.h), numbered in order.
+// The norm type (Tnorm) is a row of its norm table.
+#define MONOLITH_OPS_GPU_DTYPE(T, tf_name, gpu_dtype, ComputeT, ...) gpu_dtype,
+enum class DType : int32_t {
+  MONOLITH_OPS_FOR_EACH_DTYPE(MONOLITH_OPS_GPU_DTYPE)
+};
+#undef MONOLITH_OPS_GPU_DTYPE
 
 // Elements per reduction chunk. Each chunk's partial sum is one double of
-// workspace.
-constexpr int64_t kChunk = int64_t{1} << 13;
+// workspace. (Not the CPU core's reduction block: each has its own size.)
+constexpr int64_t kChunkElements = int64_t{1} << 13;
 
 // A tensor list as the kernels see it; every pointer is device memory inside
 // the table that PackTable() lays out. Passed to kernels by value.
@@ -54,12 +59,12 @@ struct TensorTable {
   const int64_t* offsets = nullptr;  // count + 1 padded offsets (elements)
   const int64_t* sizes = nullptr;    // count element counts
   const void* const* inputs = nullptr;
-  void* const* outputs = nullptr;    // null in a table without outputs
-  int64_t count = 0;                 // number of tensors
-  int64_t padded_total = 0;          // offsets[count]
-  int64_t num_chunks = 0;            // chunks of the padded list
+  void* const* outputs = nullptr;  // null in a table without outputs
+  int64_t count = 0;               // number of tensors
+  int64_t padded_total = 0;        // offsets[count]
+  int64_t num_chunks = 0;          // chunks of the padded list
   DType dtype = DType::kFloat;
-  bool all_in_place = false;         // outputs[i] == inputs[i] for every i
+  bool all_in_place = false;  // outputs[i] == inputs[i] for every i
 };
 
 // Bytes of host and device memory that PackTable() needs for a list of
@@ -77,8 +82,8 @@ int64_t NumChunks(DType dtype, const int64_t* sizes, int64_t count);
 // for a reduction. Pointers must be aligned to their element size; 16-byte
 // alignment lets the kernels use vector loads.
 TensorTable PackTable(DType dtype, const void* const* inputs,
-                      void* const* outputs, const int64_t* sizes,
-                      int64_t count, void* host, void* device);
+                      void* const* outputs, const int64_t* sizes, int64_t count,
+                      void* host, void* device);
 
 // All launchers return 0 on success, else a CUDA error code (ErrorString()
 // names it). They enqueue work on `stream` and never wait for it.
@@ -117,8 +122,8 @@ int LaunchClip(const TensorTable& table, DType tnorm, const void* norm,
 // rounds it, then the clip of LaunchClip() by that norm and *clip_norm_ptr.
 // Three launches (partials, final sum, clip), no host read in between.
 int LaunchClipFused(const TensorTable& table, DType tnorm,
-                    const void* clip_norm_ptr, double* partials,
-                    void* norm_out, Stream stream);
+                    const void* clip_norm_ptr, double* partials, void* norm_out,
+                    Stream stream);
 
 // The CUDA runtime's description of an error code.
 const char* ErrorString(int code);

@@ -18,11 +18,12 @@
 // - Values that the CPU kernels reject with InvalidArgument after reading
 //   them (a negative global_norm, a clip_norm tensor that is not positive and
 //   finite) cannot raise here: they make every output NaN.
-#include <cmath>
 #include <cstdint>
 #include <vector>
 
+#include "cc/kernels/clip_adapter.h"
 #include "cc/kernels/clip_core_gpu.h"
+#include "cc/kernels/dtypes.h"
 #include "tensorflow/core/common_runtime/device/device_event_mgr.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -35,36 +36,26 @@ namespace monolith_ops {
 using ::tensorflow::AllocatorAttributes;
 using ::tensorflow::DEVICE_GPU;
 using ::tensorflow::OpInputList;
-using ::tensorflow::OpKernel;
 using ::tensorflow::OpKernelConstruction;
 using ::tensorflow::OpKernelContext;
 using ::tensorflow::Status;
 using ::tensorflow::Tensor;
 using ::tensorflow::TensorReference;
 using ::tensorflow::TensorShape;
-using ::tensorflow::TensorShapeUtils;
 namespace errors = ::tensorflow::errors;
 
 namespace {
 
+// The CUDA core's DType of each C++ type of the dtype table.
 template <typename T>
 struct CoreDType;
-template <>
-struct CoreDType<float> {
-  static constexpr gpu::DType value = gpu::DType::kFloat;
-};
-template <>
-struct CoreDType<double> {
-  static constexpr gpu::DType value = gpu::DType::kDouble;
-};
-template <>
-struct CoreDType<Eigen::half> {
-  static constexpr gpu::DType value = gpu::DType::kHalf;
-};
-template <>
-struct CoreDType<Eigen::bfloat16> {
-  static constexpr gpu::DType value = gpu::DType::kBFloat16;
-};
+#define MONOLITH_OPS_CORE_DTYPE(T, tf_name, gpu_dtype, ComputeT, ...) \
+  template <>                                                         \
+  struct CoreDType<T> {                                               \
+    static constexpr gpu::DType value = gpu::DType::gpu_dtype;        \
+  };
+MONOLITH_OPS_FOR_EACH_DTYPE(MONOLITH_OPS_CORE_DTYPE)
+#undef MONOLITH_OPS_CORE_DTYPE
 
 ::stream_executor::Stream* OpStream(OpKernelContext* ctx) {
   return ctx->op_device_context()->stream();
@@ -77,14 +68,8 @@ gpu::Stream CudaStream(OpKernelContext* ctx) {
 
 Status CudaStatus(int code, const char* what) {
   if (code == 0) return Status();
-  return errors::Internal(what, " failed to launch on the GPU: ",
-                          gpu::ErrorString(code));
-}
-
-Status CheckScalar(const Tensor& t, const char* name) {
-  if (TensorShapeUtils::IsScalar(t.shape())) return Status();
-  return errors::InvalidArgument(name, " must be a scalar, got shape ",
-                                 t.shape().DebugString());
+  return errors::Internal(
+      what, " failed to launch on the GPU: ", gpu::ErrorString(code));
 }
 
 // The device-side table of a tensor list, valid on the op's stream.
@@ -105,8 +90,8 @@ class DeviceTable {
     const size_t bytes = gpu::TableBytes(count, outputs != nullptr);
     void* const* out = outputs != nullptr ? outputs->data() : nullptr;
     if (bytes == 0) {
-      table_ = gpu::PackTable(dtype, nullptr, nullptr, nullptr, 0, nullptr,
-                              nullptr);
+      table_ =
+          gpu::PackTable(dtype, nullptr, nullptr, nullptr, 0, nullptr, nullptr);
       return Status();
     }
     const TensorShape shape({static_cast<int64_t>(bytes)});
@@ -116,13 +101,14 @@ class DeviceTable {
     Tensor host;
     TF_RETURN_IF_ERROR(
         ctx->allocate_temp(tensorflow::DT_INT8, shape, &host, pinned));
-    TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_INT8, shape, &device_));
+    TF_RETURN_IF_ERROR(
+        ctx->allocate_temp(tensorflow::DT_INT8, shape, &device_));
     table_ = gpu::PackTable(dtype, inputs.data(), out, sizes.data(), count,
                             host.data(), device_.data());
-    TF_RETURN_IF_ERROR(CudaStatus(
-        gpu::CopyTableToDevice(host.data(), device_.data(), bytes,
-                               CudaStream(ctx)),
-        "copying the tensor table"));
+    TF_RETURN_IF_ERROR(
+        CudaStatus(gpu::CopyTableToDevice(host.data(), device_.data(), bytes,
+                                          CudaStream(ctx)),
+                   "copying the tensor table"));
     // The copy may run after Compute returns: hold the pinned buffer until
     // the stream has passed it.
     auto* info = ctx->device()->tensorflow_accelerator_device_info();
@@ -145,67 +131,52 @@ class DeviceTable {
 // Outputs [0, N) shaped as grad_list, in the inputs' buffers where
 // TensorFlow allows it (the kernel then scales in place, or writes nothing
 // for a pass-through).
-template <typename T>
 Status AllocateClipOutputs(OpKernelContext* ctx, const OpInputList& list,
                            std::vector<void*>* out) {
   out->resize(list.size());
   for (int i = 0; i < list.size(); ++i) {
     Tensor* t = nullptr;
-    // As on CPU: the costly forward_input_* can only succeed when this op
-    // holds the input's one reference.
-    if (list[i].RefCountIsOne()) {
-      TF_RETURN_IF_ERROR(
-          ctx->forward_input_or_allocate_output({i}, i, list[i].shape(), &t));
-    } else {
-      TF_RETURN_IF_ERROR(ctx->allocate_output(i, list[i].shape(), &t));
-    }
+    TF_RETURN_IF_ERROR(ForwardOrAllocateOutput(ctx, list, i, &t));
     (*out)[i] = t->data();
   }
   return Status();
 }
 
 template <typename T, typename Tn>
-class GlobalL2ReduceGpuOp : public OpKernel {
+class GlobalL2ReduceGpuOp : public GradListOpKernel {
  public:
-  explicit GlobalL2ReduceGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  using GradListOpKernel::GradListOpKernel;
 
-  void Compute(OpKernelContext* ctx) override {
-    OpInputList list;
-    OP_REQUIRES_OK(ctx, ctx->input_list("grad_list", &list));
-    Tensor* sum = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &sum));
+  void ComputeList(OpKernelContext* ctx, const OpInputList& list) override {
+    Tensor* sum_of_squares = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &sum_of_squares));
     DeviceTable table;
     OP_REQUIRES_OK(ctx, table.Init(ctx, CoreDType<T>::value, list, nullptr));
     Tensor partials;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_DOUBLE,
-                                           {table.table().num_chunks},
-                                           &partials));
-    OP_REQUIRES_OK(
-        ctx, CudaStatus(gpu::LaunchSumOfSquares(
-                            table.table(), CoreDType<Tn>::value,
-                            partials.flat<double>().data(), sum->data(),
-                            CudaStream(ctx)),
-                        "GlobalL2Reduce"));
+    OP_REQUIRES_OK(ctx,
+                   ctx->allocate_temp(tensorflow::DT_DOUBLE,
+                                      {table.table().num_chunks}, &partials));
+    OP_REQUIRES_OK(ctx, CudaStatus(gpu::LaunchSumOfSquares(
+                                       table.table(), CoreDType<Tn>::value,
+                                       partials.flat<double>().data(),
+                                       sum_of_squares->data(), CudaStream(ctx)),
+                                   "GlobalL2Reduce"));
   }
 };
 
 template <typename T, typename Tn>
-class ClipByGlobalNormGpuOp : public OpKernel {
+class ClipByGlobalNormGpuOp : public GradListOpKernel {
  public:
-  explicit ClipByGlobalNormGpuOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("clip_norm", &clip_norm_));
-    OP_REQUIRES(ctx, std::isfinite(clip_norm_) && clip_norm_ > 0,
-                errors::InvalidArgument(
-                    "clip_norm must be positive and finite, got ", clip_norm_));
+  explicit ClipByGlobalNormGpuOp(OpKernelConstruction* ctx)
+      : GradListOpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ReadClipNormAttr(ctx, &clip_norm_));
   }
 
-  void Compute(OpKernelContext* ctx) override {
-    OpInputList list;
-    OP_REQUIRES_OK(ctx, ctx->input_list("grad_list", &list));
+  void ComputeList(OpKernelContext* ctx, const OpInputList& list) override {
     const Tensor& norm = ctx->input(list.size());
     OP_REQUIRES_OK(ctx, CheckScalar(norm, "global_norm"));
     std::vector<void*> outputs;
-    OP_REQUIRES_OK(ctx, AllocateClipOutputs<T>(ctx, list, &outputs));
+    OP_REQUIRES_OK(ctx, AllocateClipOutputs(ctx, list, &outputs));
     DeviceTable table;
     OP_REQUIRES_OK(ctx, table.Init(ctx, CoreDType<T>::value, list, &outputs));
     OP_REQUIRES_OK(
@@ -220,26 +191,23 @@ class ClipByGlobalNormGpuOp : public OpKernel {
 };
 
 template <typename T, typename Tn>
-class ClipByGlobalNormFusedGpuOp : public OpKernel {
+class ClipByGlobalNormFusedGpuOp : public GradListOpKernel {
  public:
-  explicit ClipByGlobalNormFusedGpuOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {}
+  using GradListOpKernel::GradListOpKernel;
 
-  void Compute(OpKernelContext* ctx) override {
-    OpInputList list;
-    OP_REQUIRES_OK(ctx, ctx->input_list("grad_list", &list));
+  void ComputeList(OpKernelContext* ctx, const OpInputList& list) override {
     const Tensor& clip_norm = ctx->input(list.size());
     OP_REQUIRES_OK(ctx, CheckScalar(clip_norm, "clip_norm"));
     std::vector<void*> outputs;
-    OP_REQUIRES_OK(ctx, AllocateClipOutputs<T>(ctx, list, &outputs));
+    OP_REQUIRES_OK(ctx, AllocateClipOutputs(ctx, list, &outputs));
     Tensor* norm = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(list.size(), {}, &norm));
     DeviceTable table;
     OP_REQUIRES_OK(ctx, table.Init(ctx, CoreDType<T>::value, list, &outputs));
     Tensor partials;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_DOUBLE,
-                                           {table.table().num_chunks},
-                                           &partials));
+    OP_REQUIRES_OK(ctx,
+                   ctx->allocate_temp(tensorflow::DT_DOUBLE,
+                                      {table.table().num_chunks}, &partials));
     OP_REQUIRES_OK(
         ctx, CudaStatus(gpu::LaunchClipFused(
                             table.table(), CoreDType<Tn>::value,
@@ -249,32 +217,16 @@ class ClipByGlobalNormFusedGpuOp : public OpKernel {
   }
 };
 
-#define MONOLITH_OPS_REGISTER_GPU(T, Tn)                                 \
-  REGISTER_KERNEL_BUILDER(Name("GlobalL2Reduce")                         \
-                              .Device(DEVICE_GPU)                        \
-                              .TypeConstraint<T>("T")                    \
-                              .TypeConstraint<Tn>("Tnorm"),              \
-                          GlobalL2ReduceGpuOp<T, Tn>);                   \
-  REGISTER_KERNEL_BUILDER(Name("MonolithClipByGlobalNorm")               \
-                              .Device(DEVICE_GPU)                        \
-                              .TypeConstraint<T>("T")                    \
-                              .TypeConstraint<Tn>("Tnorm"),              \
-                          ClipByGlobalNormGpuOp<T, Tn>);                 \
-  REGISTER_KERNEL_BUILDER(Name("MonolithClipByGlobalNormFused")          \
-                              .Device(DEVICE_GPU)                        \
-                              .TypeConstraint<T>("T")                    \
-                              .TypeConstraint<Tn>("Tnorm"),              \
-                          ClipByGlobalNormFusedGpuOp<T, Tn>);
-
-#define MONOLITH_OPS_REGISTER_GPU_ALL(T) \
-  MONOLITH_OPS_REGISTER_GPU(T, float)    \
-  MONOLITH_OPS_REGISTER_GPU(T, double)
-
-MONOLITH_OPS_REGISTER_GPU_ALL(float)
-MONOLITH_OPS_REGISTER_GPU_ALL(double)
-MONOLITH_OPS_REGISTER_GPU_ALL(Eigen::half)
-MONOLITH_OPS_REGISTER_GPU_ALL(Eigen::bfloat16)
-#undef MONOLITH_OPS_REGISTER_GPU_ALL
+// Every op with a GPU kernel for every (T, Tnorm) pair of the dtype tables.
+#define MONOLITH_OPS_REGISTER_GPU(T, Tn)                                       \
+  MONOLITH_OPS_REGISTER_PAIR_KERNEL("GlobalL2Reduce", DEVICE_GPU, T, Tn,       \
+                                    GlobalL2ReduceGpuOp<T, Tn>)                \
+  MONOLITH_OPS_REGISTER_PAIR_KERNEL("MonolithClipByGlobalNorm", DEVICE_GPU, T, \
+                                    Tn, ClipByGlobalNormGpuOp<T, Tn>)          \
+  MONOLITH_OPS_REGISTER_PAIR_KERNEL("MonolithClipByGlobalNormFused",           \
+                                    DEVICE_GPU, T, Tn,                         \
+                                    ClipByGlobalNormFusedGpuOp<T, Tn>)
+MONOLITH_OPS_FOR_EACH_DTYPE_PAIR(MONOLITH_OPS_REGISTER_GPU)
 #undef MONOLITH_OPS_REGISTER_GPU
 
 }  // namespace

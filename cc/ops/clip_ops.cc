@@ -3,7 +3,12 @@
 // Op registrations for global-norm gradient clipping.
 //
 // Names, inputs and attrs follow Monolith's ops so that graphs written with
-// them run unchanged; every attr added here has a default.
+// them run unchanged; every attr added here has a default. The dtypes that
+// attrs T and Tnorm allow come from the dtype tables (cc/kernels/dtypes.h);
+// the Python package reads them back from these registrations.
+#include <string>
+
+#include "cc/kernels/dtypes.h"
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -15,6 +20,28 @@ using ::tensorflow::shape_inference::InferenceContext;
 using ::tensorflow::shape_inference::ShapeHandle;
 
 namespace {
+
+#define MONOLITH_OPS_TF_NAME(T, tf_name, gpu_dtype, ComputeT, ...) tf_name,
+constexpr const char* kDTypeNames[] = {
+    MONOLITH_OPS_FOR_EACH_DTYPE(MONOLITH_OPS_TF_NAME)};
+constexpr const char* kNormDTypeNames[] = {
+    MONOLITH_OPS_FOR_EACH_NORM_DTYPE(MONOLITH_OPS_TF_NAME)};
+#undef MONOLITH_OPS_TF_NAME
+
+// The spec of a type attr allowing `names`, defaulting to float:
+// "T: {float, double, half, bfloat16} = DT_FLOAT" for kDTypeNames.
+template <size_t kCount>
+std::string TypeAttr(const char* attr, const char* const (&names)[kCount]) {
+  std::string spec = std::string(attr) + ": {";
+  for (size_t i = 0; i < kCount; ++i) {
+    if (i > 0) spec += ", ";
+    spec += names[i];
+  }
+  return spec + "} = DT_FLOAT";
+}
+
+std::string ElementTypeAttr() { return TypeAttr("T", kDTypeNames); }
+std::string NormTypeAttr() { return TypeAttr("Tnorm", kNormDTypeNames); }
 
 // Outputs 0..n-1 take the shapes of inputs 0..n-1; the inputs after them
 // must be scalars.
@@ -43,7 +70,7 @@ REGISTER_OP("MonolithPackGradList")
     .Output("pack: variant")
     .Attr("N: int >= 0")
     .Attr("K: int >= 0 = 0")
-    .Attr("T: {float, double, half, bfloat16} = DT_FLOAT")
+    .Attr(ElementTypeAttr())
     .SetShapeFn(::tensorflow::shape_inference::ScalarShape)
     .Doc(R"doc(
 Holds `grad_list`, then the tensors of `packs` (references, no copy), as one
@@ -60,10 +87,11 @@ pack: A scalar variant holding them all, in order.
 
 REGISTER_OP("GlobalL2Reduce")
     .Input("grad_list: N * T")
+    // Monolith's name; the value is the squared norm (the sum of squares).
     .Output("global_norm: Tnorm")
     .Attr("N: int >= 0")
-    .Attr("T: {float, double, half, bfloat16} = DT_FLOAT")
-    .Attr("Tnorm: {float, double} = DT_FLOAT")
+    .Attr(ElementTypeAttr())
+    .Attr(NormTypeAttr())
     .SetShapeFn(::tensorflow::shape_inference::ScalarShape)
     .Doc(R"doc(
 Sum of the squares of every element of every tensor in `grad_list`.
@@ -81,8 +109,8 @@ REGISTER_OP("MonolithPackedL2Reduce")
     .Input("packs: K * variant")
     .Output("sum_of_squares: Tnorm")
     .Attr("K: int >= 0")
-    .Attr("T: {float, double, half, bfloat16} = DT_FLOAT")
-    .Attr("Tnorm: {float, double} = DT_FLOAT")
+    .Attr(ElementTypeAttr())
+    .Attr(NormTypeAttr())
     .SetShapeFn(::tensorflow::shape_inference::ScalarShape)
     .Doc(R"doc(
 GlobalL2Reduce of the tensors held by `packs`, in order: bitwise the result
@@ -98,8 +126,8 @@ REGISTER_OP("MonolithClipByGlobalNorm")
     .Output("clip_grad_list: N * T")
     .Attr("clip_norm: float")
     .Attr("N: int >= 0")
-    .Attr("T: {float, double, half, bfloat16} = DT_FLOAT")
-    .Attr("Tnorm: {float, double} = DT_FLOAT")
+    .Attr(ElementTypeAttr())
+    .Attr(NormTypeAttr())
     .SetShapeFn([](InferenceContext* c) {
       const int n = c->num_outputs();
       return PassThroughShapes(c, n);
@@ -124,8 +152,8 @@ REGISTER_OP("MonolithClipByGlobalNormFused")
     .Output("clipped: N * T")
     .Output("global_norm: Tnorm")
     .Attr("N: int >= 0")
-    .Attr("T: {float, double, half, bfloat16} = DT_FLOAT")
-    .Attr("Tnorm: {float, double} = DT_FLOAT")
+    .Attr(ElementTypeAttr())
+    .Attr(NormTypeAttr())
     .SetShapeFn(ClippedListAndNormShapes)
     .Doc(R"doc(
 Computes the global norm of `grad_list` and clips it in one op.
@@ -147,8 +175,8 @@ REGISTER_OP("MonolithClipBySumOfSquares")
     .Output("clipped: N * T")
     .Output("global_norm: Tnorm")
     .Attr("N: int >= 0")
-    .Attr("T: {float, double, half, bfloat16} = DT_FLOAT")
-    .Attr("Tnorm: {float, double} = DT_FLOAT")
+    .Attr(ElementTypeAttr())
+    .Attr(NormTypeAttr())
     .SetShapeFn(ClippedListAndNormShapes)
     .Doc(R"doc(
 MonolithClipByGlobalNormFused with the sum of squares given: the global norm

@@ -11,6 +11,8 @@
 // core that is wrong the same way everywhere still fails.
 //
 // No TensorFlow: only the core and Eigen's half and bfloat16 types.
+#include "cc/kernels/clip_core.h"
+
 #include <cinttypes>
 #include <cmath>
 #include <cstdint>
@@ -19,7 +21,6 @@
 #include <vector>
 
 #include "Eigen/Core"
-#include "cc/kernels/clip_core.h"
 
 namespace {
 
@@ -93,8 +94,8 @@ void RunCase(const char* dtype, const char* name,
 
   // Scale into separate outputs by clip_norm / norm, as a clip to 1 does.
   S scale = S(1);
-  const monolith_ops::ClipAction action = monolith_ops::DecideClip<S>(
-      static_cast<S>(std::sqrt(sum)), S(1), &scale);
+  const monolith_ops::ClipAction action =
+      monolith_ops::DecideClip<S>(static_cast<S>(std::sqrt(sum)), S(1), &scale);
   std::vector<std::vector<T>> out(sizes.size());
   std::vector<T*> outputs;
   for (size_t i = 0; i < sizes.size(); ++i) {
@@ -104,9 +105,10 @@ void RunCase(const char* dtype, const char* name,
   monolith_ops::Scale<T, S>(inputs.data(), outputs.data(), sizes.data(), count,
                             scale, SerialFor);
   uint64_t h = 0xcbf29ce484222325ULL;
-  for (const std::vector<T>& o : out) h = Hash(o.data(), o.size() * sizeof(T), h);
-  std::printf("%-8s %-10s n=%-8" PRId64 " sum=%016" PRIx64 " action=%d scale=%016" PRIx64
-              " outputs=%016" PRIx64 "\n",
+  for (const std::vector<T>& o : out)
+    h = Hash(o.data(), o.size() * sizeof(T), h);
+  std::printf("%-8s %-10s n=%-8" PRId64 " sum=%016" PRIx64
+              " action=%d scale=%016" PRIx64 " outputs=%016" PRIx64 "\n",
               dtype, name, total, Bits(sum), static_cast<int>(action),
               Bits(static_cast<double>(scale)), h);
 }
@@ -118,8 +120,8 @@ void RunAll(const char* dtype) {
   for (int64_t n = 0; n < 40; ++n) small.push_back(n);
   RunCase<T>(dtype, "small", small, 1);
   // One tensor just under and one over a reduction block.
-  RunCase<T>(dtype, "blocks", {monolith_ops::kReduceBlock - 3,
-                               monolith_ops::kReduceBlock + 5},
+  RunCase<T>(dtype, "blocks",
+             {monolith_ops::kReduceBlock - 3, monolith_ops::kReduceBlock + 5},
              2);
   // Over 2^18 elements in all: the interleaved path, many blocks.
   RunCase<T>(dtype, "large", {1, 150001, 0, 131071, 7, 33333}, 3);

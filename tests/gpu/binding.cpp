@@ -9,12 +9,14 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cctype>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "cc/kernels/clip_core_gpu.h"
+#include "cc/kernels/dtypes.h"
 
 namespace py = pybind11;
 namespace gpu = monolith_ops::gpu;
@@ -31,20 +33,35 @@ void Check(int code, const char* what) {
   }
 }
 
+// The rows of the dtype table: attr name and the core's DType.
+struct DTypeRow {
+  const char* name;
+  gpu::DType dtype;
+};
+#define MONOLITH_OPS_DTYPE_ROW(T, tf_name, gpu_dtype, ComputeT, ...) \
+  DTypeRow{tf_name, gpu::DType::gpu_dtype},
+constexpr DTypeRow kDTypes[] = {
+    MONOLITH_OPS_FOR_EACH_DTYPE(MONOLITH_OPS_DTYPE_ROW)};
+#undef MONOLITH_OPS_DTYPE_ROW
+
 gpu::DType AsDType(int dtype) {
-  if (dtype < 0 || dtype > 3) throw std::invalid_argument("unknown dtype");
-  return static_cast<gpu::DType>(dtype);
+  for (const DTypeRow& row : kDTypes) {
+    if (static_cast<int>(row.dtype) == dtype) return row.dtype;
+  }
+  throw std::invalid_argument("unknown dtype");
 }
 
 }  // namespace
 
 PYBIND11_MODULE(clip_core_gpu, m) {
   m.doc() = "The monolith_ops CUDA core, for checks without TensorFlow.";
-  m.attr("FLOAT") = static_cast<int>(gpu::DType::kFloat);
-  m.attr("DOUBLE") = static_cast<int>(gpu::DType::kDouble);
-  m.attr("HALF") = static_cast<int>(gpu::DType::kHalf);
-  m.attr("BFLOAT16") = static_cast<int>(gpu::DType::kBFloat16);
-  m.attr("CHUNK") = gpu::kChunk;
+  // FLOAT, DOUBLE, HALF, BFLOAT16, ...: each dtype's attr name, upper case.
+  for (const DTypeRow& row : kDTypes) {
+    std::string name = row.name;
+    for (char& c : name) c = static_cast<char>(std::toupper(c));
+    m.attr(name.c_str()) = static_cast<int>(row.dtype);
+  }
+  m.attr("CHUNK") = gpu::kChunkElements;
 
   py::class_<gpu::TensorTable>(m, "TensorTable")
       .def_readonly("count", &gpu::TensorTable::count)
@@ -63,9 +80,8 @@ PYBIND11_MODULE(clip_core_gpu, m) {
       py::arg("dtype"), py::arg("sizes"));
   m.def(
       "pack_table",
-      [](int dtype, const std::vector<uintptr_t>& inputs,
-         py::object outputs, const std::vector<int64_t>& sizes,
-         uintptr_t host, uintptr_t device) {
+      [](int dtype, const std::vector<uintptr_t>& inputs, py::object outputs,
+         const std::vector<int64_t>& sizes, uintptr_t host, uintptr_t device) {
         if (inputs.size() != sizes.size()) {
           throw std::invalid_argument("inputs and sizes differ in length");
         }
@@ -82,14 +98,13 @@ PYBIND11_MODULE(clip_core_gpu, m) {
             throw std::invalid_argument("inputs and outputs differ in length");
           }
         }
-        return gpu::PackTable(AsDType(dtype), in.data(),
-                              outputs.is_none() ? nullptr : out.data(),
-                              sizes.data(), static_cast<int64_t>(sizes.size()),
-                              reinterpret_cast<void*>(host),
-                              reinterpret_cast<void*>(device));
+        return gpu::PackTable(
+            AsDType(dtype), in.data(), outputs.is_none() ? nullptr : out.data(),
+            sizes.data(), static_cast<int64_t>(sizes.size()),
+            reinterpret_cast<void*>(host), reinterpret_cast<void*>(device));
       },
-      py::arg("dtype"), py::arg("inputs"), py::arg("outputs"),
-      py::arg("sizes"), py::arg("host"), py::arg("device"));
+      py::arg("dtype"), py::arg("inputs"), py::arg("outputs"), py::arg("sizes"),
+      py::arg("host"), py::arg("device"));
   m.def(
       "copy_table",
       [](uintptr_t host, uintptr_t device, size_t bytes, uintptr_t stream) {
@@ -103,10 +118,9 @@ PYBIND11_MODULE(clip_core_gpu, m) {
       "sum_of_squares",
       [](const gpu::TensorTable& table, int tnorm, uintptr_t partials,
          uintptr_t sum_out, uintptr_t stream) {
-        Check(gpu::LaunchSumOfSquares(table, AsDType(tnorm),
-                                      reinterpret_cast<double*>(partials),
-                                      reinterpret_cast<void*>(sum_out),
-                                      AsStream(stream)),
+        Check(gpu::LaunchSumOfSquares(
+                  table, AsDType(tnorm), reinterpret_cast<double*>(partials),
+                  reinterpret_cast<void*>(sum_out), AsStream(stream)),
               "sum_of_squares");
       },
       py::arg("table"), py::arg("tnorm"), py::arg("partials"),

@@ -42,7 +42,8 @@ inline __half __float2half_rn(float f) {
   if (x >= 0x477ff000u) {  // 65520 and above round to infinity
     return {static_cast<unsigned short>(sign | 0x7c00u)};
   }
-  if (x < 0x38800000u) {  // below 2**-14: the FPU rounds to a multiple of 2**-24
+  if (x <
+      0x38800000u) {  // below 2**-14: the FPU rounds to a multiple of 2**-24
     float magnitude;
     std::memcpy(&magnitude, &x, 4);
     const float shifted = magnitude + 0.5f;

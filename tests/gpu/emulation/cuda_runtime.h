@@ -71,8 +71,8 @@ struct Block {
   std::vector<Fiber> fibers;
   ucontext_t scheduler;
   int current = 0;
-  int count = 0;             // __syncthreads_count's tally
-  double shuffle[32][32];    // one slot per lane of each warp
+  int count = 0;           // __syncthreads_count's tally
+  double shuffle[32][32];  // one slot per lane of each warp
   void (*body)(void*) = nullptr;
   void* arg = nullptr;
 };
@@ -135,7 +135,8 @@ inline void RunBlock(int threads, void (*body)(void*), void* arg) {
     }
     for (int w = 0; w * 32 < threads; ++w) {
       int waiting = 0;
-      for (int k = 0; k < 32; ++k) waiting += b.fibers[w * 32 + k].wait == Wait::kWarp;
+      for (int k = 0; k < 32; ++k)
+        waiting += b.fibers[w * 32 + k].wait == Wait::kWarp;
       if (waiting == 32) {
         for (int k = 0; k < 32; ++k) b.fibers[w * 32 + k].wait = Wait::kRunning;
         progress = true;
@@ -195,7 +196,8 @@ inline double __longlong_as_double(long long i) {
 template <typename... Params, typename... Args>
 cudaError_t EmulatedLaunch(void (*kernel)(Params...), int grid, int threads,
                            Args... args) {
-  if (grid <= 0 || threads <= 0 || threads % 32 != 0) return cudaErrorInvalidValue;
+  if (grid <= 0 || threads <= 0 || threads % 32 != 0)
+    return cudaErrorInvalidValue;
   gridDim.x = grid;
   blockDim.x = threads;
   auto body = [&] { kernel(args...); };

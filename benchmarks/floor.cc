@@ -164,14 +164,15 @@ double SumSquaresF64(const float* p, int64_t n) {
   f64x8 acc[kUnroll] = {};
   int64_t i = 0;
   for (; i + kBlock <= n; i += kBlock) {
-    for (int64_t u = 0; u < kUnroll; u += 2) {
+    for (int64_t u = 0; u < kUnroll; ++u) {
       const f32x16 x = Load(p + i + u * kLanes);
       const f64x8 lo = __builtin_convertvector(
           __builtin_shufflevector(x, x, 0, 1, 2, 3, 4, 5, 6, 7), f64x8);
       const f64x8 hi = __builtin_convertvector(
           __builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15), f64x8);
-      acc[u] += lo * lo;
-      acc[u + 1] += hi * hi;
+      const int64_t k = 2 * (u % (kUnroll / 2));
+      acc[k] += lo * lo;
+      acc[k + 1] += hi * hi;
     }
   }
   double s = 0.0;

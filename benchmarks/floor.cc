@@ -40,11 +40,20 @@
 
 namespace {
 
-typedef float f32x16 __attribute__((vector_size(64), aligned(64)));
-typedef double f64x8 __attribute__((vector_size(64), aligned(64)));
-constexpr int64_t kLanes = 16;          // floats per vector
-constexpr int64_t kUnroll = 8;          // independent accumulators
+// Vectors of the widest width this build has: 512, 256 or 128 bits.
+#if defined(__AVX512F__)
+constexpr int kVectorBytes = 64;
+#elif defined(__AVX__)
+constexpr int kVectorBytes = 32;
+#else
+constexpr int kVectorBytes = 16;
+#endif
+typedef float f32v __attribute__((vector_size(kVectorBytes), aligned(kVectorBytes)));
+constexpr int64_t kLanes = kVectorBytes / 4;  // floats per vector
+constexpr int64_t kUnroll = 8;                // independent accumulators
 constexpr int64_t kBlock = kLanes * kUnroll;
+// Parts given to threads start on a 64-byte line (and a vector).
+constexpr int64_t kLine = 16;
 constexpr auto kSpin = std::chrono::microseconds(300);
 
 using Clock = std::chrono::steady_clock;
@@ -125,15 +134,15 @@ class Pool {
   int used_ = 0;
 };
 
-inline f32x16 Load(const float* p) { return *reinterpret_cast<const f32x16*>(p); }
+inline f32v Load(const float* p) { return *reinterpret_cast<const f32v*>(p); }
 
 float MaxOf(const float* p, int64_t n) {
-  f32x16 acc[kUnroll];
+  f32v acc[kUnroll];
   for (auto& a : acc) a = Load(p) * 0.0f - 1e30f;
   int64_t i = 0;
   for (; i + kBlock <= n; i += kBlock) {
     for (int64_t u = 0; u < kUnroll; ++u) {
-      const f32x16 x = Load(p + i + u * kLanes);
+      const f32v x = Load(p + i + u * kLanes);
       acc[u] = acc[u] > x ? acc[u] : x;
     }
   }
@@ -145,11 +154,11 @@ float MaxOf(const float* p, int64_t n) {
 }
 
 float SumSquaresF32(const float* p, int64_t n) {
-  f32x16 acc[kUnroll] = {};
+  f32v acc[kUnroll] = {};
   int64_t i = 0;
   for (; i + kBlock <= n; i += kBlock) {
     for (int64_t u = 0; u < kUnroll; ++u) {
-      const f32x16 x = Load(p + i + u * kLanes);
+      const f32v x = Load(p + i + u * kLanes);
       acc[u] += x * x;
     }
   }
@@ -160,31 +169,53 @@ float SumSquaresF32(const float* p, int64_t n) {
   return s;
 }
 
+// (Intrinsics: gcc's vector extensions widen floats in 128-bit pieces.)
 double SumSquaresF64(const float* p, int64_t n) {
-  f64x8 acc[kUnroll] = {};
   int64_t i = 0;
-  for (; i + kBlock <= n; i += kBlock) {
+  double s = 0.0;
+#if defined(__AVX512F__)
+  __m512d acc[kUnroll];
+  for (auto& a : acc) a = _mm512_setzero_pd();
+  for (; i + 8 * kUnroll <= n; i += 8 * kUnroll) {
     for (int64_t u = 0; u < kUnroll; ++u) {
-      const f32x16 x = Load(p + i + u * kLanes);
-      const f64x8 lo = __builtin_convertvector(
-          __builtin_shufflevector(x, x, 0, 1, 2, 3, 4, 5, 6, 7), f64x8);
-      const f64x8 hi = __builtin_convertvector(
-          __builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15), f64x8);
-      const int64_t k = 2 * (u % (kUnroll / 2));
-      acc[k] += lo * lo;
-      acc[k + 1] += hi * hi;
+      const __m512d x = _mm512_cvtps_pd(_mm256_loadu_ps(p + i + 8 * u));
+      acc[u] = _mm512_fmadd_pd(x, x, acc[u]);
     }
   }
-  double s = 0.0;
+  alignas(64) double lanes[8];
+  for (auto& a : acc) {
+    _mm512_store_pd(lanes, a);
+    for (double l : lanes) s += l;
+  }
+#elif defined(__AVX__)
+  __m256d acc[kUnroll];
+  for (auto& a : acc) a = _mm256_setzero_pd();
+  for (; i + 4 * kUnroll <= n; i += 4 * kUnroll) {
+    for (int64_t u = 0; u < kUnroll; ++u) {
+      const __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(p + i + 4 * u));
+      acc[u] = _mm256_add_pd(acc[u], _mm256_mul_pd(x, x));
+    }
+  }
+  alignas(32) double lanes[4];
+  for (auto& a : acc) {
+    _mm256_store_pd(lanes, a);
+    for (double l : lanes) s += l;
+  }
+#else
+  double acc[kBlock] = {};
+  for (; i + kBlock <= n; i += kBlock) {
+    for (int64_t l = 0; l < kBlock; ++l)
+      acc[l] += static_cast<double>(p[i + l]) * p[i + l];
+  }
+  for (double a : acc) s += a;
+#endif
   for (; i < n; ++i) s += static_cast<double>(p[i]) * p[i];
-  for (auto& a : acc)
-    for (int64_t l = 0; l < 8; ++l) s += a[l];
   return s;
 }
 
 void Scale(const float* src, float* dst, int64_t n, float factor) {
   for (int64_t i = 0; i + kLanes <= n; i += kLanes)
-    *reinterpret_cast<f32x16*>(dst + i) = Load(src + i) * factor;
+    *reinterpret_cast<f32v*>(dst + i) = Load(src + i) * factor;
   for (int64_t i = n - n % kLanes; i < n; ++i) dst[i] = src[i] * factor;
 }
 
@@ -276,7 +307,7 @@ double floor_run(void* handle, int kind, int threads) {
   if (kind == 6) f->halve = !f->halve;
   auto task = [f, kind, factor](int index, int used) {
     // Equal parts, each a whole number of 64-byte lines.
-    const int64_t part = ((f->n + used - 1) / used + kLanes - 1) / kLanes * kLanes;
+    const int64_t part = ((f->n + used - 1) / used + kLine - 1) / kLine * kLine;
     const int64_t begin = std::min<int64_t>(f->n, part * index);
     const int64_t size = std::min<int64_t>(f->n, begin + part) - begin;
     double value = 0.0;

@@ -1,27 +1,31 @@
 # Copyright 2026 The monolith_ops Authors.
 # SPDX-License-Identifier: Apache-2.0
-"""Benchmark of global-norm clipping: monolith_ops vs stock TF vs the memory floor.
+"""Benchmark of global-norm clipping: monolith_ops vs stock TF vs the
+machine's compiled floor, and whole training steps clipped by each.
 
-Run it from the source tree or an installed package::
+Not part of the package: it imports monolith_ops as installed. From the
+repository root, in the venv that has the package installed::
 
-    python -m monolith_ops.benchmark            # full run, writes docs/benchmark.*
-    python -m monolith_ops.benchmark --quick    # a few rounds, to try it out
-    python -m monolith_ops.benchmark --help
+    python benchmarks/run.py            # full run, writes docs/benchmark.*
+    python benchmarks/run.py --quick    # a few rounds, to try it out
+    python benchmarks/run.py --help
 
 Workloads: the 53 dense gradient shapes of a production recommendation model
 (7,686,760 floats), 1,000 tensors of 100 floats, 4 tensors of 16 M floats, and
 an embedding gradient as `tf.IndexedSlices` (20,000 rows of 64 floats out of a
 1,000,000 x 64 table). Operations on each: `global_norm`, a clip whose norm is
 above clip_norm (it scales) and a clip whose norm is below it (it does not).
-A fifth workload, `keras`, times one training step of a Keras 3 model with
-198 trainable variables, clipped by Keras' own `global_clipnorm` and by
-`monolith_ops.keras.GlobalNormClipOptimizer` (see KerasStep).
+Two more workloads time whole training steps (steps.py): `recsys`, the
+embedding + MLP click model of examples/recsys_demo.py in graph mode, and
+`keras`, a Keras 3 transformer-like model with 198 trainable variables.
 
 How it measures, and why:
 
 * Ours (`monolith_ops.clip_ops`) and stock TF (`tf.linalg.global_norm`,
   `tf.clip_by_global_norm`) run in the same graph-mode session, on the same
-  inputs: float32 variables, read afresh by every run.
+  inputs: float32 variables, read afresh by every run. The session's
+  intra-op thread count is --threads (default: the CPUs this process may
+  use), the thread pool our kernels run on.
 * Every output is consumed: each variant ends in one `IdentityN`, run as the
   target, over all its outputs (a clip's N tensors and the norm; a global
   norm's scalar together with the N inputs, so that every variant's
@@ -34,37 +38,35 @@ How it measures, and why:
 * An op's own time is a run minus the *inputs-only* run of the same round: the
   same variable reads and the same `IdentityN`, without the op. Reading 1,000
   variables costs more than stock TF's whole global norm over them.
-* All variants of a workload, the floors included, run round-robin in a
-  shuffled order each round, after warm-up runs; we report the median of the
-  per-round times and their spread (the interquartile range). Each timed run
-  comes right after an untimed run of the same variant, so its inputs are in
-  cache when they fit (the 53 dense shapes are 30.7 MB, which fits in a
-  32 MB L3), as they would be for an op run step after step: the same holds
-  for stock TF, ours and the floor. --cold times them straight after
-  whatever ran before.
+* All variants of a workload, the floor's loops included, run round-robin in
+  a shuffled order each round, after warm-up runs; we report the median of
+  the per-round times and their spread (the interquartile range). Each timed
+  run comes right after an untimed run of the same variant, so its inputs are
+  in cache when they fit, as they would be for an op run step after step: the
+  same holds for stock TF, ours and the floor. --cold times them straight
+  after whatever ran before.
 * A control row runs stock TF's `global_norm` on both sides, as two copies of
   the same graph: its ratio shows the noise of the method and should be ~1.0.
-* The floor, measured in the same rounds on a numpy buffer of the same number
-  of bytes, on 1 and on 2 threads (the faster counts): a *read* is
-  `np.max` over the buffer; a *read+write* is `np.copyto` into a second,
-  preallocated buffer (memcpy). The dispatch of an empty task to the threads
-  is measured the same way and subtracted. A global norm must read 4 bytes per
-  element (floor: one read); a clip that scales must read them twice and write
-  them once, 12 bytes per element (floor: read + read+write); a clip that does
-  not scale needs only the norm (floor: one read).
-
-* The Keras step's variants (Keras' clip, ours, and Keras' again as a
+* The floor (compiled_floor.py, floor.cc): loops compiled for this machine
+  (-O3 -march=native) over a buffer of the same number of bytes, on 1 thread
+  and on --threads threads of a pool started once, timed in C++ with the GIL
+  released. The read floor is the fastest of a max and of a sum of squares
+  in float lanes; the read+write floor the fastest of scaling into a second
+  buffer (plain or streaming stores) and scaling in place. A global norm
+  must read its bytes once (floor: the read); a clip that scales must read
+  them for the norm, then read and write them (floor: read + read+write); a
+  clip that does not scale needs only the norm (floor: the read).
+* The training steps' variants (stock's clip, ours, and stock's again as a
   control), each its own copy of the model from the same weights, also run
   round-robin; each run is one whole step, nothing subtracted. Before timing,
   one step of each checks that ours and the control update the weights as
-  Keras' clip does, and that our kernels are in ours' step only.
+  stock does, and that our kernels run in ours' step only.
 
 The table gives each op's median time in ms (with its IQR), the ratio of stock
 TF's time to ours, the bytes the op must move per second, and the floor's time
-as a fraction of the op's (1.0 = at the floor). It ends with the verdict on
-each target, then the Keras step: the median time of a step with each clip
-and the ratio. Results go to `benchmark.json` (the Keras row under "keras")
-and `benchmark.png` under --out.
+as a percentage of the op's (100% = at the floor). Then the training steps
+(median time of a step with each clip, and the ratio) and the verdict on each
+target. Results go to `benchmark.json` and `benchmark.png` under --out.
 """
 import argparse
 import json

@@ -608,7 +608,8 @@ def format_targets(targets):
 
 
 def write_chart(path, rows, controls):
-    """A bar chart of ms per op: floor, ours and stock, one panel per workload."""
+    """A bar chart of ms per op: the compiled floor, ours and stock, one
+    panel per workload."""
     import matplotlib  # pylint: disable=import-outside-toplevel
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -623,7 +624,7 @@ def write_chart(path, rows, controls):
     for ax, name in zip(axes.flat, names):
         wrows = [r for r in rows if r["workload"] == name]
         x = np.arange(len(wrows))
-        series = [("floor", "floor_ms", None, "#999999"),
+        series = [("compiled floor", "floor_ms", None, "#999999"),
                   ("monolith_ops", "ours_ms", "ours_iqr_ms", "#1f77b4"),
                   ("stock TF", "stock_ms", "stock_iqr_ms", "#d62728")]
         for k, (label, key, iqr, color) in enumerate(series):

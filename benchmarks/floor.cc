@@ -48,7 +48,8 @@ constexpr int kVectorBytes = 32;
 #else
 constexpr int kVectorBytes = 16;
 #endif
-typedef float f32v __attribute__((vector_size(kVectorBytes), aligned(kVectorBytes)));
+typedef float f32v
+    __attribute__((vector_size(kVectorBytes), aligned(kVectorBytes)));
 constexpr int64_t kLanes = kVectorBytes / 4;  // floats per vector
 constexpr int64_t kUnroll = 8;                // independent accumulators
 constexpr int64_t kBlock = kLanes * kUnroll;
@@ -63,7 +64,8 @@ using Clock = std::chrono::steady_clock;
 class Pool {
  public:
   explicit Pool(int threads) {
-    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { Serve(i); });
+    for (int i = 1; i < threads; ++i)
+      workers_.emplace_back([this, i] { Serve(i); });
   }
   ~Pool() {
     {
@@ -83,7 +85,9 @@ class Pool {
       task(0, 1);
       return;
     }
-    call_ = [](const void* t, int i, int u) { (*static_cast<const Task*>(t))(i, u); };
+    call_ = [](const void* t, int i, int u) {
+      (*static_cast<const Task*>(t))(i, u);
+    };
     task_ = &task;
     used_ = used;
     pending_.store(used - 1, std::memory_order_relaxed);
@@ -241,7 +245,8 @@ void ScaleStreaming(const float* src, float* dst, int64_t n, float factor) {
 }
 
 float* AllocateFloats(int64_t n) {
-  const size_t bytes = ((static_cast<size_t>(n) * sizeof(float) + 4095) / 4096) * 4096;
+  const size_t bytes =
+      ((static_cast<size_t>(n) * sizeof(float) + 4095) / 4096) * 4096;
   void* p = std::aligned_alloc(4096, bytes);
   if (p == nullptr) return nullptr;
 #ifdef MADV_HUGEPAGE
@@ -258,7 +263,9 @@ struct Floor {
   Pool pool;
   double sink = 0.0;
   bool halve = true;  // scale in place by 0.5 and 2 in turn: values stay put
-  struct alignas(64) Slot { double value = 0.0; };
+  struct alignas(64) Slot {
+    double value = 0.0;
+  };
   std::vector<Slot> slots;
 
   Floor(int64_t size, int threads) : n(size), pool(threads), slots(threads) {}
@@ -295,14 +302,17 @@ void* floor_new(int64_t n, int threads) {
 
 void floor_free(void* handle) { delete static_cast<Floor*>(handle); }
 
-int floor_pool_size(void* handle) { return static_cast<Floor*>(handle)->pool.size(); }
+int floor_pool_size(void* handle) {
+  return static_cast<Floor*>(handle)->pool.size();
+}
 
 double floor_sink(void* handle) { return static_cast<Floor*>(handle)->sink; }
 
 // Returns the seconds of one pass, or -1 for an unknown kind or thread count.
 double floor_run(void* handle, int kind, int threads) {
   Floor* f = static_cast<Floor*>(handle);
-  if (threads < 1 || threads > f->pool.size() || kind < 0 || kind > 6) return -1.0;
+  if (threads < 1 || threads > f->pool.size() || kind < 0 || kind > 6)
+    return -1.0;
   const float factor = f->halve ? 0.5f : 2.0f;
   if (kind == 6) f->halve = !f->halve;
   auto task = [f, kind, factor](int index, int used) {
@@ -312,13 +322,26 @@ double floor_run(void* handle, int kind, int threads) {
     const int64_t size = std::min<int64_t>(f->n, begin + part) - begin;
     double value = 0.0;
     switch (kind) {
-      case 1: value = MaxOf(f->src + begin, size); break;
-      case 2: value = SumSquaresF32(f->src + begin, size); break;
-      case 3: value = SumSquaresF64(f->src + begin, size); break;
-      case 4: Scale(f->src + begin, f->dst + begin, size, factor); break;
-      case 5: ScaleStreaming(f->src + begin, f->dst + begin, size, factor); break;
-      case 6: Scale(f->inplace + begin, f->inplace + begin, size, factor); break;
-      default: break;
+      case 1:
+        value = MaxOf(f->src + begin, size);
+        break;
+      case 2:
+        value = SumSquaresF32(f->src + begin, size);
+        break;
+      case 3:
+        value = SumSquaresF64(f->src + begin, size);
+        break;
+      case 4:
+        Scale(f->src + begin, f->dst + begin, size, factor);
+        break;
+      case 5:
+        ScaleStreaming(f->src + begin, f->dst + begin, size, factor);
+        break;
+      case 6:
+        Scale(f->inplace + begin, f->inplace + begin, size, factor);
+        break;
+      default:
+        break;
     }
     f->slots[index].value = value;
   };

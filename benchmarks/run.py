@@ -564,21 +564,21 @@ def format_table(rows, floors, controls, baselines):
     return "\n".join(lines)
 
 
-def format_steps(steps):
+def format_steps(rows):
     """The whole training steps: stock's clip against ours, per step."""
-    lines = ["Whole training steps (ms per step, median and IQR; nothing "
-             "subtracted):",
-             f"  {'step':<8} {'stock ms':>9} {'(IQR)':>8} {'ours ms':>9} "
-             f"{'(IQR)':>8} {'stock/ours':>10} {'stock-ours':>10} "
-             f"{'control':>7}"]
-    for r in steps:
+    lines = [("Whole training steps (ms per step, median and IQR; nothing "
+              "subtracted):"),
+             (f"  {'step':<8} {'stock ms':>9} {'(IQR)':>8} {'ours ms':>9} "
+              f"{'(IQR)':>8} {'stock/ours':>10} {'stock-ours':>10} "
+              f"{'control':>7}")]
+    for r in rows:
         lines.append(
             f"  {r['workload']:<8} {_fmt(r['stock_ms'], '9.3f')} "
             f"{_fmt(r['stock_iqr_ms'], '8.3f')} {_fmt(r['ours_ms'], '9.3f')} "
             f"{_fmt(r['ours_iqr_ms'], '8.3f')} {_fmt(r['speedup'], '10.2f')} "
             f"{_fmt(r['stock_minus_ours_ms'], '10.3f')} "
             f"{_fmt(r['control_ratio'], '7.2f')}")
-    for r in steps:
+    for r in rows:
         lines.append(f"  {r['workload']}: {r['title']}; "
                      f"{r['trainable_variables']} variables, "
                      f"{r['parameters']:,} floats, {r['optimizer']}, "
@@ -775,7 +775,7 @@ def run_step(name, rounds, warmup, seed=0, log=None, hot=True, threads=None,
     log = log or (lambda msg: None)
     start = time.perf_counter()
     step = make_step(name, seed=seed, threads=threads, **model_args)
-    stock_v, ours_v, _ = steps.variants(name)
+    _, ours_v, _ = steps.variants(name)
     try:
         check = step.check()
         fns = step.callables()

@@ -116,8 +116,11 @@ class RecsysStep:
     user's and the item's rows gathered and concatenated, an MLP of 64, 32
     and 1 units (ReLU between), sigmoid cross-entropy on the clicks,
     `AdagradOptimizer(learning_rate)`; the gradients (the embedding's an
-    IndexedSlices) clipped before `apply_gradients`. One batch of the demo's
-    synthetic clicks, fixed (constants), `batch_size` examples.
+    IndexedSlices) clipped before `apply_gradients`. `num_batches` batches of
+    the demo's synthetic clicks, `batch_size` examples each, held as
+    constants; each copy takes them in turn, one per step (on one fixed
+    batch the gradient's norm would fall below any clip_norm within the
+    run's steps).
 
     Three copies of the variables in one graph and one session, from the
     same initial values: "recsys:stock" clips with tf.clip_by_global_norm,
@@ -127,14 +130,17 @@ class RecsysStep:
     the initial weights, so that the clip scales in every step.
     """
 
-    def __init__(self, batch_size=256, learning_rate=0.5, clip_fraction=0.05,
-                 seed=0, threads=None):
+    def __init__(self, batch_size=256, num_batches=16, learning_rate=0.5,
+                 clip_fraction=0.01, seed=0, threads=None):
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
         from monolith_ops import clip_ops  # pylint: disable=import-outside-toplevel
 
         demo = load_demo()
         self.name = RECSYS
-        users, items, clicks = demo.SyntheticClicks(seed, batch_size).batch()
+        clicks_source = demo.SyntheticClicks(seed, batch_size)
+        batches = [clicks_source.batch() for _ in range(num_batches)]
+        users, items, clicks = (np.stack([b[i] for b in batches])
+                                for i in range(3))
         rows, dim = demo.NUM_USERS + demo.NUM_ITEMS, demo.EMBEDDING_DIM
         rng = np.random.default_rng(seed)
         shapes = [(rows, dim)]
@@ -151,14 +157,22 @@ class RecsysStep:
                  ours_v: clip_ops.clip_by_global_norm,
                  control_v: tf.clip_by_global_norm}
         with self.graph.as_default():
-            users = tf.constant(users, tf.int64)
-            items = tf.constant(items + demo.NUM_USERS, tf.int64)
-            clicks = tf.constant(clicks, tf.float32)
+            all_users = tf.constant(users, tf.int64)
+            all_items = tf.constant(items + demo.NUM_USERS, tf.int64)
+            all_clicks = tf.constant(clicks, tf.float32)
             self.clip_norm = tf.compat.v1.placeholder_with_default(
                 np.float32(1.0), [], name="clip_norm")
             grads_of = {}
             for variant, clip in clips.items():
                 with tf.compat.v1.variable_scope(variant.replace(":", "_")):
+                    # Each copy steps through the same batches, in turn.
+                    counter = tf.compat.v1.get_variable(
+                        "batch_counter", initializer=tf.constant(0, tf.int64),
+                        trainable=False, use_resource=True)
+                    k = counter % num_batches
+                    users = tf.gather(all_users, k)
+                    items = tf.gather(all_items, k)
+                    clicks = tf.gather(all_clicks, k)
                     variables = [tf.compat.v1.get_variable(
                         f"v{i}", initializer=tf.constant(v), use_resource=True)
                         for i, v in enumerate(initial)]
@@ -179,8 +193,9 @@ class RecsysStep:
                         loss, variables)]
                     grads_of[variant] = grads
                     clipped, norm = clip(grads, self.clip_norm)
-                    self.train_ops[variant] = optimizer.apply_gradients(
-                        zip(clipped, variables))
+                    apply = optimizer.apply_gradients(zip(clipped, variables))
+                    with tf.control_dependencies([apply]):
+                        self.train_ops[variant] = counter.assign_add(1).op
                     self.norms[variant] = norm
                     self.variables[variant] = variables
             init = tf.compat.v1.global_variables_initializer()
@@ -199,7 +214,7 @@ class RecsysStep:
         self.feed = {self.clip_norm: np.float32(self.clip_norm_value)}
         self._stock_norm = stock_norm
         self.info = {
-            "batch": batch_size, "rows": rows, "embedding_dim": dim,
+            "batch": batch_size, "batches": num_batches, "rows": rows, "embedding_dim": dim,
             "mlp": [64, 32, 1], "trainable_variables": len(shapes),
             "parameters": int(sum(np.prod(s) for s in shapes)),
             "optimizer": f"Adagrad(learning_rate={learning_rate:g})",

@@ -465,3 +465,23 @@ def test_help_lists_the_options(capsys):
     for option in ("--quick", "--rounds", "--out", "--workloads", "keras",
                    "recsys", "--threads"):
         assert option in out
+
+
+def test_profile_ops_names_the_kernels(capsys):
+    profile_ops = _load("profile_ops")
+    assert profile_ops.main(["--workload", "embedding", "--runs", "2",
+                             "--variants", "ours:global_norm",
+                             "stock:global_norm"]) == 0
+    out = capsys.readouterr().out
+    assert "GlobalL2Reduce" in out and "L2Loss" in out
+
+
+def test_chunk_size_ab_builds_both_forms(capsys):
+    chunk_size_ab = _load("chunk_size_ab")
+    from monolith_ops import clip_ops  # pylint: disable=import-outside-toplevel
+    chunk = clip_ops.CHUNK_SIZE
+    assert chunk_size_ab.main(["--build", str(chunk + 6)]) == 0
+    assert clip_ops.CHUNK_SIZE == chunk  # restored
+    out = capsys.readouterr().out
+    assert f"{chunk + 6} tensors, packed" in out
+    assert f"{chunk + 6} tensors, one op" in out

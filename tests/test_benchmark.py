@@ -1,27 +1,53 @@
 # Copyright 2026 The monolith_ops Authors.
 # SPDX-License-Identifier: Apache-2.0
-"""Smoke tests of the benchmark machinery (monolith_ops.benchmark).
+"""Smoke tests of the benchmark machinery (benchmarks/run.py).
+
+The benchmark is not part of the package: it is loaded here from the
+repository's benchmarks/ folder, and imports monolith_ops as installed, as
+these tests do.
 
 Tiny sizes and one or two rounds: these check that the benchmark measures what
 it says (every expected kernel runs, ours and stock TF agree, the inputs-only
-run is subtracted round by round) and that its outputs are well formed. They
-assert nothing about speed.
+run is subtracted round by round, the compiled floor computes what its loops
+say) and that its outputs are well formed. They assert nothing about speed.
 """
+import importlib.util
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from monolith_ops import benchmark
-
 from conftest import dense_shapes
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCHMARKS = os.path.join(ROOT, "benchmarks")
+
+
+def _load(name):
+    """A module of benchmarks/ (which puts its folder on sys.path)."""
+    if BENCHMARKS not in sys.path:
+        sys.path.insert(0, BENCHMARKS)
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(BENCHMARKS, name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+benchmark = _load("run")
+steps = sys.modules["steps"]
+compiled_floor = sys.modules["compiled_floor"]
 
 pytestmark = pytest.mark.timeout(300)
 
 needs_keras3 = pytest.mark.skipif(
-    benchmark.keras3_missing() is not None,
-    reason=f"Keras row: {benchmark.keras3_missing()}")
+    steps.keras3_missing() is not None,
+    reason=f"Keras row: {steps.keras3_missing()}")
 
 # A small Keras model: 2 blocks of width 16, 38 trainable variables.
 TINY_KERAS = {"blocks": 2, "width": 16, "batch": 4, "tokens": 4}
@@ -54,13 +80,25 @@ def test_own_times_subtract_the_inputs_only_run_of_the_same_round():
         0.5, 0.25, 1.0]
 
 
-def test_summarize_uses_paired_medians_and_the_floor():
+def _floor_times(rounds, read_ms=(2.0, 1.0), write_ms=(4.0, 1.5)):
+    """Round-robin times of every floor variant: the reading loops take
+    read_ms on (1, 2) threads, the scaling loops write_ms; others longer."""
+    times = {}
+    for loop in compiled_floor.TIMED_LOOPS:
+        for k, threads in enumerate((1, 2)):
+            ms = 10.0
+            if loop in compiled_floor.READ_LOOPS:
+                ms = read_ms[k] + (0.5 if loop == "read_max" else 0.0)
+            elif loop in compiled_floor.WRITE_LOOPS:
+                ms = write_ms[k] + (0.0 if loop == "scale_inplace" else 0.25)
+            times[f"floor:{loop}:{threads}"] = [ms / 1e3] * rounds
+    return times
+
+
+def test_summarize_uses_paired_medians_and_the_compiled_floor():
     workload = benchmark.Workload("w", "w", [(1000,)])
     rounds = 5
-    times = {name: [0.010] * rounds for name in benchmark.FLOOR_VARIANTS}
-    times["floor:read1"] = [0.002] * rounds
-    times["floor:copy1"] = [0.004] * rounds
-    times["floor:empty2"] = [0.009] * rounds  # 2 threads: 1 ms after dispatch
+    times = _floor_times(rounds)
     times["inputs"] = [0.100, 0.200, 0.300, 0.400, 0.500]  # drifting baseline
     for op, ours, stock in [("global_norm", 0.001, 0.004),
                             ("clip_scales", 0.003, 0.006),
@@ -76,18 +114,99 @@ def test_summarize_uses_paired_medians_and_the_floor():
     assert by_op["global_norm"]["speedup"] == pytest.approx(4.0)
     assert by_op["clip_scales"]["speedup"] == pytest.approx(2.0)
     assert by_op["global_norm"]["ours_iqr_ms"] == pytest.approx(0.0, abs=1e-9)
-    # The faster of 1 and 2 threads: read 1 ms on 2 threads, copy 1 ms too.
+    # The fastest loop: the read, sumsq_f32 on 2 threads (1 ms); the
+    # read+write, scale_inplace on 2 threads (1.5 ms). The floor times are
+    # the loops' own: nothing is subtracted from them.
     assert floors["read_ms"] == pytest.approx(1.0)
-    assert floors["read_threads"] == 2
-    assert floors["copy_ms"] == pytest.approx(1.0)
-    # Floors per op: read; read + read/write; read.
+    assert floors["read_by"] == "sumsq_f32:2"
+    assert floors["write_ms"] == pytest.approx(1.5)
+    assert floors["write_by"] == "scale_inplace:2"
+    assert floors["loops"]["floor:read_max:1"]["ms"] == pytest.approx(2.5)
+    # Floors per op: read; read then read+write; read.
     assert by_op["global_norm"]["floor_ms"] == pytest.approx(1.0)
-    assert by_op["clip_scales"]["floor_ms"] == pytest.approx(2.0)
+    assert by_op["clip_scales"]["floor_ms"] == pytest.approx(2.5)
+    assert by_op["clip_passes"]["floor_ms"] == pytest.approx(1.0)
     assert by_op["global_norm"]["ours_floor_fraction"] == pytest.approx(1.0)
+    assert by_op["clip_scales"]["ours_floor_fraction"] == pytest.approx(2.5 / 3)
     assert by_op["clip_scales"]["bytes"] == 12 * 1000
     assert control["ratio"] == pytest.approx(1.0)
     assert base["inputs_only_ms"] == pytest.approx(300.0)
     assert floors["passthrough_ms"] == pytest.approx(0.5)
+
+
+def test_the_sum_of_squares_in_double_is_no_floor():
+    workload = benchmark.Workload("w", "w", [(1000,)])
+    times = _floor_times(3)
+    times["floor:sumsq_f64:2"] = [0.0001] * 3  # faster than every other loop
+    floors = benchmark.floor_summary(workload, times)
+    assert floors["read_ms"] == pytest.approx(1.0)
+    assert floors["loops"]["floor:sumsq_f64:2"]["ms"] == pytest.approx(0.1)
+
+
+def test_round_robin_takes_the_time_of_self_timed_variants():
+    calls = []
+
+    def plain():
+        calls.append("plain")
+
+    timed = compiled_floor.SelfTimed(lambda: calls.append("timed") or 123.0)
+    times = benchmark.time_round_robin({"plain": plain, "timed": timed},
+                                       rounds=3, warmup=1, hot=True)
+    assert times["timed"] == [123.0] * 3
+    assert all(0 <= t < 1 for t in times["plain"])
+    assert calls.count("timed") == 1 + 2 * 3  # warm-up, then hot and timed
+
+
+@pytest.fixture(scope="module")
+def floor():
+    f = compiled_floor.CompiledFloor(100_003, 2)  # not a multiple of 16
+    yield f
+    f.close()
+
+
+def test_compiled_floor_loops_compute_what_they_say(floor):
+    n = floor.num_elements
+    assert floor.thread_counts() == [1, 2]
+    assert floor.lib.floor_pool_size(floor.handle) == 2
+
+    def result(loop, threads):
+        before = floor.sink()
+        seconds = floor.run(loop, threads)
+        assert seconds > 0
+        return floor.sink() - before
+
+    for threads in (1, 2):
+        # The source holds uniform values in [-1, 1): max near 1, E[x^2] 1/3.
+        # (The sink adds up each thread's result: each thread's max.)
+        assert 0.99 * threads < result("read_max", threads) < threads
+        exact = result("sumsq_f64", threads)
+        assert exact == pytest.approx(n / 3, rel=0.02)
+        assert result("sumsq_f32", threads) == pytest.approx(exact, rel=1e-4)
+        assert result("empty", threads) == 0
+        for loop in compiled_floor.WRITE_LOOPS:
+            out = result(loop, threads)  # one element of the output
+            assert math.isfinite(out) and abs(out) < 2
+    # Scaling in place halves, then doubles: the values stay where they were.
+    for _ in range(10):
+        floor.run("scale_inplace", 2)
+    assert result("sumsq_f64", 2) == pytest.approx(exact, rel=1e-12)
+    with pytest.raises(ValueError):
+        floor.run("read_max", 3)  # more threads than the pool has
+
+
+def test_compiled_floor_releases_the_gil_and_is_cached(floor):
+    import ctypes  # pylint: disable=import-outside-toplevel
+    # ctypes.CDLL (unlike ctypes.PyDLL) releases the GIL around every call.
+    assert type(floor.lib) is ctypes.CDLL  # pylint: disable=unidiomatic-typecheck
+    path = compiled_floor.library_path()
+    assert os.path.exists(path)
+    assert compiled_floor.library_path() == path  # built once, then reused
+    assert "-march=native" in compiled_floor.flags()
+    names = floor.callables()
+    assert sorted(names) == sorted(
+        f"floor:{loop}:{t}" for loop in compiled_floor.TIMED_LOOPS
+        for t in (1, 2))
+    assert all(getattr(fn, "self_timed", False) for fn in names.values())
 
 
 @pytest.mark.parametrize("hot", [False, True])
@@ -110,35 +229,45 @@ def test_round_robin_calls_everything_and_shuffles(hot):
 
 def test_check_targets_verdicts():
     rows = [
-        {"workload": "dense53", "op": "global_norm", "speedup": 2.5,
-         "ours_floor_fraction": 0.7, "ours_ms": 2.0},
-        {"workload": "dense53", "op": "clip_scales", "speedup": 1.6,
-         "ours_ms": 9.0},
-        {"workload": "dense53", "op": "clip_passes", "speedup": 3.0,
-         "ours_ms": 2.2},
-        {"workload": "1000x100", "op": "global_norm", "speedup": float("nan"),
-         "ours_floor_fraction": 0.5, "ours_ms": -0.01},
+        {"workload": "dense53", "op": "global_norm", "speedup": 1.3,
+         "ours_floor_fraction": 0.9},
+        {"workload": "dense53", "op": "clip_scales", "speedup": 1.4,
+         "ours_floor_fraction": 0.8},
+        {"workload": "embedding", "op": "global_norm", "speedup": 0.8},
+        {"workload": "1000x100", "op": "global_norm", "speedup": 12.0,
+         "stock_ms": 0.6, "floor_ms": 0.003},
     ]
-    rows[0].update(stock_ms=3.0, floor_ms=1.5)
-    floors = [{"workload": "dense53", "passthrough_ms": 0.5}]
-    targets = benchmark.check_targets(rows, floors)
-    verdicts = {t["target"]: t["met"] for t in targets}
-    bounds = {t["target"]: t["bound"] for t in targets}
-    assert bounds["global_norm on the dense shapes >= 2x faster than "
-                  "tf.linalg.global_norm"] == pytest.approx(2.0)  # 3.0 / 1.5
-    assert bounds["a clip that scales on the dense shapes >= 1.5x faster "
-                  "than tf.clip_by_global_norm"] == pytest.approx(16 / 12)
-    assert bounds["a clip that does not scale (dense53) costs <= 1.2x our "
-                  "own global_norm"] == pytest.approx(0.25)  # 0.5 / 2.0
-    assert bounds["global_norm on 1,000 x 100 floats >= 10x faster than "
-                  "stock"] is None  # no stock or floor time in that row
-    met = [text for text, ok in verdicts.items() if ok]
-    missed = [text for text, ok in verdicts.items() if not ok]
-    assert any("2x faster" in t for t in met)
-    assert any("80% of the read floor" in t for t in missed)
-    assert any("10x faster" in t for t in missed)  # NaN is never met
-    assert any("1.5x faster" in t for t in met)
-    assert any("(dense53) costs <= 1.2x" in t for t in met)
+    step = [{"workload": "recsys", "speedup": 1.1}]
+    targets = benchmark.check_targets(rows, [], step)
+    by_text = {t["target"]: t for t in targets}
+    assert len(targets) == 4
+    read = by_text["global_norm on the dense shapes >= 85% of the compiled "
+                   "read floor"]
+    assert read["met"] and read["value"] == 0.9 and read["unit"] == "of floor"
+    clip = by_text["a clip that scales on the dense shapes >= 85% of the "
+                   "compiled read + read+write floor"]
+    assert not clip["met"]
+    slowest = by_text["no op or training step slower than stock (slowest: "
+                      "embedding global_norm)"]
+    assert not slowest["met"] and slowest["value"] == 0.8
+    tenx = by_text["global_norm on 1,000 x 100 floats >= 10x faster than "
+                   "stock"]
+    assert tenx["met"] and tenx["bound"] == pytest.approx(200.0)
+    # A NaN is never met, and counts as the slowest.
+    rows[3]["speedup"] = float("nan")
+    targets = benchmark.check_targets(rows, [], step)
+    slowest = [t for t in targets if t["target"].startswith("no op")][0]
+    assert "1000x100 global_norm" in slowest["target"] and not slowest["met"]
+    assert not [t for t in targets if "10x" in t["target"]][0]["met"]
+    # A slow training step counts too.
+    rows[3]["speedup"] = 12.0
+    rows[2]["speedup"] = 1.2
+    step[0]["speedup"] = 0.9
+    slowest = [t for t in benchmark.check_targets(rows, [], step)
+               if t["target"].startswith("no op")][0]
+    assert "recsys training step" in slowest["target"]
+    text = benchmark.format_targets(targets)
+    assert "90% of floor (limit 85%)" in text and "MISSED" in text
 
 
 @pytest.mark.parametrize("name", ["dense53", "embedding"])
@@ -190,6 +319,7 @@ def test_main_writes_table_json_and_chart(tmp_path, capsys):
     assert code == 0
     out, err = capsys.readouterr()
     assert "stock/ours" in out and "Targets:" in out and "Control" in out
+    assert "% of floor" in out and "Compiled floor" in out
     assert "round 2/2" in err  # progress lines
     with open(tmp_path / "benchmark.json") as f:
         result = json.load(f)
@@ -205,7 +335,12 @@ def test_main_writes_table_json_and_chart(tmp_path, capsys):
     assert result["targets"] and all("met" in t for t in result["targets"])
     assert sorted(result["raw_ms"]) == ["dense53", "embedding"]
     assert len(result["raw_ms"]["dense53"]["inputs"]) == 2  # per round
-    assert result["command"].startswith("python -m monolith_ops.benchmark")
+    assert result["command"].startswith("python benchmarks/run.py")
+    assert result["threads"] == benchmark.default_threads()
+    for floor in result["floors"]:
+        assert floor["read_ms"] > 0 and floor["write_ms"] > 0
+        assert floor["read_by"].split(":")[0] in compiled_floor.READ_LOOPS
+    assert "floor:sumsq_f32:1" in result["raw_ms"]["dense53"]
     assert result["machine"]["tensorflow"]
     png = (tmp_path / "benchmark.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
@@ -214,15 +349,14 @@ def test_main_writes_table_json_and_chart(tmp_path, capsys):
 @needs_keras3
 def test_keras_model_has_about_200_trainable_variables():
     import keras  # pylint: disable=import-outside-toplevel
-    model = benchmark.KerasStep._model(keras, 12, 64, 8)  # noqa: WPS437
+    model = steps.KerasStep._model(keras, 12, 64, 8)  # noqa: WPS437
     assert len(model.trainable_variables) == 198
 
 
-@needs_keras3
-def test_keras_row_times_both_clips_in_the_same_rounds():
-    result = benchmark.run([], rounds=2, warmup=1, keras=TINY_KERAS)
-    row = result["keras"]
-    assert row["trainable_variables"] == 38
+def _check_step_row(row, result, name, variables):
+    stock_v, ours_v, control_v = steps.variants(name)
+    assert row["workload"] == name
+    assert row["trainable_variables"] == variables
     for key in ("stock_ms", "ours_ms", "control_ms"):
         assert math.isfinite(row[key]) and row[key] > 0
     assert math.isfinite(row["speedup"]) and row["speedup"] > 0
@@ -230,54 +364,97 @@ def test_keras_row_times_both_clips_in_the_same_rounds():
     # The check ran before timing: the same update, our kernels in ours only.
     check = row["check"]
     assert check["update_norm"] > 0
-    assert check["relative_difference"][benchmark.KERAS_OURS] < 1e-2
-    assert check["relative_difference"][benchmark.KERAS_CONTROL] == 0
-    assert check["kernels"][benchmark.KERAS_OURS]
-    assert not check["kernels"][benchmark.KERAS_STOCK]
+    assert check["relative_difference"][ours_v] < 1e-2
+    assert check["relative_difference"][control_v] == 0
+    assert check["kernels"][ours_v]
+    assert not check["kernels"][stock_v]
     # The clip scaled in every step: the norm stayed above clip_norm.
     assert min(row["grad_norm_end"].values()) > row["clip_norm"]
-    raw = result["raw_ms"][benchmark.KERAS]
-    assert sorted(raw) == sorted([benchmark.KERAS_STOCK, benchmark.KERAS_OURS,
-                                  benchmark.KERAS_CONTROL])
+    raw = result["raw_ms"][name]
+    assert sorted(raw) == sorted([stock_v, ours_v, control_v])
     assert all(len(times) == 2 for times in raw.values())
-    table = benchmark.format_keras(row)
-    assert "Keras global_clipnorm" in table
-    assert "GlobalNormClipOptimizer" in table and "stock/ours" in table
+    table = benchmark.format_steps([row])
+    assert name in table and "stock/ours" in table and "control" in table
+
+
+@needs_keras3
+def test_keras_row_times_both_clips_in_the_same_rounds():
+    result = benchmark.run([], rounds=2, warmup=1,
+                           steps_to_run={"keras": TINY_KERAS})
+    _check_step_row(result["steps"]["keras"], result, "keras", 38)
+    assert [t["target"] for t in result["targets"]] == [
+        "no op or training step slower than stock (slowest: keras training "
+        "step)"]
+
+
+def test_recsys_row_is_the_demos_model_in_graph_mode():
+    result = benchmark.run([], rounds=2, warmup=1, steps_to_run=["recsys"])
+    row = result["steps"]["recsys"]
+    _check_step_row(row, result, "recsys", 7)
+    demo = steps.load_demo()
+    assert row["rows"] == demo.NUM_USERS + demo.NUM_ITEMS
+    assert row["embedding_dim"] == demo.EMBEDDING_DIM
+    assert row["embedding_grad"] == "IndexedSlices"
+    assert row["batch"] == 256
+    # Ours and stock computed the same norm before the first step.
+    norms = row["check"]["norms"]
+    assert norms["recsys:ours"] == pytest.approx(norms["recsys:stock"],
+                                                 rel=1e-5)
+    assert row["check"]["kernels"]["recsys:ours"] == [
+        "MonolithClipByGlobalNormFused"]
 
 
 @needs_keras3
 def test_keras_check_catches_a_different_clip_norm():
-    step = benchmark.KerasStep(**TINY_KERAS)
-    step.optimizers[benchmark.KERAS_OURS].clip_norm = 2 * step.clip_norm
+    step = steps.KerasStep(**TINY_KERAS)
+    step.optimizers[steps.KERAS_OURS].clip_norm = 2 * step.clip_norm
     with pytest.raises(RuntimeError, match="do not compute the same update"):
         step.check()
 
 
 @needs_keras3
-def test_main_runs_the_keras_workload(tmp_path, capsys, monkeypatch):
-    tiny = benchmark.KerasStep
-    monkeypatch.setattr(benchmark, "KerasStep",
+def test_main_runs_the_step_workloads(tmp_path, capsys, monkeypatch):
+    tiny = steps.KerasStep
+    monkeypatch.setattr(steps, "KerasStep",
                         lambda **kwargs: tiny(**dict(kwargs, **TINY_KERAS)))
     code = benchmark.main(["--quick", "--rounds", "2", "--warmup", "1",
                            "--scale", "1000", "--workloads", "dense53",
-                           "keras", "--out", str(tmp_path)])
+                           "keras", "recsys", "--out", str(tmp_path)])
     assert code == 0
     out, err = capsys.readouterr()
-    assert "stock/ours" in out and "Keras global_clipnorm" in out
-    assert "one step: Keras global_clipnorm" in err  # the progress line
+    assert "stock/ours" in out and "Whole training steps" in out
+    assert "one step: stock" in err  # the progress line
     with open(tmp_path / "benchmark.json") as f:
         result = json.load(f)
-    assert result["keras"]["ours_ms"] > 0
-    assert sorted(result["raw_ms"]) == ["dense53", "keras"]
+    assert sorted(result["steps"]) == ["keras", "recsys"]
+    assert result["steps"]["keras"]["ours_ms"] > 0
+    assert sorted(result["raw_ms"]) == ["dense53", "keras", "recsys"]
     assert result["settings"]["rounds"] == 2
 
 
-def test_main_without_keras_has_no_keras_row(tmp_path):
+def test_main_without_steps_has_no_step_rows(tmp_path):
     assert benchmark.main(["--quick", "--rounds", "1", "--warmup", "0",
                            "--scale", "1000", "--workloads", "embedding",
                            "--no-chart", "--out", str(tmp_path)]) == 0
     with open(tmp_path / "benchmark.json") as f:
-        assert json.load(f)["keras"] is None
+        assert json.load(f)["steps"] == {}
+
+
+def test_runs_as_a_script_against_the_installed_package(tmp_path):
+    """From another folder, as `python benchmarks/run.py`: no in-place build,
+    monolith_ops is the installed one."""
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCHMARKS, "run.py"), "--quick",
+         "--rounds", "1", "--warmup", "0", "--scale", "1000", "--workloads",
+         "embedding", "--no-chart", "--out", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "% of floor" in proc.stdout
+    with open(out / "benchmark.json") as f:
+        assert [r["workload"] for r in json.load(f)["rows"]] == [
+            "embedding"] * 3
 
 
 def test_help_lists_the_options(capsys):
@@ -285,5 +462,26 @@ def test_help_lists_the_options(capsys):
         benchmark.main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for option in ("--quick", "--rounds", "--out", "--workloads", "keras"):
+    for option in ("--quick", "--rounds", "--out", "--workloads", "keras",
+                   "recsys", "--threads"):
         assert option in out
+
+
+def test_profile_ops_names_the_kernels(capsys):
+    profile_ops = _load("profile_ops")
+    assert profile_ops.main(["--workload", "embedding", "--runs", "2",
+                             "--variants", "ours:global_norm",
+                             "stock:global_norm"]) == 0
+    out = capsys.readouterr().out
+    assert "GlobalL2Reduce" in out and "L2Loss" in out
+
+
+def test_chunk_size_ab_builds_both_forms(capsys):
+    chunk_size_ab = _load("chunk_size_ab")
+    from monolith_ops import clip_ops  # pylint: disable=import-outside-toplevel
+    chunk = clip_ops.CHUNK_SIZE
+    assert chunk_size_ab.main(["--build", str(chunk + 6)]) == 0
+    assert clip_ops.CHUNK_SIZE == chunk  # restored
+    out = capsys.readouterr().out
+    assert f"{chunk + 6} tensors, packed" in out
+    assert f"{chunk + 6} tensors, one op" in out

@@ -33,16 +33,19 @@ import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+
+try:  # the installed monolith_ops, else the one of this source tree
+    from monolith_ops import local_cluster
+except ImportError:
+    sys.path.insert(0, ROOT)
+    from monolith_ops import local_cluster
 
 BARRIER_ACTION = "log-step-and-flush-summary"
 BARRIER_NAME = "demo"
@@ -53,18 +56,6 @@ TRUE_DIM = 4
 DATA_SEED = 1234
 PROGRESS_EVERY_SECS = 1.0
 WAIT_SECS = 30.0  # bound on every wait for other tasks (barrier, readiness)
-
-
-def _write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
-
-
-def _read_json(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 def _say(who, message):
@@ -183,18 +174,6 @@ def _num_workers(cluster):
 # The tasks.
 
 
-def _start_watchdog(deadline, who):
-    """Ends this process at `deadline` (epoch seconds), whatever it is doing."""
-
-    def watch():
-        time.sleep(max(0.0, deadline - time.time()))
-        sys.stderr.write(f"{who}: hard deadline reached, exiting\n")
-        sys.stderr.flush()
-        os._exit(3)  # pylint: disable=protected-access
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
 def run_ps(tf, cluster, args):
     server = tf.distribute.Server(cluster, job_name="ps", task_index=args.task)
     server.join()
@@ -281,7 +260,7 @@ def run_worker(tf, cluster, args):
             losses.append(float(loss))
     holder["writer"].close()
     head, tail = losses[:20], losses[-20:]
-    _write_json(os.path.join(args.workdir, f"worker-{index}.json"), {
+    local_cluster.write_json(os.path.join(args.workdir, f"worker-{index}.json"), {
         "index": index, "local_steps": state["local_step"],
         "first_loss": sum(head) / max(len(head), 1),
         "last_loss": sum(tail) / max(len(tail), 1),
@@ -404,7 +383,7 @@ def run_chief(tf, cluster, args):
                     for v in tf.compat.v1.global_variables()))
     # Leaving the session saved the final checkpoint.
     result["checkpoint"] = tf.train.latest_checkpoint(args.checkpoint_dir)
-    _write_json(os.path.join(args.workdir, "chief.json"), result)
+    local_cluster.write_json(os.path.join(args.workdir, "chief.json"), result)
 
 
 def _barrier_round(sess, model, barrier, placed):
@@ -442,7 +421,7 @@ def _barrier_round(sess, model, barrier, placed):
 
 def task_main(args):
     """Entry point of one task process."""
-    _start_watchdog(args.deadline, f"{args.role} {args.task}")
+    local_cluster.start_watchdog(args.deadline, f"{args.role} {args.task}")
     rc = 0
     try:
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -462,40 +441,20 @@ def task_main(args):
 # The launcher.
 
 
-def _free_ports(n):
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 class DemoError(RuntimeError):
     pass
 
 
-class Cluster:
+class Cluster(local_cluster.LocalCluster):
     """The processes of one run: started together, always all killed."""
 
     def __init__(self, args, run, workdir, last_step, barrier_at, deadline):
+        super().__init__(workdir, args.workers)
         self.args = args
         self.run = run
-        self.workdir = workdir
         self.deadline = deadline
-        ports = _free_ports(2 + args.workers)
-        self.spec = {"ps": [f"127.0.0.1:{ports[0]}"],
-                     "chief": [f"127.0.0.1:{ports[1]}"],
-                     "worker": [f"127.0.0.1:{p}" for p in ports[2:]]}
         self.last_step = last_step
         self.barrier_at = barrier_at
-        self.procs = {}
-        self._files = []
-        self._relays = []
 
     def _command(self, role, task):
         a = self.args
@@ -515,37 +474,19 @@ class Cluster:
         tasks = [("ps", "ps", 0), ("chief", "chief", 0)] + [
             (f"worker-{i + 1}", "worker", i) for i in range(self.args.workers)]
         for name, role, task in tasks:
-            err = open(os.path.join(self.workdir, name + ".log"), "w")
-            self._files.append(err)
-            proc = subprocess.Popen(
-                self._command(role, task), stdout=subprocess.PIPE,
-                stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=ROOT,
-                start_new_session=True, text=True, bufsize=1)
-            self.procs[name] = proc
-            relay = threading.Thread(target=self._relay, args=(proc,),
-                                     daemon=True)
-            relay.start()
-            self._relays.append(relay)
+            self.start_task(name, self._command(role, task), env=env, cwd=ROOT,
+                            relay_stdout=self._relay_line)
 
-    def _relay(self, proc):
-        for line in proc.stdout:
-            if not self.args.quiet or "restore" in line or "barrier" in line:
-                sys.stdout.write(line)
-                sys.stdout.flush()
-
-    def log_tail(self, name, chars=2500):
-        try:
-            with open(os.path.join(self.workdir, name + ".log")) as f:
-                return f.read()[-chars:]
-        except OSError:
-            return "<no log>"
+    def _relay_line(self, line):
+        if not self.args.quiet or "restore" in line or "barrier" in line:
+            sys.stdout.write(line)
+            sys.stdout.flush()
 
     def _check_alive(self, names):
-        for name in names:
-            rc = self.procs[name].poll()
-            if rc is not None and rc != 0:
+        for name, rc in self.exited(names).items():
+            if rc != 0:
                 raise DemoError(f"{name} failed (exit code {rc}):\n"
-                                f"{self.log_tail(name)}")
+                                f"{self.log_tail(name, 2500)}")
 
     def wait(self):
         """Waits for the workers, tells the chief, waits for the chief."""
@@ -553,64 +494,26 @@ class Cluster:
         while any(self.procs[n].poll() is None for n in workers):
             self._check_alive(list(self.procs))
             if self.procs["ps"].poll() is not None:
-                raise DemoError(f"the ps exited early:\n{self.log_tail('ps')}")
+                raise DemoError(f"the ps exited early:\n{self.log_tail('ps', 2500)}")
             if self.procs["chief"].poll() is not None:
                 raise DemoError("the chief exited before the workers:\n"
-                                f"{self.log_tail('chief')}")
+                                f"{self.log_tail('chief', 2500)}")
             self._check_deadline()
             time.sleep(0.05)
         self._check_alive(workers)
-        _write_json(os.path.join(self.workdir, "workers_done"), {})
+        local_cluster.write_json(os.path.join(self.workdir, "workers_done"), {})
         while self.procs["chief"].poll() is None:
             self._check_deadline()
             time.sleep(0.05)
         self._check_alive(["chief"])
-        for relay in self._relays[1:]:  # all but the ps', which never ends
-            relay.join(timeout=2)
+        # Every relay but the ps', which never ends.
+        self.join_relays(timeout=2, names=[n for n in self.procs if n != "ps"])
 
     def _check_deadline(self):
         if time.time() > self.deadline:
             raise DemoError(f"run {self.run} timed out (--timeout "
                             f"{self.args.timeout:g} s); chief log:\n"
-                            f"{self.log_tail('chief')}")
-
-    def kill(self):
-        """Kills every process group of this run and reaps the processes."""
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        for f in self._files:
-            f.close()
-
-    def alive(self):
-        return [n for n, p in self.procs.items() if p.poll() is None]
-
-
-def _task_env():
-    import monolith_ops  # pylint: disable=import-outside-toplevel
-    parent = os.path.dirname(os.path.dirname(os.path.abspath(
-        monolith_ops.__file__)))
-    path = [parent] + [p for p in os.environ.get("PYTHONPATH", "").split(
-        os.pathsep) if p]
-    return dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2",
-                PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(path))
-
-
-def _import_monolith_ops():
-    """The installed monolith_ops, else the one of this source tree."""
-    try:
-        import monolith_ops  # pylint: disable=import-outside-toplevel,unused-import
-    except ImportError:
-        sys.path.insert(0, ROOT)
-        import monolith_ops  # pylint: disable=import-outside-toplevel,unused-import,reimported
+                            f"{self.log_tail('chief', 2500)}")
 
 
 def _run_cluster(args, run, last_step, barrier_at, deadline, env):
@@ -621,12 +524,12 @@ def _run_cluster(args, run, last_step, barrier_at, deadline, env):
         cluster.start(env)
         cluster.wait()
     finally:
-        cluster.kill()
+        cluster.close()
     left = cluster.alive()
     if left:
         raise DemoError(f"processes still alive after the kill: {left}")
-    chief = _read_json(os.path.join(workdir, "chief.json"))
-    workers = [_read_json(os.path.join(workdir, f"worker-{i + 1}.json"))
+    chief = local_cluster.read_json(os.path.join(workdir, "chief.json"))
+    workers = [local_cluster.read_json(os.path.join(workdir, f"worker-{i + 1}.json"))
                for i in range(args.workers)]
     return chief, workers
 
@@ -795,8 +698,7 @@ def main(argv=None):
         return task_main(args)
     start = time.time()
     deadline = start + args.timeout
-    _import_monolith_ops()
-    env = _task_env()
+    env = local_cluster.task_env()
     temporary = args.workdir is None
     args.workdir = os.path.abspath(args.workdir or tempfile.mkdtemp(
         prefix="recsys_demo_"))
@@ -830,7 +732,7 @@ def main(argv=None):
             shutil.rmtree(args.workdir, ignore_errors=True)
     print("\n".join(lines), flush=True)
     if args.summary_json:
-        _write_json(args.summary_json, facts)
+        local_cluster.write_json(args.summary_json, facts, indent=1)
     if facts["failures"]:
         for failure in facts["failures"]:
             _say("demo", f"FAILED: {failure}")

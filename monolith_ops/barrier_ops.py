@@ -34,6 +34,7 @@ import math
 import numbers
 import threading
 import time
+from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -72,7 +73,7 @@ class BarrierLostError(RuntimeError):
       generation: the generation that was lost (None if none was placed).
     """
 
-    def __init__(self, message, barrier_name, generation):
+    def __init__(self, message: str, barrier_name: str, generation: Optional[int]) -> None:
         super().__init__(message)
         self.barrier_name = barrier_name
         self.generation = generation
@@ -89,7 +90,9 @@ class BarrierTimeoutError(TimeoutError):
       timeout: the timeout it was given, in seconds.
     """
 
-    def __init__(self, message, barrier_name, index, waited_secs, timeout):
+    def __init__(
+        self, message: str, barrier_name: str, index: int, waited_secs: float, timeout: float
+    ) -> None:
         super().__init__(message)
         self.barrier_name = barrier_name
         self.index = index
@@ -146,6 +149,134 @@ def _session_is_closed(session):
     return False
 
 
+class _WorkerFlags:
+    """The one owner of the workers' flags on this side: which indices have a
+    waiter in this process, which flags could not be cleared, and every clear.
+
+    One lock guards the waiter counts, the stale set, and each clear's run, so
+    that a flag is never cleared under a thread that is waiting on it through
+    the same `BarrierOp`. A worker's flag is set only by `BarrierOp._wait`
+    (with the block op); it is cleared only here: when the last waiter on the
+    index leaves (`leave`), when the worker's session is created
+    (`clear_on_session_start`), and at the worker's next step when an earlier
+    clear failed (`clear_if_stale`).
+    """
+
+    def __init__(self, barrier_name, capacity, run_clear):
+        """`run_clear(session, index, deadline)` runs the op clearing flag `index`."""
+        self._barrier_name = barrier_name
+        self._run_clear = run_clear
+        self._lock = threading.Lock()
+        self._waiters = [0] * capacity
+        # Indices whose flag the last waiter could not clear (e.g. its session
+        # was closed); the hook clears them at its next step.
+        self._stale = set()
+
+    def enter(self, index):
+        """A thread starts waiting on `index`."""
+        with self._lock:
+            self._waiters[index] += 1
+
+    def leave(self, session, index, must_succeed, timeout):
+        """A thread stops waiting on `index`; the last one clears the flag.
+
+        Unless `must_succeed`, a failure to clear is only logged, and the flag
+        is cleared at the hook's next step."""
+        with self._lock:
+            self._waiters[index] -= 1
+            error = self._clear_locked(session, index, must_succeed, timeout)
+        self._warn_if_failed(index, error)
+
+    def clear_on_session_start(self, session, index, timeout):
+        """Clears flag `index` (unless a thread waits on it): a worker whose
+        session is being created is not blocked."""
+        with self._lock:
+            error = self._clear_locked(session, index, True, timeout)
+        self._warn_if_failed(index, error)
+
+    def clear_if_stale(self, session, index, timeout):
+        """Clears flag `index` if an earlier clear of it failed."""
+        with self._lock:
+            if index not in self._stale:
+                return
+            error = self._clear_locked(session, index, True, timeout)
+        self._warn_if_failed(index, error)
+
+    def _clear_locked(self, session, index, must_succeed, timeout):
+        """Clears flag `index` unless it has a waiter; the lock is held.
+
+        Returns None, or what kept it from being cleared (then marked stale)."""
+        if self._waiters[index]:
+            return None
+        try:
+            if not _session_is_closed(session):
+                self._run_clear(
+                    session, index, None if timeout is None else time.monotonic() + timeout
+                )
+                self._stale.discard(index)
+                return None
+            error = "the session is closed"
+        except Exception as e:
+            if must_succeed and not _session_is_closed(session):
+                raise
+            error = e
+        self._stale.add(index)
+        return error
+
+    def _warn_if_failed(self, index, error):
+        if error is not None:
+            _logger.warning(
+                "Could not clear the flag of worker %d on barrier '%s' (%s); its "
+                "BarrierHook clears it at its next step.",
+                index,
+                self._barrier_name,
+                error,
+            )
+
+
+def _check_barrier_args(capacity, wait_seconds, name_prefix, barrier_callbacks):
+    """The arguments of `BarrierOp`, checked: (capacity, wait_seconds,
+    name_prefix, list of callbacks). Raises TypeError or ValueError naming
+    the argument, and RuntimeError outside graph mode."""
+    capacity = _check_int(capacity, "capacity")
+    if capacity < 1:
+        raise ValueError(
+            "capacity must be >= 1 (1 + the number of workers), got {}.".format(capacity)
+        )
+    wait_seconds = _check_positive_number(wait_seconds, "wait_seconds")
+    if not math.isfinite(wait_seconds):
+        raise ValueError("wait_seconds must be finite, got {!r}.".format(wait_seconds))
+    if not isinstance(name_prefix, str):
+        raise TypeError(
+            "name_prefix must be a str, got {!r} of type {}.".format(
+                name_prefix, type(name_prefix).__name__
+            )
+        )
+    if not name_prefix:
+        raise ValueError("name_prefix must be a non-empty str.")
+    if barrier_callbacks is None:
+        barrier_callbacks = []
+    elif callable(barrier_callbacks) or isinstance(barrier_callbacks, (str, bytes)):
+        raise TypeError(
+            "barrier_callbacks must be a list of callables, got {!r}.".format(barrier_callbacks)
+        )
+    else:
+        barrier_callbacks = list(barrier_callbacks)
+        for i, callback in enumerate(barrier_callbacks):
+            if not callable(callback):
+                raise TypeError(
+                    "barrier_callbacks[{}] must be callable(action, session), got "
+                    "{!r}.".format(i, callback)
+                )
+    if tf.executing_eagerly() or tf.inside_function():
+        raise RuntimeError(
+            "BarrierOp needs graph mode: build it in a tf.compat.v1.Graph (or "
+            "after tf.compat.v1.disable_eager_execution()) and run it with a "
+            "tf.compat.v1 session, not eagerly or inside a tf.function."
+        )
+    return capacity, wait_seconds, name_prefix, barrier_callbacks
+
+
 class BarrierOp:
     """A barrier on TF variables with which a chief blocks its workers.
 
@@ -159,12 +290,12 @@ class BarrierOp:
 
     def __init__(
         self,
-        capacity,
-        is_chief=True,
-        wait_seconds=1,
-        name_prefix="default",
-        barrier_callbacks=None,
-    ):
+        capacity: int,
+        is_chief: bool = True,
+        wait_seconds: float = 1,
+        name_prefix: str = "default",
+        barrier_callbacks: Optional[Sequence[Callable[[str, Any], None]]] = None,
+    ) -> None:
         """Builds the barrier variables and ops in the default graph.
 
         Args:
@@ -188,49 +319,9 @@ class BarrierOp:
             empty.
           RuntimeError: if called eagerly or inside a `tf.function`.
         """
-        capacity = _check_int(capacity, "capacity")
-        if capacity < 1:
-            raise ValueError(
-                "capacity must be >= 1 (1 + the number of workers), got {}.".format(
-                    capacity
-                )
-            )
-        wait_seconds = _check_positive_number(wait_seconds, "wait_seconds")
-        if not math.isfinite(wait_seconds):
-            raise ValueError(
-                "wait_seconds must be finite, got {!r}.".format(wait_seconds)
-            )
-        if not isinstance(name_prefix, str):
-            raise TypeError(
-                "name_prefix must be a str, got {!r} of type {}.".format(
-                    name_prefix, type(name_prefix).__name__
-                )
-            )
-        if not name_prefix:
-            raise ValueError("name_prefix must be a non-empty str.")
-        if barrier_callbacks is None:
-            barrier_callbacks = []
-        elif callable(barrier_callbacks) or isinstance(barrier_callbacks, (str, bytes)):
-            raise TypeError(
-                "barrier_callbacks must be a list of callables, got {!r}.".format(
-                    barrier_callbacks
-                )
-            )
-        else:
-            barrier_callbacks = list(barrier_callbacks)
-            for i, callback in enumerate(barrier_callbacks):
-                if not callable(callback):
-                    raise TypeError(
-                        "barrier_callbacks[{}] must be callable(action, session), got "
-                        "{!r}.".format(i, callback)
-                    )
-        if tf.executing_eagerly() or tf.inside_function():
-            raise RuntimeError(
-                "BarrierOp needs graph mode: build it in a tf.compat.v1.Graph (or "
-                "after tf.compat.v1.disable_eager_execution()) and run it with a "
-                "tf.compat.v1 session, not eagerly or inside a tf.function."
-            )
-
+        capacity, wait_seconds, name_prefix, barrier_callbacks = _check_barrier_args(
+            capacity, wait_seconds, name_prefix, barrier_callbacks
+        )
         self._capacity = capacity
         self._is_chief = bool(is_chief)
         self._wait_seconds = wait_seconds
@@ -238,17 +329,15 @@ class BarrierOp:
         self._barrier_callbacks = barrier_callbacks
         # Serializes place_barrier (check, place, callbacks) within this process.
         self._place_lock = threading.Lock()
-        # Guards the per-index waiter counts and the stale set below, and every
-        # clear of a worker's flag (_clear_flag is the only place that clears).
-        self._flag_lock = threading.Lock()
-        self._local_waiters = [0] * capacity
-        # Indices whose flag the last waiter could not clear (e.g. its session
-        # was closed); the hook clears them at its next step.
-        self._stale = set()
         # The generation this object placed last (None: none yet).
         self._placed_generation = None
+        self._build_graph()
+        self._worker_flags = _WorkerFlags(name_prefix, capacity, self._run_clear)
 
-        collections = [
+    def _build_graph(self):
+        """The variables and every op this object runs, in the default graph."""
+        capacity, name_prefix = self._capacity, self._name
+        var_collections = [
             (
                 tf.compat.v1.GraphKeys.LOCAL_VARIABLES
                 if self._is_chief
@@ -262,7 +351,7 @@ class BarrierOp:
                 initializer=initializer,
                 dtype=dtype,
                 trainable=False,
-                collections=collections,
+                collections=var_collections,
                 use_resource=True,
             )
 
@@ -347,22 +436,26 @@ class BarrierOp:
                 with tf.control_dependencies(self._state_fetches[-1:]):
                     self._state_fetches.append(read(var, name))
 
+
+    def _run_clear(self, session, index, deadline):
+        _run(session, self._remove_op, {self._idx_ph: index}, deadline)
+
     @property
-    def capacity(self):
+    def capacity(self) -> int:
         """The length of the flag vector (1 + the number of workers)."""
         return self._capacity
 
     @property
-    def name(self):
+    def name(self) -> str:
         """The `name_prefix` this barrier was built with."""
         return self._name
 
     @property
-    def barrier_placed_tensor(self):
+    def barrier_placed_tensor(self) -> tf.Tensor:
         """A bool scalar tensor: True while the chief's barrier is placed."""
         return self._barrier_placed_tensor
 
-    def place_barrier(self, session, action=""):
+    def place_barrier(self, session: Any, action: str = "") -> int:
         """Places a new generation of the barrier with `action`, then runs the
         callbacks.
 
@@ -408,21 +501,25 @@ class BarrierOp:
             self._run_barrier_callbacks(action, session)
         return generation
 
-    def remove_barrier(self, session):
+    def remove_barrier(self, session: Any) -> None:
         """Removes the barrier (clears flag 0). No check; workers then resume."""
         session.run(self._remove_op, feed_dict={self._idx_ph: 0})
 
-    def is_barrier_placed(self, session):
+    def is_barrier_placed(self, session: Any) -> bool:
         """Returns True if the barrier is placed."""
         return bool(session.run(self._barrier_placed_tensor))
 
-    def is_barrier_removed(self, session):
+    def is_barrier_removed(self, session: Any) -> bool:
         """Returns True if the barrier is not placed."""
         return not self.is_barrier_placed(session)
 
     def wait_until_barrier_removed(
-        self, session, index, timeout=None, should_stop=None
-    ):
+        self,
+        session: Any,
+        index: int,
+        timeout: Optional[float] = None,
+        should_stop: Optional[Callable[[], bool]] = None,
+    ) -> bool:
         """Blocks worker `index` on the barrier until the chief removes it.
 
         For each generation of the barrier it sees placed, and has not yet run,
@@ -459,8 +556,7 @@ class BarrierOp:
             raise TypeError(
                 "should_stop must be None or a callable, got {!r}.".format(should_stop)
             )
-        with self._flag_lock:
-            self._local_waiters[index] += 1
+        self._worker_flags.enter(index)
         released = False
         try:
             released = self._wait(session, index, timeout, should_stop)
@@ -480,16 +576,15 @@ class BarrierOp:
                 return False
             raise
         finally:
-            self._clear_flag(
+            self._worker_flags.leave(
                 session,
                 index,
-                leaving=True,
                 must_succeed=released,
                 # Best effort, and bounded, unless the wait succeeded untimed.
                 timeout=None if released and timeout is None else _CLEANUP_SECS,
             )
 
-    def wait_until_all_blocked(self, session, timeout=None):
+    def wait_until_all_blocked(self, session: Any, timeout: Optional[float] = None) -> None:
         """Waits until every worker is blocked on the barrier.
 
         For the chief, after `place_barrier`: polls every `wait_seconds`, each
@@ -535,7 +630,7 @@ class BarrierOp:
             else:
                 time.sleep(self._wait_seconds)
 
-    def is_all_blocked(self, session):
+    def is_all_blocked(self, session: Any) -> bool:
         """True if the barrier is placed and every worker is blocked on it (on
         this generation, not an earlier one)."""
         state = self._read_state(session)
@@ -545,16 +640,16 @@ class BarrierOp:
             and not self._not_blocked(state)
         )
 
-    def is_none_blocked(self, session):
+    def is_none_blocked(self, session: Any) -> bool:
         """True if no flag (neither the barrier nor any worker) is set."""
         return not any(self._read_flags(session))
 
-    def get_unblocked_indices(self, session):
+    def get_unblocked_indices(self, session: Any) -> List[int]:
         """The indices whose flag is clear (index 0 is the barrier itself)."""
         flags = self._read_flags(session)
         return [i for i in range(self._capacity) if not flags[i]]
 
-    def get_blocked_indices(self, session):
+    def get_blocked_indices(self, session: Any) -> List[int]:
         """The indices whose flag is set (index 0 is the barrier itself),
         whatever generation each worker is blocked on.
 
@@ -717,45 +812,13 @@ class BarrierOp:
             )
         return BarrierLostError(message, self._name, generation)
 
-    def _clear_flag(
-        self, session, index, leaving=False, must_succeed=True, timeout=None
-    ):
-        """Clears flag `index`, unless a thread waits on it through this object.
+    def _clear_flag_on_session_start(self, session, index, timeout):
+        """For `BarrierHook`: its worker's session was created (see _WorkerFlags)."""
+        self._worker_flags.clear_on_session_start(session, index, timeout)
 
-        The only place a worker's flag is cleared: when the last waiter on
-        `index` leaves (`leaving`), and from the hook (a flag left by an earlier
-        life of the worker, or one a waiter could not clear). Unless
-        `must_succeed`, a failure is only logged, and the hook clears the flag at
-        its next step.
-        """
-        with self._flag_lock:
-            if leaving:
-                self._local_waiters[index] -= 1
-            if self._local_waiters[index]:
-                return
-            try:
-                if not _session_is_closed(session):
-                    _run(
-                        session,
-                        self._remove_op,
-                        {self._idx_ph: index},
-                        None if timeout is None else time.monotonic() + timeout,
-                    )
-                    self._stale.discard(index)
-                    return
-                error = "the session is closed"
-            except Exception as e:
-                if must_succeed and not _session_is_closed(session):
-                    raise
-                error = e
-            self._stale.add(index)
-        _logger.warning(
-            "Could not clear the flag of worker %d on barrier '%s' (%s); its "
-            "BarrierHook clears it at its next step.",
-            index,
-            self._name,
-            error,
-        )
+    def _clear_flag_if_stale(self, session, index, timeout):
+        """For `BarrierHook`: its worker starts a step (see _WorkerFlags)."""
+        self._worker_flags.clear_if_stale(session, index, timeout)
 
 
 _State = collections.namedtuple(
@@ -799,7 +862,7 @@ class BarrierHook(tf.compat.v1.train.SessionRunHook):
     the hook's next step.
     """
 
-    def __init__(self, index, barrier_op, timeout=None):
+    def __init__(self, index: int, barrier_op: BarrierOp, timeout: Optional[float] = None) -> None:
         """Creates the hook.
 
         Args:
@@ -835,7 +898,7 @@ class BarrierHook(tf.compat.v1.train.SessionRunHook):
             # This worker is starting, so it is not blocked: a flag left set
             # by a previous life of it that died blocked would otherwise
             # keep the chief from ever seeing every worker resume.
-            self._barrier_op._clear_flag(session, self._index, timeout=self._timeout)
+            self._barrier_op._clear_flag_on_session_start(session, self._index, self._timeout)
 
     def _should_stop(self):
         coord = self._coord
@@ -844,10 +907,7 @@ class BarrierHook(tf.compat.v1.train.SessionRunHook):
     def before_run(self, run_context):
         if self._index == 0:
             return None
-        if self._index in self._barrier_op._stale:
-            self._barrier_op._clear_flag(
-                run_context.session, self._index, timeout=self._timeout
-            )
+        self._barrier_op._clear_flag_if_stale(run_context.session, self._index, self._timeout)
         return tf.compat.v1.train.SessionRunArgs(self._barrier_op.barrier_placed_tensor)
 
     def after_run(self, run_context, run_values):

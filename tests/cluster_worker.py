@@ -36,7 +36,6 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
 import traceback
 
@@ -46,6 +45,13 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 import tensorflow as tf
 
 from monolith_ops import barrier_ops
+from monolith_ops.local_cluster import (
+    append_jsonl,
+    read_jsonl,
+    start_watchdog,
+    wait_for,
+    write_json,
+)
 
 NUM_WORKERS = 2
 CAPACITY = NUM_WORKERS + 1
@@ -58,45 +64,8 @@ CHIEF_POLL_SECONDS = 0.02
 PHASE_TIMEOUT = 60.0  # the chief's bound on every wait
 
 
-def _write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
-
-
-def _append_jsonl(path, obj):
-    with open(path, "a") as f:
-        f.write(json.dumps(obj) + "\n")
-        f.flush()
-
-
-def _read_jsonl(path):
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def _wait_for(predicate, what, timeout=PHASE_TIMEOUT, poll=CHIEF_POLL_SECONDS):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(
-                "timed out after {} s waiting for {}".format(timeout, what)
-            )
-        time.sleep(poll)
-
-
-def _start_watchdog(deadline):
-
-    def _watch():
-        time.sleep(max(0.0, deadline - time.time()))
-        sys.stderr.write("cluster_worker: deadline reached, exiting\n")
-        sys.stderr.flush()
-        os._exit(3)
-
-    threading.Thread(target=_watch, daemon=True).start()
+    wait_for(predicate, what, timeout, poll)
 
 
 def _variable_info(variables, name_part):
@@ -169,7 +138,7 @@ def run_worker(cluster, args):
 
     def callback(action, session):
         session.run(holder["model"].hit_op, {holder["model"].hit_index: index})
-        _append_jsonl(
+        append_jsonl(
             prefix + ".callbacks.jsonl",
             {
                 "action": action,
@@ -190,7 +159,7 @@ def run_worker(cluster, args):
     config = tf.compat.v1.ConfigProto(
         device_filters=["/job:ps", "/job:worker/task:{}".format(args.task)]
     )
-    _append_jsonl(
+    append_jsonl(
         prefix + ".events.jsonl",
         {"event": "entering_mts", "time": time.time()},
     )
@@ -205,7 +174,7 @@ def run_worker(cluster, args):
         stop_grace_period_secs=5,
         max_wait_secs=240,
     ) as sess:
-        _append_jsonl(
+        append_jsonl(
             prefix + ".events.jsonl",
             {"event": "session_ready", "time": time.time()},
         )
@@ -217,7 +186,7 @@ def run_worker(cluster, args):
                 break
             time.sleep(0.01)
         info["steps"] = steps
-        _write_json(prefix + ".result.json", info)
+        write_json(prefix + ".result.json", info)
         # The "hang" phase: no more steps, but the hook still fetches the flag
         # with each run and blocks on the barrier, until the ps stops answering.
         try:
@@ -225,7 +194,7 @@ def run_worker(cluster, args):
                 sess.run(model.stop)
                 time.sleep(0.05)
         except barrier_ops.BarrierTimeoutError as e:
-            _write_json(
+            write_json(
                 hang_record,
                 {
                     "error": type(e).__name__,
@@ -258,10 +227,10 @@ def run_chief(cluster, args):
     }
 
     def phase(name):
-        _write_json(os.path.join(workdir, "chief.phase.json"), {"phase": name})
+        write_json(os.path.join(workdir, "chief.phase.json"), {"phase": name})
 
     def worker_records(index):
-        return _read_jsonl(
+        return read_jsonl(
             os.path.join(workdir, "worker-{}.callbacks.jsonl".format(index))
         )
 
@@ -367,7 +336,7 @@ def run_chief(cluster, args):
         # Phase 3: a worker is killed while blocked.
         phase("kill")
         kill = run_barrier("kill")
-        _write_json(os.path.join(workdir, "ready_to_kill"), {})
+        write_json(os.path.join(workdir, "ready_to_kill"), {})
         _wait_for(
             lambda: os.path.exists(os.path.join(workdir, "killed")),
             "the test to kill worker 2",
@@ -410,8 +379,8 @@ def run_chief(cluster, args):
             barrier.wait_until_all_blocked(sess, timeout=1.0)
         except barrier_ops.BarrierTimeoutError as e:
             result["hang_wait_error"] = str(e)
-        _write_json(os.path.join(workdir, "chief.result.json"), result)
-        _write_json(os.path.join(workdir, "ready_to_hang"), {})
+        write_json(os.path.join(workdir, "chief.result.json"), result)
+        write_json(os.path.join(workdir, "ready_to_hang"), {})
         _wait_for(
             lambda: os.path.exists(os.path.join(workdir, "ps_stopped")),
             "the test to stop the ps",
@@ -424,7 +393,7 @@ def run_chief(cluster, args):
             record["error"] = type(e).__name__
             record["message"] = str(e)
         record["seconds"] = time.monotonic() - start
-        _write_json(os.path.join(workdir, "chief.hang.json"), record)
+        write_json(os.path.join(workdir, "chief.hang.json"), record)
         phase("done")
         # Leaving the session would wait for the stopped ps.
         sys.stdout.flush()
@@ -439,7 +408,7 @@ def main():
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--deadline", type=float, required=True)
     args = parser.parse_args()
-    _start_watchdog(args.deadline)
+    start_watchdog(args.deadline, "cluster_worker {} {}".format(args.role, args.task))
     rc = 0
     try:
         tf.compat.v1.disable_eager_execution()

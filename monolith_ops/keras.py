@@ -24,26 +24,13 @@ device on the whole batch (see docs/keras.md for how Keras' own
 ``global_clipnorm`` behaves there).
 """
 import importlib
-import numbers
+from typing import Any, Dict, List, Optional, Tuple
 
-import numpy as np
 import tensorflow as tf
 
 from monolith_ops import clip_ops
 
 __all__ = ["GlobalNormClipTransformer", "with_global_norm_clipping"]
-
-
-def _check_clip_norm(clip_norm):
-    """clip_norm as a float: a positive, finite Python or NumPy number."""
-    if isinstance(clip_norm, (bool, np.bool_)) or not isinstance(
-            clip_norm, numbers.Real):
-        raise TypeError("clip_norm should be a positive number, but received "
-                        f"{type(clip_norm).__name__}: {clip_norm!r:.100}")
-    value = float(clip_norm)
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"clip_norm should be positive and finite, got {value}")
-    return value
 
 
 def _keep_on_first_replica(first, grad):
@@ -138,8 +125,9 @@ if _K3 is not None:
             backend is not TensorFlow.
         """
 
-        def __init__(self, inner_optimizer, clip_norm, name=None,
-                     loss_scale_factor=None):
+        def __init__(self, inner_optimizer: Any, clip_norm: float,
+                     name: Optional[str] = None,
+                     loss_scale_factor: Optional[float] = None) -> None:
             if not isinstance(inner_optimizer, _K3.optimizers.Optimizer):
                 raise TypeError(
                     "inner_optimizer should be a keras.optimizers.Optimizer, "
@@ -148,7 +136,7 @@ if _K3 is not None:
                 raise ValueError(
                     "GlobalNormClipOptimizer needs the TensorFlow backend of "
                     f"Keras, but the backend is {_K3.backend.backend()!r}")
-            clip_norm = _check_clip_norm(clip_norm)
+            clip_norm = clip_ops.check_clip_norm(clip_norm)
             for arg in ("clipnorm", "clipvalue", "global_clipnorm",
                         "gradient_accumulation_steps"):
                 if getattr(inner_optimizer, arg, None):
@@ -264,10 +252,10 @@ class GlobalNormClipTransformer:
       clip_norm: Positive finite number: the largest global norm.
     """
 
-    def __init__(self, clip_norm):
-        self.clip_norm = _check_clip_norm(clip_norm)
+    def __init__(self, clip_norm: float) -> None:
+        self.clip_norm = clip_ops.check_clip_norm(clip_norm)
 
-    def __call__(self, grads_and_vars):
+    def __call__(self, grads_and_vars: List[Tuple[Any, Any]]) -> List[Tuple[Any, Any]]:
         grads_and_vars = list(grads_and_vars)
         if not grads_and_vars:
             return grads_and_vars
@@ -279,10 +267,10 @@ class GlobalNormClipTransformer:
         return f"GlobalNormClipTransformer(clip_norm={self.clip_norm})"
 
 
-_CLIPPED_CLASSES = {}
+_CLIPPED_CLASSES: Dict[type, type] = {}
 
 
-def with_global_norm_clipping(optimizer_class):
+def with_global_norm_clipping(optimizer_class: type) -> type:
     """A subclass of a Keras 2 optimizer class that clips by global norm.
 
     For the current (non-legacy) optimizers of Keras 2, which have no
@@ -330,7 +318,7 @@ def with_global_norm_clipping(optimizer_class):
                 raise ValueError(
                     "clipnorm, clipvalue and global_clipnorm may not be set "
                     "on an optimizer that clips by global norm itself")
-            self.clip_norm = _check_clip_norm(clip_norm)
+            self.clip_norm = clip_ops.check_clip_norm(clip_norm)
             super().__init__(*args, **kwargs)
 
         def apply_gradients(self, grads_and_vars, name=None,

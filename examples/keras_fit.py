@@ -13,9 +13,9 @@ Needs Keras 3 (TensorFlow 2.16 or newer); with Keras 2 see docs/keras.md.
 """
 import argparse
 
+import keras
 import numpy as np
 import tensorflow as tf
-import keras
 
 from monolith_ops.keras import GlobalNormClipOptimizer
 

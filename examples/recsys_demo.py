@@ -321,7 +321,7 @@ class RestoreReporter:
 
 
 def run_chief(tf, cluster, args):
-    from monolith_ops import barrier_ops, basic_restore_hook  # pylint: disable=import-outside-toplevel
+    from monolith_ops import basic_restore_hook  # pylint: disable=import-outside-toplevel
 
     placed = []
     model = Model(tf, cluster, "chief", 0, is_chief=True,

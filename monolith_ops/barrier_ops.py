@@ -34,7 +34,8 @@ import math
 import numbers
 import threading
 import time
-from typing import Any, Callable, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Callable, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -103,9 +104,7 @@ class BarrierTimeoutError(TimeoutError):
 def _check_int(value, name):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(
-            "{} must be an int, got {!r} of type {}.".format(
-                name, value, type(value).__name__
-            )
+            f"{name} must be an int, got {value!r} of type {type(value).__name__}."
         )
     return int(value)
 
@@ -241,16 +240,14 @@ def _check_barrier_args(capacity, wait_seconds, name_prefix, barrier_callbacks):
     capacity = _check_int(capacity, "capacity")
     if capacity < 1:
         raise ValueError(
-            "capacity must be >= 1 (1 + the number of workers), got {}.".format(capacity)
+            f"capacity must be >= 1 (1 + the number of workers), got {capacity}."
         )
     wait_seconds = _check_positive_number(wait_seconds, "wait_seconds")
     if not math.isfinite(wait_seconds):
-        raise ValueError("wait_seconds must be finite, got {!r}.".format(wait_seconds))
+        raise ValueError(f"wait_seconds must be finite, got {wait_seconds!r}.")
     if not isinstance(name_prefix, str):
         raise TypeError(
-            "name_prefix must be a str, got {!r} of type {}.".format(
-                name_prefix, type(name_prefix).__name__
-            )
+            f"name_prefix must be a str, got {name_prefix!r} of type {type(name_prefix).__name__}."
         )
     if not name_prefix:
         raise ValueError("name_prefix must be a non-empty str.")
@@ -258,15 +255,15 @@ def _check_barrier_args(capacity, wait_seconds, name_prefix, barrier_callbacks):
         barrier_callbacks = []
     elif callable(barrier_callbacks) or isinstance(barrier_callbacks, (str, bytes)):
         raise TypeError(
-            "barrier_callbacks must be a list of callables, got {!r}.".format(barrier_callbacks)
+            f"barrier_callbacks must be a list of callables, got {barrier_callbacks!r}."
         )
     else:
         barrier_callbacks = list(barrier_callbacks)
         for i, callback in enumerate(barrier_callbacks):
             if not callable(callback):
                 raise TypeError(
-                    "barrier_callbacks[{}] must be callable(action, session), got "
-                    "{!r}.".format(i, callback)
+                    f"barrier_callbacks[{i}] must be callable(action, session), got "
+                    f"{callback!r}."
                 )
     if tf.executing_eagerly() or tf.inside_function():
         raise RuntimeError(
@@ -474,23 +471,19 @@ class BarrierOp:
         """
         if not isinstance(action, str):
             raise TypeError(
-                "action must be a str, got {!r} of type {}.".format(
-                    action, type(action).__name__
-                )
+                f"action must be a str, got {action!r} of type {type(action).__name__}."
             )
         try:
             action.encode("utf-8")
         except UnicodeEncodeError as e:
             raise ValueError(
-                "action must be text that UTF-8 can encode, got {!r} ({}).".format(
-                    action, e
-                )
+                f"action must be text that UTF-8 can encode, got {action!r} ({e})."
             ) from None
         with self._place_lock:
             if session.run(self._barrier_placed_tensor):
                 raise BarrierAlreadyPlacedError(
-                    "Barrier '{}' is already placed; remove it before placing it "
-                    "again.".format(self._name)
+                    f"Barrier '{self._name}' is already placed; remove it before placing it "
+                    "again."
                 )
             generation = int(
                 session.run(
@@ -554,7 +547,7 @@ class BarrierOp:
         timeout = _check_positive_number(timeout, "timeout", allow_none=True)
         if should_stop is not None and not callable(should_stop):
             raise TypeError(
-                "should_stop must be None or a callable, got {!r}.".format(should_stop)
+                f"should_stop must be None or a callable, got {should_stop!r}."
             )
         self._worker_flags.enter(index)
         released = False
@@ -644,12 +637,12 @@ class BarrierOp:
         """True if no flag (neither the barrier nor any worker) is set."""
         return not any(self._read_flags(session))
 
-    def get_unblocked_indices(self, session: Any) -> List[int]:
+    def get_unblocked_indices(self, session: Any) -> list[int]:
         """The indices whose flag is clear (index 0 is the barrier itself)."""
         flags = self._read_flags(session)
         return [i for i in range(self._capacity) if not flags[i]]
 
-    def get_blocked_indices(self, session: Any) -> List[int]:
+    def get_blocked_indices(self, session: Any) -> list[int]:
         """The indices whose flag is set (index 0 is the barrier itself),
         whatever generation each worker is blocked on.
 
@@ -697,8 +690,8 @@ class BarrierOp:
         index = _check_int(index, "index")
         if not 0 < index < self._capacity:
             raise ValueError(
-                "index must satisfy 0 < index < capacity ({}), got {}; index 0 is "
-                "the chief's barrier.".format(self._capacity, index)
+                f"index must satisfy 0 < index < capacity ({self._capacity}), got {index}; index 0 is "
+                "the chief's barrier."
             )
         return index
 
@@ -779,21 +772,19 @@ class BarrierOp:
     def _timeout_error(self, index, start, timeout, missing=None):
         waited = time.monotonic() - start
         if index:
-            what = "Worker {} waited {:.1f} s for barrier '{}' to be removed".format(
-                index, waited, self._name
-            )
+            what = f"Worker {index} waited {waited:.1f} s for barrier '{self._name}' to be removed"
             hint = "Is the chief alive, and does the ps answer?"
         else:
             what = (
-                "The chief waited {:.1f} s for every worker to block on barrier "
-                "'{}'".format(waited, self._name)
+                f"The chief waited {waited:.1f} s for every worker to block on barrier "
+                f"'{self._name}'"
             )
             hint = (
                 "Workers not blocked: {}. Are they alive, and does the ps "
                 "answer?".format("unknown" if missing is None else missing)
             )
         return BarrierTimeoutError(
-            "{} and gave up (timeout={:g} s). {}".format(what, timeout, hint),
+            f"{what} and gave up (timeout={timeout:g} s). {hint}",
             self._name,
             index,
             waited,
@@ -802,13 +793,13 @@ class BarrierOp:
 
     def _lost_error(self, generation):
         if generation is None:
-            message = "Barrier '{}' is not placed; place it first.".format(self._name)
+            message = f"Barrier '{self._name}' is not placed; place it first."
         else:
             message = (
-                "Barrier '{}' (generation {}) is no longer placed while the chief "
+                f"Barrier '{self._name}' (generation {generation}) is no longer placed while the chief "
                 "waits for the workers: it was removed, or the ps restarted and "
                 "lost it (workers waiting on it were released). See "
-                "docs/barrier.md.".format(self._name, generation)
+                "docs/barrier.md."
             )
         return BarrierLostError(message, self._name, generation)
 
@@ -878,14 +869,12 @@ class BarrierHook(tf.compat.v1.train.SessionRunHook):
         """
         if not isinstance(barrier_op, BarrierOp):
             raise TypeError(
-                "barrier_op must be a BarrierOp, got {!r}.".format(barrier_op)
+                f"barrier_op must be a BarrierOp, got {barrier_op!r}."
             )
         index = _check_int(index, "index")
         if not 0 <= index < barrier_op.capacity:
             raise ValueError(
-                "index must satisfy 0 <= index < capacity ({}), got {}.".format(
-                    barrier_op.capacity, index
-                )
+                f"index must satisfy 0 <= index < capacity ({barrier_op.capacity}), got {index}."
             )
         self._index = index
         self._barrier_op = barrier_op

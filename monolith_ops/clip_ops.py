@@ -1,29 +1,31 @@
 # Copyright 2026 The monolith_ops Authors.
 # SPDX-License-Identifier: Apache-2.0
-"""Global-norm gradient clipping on fused kernels, a drop-in for TF's.
+"""Global-norm gradient clipping on the library's kernels, a drop-in for TF's.
 
-``clip_by_global_norm`` and ``global_norm`` give the results of
-``tf.clip_by_global_norm`` and ``tf.linalg.global_norm`` (within float
-rounding) with one pass over the data for the norm:
+``clip_by_global_norm`` and ``global_norm`` take what ``tf.clip_by_global_norm``
+and ``tf.linalg.global_norm`` take and give their results, within float
+rounding. ``clip_by_global_norm`` builds one of three paths
+(``choose_clip_path``):
 
-* the sum of squares is accumulated in double (float32 at least for 16-bit
-  inputs), in a fixed order, so the same inputs give bitwise the same result;
-* when the norm is at most ``clip_norm`` the outputs are the inputs, uncopied;
-* when the norm is inf or NaN every output is entirely NaN, as in TF.
+* ``ClipPath.FUSED``: a single-dtype list without ``use_norm``, one
+  ``MonolithClipByGlobalNormFused`` kernel (in parts of ``CHUNK_SIZE``
+  tensors in a graph, for Grappler);
+* ``ClipPath.KERNEL_WITH_CLIP_NORM_ATTR``: the norm from ``GlobalL2Reduce``
+  (or ``use_norm``), the clip by ``MonolithClipByGlobalNorm`` per dtype with
+  ``clip_norm`` as its attr;
+* ``ClipPath.TF_OPS``: the clip in TF ops (``clip_scale``), under XLA, which
+  cannot compile the kernels, and where ``clip_norm`` cannot be an attr.
 
-Departures from TF, each deliberate:
-
-* float16 and bfloat16 lists accumulate in float32, so a norm that fits in
-  the dtype never overflows (TF gives inf for ``[300., 400.]`` in float16);
-* lists that mix float dtypes are accepted (TF raises); each output keeps its
-  input's dtype and the norm is float64 if any input is, else float32;
-* ``clip_norm`` known when the graph is built must be positive and finite;
-  a ``clip_norm`` tensor is checked by the kernel when it runs.
+The supported dtypes are those the ops are registered for
+(``SUPPORTED_DTYPES``). The ops' gradients are registered here. The README
+("Clipping") says what the results are, including where they depart from
+TF's; docs/keras.md what differs under XLA.
 """
 import dataclasses
 import enum
 import numbers
-from typing import List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Optional, Union
 
 import numpy as np
 import tensorflow as tf
@@ -500,7 +502,7 @@ def clip_by_global_norm(
     clip_norm: _Scalar,
     use_norm: Optional[_Scalar] = None,
     name: Optional[str] = None,
-) -> Tuple[List[_Entry], tf.Tensor]:
+) -> tuple[list[_Entry], tf.Tensor]:
     """Clips tensors by the ratio of the sum of their norms, like TF's.
 
     out[i] = t_list[i] * clip_norm / max(global_norm, clip_norm).

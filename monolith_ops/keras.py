@@ -24,7 +24,7 @@ device on the whole batch (see docs/keras.md for how Keras' own
 ``global_clipnorm`` behaves there).
 """
 import importlib
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Optional
 
 import tensorflow as tf
 
@@ -255,7 +255,7 @@ class GlobalNormClipTransformer:
     def __init__(self, clip_norm: float) -> None:
         self.clip_norm = clip_ops.check_clip_norm(clip_norm)
 
-    def __call__(self, grads_and_vars: List[Tuple[Any, Any]]) -> List[Tuple[Any, Any]]:
+    def __call__(self, grads_and_vars: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
         grads_and_vars = list(grads_and_vars)
         if not grads_and_vars:
             return grads_and_vars
@@ -267,7 +267,7 @@ class GlobalNormClipTransformer:
         return f"GlobalNormClipTransformer(clip_norm={self.clip_norm})"
 
 
-_CLIPPED_CLASSES: Dict[type, type] = {}
+_CLIPPED_CLASSES: dict[type, type] = {}
 
 
 def with_global_norm_clipping(optimizer_class: type) -> type:

@@ -32,7 +32,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any, Callable
 
 __all__ = [
     "LocalCluster",

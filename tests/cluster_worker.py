@@ -88,7 +88,7 @@ class _Model:
 
     def __init__(self, cluster, job, task, is_chief, callbacks):
         device_setter = tf.compat.v1.train.replica_device_setter(
-            worker_device="/job:{}/task:{}".format(job, task), cluster=cluster
+            worker_device=f"/job:{job}/task:{task}", cluster=cluster
         )
         with tf.compat.v1.device(device_setter):
             self.global_step = tf.compat.v1.train.get_or_create_global_step()
@@ -131,7 +131,7 @@ def run_ps(cluster, args):
 def run_worker(cluster, args):
     tf.get_logger().setLevel("INFO")  # shows "Waiting for model to be ready"
     index = args.task + 1
-    prefix = os.path.join(args.workdir, "worker-{}".format(index))
+    prefix = os.path.join(args.workdir, f"worker-{index}")
     server = tf.distribute.Server(cluster, job_name="worker", task_index=args.task)
     state = {"in_flight": 0}
     holder = {}
@@ -157,7 +157,7 @@ def run_worker(cluster, args):
     }
     hook = barrier_ops.BarrierHook(index, model.barrier, timeout=WORKER_HOOK_TIMEOUT)
     config = tf.compat.v1.ConfigProto(
-        device_filters=["/job:ps", "/job:worker/task:{}".format(args.task)]
+        device_filters=["/job:ps", f"/job:worker/task:{args.task}"]
     )
     append_jsonl(
         prefix + ".events.jsonl",
@@ -231,7 +231,7 @@ def run_chief(cluster, args):
 
     def worker_records(index):
         return read_jsonl(
-            os.path.join(workdir, "worker-{}.callbacks.jsonl".format(index))
+            os.path.join(workdir, f"worker-{index}.callbacks.jsonl")
         )
 
     # Initialize only once both workers have found the variables uninitialized
@@ -240,7 +240,7 @@ def run_chief(cluster, args):
     phase("waiting for the workers to wait for initialization")
 
     def worker_is_waiting(index):
-        path = os.path.join(workdir, "worker-{}.log".format(index))
+        path = os.path.join(workdir, f"worker-{index}.log")
         if not os.path.exists(path):
             return False
         with open(path, errors="replace") as f:
@@ -315,8 +315,8 @@ def run_chief(cluster, args):
         # Phase 2: place/remove cycles back to back.
         cycles = []
         for k in range(NUM_CYCLES):
-            phase("cycle {}".format(k))
-            cycles.append(run_barrier("cycle-{}".format(k)))
+            phase(f"cycle {k}")
+            cycles.append(run_barrier(f"cycle-{k}"))
             barrier.remove_barrier(sess)
             _wait_for(lambda: barrier.is_none_blocked(sess), "none blocked")
         result["cycles"] = cycles
@@ -325,10 +325,10 @@ def run_chief(cluster, args):
         # removed, before the workers (polling every 50 ms) can see it down.
         back_to_back = []
         for k in range(NUM_BACK_TO_BACK):
-            phase("back to back {}".format(k))
+            phase(f"back to back {k}")
             if k:
                 barrier.remove_barrier(sess)
-            back_to_back.append(run_barrier("b2b-{}".format(k)))
+            back_to_back.append(run_barrier(f"b2b-{k}"))
         barrier.remove_barrier(sess)
         _wait_for(lambda: barrier.is_none_blocked(sess), "none blocked")
         result["back_to_back"] = back_to_back
@@ -408,7 +408,7 @@ def main():
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--deadline", type=float, required=True)
     args = parser.parse_args()
-    start_watchdog(args.deadline, "cluster_worker {} {}".format(args.role, args.task))
+    start_watchdog(args.deadline, f"cluster_worker {args.role} {args.task}")
     rc = 0
     try:
         tf.compat.v1.disable_eager_execution()

@@ -92,7 +92,7 @@ class _Cluster(LocalCluster):
         parts = [message, "chief phase: " + phase]
         for name, proc in self.procs.items():
             parts.append(
-                "----- {} (rc={}) -----\n{}".format(name, proc.poll(), self.log_tail(name))
+                f"----- {name} (rc={proc.poll()}) -----\n{self.log_tail(name)}"
             )
         pytest.fail("\n".join(parts))
 
@@ -101,7 +101,7 @@ class _Cluster(LocalCluster):
         while not predicate():
             for name, rc in self.exited().items():
                 if name not in may_exit:
-                    self.fail("{} exited (rc={}) while waiting for {}".format(name, rc, what))
+                    self.fail(f"{name} exited (rc={rc}) while waiting for {what}")
             if time.time() > self.deadline:
                 self.fail("cluster run timed out waiting for " + what)
             time.sleep(0.05)
@@ -170,15 +170,15 @@ def run(tmp_path_factory):
                 1: read_json(cluster.path("worker-1.result.json")),
             },
             "worker_events": {
-                i: read_jsonl(cluster.path("worker-{}.events.jsonl".format(i)))
+                i: read_jsonl(cluster.path(f"worker-{i}.events.jsonl"))
                 for i in (1, 2)
             },
             "callbacks": {
-                i: read_jsonl(cluster.path("worker-{}.callbacks.jsonl".format(i)))
+                i: read_jsonl(cluster.path(f"worker-{i}.callbacks.jsonl"))
                 for i in (1, 2)
             },
             "worker_logs": {
-                i: cluster.log_tail("worker-{}".format(i), chars=10**6) for i in (1, 2)
+                i: cluster.log_tail(f"worker-{i}", chars=10**6) for i in (1, 2)
             },
             "worker_2_rc": procs["worker-2"].returncode,
             "hang": hang,
@@ -189,10 +189,10 @@ def run(tmp_path_factory):
     return result
 
 
-_BACK_TO_BACK = ["b2b-{}".format(k) for k in range(NUM_BACK_TO_BACK)]
+_BACK_TO_BACK = [f"b2b-{k}" for k in range(NUM_BACK_TO_BACK)]
 # Every barrier the chief places up to the "kill" one, in order.
 _ACTIONS = (
-    ["sync-1"] + ["cycle-{}".format(k) for k in range(NUM_CYCLES)] + _BACK_TO_BACK
+    ["sync-1"] + [f"cycle-{k}" for k in range(NUM_CYCLES)] + _BACK_TO_BACK
     + ["kill"]
 )
 
@@ -268,11 +268,11 @@ def test_twenty_place_remove_cycles_lose_nothing(run):
     cycles = chief["cycles"]
     assert len(cycles) == NUM_CYCLES
     for k, snap in enumerate(cycles):
-        assert snap["action"] == "cycle-{}".format(k)
+        assert snap["action"] == f"cycle-{k}"
         assert snap["blocked"] == [0, 1, 2]
         assert snap["hits"] == [0, k + 2, k + 2], snap
         for i in ("1", "2"):
-            assert snap["worker_actions"][i][-1] == "cycle-{}".format(k)
+            assert snap["worker_actions"][i][-1] == f"cycle-{k}"
     for i, extra in ((1, ["hang"]), (2, [])):
         assert [r["action"] for r in run["callbacks"][i]] == _ACTIONS + extra
 
@@ -300,9 +300,7 @@ def test_a_hung_ps_ends_the_waits_at_their_timeout(run):
     does the chief's wait_until_all_blocked, instead of waiting for the ps."""
     hang = run["hang"]
     worker = hang["worker-1.hang.json"]
-    assert worker is not None, "worker 1 still waited {} s after the ps stopped".format(
-        WORKER_HOOK_TIMEOUT + HANG_MARGIN
-    )
+    assert worker is not None, f"worker 1 still waited {WORKER_HOOK_TIMEOUT + HANG_MARGIN} s after the ps stopped"
     assert worker["error"] == "BarrierTimeoutError"
     assert worker["timeout"] == WORKER_HOOK_TIMEOUT
     assert worker["waited_secs"] < WORKER_HOOK_TIMEOUT + HANG_MARGIN, worker

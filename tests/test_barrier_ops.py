@@ -14,9 +14,10 @@ import sys
 import threading
 import time
 
-from hypothesis import given, settings, strategies as st
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tensorflow.python.training import monitored_session
 
 import monolith_ops
@@ -658,7 +659,7 @@ def test_concurrent_places_exactly_one_wins(graph):
             start = threading.Barrier(num_threads)
             outcomes = []
 
-            def place(action):
+            def place(action, start=start, outcomes=outcomes):
                 start.wait()
                 try:
                     op.place_barrier(sess, action=action)
@@ -667,7 +668,7 @@ def test_concurrent_places_exactly_one_wins(graph):
                     outcomes.append("already")
 
             threads = [
-                _start(place, "{}-{}".format(round_, i))[0] for i in range(num_threads)
+                _start(place, f"{round_}-{i}")[0] for i in range(num_threads)
             ]
             for thread in threads:
                 _join(thread)
@@ -725,7 +726,7 @@ def test_stress_place_remove_and_wait_from_many_threads(graph):
         all_blocked_flags = []
         try:
             for k in range(num_cycles):
-                action = "cycle-{}".format(k)
+                action = f"cycle-{k}"
                 op.place_barrier(sess, action=action)
                 holding.set()
                 _wait_for(lambda: op.is_all_blocked(sess))
@@ -749,7 +750,7 @@ def test_stress_place_remove_and_wait_from_many_threads(graph):
                 assert "error" not in result, result
     assert all_blocked_flags == [list(range(num_workers + 1))] * num_cycles
     assert intruder_outcomes and set(intruder_outcomes) == {"already"}
-    expected = ["cycle-{}".format(k) for k in range(num_cycles)]
+    expected = [f"cycle-{k}" for k in range(num_cycles)]
     for actions in records.values():
         assert actions == expected  # Each cycle exactly once, in order.
 
@@ -922,7 +923,7 @@ def test_back_to_back_barriers_run_every_action_on_every_worker_once(graph):
             for k in range(num_actions):
                 if k:
                     op.remove_barrier(sess)  # ... and place the next at once
-                op.place_barrier(sess, action="action-{}".format(k))
+                op.place_barrier(sess, action=f"action-{k}")
                 _wait_for(lambda: op.is_all_blocked(sess))
                 seen.append({i: r[-1] if r else None for i, r in records.items()})
         finally:
@@ -931,7 +932,7 @@ def test_back_to_back_barriers_run_every_action_on_every_worker_once(graph):
             for thread, result in threads:
                 _join(thread)
                 assert "error" not in result, result
-    expected = ["action-{}".format(k) for k in range(num_actions)]
+    expected = [f"action-{k}" for k in range(num_actions)]
     # When the chief saw all blocked on barrier k, each had run action k ...
     assert seen == [{i: a for i in records} for a in expected]
     # ... and over the run each worker ran every action exactly once, in order.

@@ -160,8 +160,8 @@ def test_hook_end_calls_each_listener_end_once():
         hook = basic_restore_hook.CheckpointRestorerHook(listeners=listeners)
         with tf.compat.v1.train.SingularMonitoredSession(hooks=[hook]) as sess:
             sess.run(train_op)
-            assert [l.end_count for l in listeners] == [0, 0]
-    assert [l.end_count for l in listeners] == [1, 1]
+            assert [listener.end_count for listener in listeners] == [0, 0]
+    assert [listener.end_count for listener in listeners] == [1, 1]
 
 
 def test_listener_end_is_not_called_when_the_session_fails():
@@ -306,7 +306,7 @@ class FailingListener(CountCheckpointRestorerListener):
 
     def _maybe_fail(self, method):
         if method in self._fail_in:
-            raise KeyError("{} failed in {}".format(self._name, method))
+            raise KeyError(f"{self._name} failed in {method}")
 
     def begin(self):
         super().begin()

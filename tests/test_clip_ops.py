@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import dense_shapes, run_in_mode, session_run, to_numpy
+
 from monolith_ops import clip_ops
 from monolith_ops._loader import ops
 
@@ -206,7 +206,7 @@ def test_indexed_slices_stay_sparse(mode):
 def test_empty_list(mode):
     for empty in ([], ()):
         ours, norm = run_in_mode(
-            mode, lambda: clip_ops.clip_by_global_norm(empty, 1.0))
+            mode, lambda empty=empty: clip_ops.clip_by_global_norm(empty, 1.0))
         assert list(ours) == [] and norm == 0.0 and norm.dtype == np.float32
     norm = run_in_mode(mode, lambda: clip_ops.global_norm([]))
     assert norm == 0.0 and norm.dtype == np.float32
@@ -478,7 +478,10 @@ def test_small_outputs_sharing_one_buffer_feed_other_ops(dtype):
     def clip_then_use(*ts):
         ours, _ = clip_ops.clip_by_global_norm(list(ts), 1.0)
         stock, _ = tf.clip_by_global_norm(list(ts), 1.0)
-        use = lambda t: tf.reduce_sum(tf.cast(t * 2, tf.float64))
+
+        def use(t):
+            return tf.reduce_sum(tf.cast(t * 2, tf.float64))
+
         return [use(t) for t in ours], [use(t) for t in stock], ours, stock
 
     for mode in ("graph", "eager"):
@@ -656,7 +659,7 @@ def test_raw_ops_with_mismatched_n(op_type, scalar_inputs):
     node.attr["T"].type = tf.float32.as_datatype_enum
     if op_type == "MonolithClipByGlobalNorm":
         node.attr["clip_norm"].f = 1.0
-    ops.global_l2_reduce  # the ops must be registered before the import
+    ops.global_l2_reduce  # noqa: B018 (the ops must be registered before the import)
     with tf.Graph().as_default():
         with pytest.raises(ValueError, match="N"):
             tf.graph_util.import_graph_def(graph_def, name="")

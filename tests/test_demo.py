@@ -86,9 +86,9 @@ def test_demo_trains_places_a_barrier_and_restores(tmp_path):
     _assert_no_leftovers(workdir)
     assert "[demo] OK" in out and "Summary" in out
     # Progress lines: step, loss, global norm, steps/s.
-    progress = [l for l in out.splitlines() if "steps/s" in l]
-    assert progress and all("loss" in l and "global norm" in l
-                            for l in progress)
+    progress = [line for line in out.splitlines() if "steps/s" in line]
+    assert progress and all("loss" in line and "global norm" in line
+                            for line in progress)
 
     with open(facts_path) as f:
         facts = json.load(f)

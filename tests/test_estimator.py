@@ -30,7 +30,7 @@ from monolith_ops import barrier_ops, basic_restore_hook, clip_ops
 def _estimator_module():
   try:
     module = tf.estimator
-    module.Estimator  # pylint: disable=pointless-statement
+    module.Estimator  # noqa: B018 (raises AttributeError without it)
   except AttributeError:
     return None
   return module

@@ -22,7 +22,7 @@ CLIP = 0.05
 STEPS_DATA = 16  # samples; batch 8 (4 per replica), 2 epochs: 4 steps
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _run(case):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), case],

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -32,12 +31,24 @@ def test_load_ops_returns_the_loaded_library():
 
 def test_importing_the_package_is_light():
     # A fresh interpreter: the package alone imports neither TensorFlow nor
-    # the library; clip_ops loads (and registers) the ops.
-    probe = ("import sys, monolith_ops\n"
-             "assert 'tensorflow' not in sys.modules\n"
-             "import monolith_ops.clip_ops, monolith_ops._loader as l\n"
-             "assert l.ops._module is not None\n")
-    _run_python(probe, cwd=os.path.dirname(_installed_package()))
+    # the library (its file is not mapped into the process); clip_ops loads
+    # (and registers) the ops.
+    probe = textwrap.dedent("""\
+        import sys
+        import monolith_ops
+
+        def library_mapped():
+            with open("/proc/self/maps") as f:
+                return "_monolith_ops.so" in f.read()
+
+        assert "tensorflow" not in sys.modules
+        assert not library_mapped()
+        import monolith_ops.clip_ops
+        assert library_mapped()
+        print("ok")
+        """)
+    out = _run_python(probe, cwd=os.path.dirname(_installed_package()))
+    assert out.strip() == "ok"
 
 
 def _installed_package():
@@ -94,12 +105,6 @@ def test_version_mismatch_is_refused_before_loading(package_copy):
     assert "1.15.5" in message and tf.__version__ in message
     assert _loader.REBUILD_COMMAND in message
     assert err.value.__cause__ is None  # refused, not a failed load
-
-
-def test_check_compatible_names_both_versions():
-    with pytest.raises(_loader.TFVersionMismatchError, match=r"2\.99\.0.*2\.98\.0"):
-        _loader.check_compatible(built="2.99.0", installed="2.98.0")
-    _loader.check_compatible(built="2.98.0", installed="2.98.0")
 
 
 def test_build_record_exists_beside_the_library():

@@ -73,7 +73,7 @@ def _load_in_subprocess(root):
   env.pop("PYTHONPATH", None)
   proc = subprocess.run([sys.executable, "-c", _PROBE, root], cwd=root,
                         env=env, capture_output=True, text=True, timeout=300)
-  lines = [l for l in proc.stdout.splitlines() if l.startswith("PROBE ")]
+  lines = [line for line in proc.stdout.splitlines() if line.startswith("PROBE ")]
   assert proc.returncode == 0 and lines, (
       f"probe failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
   return json.loads(lines[-1][len("PROBE "):])

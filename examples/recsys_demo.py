@@ -28,6 +28,7 @@ of its own, and all of them are killed when the demo ends, however it ends.
 
 Internally the same file is the program of every task (--role ps|chief|worker).
 """
+
 import argparse
 import json
 import os
@@ -72,6 +73,7 @@ class SyntheticClicks:
 
     def __init__(self, seed, batch_size):
         import numpy as np  # pylint: disable=import-outside-toplevel
+
         truth = np.random.default_rng(DATA_SEED)
         self._users = truth.standard_normal((NUM_USERS, TRUE_DIM))
         self._items = truth.standard_normal((NUM_ITEMS, TRUE_DIM))
@@ -85,8 +87,11 @@ class SyntheticClicks:
         np = self._np
         users = self._rng.integers(0, NUM_USERS, self.batch_size)
         items = self._rng.integers(0, NUM_ITEMS, self.batch_size)
-        logits = (self._user_bias[users] + self._item_bias[items] + 0.5 *
-                  np.sum(self._users[users] * self._items[items], axis=1))
+        logits = (
+            self._user_bias[users]
+            + self._item_bias[items]
+            + 0.5 * np.sum(self._users[users] * self._items[items], axis=1)
+        )
         clicks = self._rng.random(self.batch_size) < 1 / (1 + np.exp(-logits))
         return users, items, clicks.astype(np.float32)
 
@@ -94,12 +99,14 @@ class SyntheticClicks:
 class Model:
     """The training graph, built identically by the chief and every worker."""
 
-    def __init__(self, tf, cluster, job, task, is_chief, clip_norm,
-                 learning_rate, barrier_callbacks):
+    def __init__(
+        self, tf, cluster, job, task, is_chief, clip_norm, learning_rate, barrier_callbacks
+    ):
         from monolith_ops import barrier_ops, clip_ops  # pylint: disable=import-outside-toplevel
 
         setter = tf.compat.v1.train.replica_device_setter(
-            worker_device=f"/job:{job}/task:{task}", cluster=cluster)
+            worker_device=f"/job:{job}/task:{task}", cluster=cluster
+        )
         with tf.compat.v1.device(setter):
             self.global_step = tf.compat.v1.train.get_or_create_global_step()
             self.users = tf.compat.v1.placeholder(tf.int64, [None], "users")
@@ -108,45 +115,52 @@ class Model:
             init = tf.compat.v1.truncated_normal_initializer(stddev=0.1)
             # One table: users first, then items.
             table = tf.compat.v1.get_variable(
-                "embedding", [NUM_USERS + NUM_ITEMS, EMBEDDING_DIM],
-                initializer=init, use_resource=True)
-            features = tf.concat([
-                tf.gather(table, self.users),
-                tf.gather(table, self.items + NUM_USERS)], axis=1)
+                "embedding",
+                [NUM_USERS + NUM_ITEMS, EMBEDDING_DIM],
+                initializer=init,
+                use_resource=True,
+            )
+            features = tf.concat(
+                [tf.gather(table, self.users), tf.gather(table, self.items + NUM_USERS)], axis=1
+            )
             hidden = features
             for i, width in enumerate((64, 32, 1)):
                 with tf.compat.v1.variable_scope(f"mlp_{i}"):
                     weights = tf.compat.v1.get_variable(
-                        "weights", [hidden.shape[1], width], use_resource=True,
-                        initializer=tf.compat.v1.glorot_uniform_initializer())
+                        "weights",
+                        [hidden.shape[1], width],
+                        use_resource=True,
+                        initializer=tf.compat.v1.glorot_uniform_initializer(),
+                    )
                     bias = tf.compat.v1.get_variable(
-                        "bias", [width], use_resource=True,
-                        initializer=tf.compat.v1.zeros_initializer())
+                        "bias",
+                        [width],
+                        use_resource=True,
+                        initializer=tf.compat.v1.zeros_initializer(),
+                    )
                     hidden = tf.matmul(hidden, weights) + bias
                 if width > 1:
                     hidden = tf.nn.relu(hidden)
             logits = tf.squeeze(hidden, axis=1)
             self.loss = tf.reduce_mean(
-                tf.nn.sigmoid_cross_entropy_with_logits(
-                    labels=self.clicks, logits=logits))
+                tf.nn.sigmoid_cross_entropy_with_logits(labels=self.clicks, logits=logits)
+            )
 
             optimizer = tf.compat.v1.train.AdagradOptimizer(learning_rate)
             grads_and_vars = optimizer.compute_gradients(self.loss)
             grads = [g for g, _ in grads_and_vars]
-            clipped, self.global_norm = clip_ops.clip_by_global_norm(
-                grads, clip_norm)
-            self.embedding_grad_is_sparse = isinstance(grads[0],
-                                                       tf.IndexedSlices)
+            clipped, self.global_norm = clip_ops.clip_by_global_norm(grads, clip_norm)
+            self.embedding_grad_is_sparse = isinstance(grads[0], tf.IndexedSlices)
             apply = optimizer.apply_gradients(
-                zip(clipped, [v for _, v in grads_and_vars]),
-                global_step=self.global_step)
+                zip(clipped, [v for _, v in grads_and_vars]), global_step=self.global_step
+            )
 
             # Progress the chief can read: an average of the workers' losses
             # and norms, and how many steps were clipped (all on the ps).
             def stat(name, value, dtype=tf.float32):
                 return tf.compat.v1.get_variable(
-                    name, initializer=tf.constant(value, dtype),
-                    trainable=False, use_resource=True)
+                    name, initializer=tf.constant(value, dtype), trainable=False, use_resource=True
+                )
 
             self.loss_avg = stat("loss_avg", 0.6931)
             self.norm_avg = stat("global_norm_avg", 0.0)
@@ -154,16 +168,18 @@ class Model:
             with tf.control_dependencies([apply]):
                 self.train_op = tf.group(
                     self.loss_avg.assign(0.9 * self.loss_avg + 0.1 * self.loss),
-                    self.norm_avg.assign(
-                        0.9 * self.norm_avg + 0.1 * self.global_norm),
-                    self.clipped_steps.assign_add(tf.cast(
-                        self.global_norm > clip_norm, tf.int64)))
+                    self.norm_avg.assign(0.9 * self.norm_avg + 0.1 * self.global_norm),
+                    self.clipped_steps.assign_add(tf.cast(self.global_norm > clip_norm, tf.int64)),
+                )
 
             # Chief: LOCAL copy; workers: GLOBAL copy, of the same variables.
             self.barrier = barrier_ops.BarrierOp(
-                capacity=_num_workers(cluster) + 1, is_chief=is_chief,
-                wait_seconds=0.05, name_prefix=BARRIER_NAME,
-                barrier_callbacks=barrier_callbacks)
+                capacity=_num_workers(cluster) + 1,
+                is_chief=is_chief,
+                wait_seconds=0.05,
+                name_prefix=BARRIER_NAME,
+                barrier_callbacks=barrier_callbacks,
+            )
 
 
 def _num_workers(cluster):
@@ -194,28 +210,43 @@ def run_worker(tf, cluster, args):
         global_step = int(session.run(holder["model"].global_step))
         if action == BARRIER_ACTION:
             writer = holder["writer"]
-            summary = tf.compat.v1.Summary(value=[
-                tf.compat.v1.Summary.Value(tag="loss",
-                                           simple_value=state["loss"] or 0.0),
-                tf.compat.v1.Summary.Value(tag="local_steps",
-                                           simple_value=state["local_step"])])
+            summary = tf.compat.v1.Summary(
+                value=[
+                    tf.compat.v1.Summary.Value(tag="loss", simple_value=state["loss"] or 0.0),
+                    tf.compat.v1.Summary.Value(tag="local_steps", simple_value=state["local_step"]),
+                ]
+            )
             writer.add_summary(summary, global_step)
             writer.flush()
-        _say(who, f"barrier action {action!r}: at local step "
-             f"{state['local_step']}, global step {global_step}; "
-             "summary flushed, now blocked")
-        calls.append({"action": action, "local_step": state["local_step"],
-                      "global_step": global_step, "time": time.time()})
+        _say(
+            who,
+            f"barrier action {action!r}: at local step "
+            f"{state['local_step']}, global step {global_step}; "
+            "summary flushed, now blocked",
+        )
+        calls.append(
+            {
+                "action": action,
+                "local_step": state["local_step"],
+                "global_step": global_step,
+                "time": time.time(),
+            }
+        )
 
-    server = tf.distribute.Server(cluster, job_name="worker",
-                                  task_index=args.task)
-    model = Model(tf, cluster, "worker", args.task, is_chief=False,
-                  clip_norm=args.clip_norm, learning_rate=args.learning_rate,
-                  barrier_callbacks=[on_barrier])
+    server = tf.distribute.Server(cluster, job_name="worker", task_index=args.task)
+    model = Model(
+        tf,
+        cluster,
+        "worker",
+        args.task,
+        is_chief=False,
+        clip_norm=args.clip_norm,
+        learning_rate=args.learning_rate,
+        barrier_callbacks=[on_barrier],
+    )
     holder["model"] = model
     holder["writer"] = tf.compat.v1.summary.FileWriter(summary_dir)
-    data = SyntheticClicks(seed=args.task + 100 * args.run,
-                           batch_size=args.batch_size)
+    data = SyntheticClicks(seed=args.task + 100 * args.run, batch_size=args.batch_size)
 
     class StopAtStepAfterBarrier(tf.compat.v1.train.SessionRunHook):
         """Stops at --last-step, but in a run with a barrier not before this
@@ -228,9 +259,10 @@ def run_worker(tf, cluster, args):
         def after_run(self, run_context, run_values):
             if args.barrier_at and not calls:
                 return
-            if (run_values.results + 1 >= args.last_step and
-                    run_context.session.run(model.global_step) >=
-                    args.last_step):
+            if (
+                run_values.results + 1 >= args.last_step
+                and run_context.session.run(model.global_step) >= args.last_step
+            ):
                 run_context.request_stop()
 
     hooks = [
@@ -240,34 +272,47 @@ def run_worker(tf, cluster, args):
     ]
     config = tf.compat.v1.ConfigProto(
         device_filters=["/job:ps", f"/job:worker/task:{args.task}"],
-        intra_op_parallelism_threads=1, inter_op_parallelism_threads=2)
+        intra_op_parallelism_threads=1,
+        inter_op_parallelism_threads=2,
+    )
     # MonitoredTrainingSession polls a worker's readiness only every 30 s;
     # poll faster first, so that it finds the model ready at once.
-    _wait_until_initialized(tf, server.target, config,
-                            tf.compat.v1.report_uninitialized_variables())
+    _wait_until_initialized(
+        tf, server.target, config, tf.compat.v1.report_uninitialized_variables()
+    )
     losses = []
     with tf.compat.v1.train.MonitoredTrainingSession(
-            master=server.target, is_chief=False, hooks=hooks, config=config,
-            log_step_count_steps=None, max_wait_secs=WAIT_SECS,
-            stop_grace_period_secs=5) as sess:
+        master=server.target,
+        is_chief=False,
+        hooks=hooks,
+        config=config,
+        log_step_count_steps=None,
+        max_wait_secs=WAIT_SECS,
+        stop_grace_period_secs=5,
+    ) as sess:
         while not sess.should_stop():
             users, items, clicks = data.batch()
             _, loss = sess.run(
                 [model.train_op, model.loss],
-                {model.users: users, model.items: items, model.clicks: clicks})
+                {model.users: users, model.items: items, model.clicks: clicks},
+            )
             state["local_step"] += 1
             state["loss"] = float(loss)
             losses.append(float(loss))
     holder["writer"].close()
     head, tail = losses[:20], losses[-20:]
-    local_cluster.write_json(os.path.join(args.workdir, f"worker-{index}.json"), {
-        "index": index, "local_steps": state["local_step"],
-        "first_loss": sum(head) / max(len(head), 1),
-        "last_loss": sum(tail) / max(len(tail), 1),
-        "barrier_calls": calls,
-        "embedding_grad_is_sparse": model.embedding_grad_is_sparse,
-        "summary_files": sorted(os.listdir(summary_dir)),
-    })
+    local_cluster.write_json(
+        os.path.join(args.workdir, f"worker-{index}.json"),
+        {
+            "index": index,
+            "local_steps": state["local_step"],
+            "first_loss": sum(head) / max(len(head), 1),
+            "last_loss": sum(tail) / max(len(tail), 1),
+            "barrier_calls": calls,
+            "embedding_grad_is_sparse": model.embedding_grad_is_sparse,
+            "summary_files": sorted(os.listdir(summary_dir)),
+        },
+    )
 
 
 def _wait_until_initialized(tf, target, config, uninitialized):
@@ -276,8 +321,7 @@ def _wait_until_initialized(tf, target, config, uninitialized):
     with tf.compat.v1.Session(target, config=config) as session:
         while session.run(uninitialized).size:
             if time.monotonic() > deadline:
-                raise TimeoutError("the chief did not initialize the model "
-                                   f"within {WAIT_SECS:g} s")
+                raise TimeoutError(f"the chief did not initialize the model within {WAIT_SECS:g} s")
             time.sleep(0.1)
 
 
@@ -300,21 +344,28 @@ class RestoreReporter:
     def after_restore(self, session):
         # The workers may already be training on the restored variables, so
         # the live global step can be past the checkpoint's: report both.
-        step, loss = session.run([self._model.global_step,
-                                  self._model.loss_avg])
+        step, loss = session.run([self._model.global_step, self._model.loss_avg])
         name = os.path.basename(self._checkpoint) if self._checkpoint else None
-        saved = (int(self._tf.train.load_variable(
-            self._checkpoint, self._model.global_step.op.name))
-                 if self._checkpoint else None)
-        self.report = {"checkpoint": name, "checkpoint_step": saved,
-                       "global_step": int(step), "loss_avg": float(loss)}
+        saved = (
+            int(self._tf.train.load_variable(self._checkpoint, self._model.global_step.op.name))
+            if self._checkpoint
+            else None
+        )
+        self.report = {
+            "checkpoint": name,
+            "checkpoint_step": saved,
+            "global_step": int(step),
+            "loss_avg": float(loss),
+        }
         if name:
-            _say("chief", f"restore listener: session restored from {name} "
-                 f"(global step {saved}), now at global step {int(step)}, "
-                 f"loss {float(loss):.4f}")
+            _say(
+                "chief",
+                f"restore listener: session restored from {name} "
+                f"(global step {saved}), now at global step {int(step)}, "
+                f"loss {float(loss):.4f}",
+            )
         else:
-            _say("chief", "restore listener: no checkpoint yet, starting "
-                 "from scratch")
+            _say("chief", "restore listener: no checkpoint yet, starting from scratch")
 
     def end(self, session):
         pass
@@ -324,9 +375,16 @@ def run_chief(tf, cluster, args):
     from monolith_ops import basic_restore_hook  # pylint: disable=import-outside-toplevel
 
     placed = []
-    model = Model(tf, cluster, "chief", 0, is_chief=True,
-                  clip_norm=args.clip_norm, learning_rate=args.learning_rate,
-                  barrier_callbacks=[lambda action, _: placed.append(action)])
+    model = Model(
+        tf,
+        cluster,
+        "chief",
+        0,
+        is_chief=True,
+        clip_norm=args.clip_norm,
+        learning_rate=args.learning_rate,
+        barrier_callbacks=[lambda action, _: placed.append(action)],
+    )
     barrier = model.barrier
     reporter = RestoreReporter(tf, args.checkpoint_dir, model)
     hooks = [basic_restore_hook.CheckpointRestorerHook([reporter])]
@@ -335,13 +393,19 @@ def run_chief(tf, cluster, args):
     done_marker = os.path.join(args.workdir, "workers_done")
     result = {"run": args.run, "progress": []}
     with tf.compat.v1.train.MonitoredTrainingSession(
-            master=server.target, is_chief=True, hooks=hooks, config=config,
-            checkpoint_dir=args.checkpoint_dir, save_checkpoint_secs=3600,
-            save_summaries_steps=None, save_summaries_secs=None,
-            log_step_count_steps=None, stop_grace_period_secs=5) as sess:
+        master=server.target,
+        is_chief=True,
+        hooks=hooks,
+        config=config,
+        checkpoint_dir=args.checkpoint_dir,
+        save_checkpoint_secs=3600,
+        save_summaries_steps=None,
+        save_summaries_secs=None,
+        log_step_count_steps=None,
+        stop_grace_period_secs=5,
+    ) as sess:
         result["restore"] = reporter.report
-        stats = [model.global_step, model.loss_avg, model.norm_avg,
-                 model.clipped_steps]
+        stats = [model.global_step, model.loss_avg, model.norm_avg, model.clipped_steps]
         start_step = int(sess.run(model.global_step))
         last_time, last_step = time.monotonic(), start_step
         deadline = time.monotonic() + args.timeout
@@ -354,33 +418,42 @@ def run_chief(tf, cluster, args):
             step, loss, norm, _ = sess.run(stats)
             rate = (step - last_step) / max(now - last_time, 1e-9)
             last_time, last_step = now, int(step)
-            result["progress"].append({"step": int(step), "loss": float(loss),
-                                       "global_norm": float(norm),
-                                       "steps_per_sec": rate})
-            _say("chief", f"step {int(step):5d}/{args.last_step}  loss "
-                 f"{float(loss):.4f}  global norm {float(norm):7.3f}  "
-                 f"{rate:6.1f} steps/s")
+            result["progress"].append(
+                {
+                    "step": int(step),
+                    "loss": float(loss),
+                    "global_norm": float(norm),
+                    "steps_per_sec": rate,
+                }
+            )
+            _say(
+                "chief",
+                f"step {int(step):5d}/{args.last_step}  loss "
+                f"{float(loss):.4f}  global norm {float(norm):7.3f}  "
+                f"{rate:6.1f} steps/s",
+            )
 
         while not os.path.exists(done_marker):
             if time.monotonic() > deadline:
                 raise TimeoutError("the workers did not finish in time")
             step = int(sess.run(model.global_step))
-            if (args.barrier_at and "barrier" not in result and
-                    step >= args.barrier_at):
-                result["barrier"] = _barrier_round(sess, model, barrier,
-                                                   placed)
+            if args.barrier_at and "barrier" not in result and step >= args.barrier_at:
+                result["barrier"] = _barrier_round(sess, model, barrier, placed)
             progress()
             time.sleep(0.02)
         progress(force=True)
         step, loss, _, clipped = sess.run(stats)
-        result.update(final_step=int(step), final_loss_avg=float(loss),
-                      clipped_steps=int(clipped),
-                      trained_steps=int(step) - start_step)
-        result["barrier_is_local_on_chief"] = (
-            any(BARRIER_NAME + "_barrier_op" in v.name
-                for v in tf.compat.v1.local_variables()) and
-            not any(BARRIER_NAME + "_barrier_op" in v.name
-                    for v in tf.compat.v1.global_variables()))
+        result.update(
+            final_step=int(step),
+            final_loss_avg=float(loss),
+            clipped_steps=int(clipped),
+            trained_steps=int(step) - start_step,
+        )
+        result["barrier_is_local_on_chief"] = any(
+            BARRIER_NAME + "_barrier_op" in v.name for v in tf.compat.v1.local_variables()
+        ) and not any(
+            BARRIER_NAME + "_barrier_op" in v.name for v in tf.compat.v1.global_variables()
+        )
     # Leaving the session saved the final checkpoint.
     result["checkpoint"] = tf.train.latest_checkpoint(args.checkpoint_dir)
     local_cluster.write_json(os.path.join(args.workdir, "chief.json"), result)
@@ -394,29 +467,35 @@ def _barrier_round(sess, model, barrier, placed):
         while not predicate():
             if time.monotonic() > deadline:
                 raise TimeoutError(
-                    f"timed out waiting for {what}; flags set: "
-                    f"{barrier.get_blocked_indices(sess)}")
+                    f"timed out waiting for {what}; flags set: {barrier.get_blocked_indices(sess)}"
+                )
             time.sleep(0.01)
 
     t0 = time.monotonic()
     step = int(sess.run(model.global_step))
     barrier.place_barrier(sess, action=BARRIER_ACTION)
-    _say("chief", f"barrier placed at global step {step} with action "
-         f"{BARRIER_ACTION!r}")
+    _say("chief", f"barrier placed at global step {step} with action {BARRIER_ACTION!r}")
     barrier.wait_until_all_blocked(sess, timeout=WAIT_SECS)
     blocked = barrier.get_blocked_indices(sess)
     step_blocked = int(sess.run(model.global_step))
     time.sleep(0.3)  # nobody steps while the barrier holds
     step_held = int(sess.run(model.global_step))
-    _say("chief", f"workers {blocked[1:]} blocked at global step "
-         f"{step_blocked} (still {step_held} after 0.3 s); releasing them")
+    _say(
+        "chief",
+        f"workers {blocked[1:]} blocked at global step "
+        f"{step_blocked} (still {step_held} after 0.3 s); releasing them",
+    )
     barrier.remove_barrier(sess)
     wait_for(lambda: barrier.is_none_blocked(sess), "every worker to resume")
-    return {"action": BARRIER_ACTION, "placed_at_step": step,
-            "blocked": blocked, "step_when_all_blocked": step_blocked,
-            "steps_while_held": step_held - step_blocked,
-            "chief_callback_actions": list(placed),
-            "seconds": time.monotonic() - t0}
+    return {
+        "action": BARRIER_ACTION,
+        "placed_at_step": step,
+        "blocked": blocked,
+        "step_when_all_blocked": step_blocked,
+        "steps_while_held": step_held - step_blocked,
+        "chief_callback_actions": list(placed),
+        "seconds": time.monotonic() - t0,
+    }
 
 
 def task_main(args):
@@ -425,10 +504,10 @@ def task_main(args):
     rc = 0
     try:
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
         tf.compat.v1.disable_eager_execution()
         cluster = tf.train.ClusterSpec(json.loads(args.cluster))
-        {"ps": run_ps, "chief": run_chief, "worker": run_worker}[args.role](
-            tf, cluster, args)
+        {"ps": run_ps, "chief": run_chief, "worker": run_worker}[args.role](tf, cluster, args)
     except BaseException:  # pylint: disable=broad-except
         traceback.print_exc()
         rc = 1
@@ -458,24 +537,45 @@ class Cluster(local_cluster.LocalCluster):
 
     def _command(self, role, task):
         a = self.args
-        return [sys.executable, os.path.abspath(__file__), "--role", role,
-                "--task", str(task), "--cluster", json.dumps(self.spec),
-                "--workdir", self.workdir, "--run", str(self.run),
-                "--deadline", str(self.deadline),
-                "--checkpoint-dir", os.path.join(a.workdir, "checkpoints"),
-                "--last-step", str(self.last_step),
-                "--barrier-at", str(self.barrier_at),
-                "--clip-norm", str(a.clip_norm),
-                "--learning-rate", str(a.learning_rate),
-                "--batch-size", str(a.batch_size),
-                "--timeout", str(max(1.0, self.deadline - time.time()))]
+        return [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--role",
+            role,
+            "--task",
+            str(task),
+            "--cluster",
+            json.dumps(self.spec),
+            "--workdir",
+            self.workdir,
+            "--run",
+            str(self.run),
+            "--deadline",
+            str(self.deadline),
+            "--checkpoint-dir",
+            os.path.join(a.workdir, "checkpoints"),
+            "--last-step",
+            str(self.last_step),
+            "--barrier-at",
+            str(self.barrier_at),
+            "--clip-norm",
+            str(a.clip_norm),
+            "--learning-rate",
+            str(a.learning_rate),
+            "--batch-size",
+            str(a.batch_size),
+            "--timeout",
+            str(max(1.0, self.deadline - time.time())),
+        ]
 
     def start(self, env):
         tasks = [("ps", "ps", 0), ("chief", "chief", 0)] + [
-            (f"worker-{i + 1}", "worker", i) for i in range(self.args.workers)]
+            (f"worker-{i + 1}", "worker", i) for i in range(self.args.workers)
+        ]
         for name, role, task in tasks:
-            self.start_task(name, self._command(role, task), env=env, cwd=ROOT,
-                            relay_stdout=self._relay_line)
+            self.start_task(
+                name, self._command(role, task), env=env, cwd=ROOT, relay_stdout=self._relay_line
+            )
 
     def _relay_line(self, line):
         if not self.args.quiet or "restore" in line or "barrier" in line:
@@ -485,8 +585,7 @@ class Cluster(local_cluster.LocalCluster):
     def _check_alive(self, names):
         for name, rc in self.exited(names).items():
             if rc != 0:
-                raise DemoError(f"{name} failed (exit code {rc}):\n"
-                                f"{self.log_tail(name, 2500)}")
+                raise DemoError(f"{name} failed (exit code {rc}):\n{self.log_tail(name, 2500)}")
 
     def wait(self):
         """Waits for the workers, tells the chief, waits for the chief."""
@@ -496,8 +595,9 @@ class Cluster(local_cluster.LocalCluster):
             if self.procs["ps"].poll() is not None:
                 raise DemoError(f"the ps exited early:\n{self.log_tail('ps', 2500)}")
             if self.procs["chief"].poll() is not None:
-                raise DemoError("the chief exited before the workers:\n"
-                                f"{self.log_tail('chief', 2500)}")
+                raise DemoError(
+                    f"the chief exited before the workers:\n{self.log_tail('chief', 2500)}"
+                )
             self._check_deadline()
             time.sleep(0.05)
         self._check_alive(workers)
@@ -511,9 +611,11 @@ class Cluster(local_cluster.LocalCluster):
 
     def _check_deadline(self):
         if time.time() > self.deadline:
-            raise DemoError(f"run {self.run} timed out (--timeout "
-                            f"{self.args.timeout:g} s); chief log:\n"
-                            f"{self.log_tail('chief', 2500)}")
+            raise DemoError(
+                f"run {self.run} timed out (--timeout "
+                f"{self.args.timeout:g} s); chief log:\n"
+                f"{self.log_tail('chief', 2500)}"
+            )
 
 
 def _run_cluster(args, run, last_step, barrier_at, deadline, env):
@@ -529,8 +631,10 @@ def _run_cluster(args, run, last_step, barrier_at, deadline, env):
     if left:
         raise DemoError(f"processes still alive after the kill: {left}")
     chief = local_cluster.read_json(os.path.join(workdir, "chief.json"))
-    workers = [local_cluster.read_json(os.path.join(workdir, f"worker-{i + 1}.json"))
-               for i in range(args.workers)]
+    workers = [
+        local_cluster.read_json(os.path.join(workdir, f"worker-{i + 1}.json"))
+        for i in range(args.workers)
+    ]
     return chief, workers
 
 
@@ -542,9 +646,14 @@ def _check(facts, condition, message):
 def _summarize(args, runs, seconds):
     """Facts of both runs, the checks on them, and the summary's lines."""
     (chief1, workers1), (chief2, workers2) = runs
-    facts = {"workers": args.workers, "steps": args.steps,
-             "resume_steps": args.resume_steps, "clip_norm": args.clip_norm,
-             "seconds": seconds, "failures": []}
+    facts = {
+        "workers": args.workers,
+        "steps": args.steps,
+        "resume_steps": args.resume_steps,
+        "clip_norm": args.clip_norm,
+        "seconds": seconds,
+        "failures": [],
+    }
     barrier = chief1.get("barrier") or {}
     calls = {w["index"]: w["barrier_calls"] for w in workers1}
     facts["run1"] = {
@@ -555,8 +664,7 @@ def _summarize(args, runs, seconds):
         "clipped_steps": chief1["clipped_steps"],
         "checkpoint": os.path.basename(chief1["checkpoint"] or ""),
         "progress_lines": len(chief1["progress"]),
-        "embedding_grad_is_sparse": all(w["embedding_grad_is_sparse"]
-                                        for w in workers1),
+        "embedding_grad_is_sparse": all(w["embedding_grad_is_sparse"] for w in workers1),
     }
     facts["barrier"] = {
         "action": barrier.get("action"),
@@ -565,8 +673,7 @@ def _summarize(args, runs, seconds):
         "steps_while_held": barrier.get("steps_while_held"),
         "seconds": barrier.get("seconds"),
         "worker_actions": {i: [c["action"] for c in calls[i]] for i in calls},
-        "worker_steps": {i: [c["global_step"] for c in calls[i]]
-                         for i in calls},
+        "worker_steps": {i: [c["global_step"] for c in calls[i]] for i in calls},
         "summaries_flushed": all(w["summary_files"] for w in workers1),
         "chief_barrier_variable_is_local": chief1["barrier_is_local_on_chief"],
     }
@@ -580,38 +687,63 @@ def _summarize(args, runs, seconds):
         "last_loss": sum(w["last_loss"] for w in workers2) / len(workers2),
     }
     r1, r2, b = facts["run1"], facts["run2"], facts["barrier"]
-    _check(facts, chief1.get("restore", {}).get("checkpoint") is None,
-           "run 1 should start from scratch")
-    _check(facts, r1["final_step"] >= args.steps,
-           f"run 1 stopped at step {r1['final_step']} < {args.steps}")
-    _check(facts, b["blocked"] == list(range(args.workers + 1)),
-           f"not every worker blocked at the barrier: {b['blocked']}")
-    _check(facts, all(a == [BARRIER_ACTION] for a in
-                      b["worker_actions"].values()),
-           f"each worker should run the action once: {b['worker_actions']}")
-    _check(facts, b["steps_while_held"] == 0,
-           f"{b['steps_while_held']} steps ran while the barrier held")
+    _check(
+        facts,
+        chief1.get("restore", {}).get("checkpoint") is None,
+        "run 1 should start from scratch",
+    )
+    _check(
+        facts,
+        r1["final_step"] >= args.steps,
+        f"run 1 stopped at step {r1['final_step']} < {args.steps}",
+    )
+    _check(
+        facts,
+        b["blocked"] == list(range(args.workers + 1)),
+        f"not every worker blocked at the barrier: {b['blocked']}",
+    )
+    _check(
+        facts,
+        all(a == [BARRIER_ACTION] for a in b["worker_actions"].values()),
+        f"each worker should run the action once: {b['worker_actions']}",
+    )
+    _check(
+        facts,
+        b["steps_while_held"] == 0,
+        f"{b['steps_while_held']} steps ran while the barrier held",
+    )
     _check(facts, b["summaries_flushed"], "a worker flushed no summary")
-    _check(facts, b["chief_barrier_variable_is_local"],
-           "the chief's barrier variable should be local")
-    _check(facts, r1["embedding_grad_is_sparse"],
-           "the embedding gradient should be IndexedSlices")
-    _check(facts, r1["last_loss"] < r1["first_loss"],
-           f"loss did not go down: {r1['first_loss']:.4f} -> "
-           f"{r1['last_loss']:.4f}")
+    _check(
+        facts, b["chief_barrier_variable_is_local"], "the chief's barrier variable should be local"
+    )
+    _check(facts, r1["embedding_grad_is_sparse"], "the embedding gradient should be IndexedSlices")
+    _check(
+        facts,
+        r1["last_loss"] < r1["first_loss"],
+        f"loss did not go down: {r1['first_loss']:.4f} -> {r1['last_loss']:.4f}",
+    )
     # Training is asynchronous: the workers may step between the chief
     # naming its last checkpoint and writing it, so the file can hold a
     # later global step than its name; it never holds an earlier one.
-    _check(facts, r2["restored_checkpoint"] == r1["checkpoint"] and
-           (r2["restored_step"] or 0) >= r1["final_step"],
-           f"run 2 should restore {r1['checkpoint']} at step "
-           f"{r1['final_step']} or later, got {r2['restored_checkpoint']} at "
-           f"{r2['restored_step']}")
-    _check(facts, (r2["step_after_restore"] or 0) >= r2["restored_step"],
-           f"run 2's session is at step {r2['step_after_restore']} after the "
-           f"restore, before the checkpoint's {r2['restored_step']}")
-    _check(facts, r2["final_step"] >= r1["final_step"] + args.resume_steps,
-           f"run 2 stopped at step {r2['final_step']}")
+    _check(
+        facts,
+        r2["restored_checkpoint"] == r1["checkpoint"]
+        and (r2["restored_step"] or 0) >= r1["final_step"],
+        f"run 2 should restore {r1['checkpoint']} at step "
+        f"{r1['final_step']} or later, got {r2['restored_checkpoint']} at "
+        f"{r2['restored_step']}",
+    )
+    _check(
+        facts,
+        (r2["step_after_restore"] or 0) >= r2["restored_step"],
+        f"run 2's session is at step {r2['step_after_restore']} after the "
+        f"restore, before the checkpoint's {r2['restored_step']}",
+    )
+    _check(
+        facts,
+        r2["final_step"] >= r1["final_step"] + args.resume_steps,
+        f"run 2 stopped at step {r2['final_step']}",
+    )
 
     lines = [
         "Summary",
@@ -628,8 +760,7 @@ def _summarize(args, runs, seconds):
         f"  run 2: CheckpointRestorerHook listener reported "
         f"{r2['restored_checkpoint']} restored at step {r2['restored_step']}; "
         f"trained on to step {r2['final_step']}, loss {r2['last_loss']:.4f}",
-        f"  {2 * (args.workers + 2)} processes started and cleaned up; "
-        f"{seconds:.1f} s in all",
+        f"  {2 * (args.workers + 2)} processes started and cleaned up; {seconds:.1f} s in all",
     ]
     return facts, lines
 
@@ -640,41 +771,71 @@ def _parse_args(argv):
         description="Trains an embedding + MLP click model in a local cluster "
         "(1 ps, 1 chief, N workers, one process each, on 127.0.0.1) with "
         "monolith_ops' clip_by_global_norm, BarrierHook and "
-        "CheckpointRestorerHook, then resumes it from its checkpoint.")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="number of worker processes (default 2)")
-    parser.add_argument("--steps", type=int, default=400,
-                        help="global steps of the first run (default 400)")
-    parser.add_argument("--resume-steps", type=int, default=100,
-                        help="global steps of the second run, which starts "
-                        "from the first run's checkpoint (default 100)")
-    parser.add_argument("--clip-norm", type=float, default=0.25,
-                        help="clip_norm of clip_by_global_norm (default 0.25)")
-    parser.add_argument("--barrier-at", type=int, default=None,
-                        help="global step at which the chief places the "
-                        "barrier (default: half of --steps); workers train "
-                        "on past --steps until they have been through it")
-    parser.add_argument("--batch-size", type=int, default=256,
-                        help="examples per step per worker (default 256)")
-    parser.add_argument("--learning-rate", type=float, default=0.5,
-                        help="Adagrad learning rate (default 0.5)")
-    parser.add_argument("--timeout", type=float, default=120.0,
-                        help="hard limit in seconds for the whole demo "
-                        "(default 120); every process is killed after it")
-    parser.add_argument("--workdir", default=None,
-                        help="folder for checkpoints, summaries and logs "
-                        "(default: a temporary folder, removed at the end)")
-    parser.add_argument("--summary-json", default=None,
-                        help="also write the summary's facts to this file")
-    parser.add_argument("--quiet", action="store_true",
-                        help="print only barrier and restore events and the "
-                        "summary")
+        "CheckpointRestorerHook, then resumes it from its checkpoint.",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="number of worker processes (default 2)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=400, help="global steps of the first run (default 400)"
+    )
+    parser.add_argument(
+        "--resume-steps",
+        type=int,
+        default=100,
+        help="global steps of the second run, which starts "
+        "from the first run's checkpoint (default 100)",
+    )
+    parser.add_argument(
+        "--clip-norm",
+        type=float,
+        default=0.25,
+        help="clip_norm of clip_by_global_norm (default 0.25)",
+    )
+    parser.add_argument(
+        "--barrier-at",
+        type=int,
+        default=None,
+        help="global step at which the chief places the "
+        "barrier (default: half of --steps); workers train "
+        "on past --steps until they have been through it",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=256, help="examples per step per worker (default 256)"
+    )
+    parser.add_argument(
+        "--learning-rate", type=float, default=0.5, help="Adagrad learning rate (default 0.5)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="hard limit in seconds for the whole demo "
+        "(default 120); every process is killed after it",
+    )
+    parser.add_argument(
+        "--workdir",
+        default=None,
+        help="folder for checkpoints, summaries and logs "
+        "(default: a temporary folder, removed at the end)",
+    )
+    parser.add_argument(
+        "--summary-json", default=None, help="also write the summary's facts to this file"
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="print only barrier and restore events and the summary"
+    )
     # The tasks' own options (the launcher passes them).
-    for name, kind in [("--role", str), ("--task", int), ("--cluster", str),
-                       ("--run", int), ("--deadline", float),
-                       ("--checkpoint-dir", str), ("--last-step", int)]:
-        parser.add_argument(name, type=kind, default=None,
-                            help=argparse.SUPPRESS)
+    for name, kind in [
+        ("--role", str),
+        ("--task", int),
+        ("--cluster", str),
+        ("--run", int),
+        ("--deadline", float),
+        ("--checkpoint-dir", str),
+        ("--last-step", int),
+    ]:
+        parser.add_argument(name, type=kind, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.role is None:
         if args.workers < 1:
@@ -700,21 +861,26 @@ def main(argv=None):
     deadline = start + args.timeout
     env = local_cluster.task_env()
     temporary = args.workdir is None
-    args.workdir = os.path.abspath(args.workdir or tempfile.mkdtemp(
-        prefix="recsys_demo_"))
+    args.workdir = os.path.abspath(args.workdir or tempfile.mkdtemp(prefix="recsys_demo_"))
     for old in ("checkpoints", "run-1", "run-2"):  # a reused --workdir
         shutil.rmtree(os.path.join(args.workdir, old), ignore_errors=True)
     os.makedirs(args.workdir, exist_ok=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    _say("demo", f"{args.workers} workers, 1 ps, 1 chief on 127.0.0.1; "
-         f"{args.steps} steps, then {args.resume_steps} more from the "
-         f"checkpoint; clip_norm {args.clip_norm:g}; work folder {args.workdir}")
+    _say(
+        "demo",
+        f"{args.workers} workers, 1 ps, 1 chief on 127.0.0.1; "
+        f"{args.steps} steps, then {args.resume_steps} more from the "
+        f"checkpoint; clip_norm {args.clip_norm:g}; work folder {args.workdir}",
+    )
     try:
         _say("demo", "run 1: training from scratch")
         run1 = _run_cluster(args, 1, args.steps, args.barrier_at, deadline, env)
         last = run1[0]["final_step"] + args.resume_steps
-        _say("demo", f"run 1 done at step {run1[0]['final_step']}; run 2: a "
-             f"fresh cluster resumes from the checkpoint, to step {last}")
+        _say(
+            "demo",
+            f"run 1 done at step {run1[0]['final_step']}; run 2: a "
+            f"fresh cluster resumes from the checkpoint, to step {last}",
+        )
         run2 = _run_cluster(args, 2, last, 0, deadline, env)
         facts, lines = _summarize(args, (run1, run2), time.time() - start)
     except DemoError as err:

@@ -27,19 +27,24 @@ if _importlib_util.find_spec("tensorflow") is None:
     # The op library was compiled against one TensorFlow release (recorded
     # beside it by the build); no TensorFlow distribution is a requirement.
     try:
-        with open(_os.path.join(_os.path.dirname(__file__),
-                                "_build_info.json"), encoding="utf-8") as _f:
+        with open(
+            _os.path.join(_os.path.dirname(__file__), "_build_info.json"), encoding="utf-8"
+        ) as _f:
             _built = _json.load(_f).get("tf_version")
     except (OSError, ValueError, AttributeError):
         _built = None
     raise ImportError(
         "monolith_ops needs TensorFlow, and none is installed"
-        + (f": its op library was built against TensorFlow {_built}; install "
-           f"that release (e.g. pip install 'tensorflow=={_built}', or "
-           "tensorflow-cpu, ...)." if _built else
-           f" ({_supported_range()}; see the README, \"Building\").")
+        + (
+            f": its op library was built against TensorFlow {_built}; install "
+            f"that release (e.g. pip install 'tensorflow=={_built}', or "
+            "tensorflow-cpu, ...)."
+            if _built
+            else f' ({_supported_range()}; see the README, "Building").'
+        )
         + " Installing monolith_ops does not install TensorFlow.",
-        name="tensorflow")
+        name="tensorflow",
+    )
 
 
 def load_ops() -> _types.ModuleType:
@@ -56,4 +61,5 @@ def load_ops() -> _types.ModuleType:
         missing, damaged, built for another TensorFlow, or failed to load.
     """
     from monolith_ops import _loader  # imports TensorFlow
+
     return _loader.ops.load()

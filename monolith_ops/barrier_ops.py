@@ -103,9 +103,7 @@ class BarrierTimeoutError(TimeoutError):
 
 def _check_int(value, name):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"{name} must be an int, got {value!r} of type {type(value).__name__}."
-        )
+        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}.")
     return int(value)
 
 
@@ -125,9 +123,7 @@ def _check_positive_number(value, name, allow_none=False):
     value = float(value)
     if not value > 0:  # Also rejects NaN.
         raise ValueError(
-            "{} must be {}> 0, got {!r}.".format(
-                name, "None or " if allow_none else "", value
-            )
+            "{} must be {}> 0, got {!r}.".format(name, "None or " if allow_none else "", value)
         )
     if allow_none and math.isinf(value):
         return None  # An infinite timeout is no timeout.
@@ -239,9 +235,7 @@ def _check_barrier_args(capacity, wait_seconds, name_prefix, barrier_callbacks):
     the argument, and RuntimeError outside graph mode."""
     capacity = _check_int(capacity, "capacity")
     if capacity < 1:
-        raise ValueError(
-            f"capacity must be >= 1 (1 + the number of workers), got {capacity}."
-        )
+        raise ValueError(f"capacity must be >= 1 (1 + the number of workers), got {capacity}.")
     wait_seconds = _check_positive_number(wait_seconds, "wait_seconds")
     if not math.isfinite(wait_seconds):
         raise ValueError(f"wait_seconds must be finite, got {wait_seconds!r}.")
@@ -262,8 +256,7 @@ def _check_barrier_args(capacity, wait_seconds, name_prefix, barrier_callbacks):
         for i, callback in enumerate(barrier_callbacks):
             if not callable(callback):
                 raise TypeError(
-                    f"barrier_callbacks[{i}] must be callable(action, session), got "
-                    f"{callback!r}."
+                    f"barrier_callbacks[{i}] must be callable(action, session), got {callback!r}."
                 )
     if tf.executing_eagerly() or tf.inside_function():
         raise RuntimeError(
@@ -361,9 +354,7 @@ class BarrierOp:
             self._generations = variable(
                 "barrier_generation", np.zeros(capacity, np.int64), tf.int64
             )
-            self._idx_ph = tf.compat.v1.placeholder(
-                tf.int32, shape=[], name="index_placeholder"
-            )
+            self._idx_ph = tf.compat.v1.placeholder(tf.int32, shape=[], name="index_placeholder")
             self._gen_ph = tf.compat.v1.placeholder(
                 tf.int64, shape=[], name="generation_placeholder"
             )
@@ -409,9 +400,7 @@ class BarrierOp:
                         name="next_generation",
                     )
             with tf.control_dependencies([bump]):
-                placed = scatter(
-                    self._barrier_vars, 0, tf.constant(True), "place_with_action"
-                )
+                placed = scatter(self._barrier_vars, 0, tf.constant(True), "place_with_action")
             with tf.control_dependencies([placed]):
                 self._place_op = read(self._generations, "placed_generation")[0]
             # A worker blocks: its generation, then its flag.
@@ -432,7 +421,6 @@ class BarrierOp:
             ):
                 with tf.control_dependencies(self._state_fetches[-1:]):
                     self._state_fetches.append(read(var, name))
-
 
     def _run_clear(self, session, index, deadline):
         _run(session, self._remove_op, {self._idx_ph: index}, deadline)
@@ -482,13 +470,10 @@ class BarrierOp:
         with self._place_lock:
             if session.run(self._barrier_placed_tensor):
                 raise BarrierAlreadyPlacedError(
-                    f"Barrier '{self._name}' is already placed; remove it before placing it "
-                    "again."
+                    f"Barrier '{self._name}' is already placed; remove it before placing it again."
                 )
             generation = int(
-                session.run(
-                    self._place_op, feed_dict={self._action_placeholder: action}
-                )
+                session.run(self._place_op, feed_dict={self._action_placeholder: action})
             )
             self._placed_generation = generation
             self._run_barrier_callbacks(action, session)
@@ -546,9 +531,7 @@ class BarrierOp:
         index = self._check_worker_index(index)
         timeout = _check_positive_number(timeout, "timeout", allow_none=True)
         if should_stop is not None and not callable(should_stop):
-            raise TypeError(
-                f"should_stop must be None or a callable, got {should_stop!r}."
-            )
+            raise TypeError(f"should_stop must be None or a callable, got {should_stop!r}.")
         self._worker_flags.enter(index)
         released = False
         try:
@@ -561,8 +544,7 @@ class BarrierOp:
         ):
             if _session_is_closed(session):
                 _logger.info(
-                    "Worker %d stops waiting for barrier '%s': the session "
-                    "was closed.",
+                    "Worker %d stops waiting for barrier '%s': the session was closed.",
                     index,
                     self._name,
                 )
@@ -627,11 +609,7 @@ class BarrierOp:
         """True if the barrier is placed and every worker is blocked on it (on
         this generation, not an earlier one)."""
         state = self._read_state(session)
-        return (
-            state.placed
-            and state.generation is not None
-            and not self._not_blocked(state)
-        )
+        return state.placed and state.generation is not None and not self._not_blocked(state)
 
     def is_none_blocked(self, session: Any) -> bool:
         """True if no flag (neither the barrier nor any worker) is set."""
@@ -666,9 +644,7 @@ class BarrierOp:
         read, flag 0 was cleared before it and set again before the flag read,
         and that place's new generation is then seen by the last read.
         """
-        gens_before, action, flags, gens = _run(
-            session, self._state_fetches, deadline=deadline
-        )
+        gens_before, action, flags, gens = _run(session, self._state_fetches, deadline=deadline)
         consistent = gens_before[0] == gens[0]
         return _State(
             placed=bool(flags[0]),
@@ -700,9 +676,7 @@ class BarrierOp:
             callback(action, session)
 
     def _stopped(self, session, should_stop):
-        return (should_stop is not None and should_stop()) or _session_is_closed(
-            session
-        )
+        return (should_stop is not None and should_stop()) or _session_is_closed(session)
 
     def _wait(self, session, index, timeout, should_stop):
         """The worker's loop: block on each new generation until removed.
@@ -738,8 +712,7 @@ class BarrierOp:
                     raise self._timeout_error(index, start, timeout) from e
                 blocked_on = state.generation
                 _logger.info(
-                    "Worker %d is blocked by barrier '%s' (generation %d, "
-                    "action %r).",
+                    "Worker %d is blocked by barrier '%s' (generation %d, action %r).",
                     index,
                     self._name,
                     blocked_on,
@@ -779,9 +752,8 @@ class BarrierOp:
                 f"The chief waited {waited:.1f} s for every worker to block on barrier "
                 f"'{self._name}'"
             )
-            hint = (
-                "Workers not blocked: {}. Are they alive, and does the ps "
-                "answer?".format("unknown" if missing is None else missing)
+            hint = "Workers not blocked: {}. Are they alive, and does the ps answer?".format(
+                "unknown" if missing is None else missing
             )
         return BarrierTimeoutError(
             f"{what} and gave up (timeout={timeout:g} s). {hint}",
@@ -868,9 +840,7 @@ class BarrierHook(tf.compat.v1.train.SessionRunHook):
           ValueError: if `index` is out of range or `timeout` <= 0.
         """
         if not isinstance(barrier_op, BarrierOp):
-            raise TypeError(
-                f"barrier_op must be a BarrierOp, got {barrier_op!r}."
-            )
+            raise TypeError(f"barrier_op must be a BarrierOp, got {barrier_op!r}.")
         index = _check_int(index, "index")
         if not 0 <= index < barrier_op.capacity:
             raise ValueError(

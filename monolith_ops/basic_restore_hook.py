@@ -83,8 +83,7 @@ class CheckpointRestorerHook(tf.compat.v1.train.SessionRunHook):
             listeners = []
         elif isinstance(listeners, (str, bytes)) or not hasattr(listeners, "__iter__"):
             raise TypeError(
-                "listeners must be a list of CheckpointRestorerListener, "
-                f"got {listeners!r}."
+                f"listeners must be a list of CheckpointRestorerListener, got {listeners!r}."
             )
         listeners = list(listeners)
         for i, listener in enumerate(listeners):

@@ -21,6 +21,7 @@ The supported dtypes are those the ops are registered for
 ("Clipping") says what the results are, including where they depart from
 TF's; docs/keras.md what differs under XLA.
 """
+
 import dataclasses
 import enum
 import numbers
@@ -71,15 +72,17 @@ SUPPORTED_DTYPES = _registered_dtypes(
 # computed once; the results are bitwise those of one op.
 CHUNK_SIZE = 64
 
-_SUPPORTED_NAMES = (", ".join(d.name for d in SUPPORTED_DTYPES[:-1]) +
-                    f" and {SUPPORTED_DTYPES[-1].name}")
+_SUPPORTED_NAMES = (
+    ", ".join(d.name for d in SUPPORTED_DTYPES[:-1]) + f" and {SUPPORTED_DTYPES[-1].name}"
+)
 
 
 def _check_list(t_list):
     if not isinstance(t_list, (list, tuple)):
         raise TypeError(
             "t_list should be a list or tuple of tensors, IndexedSlices or "
-            f"None, but received {type(t_list).__name__}: {t_list!r:.200}")
+            f"None, but received {type(t_list).__name__}: {t_list!r:.200}"
+        )
 
 
 def _entries(t_list):
@@ -92,11 +95,13 @@ def _entries(t_list):
             except (TypeError, ValueError) as err:
                 raise TypeError(
                     f"t_list[{i}] should be a Tensor, IndexedSlices or None, "
-                    f"but received {type(t).__name__}: {err}") from err
+                    f"but received {type(t).__name__}: {err}"
+                ) from err
         if t is not None and t.dtype not in SUPPORTED_DTYPES:
             raise TypeError(
                 f"t_list[{i}] has dtype {t.dtype.name}; global-norm clipping "
-                f"supports {_SUPPORTED_NAMES}")
+                f"supports {_SUPPORTED_NAMES}"
+            )
         entries.append(t)
     return entries
 
@@ -130,16 +135,18 @@ def _scalar(value, arg, dtype_hint):
 
     Python numbers become `dtype_hint` (the norm's dtype), as in TF."""
     if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{arg} should be a number or a scalar Tensor, but "
-                        "received bool")
+        raise TypeError(f"{arg} should be a number or a scalar Tensor, but received bool")
     try:
         tensor = tf.convert_to_tensor(value, dtype_hint=dtype_hint)
     except (TypeError, ValueError) as err:
-        raise TypeError(f"{arg} should be a number or a scalar Tensor, but "
-                        f"received {type(value).__name__}: {err}") from err
+        raise TypeError(
+            f"{arg} should be a number or a scalar Tensor, but "
+            f"received {type(value).__name__}: {err}"
+        ) from err
     if not (tensor.dtype.is_floating or tensor.dtype.is_integer):
-        raise TypeError(f"{arg} should be a number or a scalar Tensor, but has "
-                        f"dtype {tensor.dtype.name}")
+        raise TypeError(
+            f"{arg} should be a number or a scalar Tensor, but has dtype {tensor.dtype.name}"
+        )
     if tensor.shape.rank is not None and tensor.shape.rank != 0:
         raise ValueError(f"{arg} should be a scalar, but has shape {tensor.shape}")
     return tensor
@@ -149,8 +156,7 @@ def _check_positive_finite(value, held=""):
     """`value` (a float); ValueError unless positive and finite (denormals are).
     `held` tells how the value came from what the caller gave."""
     if not (np.isfinite(value) and value > 0):
-        raise ValueError(
-            f"clip_norm should be positive and finite, got {value}{held}")
+        raise ValueError(f"clip_norm should be positive and finite, got {value}{held}")
     return value
 
 
@@ -165,10 +171,11 @@ def check_clip_norm(clip_norm: Union[float, np.number]) -> float:
       TypeError: `clip_norm` is not a real number (or is a bool).
       ValueError: it is not positive and finite.
     """
-    if isinstance(clip_norm, (bool, np.bool_)) or not isinstance(
-            clip_norm, numbers.Real):
-        raise TypeError("clip_norm should be a positive number, but received "
-                        f"{type(clip_norm).__name__}: {clip_norm!r:.100}")
+    if isinstance(clip_norm, (bool, np.bool_)) or not isinstance(clip_norm, numbers.Real):
+        raise TypeError(
+            "clip_norm should be a positive number, but received "
+            f"{type(clip_norm).__name__}: {clip_norm!r:.100}"
+        )
     return _check_positive_finite(float(clip_norm))
 
 
@@ -207,7 +214,7 @@ def _parts(values):
     the GPU kernels take a whole list (they have no packed form yet)."""
     if len(values) <= CHUNK_SIZE or tf.executing_eagerly() or _gpu_kernels():
         return [values]
-    return [values[i:i + CHUNK_SIZE] for i in range(0, len(values), CHUNK_SIZE)]
+    return [values[i : i + CHUNK_SIZE] for i in range(0, len(values), CHUNK_SIZE)]
 
 
 def _gpu_kernels():
@@ -223,16 +230,17 @@ def _reduce(values, norm_dtype):
     dtype = values[0].dtype
     packs = [ops.monolith_pack_grad_list(part, packs=[]) for part in parts]
     while len(packs) > CHUNK_SIZE:  # packs of packs
-        packs = [ops.monolith_pack_grad_list([], packs=packs[i:i + CHUNK_SIZE])
-                 for i in range(0, len(packs), CHUNK_SIZE)]
+        packs = [
+            ops.monolith_pack_grad_list([], packs=packs[i : i + CHUNK_SIZE])
+            for i in range(0, len(packs), CHUNK_SIZE)
+        ]
     return ops.monolith_packed_l2_reduce(packs, T=dtype, Tnorm=norm_dtype)
 
 
 def _sum_of_squares(values, norm_dtype):
     """Sum of squares of all `values`, one reduction per dtype group."""
     if _in_xla_context():
-        return tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, norm_dtype)))
-                         for v in values])
+        return tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, norm_dtype))) for v in values])
     total = None
     for group in _groups(values):
         part = _reduce([values[i] for i in group], norm_dtype)
@@ -244,8 +252,9 @@ def _is_positive_finite(x):
     """Whether the float32 or float64 scalar x is positive and finite, from
     its bits: TensorFlow's threads flush denormals to zero, so a compare
     would take a denormal for 0 (as the kernels check it)."""
-    itype, inf_bits = ((tf.int64, 0x7FF0000000000000) if x.dtype == tf.float64
-                       else (tf.int32, 0x7F800000))
+    itype, inf_bits = (
+        (tf.int64, 0x7FF0000000000000) if x.dtype == tf.float64 else (tf.int32, 0x7F800000)
+    )
     bits = tf.bitcast(x, itype)
     return tf.logical_and(bits > 0, bits < inf_bits)
 
@@ -271,10 +280,11 @@ def _clip_in_tf_ops(values, norm, clip_norm):
     checks = [
         tf.debugging.Assert(
             _is_positive_finite(clip_norm),
-            ["clip_norm must be positive and finite, got", clip_norm]),
+            ["clip_norm must be positive and finite, got", clip_norm],
+        ),
         tf.debugging.Assert(
-            tf.logical_not(norm < 0),
-            ["global_norm (use_norm) must be non-negative, got", norm]),
+            tf.logical_not(norm < 0), ["global_norm (use_norm) must be non-negative, got", norm]
+        ),
     ]
     with tf.control_dependencies(checks):
         formula = clip_scale(norm, clip_norm)
@@ -293,7 +303,8 @@ def _clip_with_kernel(values, norm, clip_norm_attr):
     for group in _groups(values):
         for part in _parts(group):
             outs = ops.monolith_clip_by_global_norm(
-                [values[i] for i in part], norm, clip_norm=clip_norm_attr)
+                [values[i] for i in part], norm, clip_norm=clip_norm_attr
+            )
             for i, out in zip(part, outs):
                 clipped[i] = out
     return clipped
@@ -311,8 +322,7 @@ def _fused_norm_and_clip(values, clip_norm, norm_dtype):
     sum_of_squares = _reduce(values, norm_dtype)
     clipped = []
     for part in parts:
-        outs, norm = ops.monolith_clip_by_sum_of_squares(
-            part, clip_norm, sum_of_squares)
+        outs, norm = ops.monolith_clip_by_sum_of_squares(part, clip_norm, sum_of_squares)
         clipped += outs
     return clipped, norm
 
@@ -340,9 +350,12 @@ class ClipPlan:
     clip_norm_attr: Optional[float] = None
 
 
-def choose_clip_path(dtypes: Sequence[tf.DType], norm_dtype: tf.DType,
-                     has_use_norm: bool,
-                     static_clip_norm: Optional[float]) -> ClipPlan:
+def choose_clip_path(
+    dtypes: Sequence[tf.DType],
+    norm_dtype: tf.DType,
+    has_use_norm: bool,
+    static_clip_norm: Optional[float],
+) -> ClipPlan:
     """The path ``clip_by_global_norm`` takes for a non-empty list.
 
     Args:
@@ -357,8 +370,8 @@ def choose_clip_path(dtypes: Sequence[tf.DType], norm_dtype: tf.DType,
     if not has_use_norm and len(set(dtypes)) == 1:
         return ClipPlan(ClipPath.FUSED)
     attr_is_exact = static_clip_norm is not None and (
-        norm_dtype == tf.float32 or
-        float(np.float32(static_clip_norm)) == static_clip_norm)
+        norm_dtype == tf.float32 or float(np.float32(static_clip_norm)) == static_clip_norm
+    )
     if attr_is_exact:
         return ClipPlan(ClipPath.KERNEL_WITH_CLIP_NORM_ATTR, static_clip_norm)
     return ClipPlan(ClipPath.TF_OPS)
@@ -397,17 +410,20 @@ def _clip_backprop(xs, grads, norm, clip_norm):
     nan_if_not_finite = norm - norm
     # 1 below clip_norm; the clip factor from it on, and NaN for a norm that
     # is not finite (which is not below it).
-    scale = tf.where(norm < clip_norm, tf.ones_like(norm),
-                     clip_scale(norm, clip_norm))
-    dxs = [None if g is None else _dense(g) * tf.cast(scale, x.dtype)
-           for x, g in zip(xs, grads)]
+    scale = tf.where(norm < clip_norm, tf.ones_like(norm), clip_scale(norm, clip_norm))
+    dxs = [None if g is None else _dense(g) * tf.cast(scale, x.dtype) for x, g in zip(xs, grads)]
     # The gradient of the scale: the sum over the list of grad * x.
-    dot = tf.add_n([tf.reduce_sum(tf.cast(_dense(g), norm.dtype) *
-                                  tf.cast(x, norm.dtype))
-                    for x, g in zip(xs, grads) if g is not None] or
-                   [tf.zeros_like(norm)])
-    dnorm = tf.where(above, -dot * clip_norm / (norm * norm),
-                     tf.zeros_like(norm)) + nan_if_not_finite
+    dot = tf.add_n(
+        [
+            tf.reduce_sum(tf.cast(_dense(g), norm.dtype) * tf.cast(x, norm.dtype))
+            for x, g in zip(xs, grads)
+            if g is not None
+        ]
+        or [tf.zeros_like(norm)]
+    )
+    dnorm = (
+        tf.where(above, -dot * clip_norm / (norm * norm), tf.zeros_like(norm)) + nan_if_not_finite
+    )
     dclip = tf.where(above, dot / norm, tf.zeros_like(norm)) + nan_if_not_finite
     return dxs, dnorm, dclip
 
@@ -449,9 +465,8 @@ def _clip_by_global_norm_fused_grad(op, *grads):
 
 @tf.RegisterGradient("MonolithPackGradList")
 def _pack_grad_list_grad(op, grad):
-    tensors = op.inputs[:op.get_attr("N")]
-    return (_sum_of_squares_grad(tensors, grad) +
-            [grad] * (len(op.inputs) - len(tensors)))
+    tensors = op.inputs[: op.get_attr("N")]
+    return _sum_of_squares_grad(tensors, grad) + [grad] * (len(op.inputs) - len(tensors))
 
 
 @tf.RegisterGradient("MonolithPackedL2Reduce")
@@ -548,8 +563,9 @@ def clip_by_global_norm(
             norm_out = tf.constant(0.0, tf.float32) if use_norm is None else use_norm
             return list(entries), norm_out
         clip_norm_tensor = tf.cast(clip_norm_tensor, norm_dtype)
-        plan = choose_clip_path([v.dtype for v in values], norm_dtype,
-                                use_norm is not None, static_clip_norm)
+        plan = choose_clip_path(
+            [v.dtype for v in values], norm_dtype, use_norm is not None, static_clip_norm
+        )
         if plan.path is ClipPath.FUSED:
             clipped, norm = _fused_norm_and_clip(values, clip_norm_tensor, norm_dtype)
             norm_out = tf.cast(norm, _result_dtype(values))

@@ -151,14 +151,10 @@ def run_worker(cluster, args):
     holder["model"] = model
     info = {
         "barrier_var": _variable_info(tf.compat.v1.global_variables(), "barrier_var"),
-        "action_var": _variable_info(
-            tf.compat.v1.global_variables(), "barrier_op_action"
-        ),
+        "action_var": _variable_info(tf.compat.v1.global_variables(), "barrier_op_action"),
     }
     hook = barrier_ops.BarrierHook(index, model.barrier, timeout=WORKER_HOOK_TIMEOUT)
-    config = tf.compat.v1.ConfigProto(
-        device_filters=["/job:ps", f"/job:worker/task:{args.task}"]
-    )
+    config = tf.compat.v1.ConfigProto(device_filters=["/job:ps", f"/job:worker/task:{args.task}"])
     append_jsonl(
         prefix + ".events.jsonl",
         {"event": "entering_mts", "time": time.time()},
@@ -218,9 +214,7 @@ def run_chief(cluster, args):
     barrier = model.barrier
     result = {
         "barrier_var": _variable_info(tf.compat.v1.local_variables(), "barrier_var"),
-        "action_var": _variable_info(
-            tf.compat.v1.local_variables(), "barrier_op_action"
-        ),
+        "action_var": _variable_info(tf.compat.v1.local_variables(), "barrier_op_action"),
         "barrier_var_in_chief_globals": any(
             "barrier" in v.name for v in tf.compat.v1.global_variables()
         ),
@@ -230,9 +224,7 @@ def run_chief(cluster, args):
         write_json(os.path.join(workdir, "chief.phase.json"), {"phase": name})
 
     def worker_records(index):
-        return read_jsonl(
-            os.path.join(workdir, f"worker-{index}.callbacks.jsonl")
-        )
+        return read_jsonl(os.path.join(workdir, f"worker-{index}.callbacks.jsonl"))
 
     # Initialize only once both workers have found the variables uninitialized
     # inside MonitoredTrainingSession (their log says so) and wait for us.
@@ -275,8 +267,7 @@ def run_chief(cluster, args):
                 "blocked": barrier.get_blocked_indices(sess),
                 # What the workers' callbacks had recorded when we saw all blocked.
                 "worker_actions": {
-                    str(i): [r["action"] for r in worker_records(i)]
-                    for i in range(1, CAPACITY)
+                    str(i): [r["action"] for r in worker_records(i)] for i in range(1, CAPACITY)
                 },
             }
 
@@ -372,9 +363,7 @@ def run_chief(cluster, args):
         # ps: worker 1's wait and the chief's must both end with a timeout.
         phase("hang")
         barrier.place_barrier(sess, action="hang")
-        _wait_for(
-            lambda: 1 in barrier.get_blocked_indices(sess), "worker 1 to block"
-        )
+        _wait_for(lambda: 1 in barrier.get_blocked_indices(sess), "worker 1 to block")
         try:
             barrier.wait_until_all_blocked(sess, timeout=1.0)
         except barrier_ops.BarrierTimeoutError as e:
@@ -413,9 +402,7 @@ def main():
     try:
         tf.compat.v1.disable_eager_execution()
         cluster = tf.train.ClusterSpec(json.loads(args.cluster))
-        {"ps": run_ps, "chief": run_chief, "worker": run_worker}[args.role](
-            cluster, args
-        )
+        {"ps": run_ps, "chief": run_chief, "worker": run_worker}[args.role](cluster, args)
     except BaseException:
         traceback.print_exc()
         rc = 1

@@ -91,9 +91,7 @@ class _Cluster(LocalCluster):
             phase = read_json(self.path("chief.phase.json"))["phase"]
         parts = [message, "chief phase: " + phase]
         for name, proc in self.procs.items():
-            parts.append(
-                f"----- {name} (rc={proc.poll()}) -----\n{self.log_tail(name)}"
-            )
+            parts.append(f"----- {name} (rc={proc.poll()}) -----\n{self.log_tail(name)}")
         pytest.fail("\n".join(parts))
 
     def wait_until(self, predicate, what, may_exit=()):
@@ -120,13 +118,10 @@ class _Cluster(LocalCluster):
         ):
             time.sleep(0.1)
         found = {
-            r: read_json(self.path(r)) if os.path.exists(self.path(r)) else None
-            for r in records
+            r: read_json(self.path(r)) if os.path.exists(self.path(r)) else None for r in records
         }
         found["after_secs"] = {
-            r: os.path.getmtime(self.path(r)) - stopped_at
-            for r in records
-            if found[r] is not None
+            r: os.path.getmtime(self.path(r)) - stopped_at for r in records if found[r] is not None
         }
         return found
 
@@ -170,16 +165,12 @@ def run(tmp_path_factory):
                 1: read_json(cluster.path("worker-1.result.json")),
             },
             "worker_events": {
-                i: read_jsonl(cluster.path(f"worker-{i}.events.jsonl"))
-                for i in (1, 2)
+                i: read_jsonl(cluster.path(f"worker-{i}.events.jsonl")) for i in (1, 2)
             },
             "callbacks": {
-                i: read_jsonl(cluster.path(f"worker-{i}.callbacks.jsonl"))
-                for i in (1, 2)
+                i: read_jsonl(cluster.path(f"worker-{i}.callbacks.jsonl")) for i in (1, 2)
             },
-            "worker_logs": {
-                i: cluster.log_tail(f"worker-{i}", chars=10**6) for i in (1, 2)
-            },
+            "worker_logs": {i: cluster.log_tail(f"worker-{i}", chars=10**6) for i in (1, 2)},
             "worker_2_rc": procs["worker-2"].returncode,
             "hang": hang,
             "seconds": time.monotonic() - started,
@@ -191,10 +182,7 @@ def run(tmp_path_factory):
 
 _BACK_TO_BACK = [f"b2b-{k}" for k in range(NUM_BACK_TO_BACK)]
 # Every barrier the chief places up to the "kill" one, in order.
-_ACTIONS = (
-    ["sync-1"] + [f"cycle-{k}" for k in range(NUM_CYCLES)] + _BACK_TO_BACK
-    + ["kill"]
-)
+_ACTIONS = ["sync-1"] + [f"cycle-{k}" for k in range(NUM_CYCLES)] + _BACK_TO_BACK + ["kill"]
 
 
 def _steps_at(run, action):
@@ -251,9 +239,7 @@ def test_barrier_blocks_both_workers_and_runs_callback_with_action(run):
 
 def test_global_step_is_the_sum_of_steps_run_at_every_barrier(run):
     chief = run["chief"]
-    snapshots = (
-        [chief["first"]] + chief["cycles"] + chief["back_to_back"] + [chief["kill"]]
-    )
+    snapshots = [chief["first"]] + chief["cycles"] + chief["back_to_back"] + [chief["kill"]]
     for snap in snapshots:
         steps = _steps_at(run, snap["action"])
         assert snap["global_step"] == sum(steps.values()), (snap, steps)
@@ -300,7 +286,9 @@ def test_a_hung_ps_ends_the_waits_at_their_timeout(run):
     does the chief's wait_until_all_blocked, instead of waiting for the ps."""
     hang = run["hang"]
     worker = hang["worker-1.hang.json"]
-    assert worker is not None, f"worker 1 still waited {WORKER_HOOK_TIMEOUT + HANG_MARGIN} s after the ps stopped"
+    assert worker is not None, (
+        f"worker 1 still waited {WORKER_HOOK_TIMEOUT + HANG_MARGIN} s after the ps stopped"
+    )
     assert worker["error"] == "BarrierTimeoutError"
     assert worker["timeout"] == WORKER_HOOK_TIMEOUT
     assert worker["waited_secs"] < WORKER_HOOK_TIMEOUT + HANG_MARGIN, worker
@@ -309,10 +297,15 @@ def test_a_hung_ps_ends_the_waits_at_their_timeout(run):
     assert chief is not None, "the chief's wait did not end"
     assert chief["error"] == "BarrierTimeoutError", chief
     assert chief["seconds"] < CHIEF_HANG_TIMEOUT + HANG_MARGIN, chief
-    print("after the ps stopped, worker 1 raised in {:.1f} s (timeout {} s), "
-          "the chief in {:.1f} s (timeout {} s)".format(
-              hang["after_secs"]["worker-1.hang.json"], WORKER_HOOK_TIMEOUT,
-              chief["seconds"], CHIEF_HANG_TIMEOUT))
+    print(
+        "after the ps stopped, worker 1 raised in {:.1f} s (timeout {} s), "
+        "the chief in {:.1f} s (timeout {} s)".format(
+            hang["after_secs"]["worker-1.hang.json"],
+            WORKER_HOOK_TIMEOUT,
+            chief["seconds"],
+            CHIEF_HANG_TIMEOUT,
+        )
+    )
     # Before the stop, the chief's bounded wait named the dead worker.
     assert "not blocked: [2]" in run["chief"]["hang_wait_error"]
 

@@ -185,9 +185,7 @@ print("ok")
 
 
 def test_works_without_the_compiled_op_library():
-    package_parent = os.path.dirname(
-        os.path.dirname(os.path.abspath(monolith_ops.__file__))
-    )
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(monolith_ops.__file__)))
     env = dict(
         os.environ,
         TF_CPP_MIN_LOG_LEVEL="2",
@@ -541,9 +539,7 @@ def test_should_stop_ends_the_wait_promptly(graph):
     with tf.compat.v1.Session() as sess:
         _init(sess)
         op.place_barrier(sess)
-        worker, result = _start(
-            op.wait_until_barrier_removed, sess, 1, None, stop.is_set
-        )
+        worker, result = _start(op.wait_until_barrier_removed, sess, 1, None, stop.is_set)
         _wait_for(lambda: op.is_all_blocked(sess))
         start = time.monotonic()
         stop.set()
@@ -630,9 +626,7 @@ def test_flag_stays_set_while_another_thread_waits_on_the_same_index(graph):
     with tf.compat.v1.Session() as sess:
         _init(sess)
         op.place_barrier(sess)
-        a, result_a = _start(
-            op.wait_until_barrier_removed, sess, 1, None, stop_a.is_set
-        )
+        a, result_a = _start(op.wait_until_barrier_removed, sess, 1, None, stop_a.is_set)
         b, result_b = _start(op.wait_until_barrier_removed, sess, 1)
         _wait_for(lambda: op.is_all_blocked(sess))
         stop_a.set()
@@ -667,9 +661,7 @@ def test_concurrent_places_exactly_one_wins(graph):
                 except barrier_ops.BarrierAlreadyPlacedError:
                     outcomes.append("already")
 
-            threads = [
-                _start(place, f"{round_}-{i}")[0] for i in range(num_threads)
-            ]
+            threads = [_start(place, f"{round_}-{i}")[0] for i in range(num_threads)]
             for thread in threads:
                 _join(thread)
             assert sorted(outcomes) == ["already"] * (num_threads - 1) + ["placed"]
@@ -690,9 +682,7 @@ def test_stress_place_remove_and_wait_from_many_threads(graph):
         if index is not None:  # A worker thread (not the chief, not an intruder).
             records[index].append(action)
 
-    op = barrier_ops.BarrierOp(
-        num_workers + 1, wait_seconds=0.01, barrier_callbacks=[callback]
-    )
+    op = barrier_ops.BarrierOp(num_workers + 1, wait_seconds=0.01, barrier_callbacks=[callback])
     done = threading.Event()
     # Intruders try to place only while the chief holds the barrier; before it
     # removes the barrier, the chief takes every permit, so none is mid-attempt.
@@ -731,9 +721,7 @@ def test_stress_place_remove_and_wait_from_many_threads(graph):
                 holding.set()
                 _wait_for(lambda: op.is_all_blocked(sess))
                 all_blocked_flags.append(op.get_blocked_indices(sess))
-                assert {i: r[-1] for i, r in records.items()} == {
-                    i: action for i in records
-                }
+                assert {i: r[-1] for i, r in records.items()} == {i: action for i in records}
                 holding.clear()
                 for _ in range(num_intruders):
                     permits.acquire()
@@ -845,8 +833,7 @@ def test_a_new_session_leaves_a_flag_that_a_thread_here_waits_on(graph):
     with tf.compat.v1.Session() as sess:
         _init(sess)
         barrier_op.place_barrier(sess)
-        waiter, result = _start(barrier_op.wait_until_barrier_removed, sess, 1,
-                                JOIN_TIMEOUT)
+        waiter, result = _start(barrier_op.wait_until_barrier_removed, sess, 1, JOIN_TIMEOUT)
         _wait_for(lambda: barrier_op.is_all_blocked(sess))
         barrier_ops.BarrierHook(1, barrier_op).after_create_session(sess, None)
         assert barrier_op.get_blocked_indices(sess) == [0, 1]
@@ -868,8 +855,7 @@ def test_a_flag_left_by_a_waiter_whose_session_closed_is_cleared_next_step(graph
     first = tf.compat.v1.Session(server.target)
     _init(first)
     barrier_op.place_barrier(first)
-    waiter, result = _start(barrier_op.wait_until_barrier_removed, first, 1,
-                            JOIN_TIMEOUT)
+    waiter, result = _start(barrier_op.wait_until_barrier_removed, first, 1, JOIN_TIMEOUT)
     _wait_for(lambda: barrier_op.is_all_blocked(first))
     with tf.compat.v1.Session(server.target) as second:
         hook.after_create_session(second, None)  # the waiter still counts
@@ -950,15 +936,11 @@ def test_is_all_blocked_means_blocked_on_the_current_barrier(graph):
     worker_thread = {}
 
     def callback(action, session):
-        if action == "second" and threading.current_thread() is worker_thread.get(
-            "thread"
-        ):
+        if action == "second" and threading.current_thread() is worker_thread.get("thread"):
             in_callback.set()
             assert release_callback.wait(JOIN_TIMEOUT)
 
-    op = barrier_ops.BarrierOp(
-        2, False, wait_seconds=0.02, barrier_callbacks=[callback]
-    )
+    op = barrier_ops.BarrierOp(2, False, wait_seconds=0.02, barrier_callbacks=[callback])
     hook = barrier_ops.BarrierHook(1, op, timeout=JOIN_TIMEOUT)
     done = threading.Event()
 
@@ -996,7 +978,8 @@ def test_a_worker_runs_each_barrier_once_across_waits(graph):
     same barrier blocks without running its action a second time."""
     actions = []
     op = barrier_ops.BarrierOp(
-        2, wait_seconds=0.02,
+        2,
+        wait_seconds=0.02,
         barrier_callbacks=[lambda action, session: actions.append(action)],
     )
     with tf.compat.v1.Session() as sess:
@@ -1022,8 +1005,7 @@ def test_wait_until_all_blocked_returns_once_every_worker_is_blocked(graph):
     with tf.compat.v1.Session() as sess:
         _init(sess)
         op.place_barrier(sess)
-        threads = [_start(op.wait_until_barrier_removed, sess, i, JOIN_TIMEOUT)
-                   for i in (1, 2)]
+        threads = [_start(op.wait_until_barrier_removed, sess, i, JOIN_TIMEOUT) for i in (1, 2)]
         op.wait_until_all_blocked(sess, timeout=JOIN_TIMEOUT)
         assert op.is_all_blocked(sess)
         op.remove_barrier(sess)

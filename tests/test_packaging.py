@@ -53,6 +53,18 @@ def test_extras_ask_for_the_supported_range(setup_py):
     }
 
 
+def test_supported_range_is_the_package_one(setup_py):
+    # One source: monolith_ops/_tf_supported.py, read by setup.py without
+    # importing the package, and named by the package without TensorFlow.
+    spec = importlib.util.spec_from_file_location(
+        "tf_supported", os.path.join(ROOT, "monolith_ops", "_tf_supported.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert setup_py.TF_SUPPORTED == module.TF_SUPPORTED
+    assert module.supported_range() == "2.15 to 2.21"
+
+
 def test_installed_metadata_requires_no_tensorflow_distribution():
     requires = importlib.metadata.requires("monolith_ops") or []
     unconditional = [r for r in requires if "extra ==" not in r]

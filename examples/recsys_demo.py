@@ -26,7 +26,8 @@ and exits non-zero if anything went wrong (a task failed or timed out, or a
 check failed). Every task runs in its own process group with a hard deadline
 of its own, and all of them are killed when the demo ends, however it ends.
 
-Internally the same file is the program of every task (--role ps|chief|worker).
+Internally the same file is the program of every task (--role ps|chief|worker);
+`monolith_ops.local_cluster` picks the ports, starts the tasks and kills them.
 """
 
 import argparse

@@ -21,9 +21,9 @@ import json as _json
 import os as _os
 import types as _types
 
-from monolith_ops._tf_supported import supported_range as _supported_range
-
 if _importlib_util.find_spec("tensorflow") is None:
+    from monolith_ops._tf_supported import supported_range as _supported_range
+
     # The op library was compiled against one TensorFlow release (recorded
     # beside it by the build); no TensorFlow distribution is a requirement.
     try:

@@ -259,7 +259,7 @@ def _is_positive_finite(x):
     return tf.logical_and(bits > 0, bits < inf_bits)
 
 
-def clip_scale(norm, clip_norm):
+def clip_scale(norm: tf.Tensor, clip_norm: tf.Tensor) -> tf.Tensor:
     """The factor TF's ``clip_by_global_norm`` multiplies each tensor by:
     ``clip_norm * min(1 / norm, 1 / clip_norm)``, NaN when the norm is inf or
     NaN.

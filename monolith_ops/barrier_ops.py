@@ -325,14 +325,20 @@ class BarrierOp:
         self._worker_flags = _WorkerFlags(name_prefix, capacity, self._run_clear)
 
     def _build_graph(self):
-        """The variables and every op this object runs, in the default graph."""
-        capacity, name_prefix = self._capacity, self._name
+        """The variables and every op this object runs, in the default graph,
+        under ``<name_prefix>_barrier_op/``."""
+        with tf.compat.v1.variable_scope(self._name + "_barrier_op"):
+            self._build_variables()
+            self._build_ops(tf.compat.v1.get_default_graph())
+
+    def _build_variables(self):
+        """The three variables (LOCAL on the chief, GLOBAL on workers) and the
+        placeholders the ops are fed with."""
+        capacity = self._capacity
         var_collections = [
-            (
-                tf.compat.v1.GraphKeys.LOCAL_VARIABLES
-                if self._is_chief
-                else tf.compat.v1.GraphKeys.GLOBAL_VARIABLES
-            )
+            tf.compat.v1.GraphKeys.LOCAL_VARIABLES
+            if self._is_chief
+            else tf.compat.v1.GraphKeys.GLOBAL_VARIABLES
         ]
 
         def variable(name, initializer, dtype):
@@ -345,82 +351,64 @@ class BarrierOp:
                 use_resource=True,
             )
 
-        graph = tf.compat.v1.get_default_graph()
-        with tf.compat.v1.variable_scope(name_prefix + "_barrier_op"):
-            self._barrier_vars = variable("barrier_var", [False] * capacity, tf.bool)
-            self._action = variable("barrier_op_action", "", tf.string)
-            # [0]: the generation of the barrier, incremented by each place;
-            # [i > 0]: the generation worker i last blocked on.
-            self._generations = variable(
-                "barrier_generation", np.zeros(capacity, np.int64), tf.int64
-            )
-            self._idx_ph = tf.compat.v1.placeholder(tf.int32, shape=[], name="index_placeholder")
-            self._gen_ph = tf.compat.v1.placeholder(
-                tf.int64, shape=[], name="generation_placeholder"
-            )
-            self._action_placeholder = tf.compat.v1.placeholder(
-                tf.string, shape=[], name="barrier_op_action_placeholder"
-            )
+        self._barrier_vars = variable("barrier_var", [False] * capacity, tf.bool)
+        self._action = variable("barrier_op_action", "", tf.string)
+        # [0]: the generation of the barrier, incremented by each place;
+        # [i > 0]: the generation worker i last blocked on.
+        self._generations = variable("barrier_generation", np.zeros(capacity, np.int64), tf.int64)
+        self._idx_ph = tf.compat.v1.placeholder(tf.int32, shape=[], name="index_placeholder")
+        self._gen_ph = tf.compat.v1.placeholder(tf.int64, shape=[], name="generation_placeholder")
+        self._action_placeholder = tf.compat.v1.placeholder(
+            tf.string, shape=[], name="barrier_op_action_placeholder"
+        )
 
-            def scatter(var, index, value, name):
-                with graph.colocate_with(var.op):
-                    return tf.raw_ops.ResourceScatterUpdate(
-                        resource=var.handle, indices=index, updates=value, name=name
-                    )
-
-            def read(var, name):
-                with graph.colocate_with(var.op):
-                    return tf.raw_ops.ReadVariableOp(
-                        resource=var.handle, dtype=var.dtype, name=name
-                    )
-
-            # Clears a flag: index 0 removes the barrier.
-            self._remove_op = scatter(
-                self._barrier_vars, self._idx_ph, tf.constant(False), "remove"
+    def _build_ops(self, graph):
+        """The ops on the variables, each colocated with the variable it uses."""
+        # Clears a flag: index 0 removes the barrier.
+        self._remove_op = _scatter(
+            graph, self._barrier_vars, self._idx_ph, tf.constant(False), "remove"
+        )
+        self._flags_value = _read(graph, self._barrier_vars, "flags")
+        with graph.colocate_with(self._barrier_vars.op):
+            self._barrier_placed_tensor = tf.identity(self._flags_value[0], name="barrier_placed")
+        # The chief's place, in this order: the action, the generation,
+        # flag 0; it fetches the new generation.
+        with graph.colocate_with(self._action.op):
+            assign_action = tf.raw_ops.AssignVariableOp(
+                resource=self._action.handle,
+                value=self._action_placeholder,
+                name="assign_action",
             )
-            self._flags_value = read(self._barrier_vars, "flags")
-            with graph.colocate_with(self._barrier_vars.op):
-                self._barrier_placed_tensor = tf.identity(
-                    self._flags_value[0], name="barrier_placed"
+        with tf.control_dependencies([assign_action]):
+            with graph.colocate_with(self._generations.op):
+                bump = tf.raw_ops.ResourceScatterAdd(
+                    resource=self._generations.handle,
+                    indices=tf.constant(0, tf.int32),
+                    updates=tf.constant(1, tf.int64),
+                    name="next_generation",
                 )
-            # The chief's place, in this order: the action, the generation,
-            # flag 0; it fetches the new generation.
-            with graph.colocate_with(self._action.op):
-                assign_action = tf.raw_ops.AssignVariableOp(
-                    resource=self._action.handle,
-                    value=self._action_placeholder,
-                    name="assign_action",
-                )
-            with tf.control_dependencies([assign_action]):
-                with graph.colocate_with(self._generations.op):
-                    bump = tf.raw_ops.ResourceScatterAdd(
-                        resource=self._generations.handle,
-                        indices=tf.constant(0, tf.int32),
-                        updates=tf.constant(1, tf.int64),
-                        name="next_generation",
-                    )
-            with tf.control_dependencies([bump]):
-                placed = scatter(self._barrier_vars, 0, tf.constant(True), "place_with_action")
-            with tf.control_dependencies([placed]):
-                self._place_op = read(self._generations, "placed_generation")[0]
-            # A worker blocks: its generation, then its flag.
-            with tf.control_dependencies(
-                [scatter(self._generations, self._idx_ph, self._gen_ph, "blocked_on")]
-            ):
-                self._block_op = scatter(
-                    self._barrier_vars, self._idx_ph, tf.constant(True), "block"
-                )
-            # The whole state, read in this order: generations, action, flags,
-            # generations. If both generation reads agree and flag 0 is set, the
-            # action is that generation's (see _read_state).
-            self._state_fetches = [read(self._generations, "generations_before")]
-            for var, name in (
-                (self._action, "action"),
-                (self._barrier_vars, "state_flags"),
-                (self._generations, "generations"),
-            ):
-                with tf.control_dependencies(self._state_fetches[-1:]):
-                    self._state_fetches.append(read(var, name))
+        with tf.control_dependencies([bump]):
+            placed = _scatter(graph, self._barrier_vars, 0, tf.constant(True), "place_with_action")
+        with tf.control_dependencies([placed]):
+            self._place_op = _read(graph, self._generations, "placed_generation")[0]
+        # A worker blocks: its generation, then its flag.
+        with tf.control_dependencies(
+            [_scatter(graph, self._generations, self._idx_ph, self._gen_ph, "blocked_on")]
+        ):
+            self._block_op = _scatter(
+                graph, self._barrier_vars, self._idx_ph, tf.constant(True), "block"
+            )
+        # The whole state, read in this order: generations, action, flags,
+        # generations. If both generation reads agree and flag 0 is set, the
+        # action is that generation's (see _read_state).
+        self._state_fetches = [_read(graph, self._generations, "generations_before")]
+        for var, name in (
+            (self._action, "action"),
+            (self._barrier_vars, "state_flags"),
+            (self._generations, "generations"),
+        ):
+            with tf.control_dependencies(self._state_fetches[-1:]):
+                self._state_fetches.append(_read(graph, var, name))
 
     def _run_clear(self, session, index, deadline):
         _run(session, self._remove_op, {self._idx_ph: index}, deadline)
@@ -784,6 +772,20 @@ class BarrierOp:
         self._worker_flags.clear_if_stale(session, index, timeout)
 
 
+def _scatter(graph, var, index, value, name):
+    """var[index] = value, on var's device."""
+    with graph.colocate_with(var.op):
+        return tf.raw_ops.ResourceScatterUpdate(
+            resource=var.handle, indices=index, updates=value, name=name
+        )
+
+
+def _read(graph, var, name):
+    """The value of var, read on its device."""
+    with graph.colocate_with(var.op):
+        return tf.raw_ops.ReadVariableOp(resource=var.handle, dtype=var.dtype, name=name)
+
+
 _State = collections.namedtuple(
     "_State", ["placed", "generation", "action", "flags", "generations"]
 )
@@ -851,7 +853,7 @@ class BarrierHook(tf.compat.v1.train.SessionRunHook):
         self._timeout = _check_positive_number(timeout, "timeout", allow_none=True)
         self._coord = None
 
-    def after_create_session(self, session, coord):
+    def after_create_session(self, session: Any, coord: Any) -> None:
         self._coord = coord
         if self._index != 0:
             # This worker is starting, so it is not blocked: a flag left set
@@ -863,13 +865,13 @@ class BarrierHook(tf.compat.v1.train.SessionRunHook):
         coord = self._coord
         return coord is not None and coord.should_stop()
 
-    def before_run(self, run_context):
+    def before_run(self, run_context: Any) -> Optional[tf.compat.v1.train.SessionRunArgs]:
         if self._index == 0:
             return None
         self._barrier_op._clear_flag_if_stale(run_context.session, self._index, self._timeout)
         return tf.compat.v1.train.SessionRunArgs(self._barrier_op.barrier_placed_tensor)
 
-    def after_run(self, run_context, run_values):
+    def after_run(self, run_context: Any, run_values: Any) -> None:
         if self._index == 0 or not run_values.results:
             return
         released = self._barrier_op.wait_until_barrier_removed(

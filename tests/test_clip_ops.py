@@ -1078,3 +1078,69 @@ def test_denormal_clip_norm_gives_tf_result(mode, clip_norm):
 def test_clip_norm_that_the_dtype_cannot_hold_names_the_value():
     with pytest.raises(ValueError, match=r"got 0\.0 \(1e-300 is 0\.0 in float32\)"):
         clip_ops.clip_by_global_norm([tf.constant([1.0])], 1e-300)
+
+
+# ---------------------------------------------------------------------------
+# The dtypes, the path choice and the clip factor.
+
+
+def test_supported_dtypes_are_those_the_ops_are_registered_for():
+    from tensorflow.python.framework import op_def_registry
+
+    for op_name in ("GlobalL2Reduce", "MonolithClipByGlobalNorm", "MonolithClipByGlobalNormFused"):
+        (attr,) = [a for a in op_def_registry.get(op_name).attr if a.name == "T"]
+        registered = {tf.as_dtype(t) for t in attr.allowed_values.list.type}
+        assert set(clip_ops.SUPPORTED_DTYPES) == registered, op_name
+    with pytest.raises(TypeError, match="supports .*float32.* and "):
+        clip_ops.global_norm([tf.constant([1, 2], tf.int32)])
+
+
+def test_choose_clip_path():
+    f32, f64 = tf.float32, tf.float64
+    choose = clip_ops.choose_clip_path
+    path = clip_ops.ClipPath
+    with tf.Graph().as_default():
+        assert choose([f32, f32], f32, False, 1.0) == clip_ops.ClipPlan(path.FUSED)
+        assert choose([f32], f32, False, None).path is path.FUSED
+        assert choose([f32], f32, True, 0.5) == clip_ops.ClipPlan(
+            path.KERNEL_WITH_CLIP_NORM_ATTR, 0.5
+        )
+        assert choose([f32, f64], f64, False, 0.5).path is path.KERNEL_WITH_CLIP_NORM_ATTR
+        # A float64 clip_norm that float32 does not hold, or one known only
+        # at run time, is not an attr.
+        assert choose([f32, f64], f64, False, 0.1).path is path.TF_OPS
+        assert choose([f32, f64], f64, False, None).path is path.TF_OPS
+        assert choose([f32], f32, True, None).path is path.TF_OPS
+
+    traced = []
+
+    @tf.function(jit_compile=True)
+    def traced_under_xla(x):
+        traced.append(choose([f32], f32, False, 1.0).path)
+        return x
+
+    traced_under_xla(tf.constant(1.0))
+    assert traced == [path.TF_OPS]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clip_scale_is_tfs_factor(dtype):
+    clip = dtype(0.045971192)
+    norms = [dtype(0.01), clip, dtype(0.5), dtype(np.inf), dtype(np.nan)]
+    got = [
+        float(clip_ops.clip_scale(tf.constant(n, dtype), tf.constant(clip, dtype))) for n in norms
+    ]
+    expect = [float(clip * np.minimum(dtype(1) / n, dtype(1) / clip)) for n in norms[:3]]
+    assert got[:3] == expect
+    assert got[2] == float(clip * (dtype(1) / norms[2]))  # the clipping branch
+    assert np.isnan(got[3]) and np.isnan(got[4])
+
+
+def test_check_clip_norm():
+    assert clip_ops.check_clip_norm(np.float32(0.5)) == 0.5
+    for bad in (True, "1", None):
+        with pytest.raises(TypeError, match="clip_norm should be a positive number"):
+            clip_ops.check_clip_norm(bad)
+    for bad in (0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="clip_norm should be positive and finite"):
+            clip_ops.check_clip_norm(bad)

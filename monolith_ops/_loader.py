@@ -11,6 +11,7 @@ one the build wrote (a truncated library would crash the process in
 dlopen). Every failure raises OpLibraryError, an ImportError, that says how
 to rebuild.
 """
+
 import hashlib
 import json
 import os
@@ -37,9 +38,11 @@ class TFVersionMismatchError(OpLibraryError):
 
 
 def _rebuild_hint():
-    return (f"Rebuild it against the installed TensorFlow {tf.__version__}: run "
-            f"`{REBUILD_COMMAND}` in the monolith_ops source tree "
-            "(or `python setup.py build_ext --inplace` for an in-tree build).")
+    return (
+        f"Rebuild it against the installed TensorFlow {tf.__version__}: run "
+        f"`{REBUILD_COMMAND}` in the monolith_ops source tree "
+        "(or `python setup.py build_ext --inplace` for an in-tree build)."
+    )
 
 
 def library_path():
@@ -58,9 +61,11 @@ def tensorflow_facts():
     The build records these (setup.py and Bazel), and the loader compares
     them with the installed TensorFlow's: a JSON-ready dict keyed by TF_FACTS.
     """
-    std = [flag.lstrip("-")[len("std="):]
-           for flag in tf.sysconfig.get_compile_flags()
-           if flag.lstrip("-").startswith("std=")]
+    std = [
+        flag.lstrip("-")[len("std=") :]
+        for flag in tf.sysconfig.get_compile_flags()
+        if flag.lstrip("-").startswith("std=")
+    ]
     get_build_info = getattr(tf.sysconfig, "get_build_info", None)
     facts = {
         "tf_version": tf.__version__,
@@ -83,12 +88,12 @@ def build_record():
         return None
     except (OSError, ValueError) as err:
         raise OpLibraryError(
-            f"monolith_ops: the build record {path} cannot be read: {err}. "
-            f"{_rebuild_hint()}") from err
+            f"monolith_ops: the build record {path} cannot be read: {err}. {_rebuild_hint()}"
+        ) from err
     if not isinstance(record, dict):
         raise OpLibraryError(
-            f"monolith_ops: the build record {path} is not a JSON object. "
-            f"{_rebuild_hint()}")
+            f"monolith_ops: the build record {path} is not a JSON object. {_rebuild_hint()}"
+        )
     return record
 
 
@@ -103,9 +108,11 @@ def built_with_cuda():
 
 
 def _describe(name, value):
-    labels = {"cxx11_abi_flag": "_GLIBCXX_USE_CXX11_ABI",
-              "cxx_standard": "C++ standard",
-              "tf_build_info": "tf.sysconfig.get_build_info()"}
+    labels = {
+        "cxx11_abi_flag": "_GLIBCXX_USE_CXX11_ABI",
+        "cxx_standard": "C++ standard",
+        "tf_build_info": "tf.sysconfig.get_build_info()",
+    }
     return f"{labels.get(name, name)} {value!r}"
 
 
@@ -122,7 +129,8 @@ def check_compatible(built=None, installed=None):
         if built is None:
             raise OpLibraryError(
                 f"monolith_ops: no build record {build_record_path()}; the op "
-                f"library was not built. {_rebuild_hint()}")
+                f"library was not built. {_rebuild_hint()}"
+            )
     if installed is None:
         installed = tensorflow_facts()
     if not isinstance(built, dict):
@@ -133,18 +141,24 @@ def check_compatible(built=None, installed=None):
         raise TFVersionMismatchError(
             f"monolith_ops: the op library was built for TensorFlow "
             f"{built.get('tf_version')}, but TensorFlow "
-            f"{installed.get('tf_version')} is installed. {_rebuild_hint()}")
-    differ = [name for name in TF_FACTS
-              if name in built and name in installed and
-              built[name] != installed[name]]
+            f"{installed.get('tf_version')} is installed. {_rebuild_hint()}"
+        )
+    differ = [
+        name
+        for name in TF_FACTS
+        if name in built and name in installed and built[name] != installed[name]
+    ]
     if differ:
         details = "; ".join(
             f"built with {_describe(n, built[n])}, installed TensorFlow has "
-            f"{_describe(n, installed[n])}" for n in differ)
+            f"{_describe(n, installed[n])}"
+            for n in differ
+        )
         raise TFVersionMismatchError(
             f"monolith_ops: the op library was built for another build of "
             f"TensorFlow {installed['tf_version']} ({details}); its C++ ABI "
-            f"may not match. {_rebuild_hint()}")
+            f"may not match. {_rebuild_hint()}"
+        )
 
 
 def file_facts(path):
@@ -167,23 +181,25 @@ def check_library_file(path, record):
     if None in want.values():
         raise OpLibraryError(
             f"monolith_ops: the build record {build_record_path()} has no "
-            f"size and sha256 of the library. {_rebuild_hint()}")
+            f"size and sha256 of the library. {_rebuild_hint()}"
+        )
     try:
         got = file_facts(path)
     except OSError as err:
-        raise OpLibraryError(f"monolith_ops: cannot read {path}: {err}. "
-                             f"{_rebuild_hint()}") from err
+        raise OpLibraryError(f"monolith_ops: cannot read {path}: {err}. {_rebuild_hint()}") from err
     if got["library_size"] != want["library_size"]:
         raise OpLibraryError(
             f"monolith_ops: the op library {path} is {got['library_size']} "
             f"bytes, but the build wrote {want['library_size']}: it is "
-            f"truncated or was replaced. {_rebuild_hint()}")
+            f"truncated or was replaced. {_rebuild_hint()}"
+        )
     if got["library_sha256"] != want["library_sha256"]:
         raise OpLibraryError(
             f"monolith_ops: the op library {path} has sha256 "
             f"{got['library_sha256']}, but the build wrote "
             f"{want['library_sha256']}: it was modified or replaced. "
-            f"{_rebuild_hint()}")
+            f"{_rebuild_hint()}"
+        )
 
 
 class _LazyLibrary:
@@ -205,8 +221,8 @@ class _LazyLibrary:
         path = library_path()
         if not os.path.exists(path):
             raise OpLibraryError(
-                f"monolith_ops: the op library {path} is missing. "
-                f"{_rebuild_hint()}")
+                f"monolith_ops: the op library {path} is missing. {_rebuild_hint()}"
+            )
         record = build_record()
         check_compatible(record)
         check_library_file(path, record)
@@ -216,7 +232,8 @@ class _LazyLibrary:
             raise OpLibraryError(
                 f"monolith_ops: loading {path} (built for TensorFlow "
                 f"{record.get('tf_version')}) failed under TensorFlow "
-                f"{tf.__version__}: {err}. {_rebuild_hint()}") from err
+                f"{tf.__version__}: {err}. {_rebuild_hint()}"
+            ) from err
 
     def __getattr__(self, name):
         return getattr(self.load(), name)

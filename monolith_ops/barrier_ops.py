@@ -34,6 +34,8 @@ import math
 import numbers
 import threading
 import time
+from collections.abc import Sequence
+from typing import Any, Callable, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -72,7 +74,7 @@ class BarrierLostError(RuntimeError):
       generation: the generation that was lost (None if none was placed).
     """
 
-    def __init__(self, message, barrier_name, generation):
+    def __init__(self, message: str, barrier_name: str, generation: Optional[int]) -> None:
         super().__init__(message)
         self.barrier_name = barrier_name
         self.generation = generation
@@ -89,7 +91,9 @@ class BarrierTimeoutError(TimeoutError):
       timeout: the timeout it was given, in seconds.
     """
 
-    def __init__(self, message, barrier_name, index, waited_secs, timeout):
+    def __init__(
+        self, message: str, barrier_name: str, index: int, waited_secs: float, timeout: float
+    ) -> None:
         super().__init__(message)
         self.barrier_name = barrier_name
         self.index = index
@@ -99,11 +103,7 @@ class BarrierTimeoutError(TimeoutError):
 
 def _check_int(value, name):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            "{} must be an int, got {!r} of type {}.".format(
-                name, value, type(value).__name__
-            )
-        )
+        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}.")
     return int(value)
 
 
@@ -123,9 +123,7 @@ def _check_positive_number(value, name, allow_none=False):
     value = float(value)
     if not value > 0:  # Also rejects NaN.
         raise ValueError(
-            "{} must be {}> 0, got {!r}.".format(
-                name, "None or " if allow_none else "", value
-            )
+            "{} must be {}> 0, got {!r}.".format(name, "None or " if allow_none else "", value)
         )
     if allow_none and math.isinf(value):
         return None  # An infinite timeout is no timeout.
@@ -146,6 +144,129 @@ def _session_is_closed(session):
     return False
 
 
+class _WorkerFlags:
+    """The one owner of the workers' flags on this side: which indices have a
+    waiter in this process, which flags could not be cleared, and every clear.
+
+    One lock guards the waiter counts, the stale set, and each clear's run, so
+    that a flag is never cleared under a thread that is waiting on it through
+    the same `BarrierOp`. A worker's flag is set only by `BarrierOp._wait`
+    (with the block op); it is cleared only here: when the last waiter on the
+    index leaves (`leave`), when the worker's session is created
+    (`clear_on_session_start`), and at the worker's next step when an earlier
+    clear failed (`clear_if_stale`).
+    """
+
+    def __init__(self, barrier_name, capacity, run_clear):
+        """`run_clear(session, index, deadline)` runs the op clearing flag `index`."""
+        self._barrier_name = barrier_name
+        self._run_clear = run_clear
+        self._lock = threading.Lock()
+        self._waiters = [0] * capacity
+        # Indices whose flag the last waiter could not clear (e.g. its session
+        # was closed); the hook clears them at its next step.
+        self._stale = set()
+
+    def enter(self, index):
+        """A thread starts waiting on `index`."""
+        with self._lock:
+            self._waiters[index] += 1
+
+    def leave(self, session, index, must_succeed, timeout):
+        """A thread stops waiting on `index`; the last one clears the flag.
+
+        Unless `must_succeed`, a failure to clear is only logged, and the flag
+        is cleared at the hook's next step."""
+        with self._lock:
+            self._waiters[index] -= 1
+            error = self._clear_locked(session, index, must_succeed, timeout)
+        self._warn_if_failed(index, error)
+
+    def clear_on_session_start(self, session, index, timeout):
+        """Clears flag `index` (unless a thread waits on it): a worker whose
+        session is being created is not blocked."""
+        with self._lock:
+            error = self._clear_locked(session, index, True, timeout)
+        self._warn_if_failed(index, error)
+
+    def clear_if_stale(self, session, index, timeout):
+        """Clears flag `index` if an earlier clear of it failed."""
+        with self._lock:
+            if index not in self._stale:
+                return
+            error = self._clear_locked(session, index, True, timeout)
+        self._warn_if_failed(index, error)
+
+    def _clear_locked(self, session, index, must_succeed, timeout):
+        """Clears flag `index` unless it has a waiter; the lock is held.
+
+        Returns None, or what kept it from being cleared (then marked stale)."""
+        if self._waiters[index]:
+            return None
+        try:
+            if not _session_is_closed(session):
+                self._run_clear(
+                    session, index, None if timeout is None else time.monotonic() + timeout
+                )
+                self._stale.discard(index)
+                return None
+            error = "the session is closed"
+        except Exception as e:
+            if must_succeed and not _session_is_closed(session):
+                raise
+            error = e
+        self._stale.add(index)
+        return error
+
+    def _warn_if_failed(self, index, error):
+        if error is not None:
+            _logger.warning(
+                "Could not clear the flag of worker %d on barrier '%s' (%s); its "
+                "BarrierHook clears it at its next step.",
+                index,
+                self._barrier_name,
+                error,
+            )
+
+
+def _check_barrier_args(capacity, wait_seconds, name_prefix, barrier_callbacks):
+    """The arguments of `BarrierOp`, checked: (capacity, wait_seconds,
+    name_prefix, list of callbacks). Raises TypeError or ValueError naming
+    the argument, and RuntimeError outside graph mode."""
+    capacity = _check_int(capacity, "capacity")
+    if capacity < 1:
+        raise ValueError(f"capacity must be >= 1 (1 + the number of workers), got {capacity}.")
+    wait_seconds = _check_positive_number(wait_seconds, "wait_seconds")
+    if not math.isfinite(wait_seconds):
+        raise ValueError(f"wait_seconds must be finite, got {wait_seconds!r}.")
+    if not isinstance(name_prefix, str):
+        raise TypeError(
+            f"name_prefix must be a str, got {name_prefix!r} of type {type(name_prefix).__name__}."
+        )
+    if not name_prefix:
+        raise ValueError("name_prefix must be a non-empty str.")
+    if barrier_callbacks is None:
+        barrier_callbacks = []
+    elif callable(barrier_callbacks) or isinstance(barrier_callbacks, (str, bytes)):
+        raise TypeError(
+            f"barrier_callbacks must be a list of callables, got {barrier_callbacks!r}."
+        )
+    else:
+        barrier_callbacks = list(barrier_callbacks)
+        for i, callback in enumerate(barrier_callbacks):
+            if not callable(callback):
+                raise TypeError(
+                    f"barrier_callbacks[{i}] must be callable(action, session), got {callback!r}."
+                )
+    if tf.executing_eagerly() or tf.inside_function():
+        raise RuntimeError(
+            "BarrierOp needs graph mode: build it in a tf.compat.v1.Graph (or "
+            "after tf.compat.v1.disable_eager_execution()) and run it with a "
+            "tf.compat.v1 session, not eagerly or inside a tf.function."
+        )
+    return capacity, wait_seconds, name_prefix, barrier_callbacks
+
+
 class BarrierOp:
     """A barrier on TF variables with which a chief blocks its workers.
 
@@ -159,12 +280,12 @@ class BarrierOp:
 
     def __init__(
         self,
-        capacity,
-        is_chief=True,
-        wait_seconds=1,
-        name_prefix="default",
-        barrier_callbacks=None,
-    ):
+        capacity: int,
+        is_chief: bool = True,
+        wait_seconds: float = 1,
+        name_prefix: str = "default",
+        barrier_callbacks: Optional[Sequence[Callable[[str, Any], None]]] = None,
+    ) -> None:
         """Builds the barrier variables and ops in the default graph.
 
         Args:
@@ -188,49 +309,9 @@ class BarrierOp:
             empty.
           RuntimeError: if called eagerly or inside a `tf.function`.
         """
-        capacity = _check_int(capacity, "capacity")
-        if capacity < 1:
-            raise ValueError(
-                "capacity must be >= 1 (1 + the number of workers), got {}.".format(
-                    capacity
-                )
-            )
-        wait_seconds = _check_positive_number(wait_seconds, "wait_seconds")
-        if not math.isfinite(wait_seconds):
-            raise ValueError(
-                "wait_seconds must be finite, got {!r}.".format(wait_seconds)
-            )
-        if not isinstance(name_prefix, str):
-            raise TypeError(
-                "name_prefix must be a str, got {!r} of type {}.".format(
-                    name_prefix, type(name_prefix).__name__
-                )
-            )
-        if not name_prefix:
-            raise ValueError("name_prefix must be a non-empty str.")
-        if barrier_callbacks is None:
-            barrier_callbacks = []
-        elif callable(barrier_callbacks) or isinstance(barrier_callbacks, (str, bytes)):
-            raise TypeError(
-                "barrier_callbacks must be a list of callables, got {!r}.".format(
-                    barrier_callbacks
-                )
-            )
-        else:
-            barrier_callbacks = list(barrier_callbacks)
-            for i, callback in enumerate(barrier_callbacks):
-                if not callable(callback):
-                    raise TypeError(
-                        "barrier_callbacks[{}] must be callable(action, session), got "
-                        "{!r}.".format(i, callback)
-                    )
-        if tf.executing_eagerly() or tf.inside_function():
-            raise RuntimeError(
-                "BarrierOp needs graph mode: build it in a tf.compat.v1.Graph (or "
-                "after tf.compat.v1.disable_eager_execution()) and run it with a "
-                "tf.compat.v1 session, not eagerly or inside a tf.function."
-            )
-
+        capacity, wait_seconds, name_prefix, barrier_callbacks = _check_barrier_args(
+            capacity, wait_seconds, name_prefix, barrier_callbacks
+        )
         self._capacity = capacity
         self._is_chief = bool(is_chief)
         self._wait_seconds = wait_seconds
@@ -238,22 +319,26 @@ class BarrierOp:
         self._barrier_callbacks = barrier_callbacks
         # Serializes place_barrier (check, place, callbacks) within this process.
         self._place_lock = threading.Lock()
-        # Guards the per-index waiter counts and the stale set below, and every
-        # clear of a worker's flag (_clear_flag is the only place that clears).
-        self._flag_lock = threading.Lock()
-        self._local_waiters = [0] * capacity
-        # Indices whose flag the last waiter could not clear (e.g. its session
-        # was closed); the hook clears them at its next step.
-        self._stale = set()
         # The generation this object placed last (None: none yet).
         self._placed_generation = None
+        self._build_graph()
+        self._worker_flags = _WorkerFlags(name_prefix, capacity, self._run_clear)
 
-        collections = [
-            (
-                tf.compat.v1.GraphKeys.LOCAL_VARIABLES
-                if self._is_chief
-                else tf.compat.v1.GraphKeys.GLOBAL_VARIABLES
-            )
+    def _build_graph(self):
+        """The variables and every op this object runs, in the default graph,
+        under ``<name_prefix>_barrier_op/``."""
+        with tf.compat.v1.variable_scope(self._name + "_barrier_op"):
+            self._build_variables()
+            self._build_ops(tf.compat.v1.get_default_graph())
+
+    def _build_variables(self):
+        """The three variables (LOCAL on the chief, GLOBAL on workers) and the
+        placeholders the ops are fed with."""
+        capacity = self._capacity
+        var_collections = [
+            tf.compat.v1.GraphKeys.LOCAL_VARIABLES
+            if self._is_chief
+            else tf.compat.v1.GraphKeys.GLOBAL_VARIABLES
         ]
 
         def variable(name, initializer, dtype):
@@ -262,107 +347,88 @@ class BarrierOp:
                 initializer=initializer,
                 dtype=dtype,
                 trainable=False,
-                collections=collections,
+                collections=var_collections,
                 use_resource=True,
             )
 
-        graph = tf.compat.v1.get_default_graph()
-        with tf.compat.v1.variable_scope(name_prefix + "_barrier_op"):
-            self._barrier_vars = variable("barrier_var", [False] * capacity, tf.bool)
-            self._action = variable("barrier_op_action", "", tf.string)
-            # [0]: the generation of the barrier, incremented by each place;
-            # [i > 0]: the generation worker i last blocked on.
-            self._generations = variable(
-                "barrier_generation", np.zeros(capacity, np.int64), tf.int64
-            )
-            self._idx_ph = tf.compat.v1.placeholder(
-                tf.int32, shape=[], name="index_placeholder"
-            )
-            self._gen_ph = tf.compat.v1.placeholder(
-                tf.int64, shape=[], name="generation_placeholder"
-            )
-            self._action_placeholder = tf.compat.v1.placeholder(
-                tf.string, shape=[], name="barrier_op_action_placeholder"
-            )
+        self._barrier_vars = variable("barrier_var", [False] * capacity, tf.bool)
+        self._action = variable("barrier_op_action", "", tf.string)
+        # [0]: the generation of the barrier, incremented by each place;
+        # [i > 0]: the generation worker i last blocked on.
+        self._generations = variable("barrier_generation", np.zeros(capacity, np.int64), tf.int64)
+        self._idx_ph = tf.compat.v1.placeholder(tf.int32, shape=[], name="index_placeholder")
+        self._gen_ph = tf.compat.v1.placeholder(tf.int64, shape=[], name="generation_placeholder")
+        self._action_placeholder = tf.compat.v1.placeholder(
+            tf.string, shape=[], name="barrier_op_action_placeholder"
+        )
 
-            def scatter(var, index, value, name):
-                with graph.colocate_with(var.op):
-                    return tf.raw_ops.ResourceScatterUpdate(
-                        resource=var.handle, indices=index, updates=value, name=name
-                    )
-
-            def read(var, name):
-                with graph.colocate_with(var.op):
-                    return tf.raw_ops.ReadVariableOp(
-                        resource=var.handle, dtype=var.dtype, name=name
-                    )
-
-            # Clears a flag: index 0 removes the barrier.
-            self._remove_op = scatter(
-                self._barrier_vars, self._idx_ph, tf.constant(False), "remove"
+    def _build_ops(self, graph):
+        """The ops on the variables, each colocated with the variable it uses."""
+        # Clears a flag: index 0 removes the barrier.
+        self._remove_op = _scatter(
+            graph, self._barrier_vars, self._idx_ph, tf.constant(False), "remove"
+        )
+        self._flags_value = _read(graph, self._barrier_vars, "flags")
+        with graph.colocate_with(self._barrier_vars.op):
+            self._barrier_placed_tensor = tf.identity(self._flags_value[0], name="barrier_placed")
+        # The chief's place, in this order: the action, the generation,
+        # flag 0; it fetches the new generation.
+        with graph.colocate_with(self._action.op):
+            assign_action = tf.raw_ops.AssignVariableOp(
+                resource=self._action.handle,
+                value=self._action_placeholder,
+                name="assign_action",
             )
-            self._flags_value = read(self._barrier_vars, "flags")
-            with graph.colocate_with(self._barrier_vars.op):
-                self._barrier_placed_tensor = tf.identity(
-                    self._flags_value[0], name="barrier_placed"
+        with tf.control_dependencies([assign_action]):
+            with graph.colocate_with(self._generations.op):
+                bump = tf.raw_ops.ResourceScatterAdd(
+                    resource=self._generations.handle,
+                    indices=tf.constant(0, tf.int32),
+                    updates=tf.constant(1, tf.int64),
+                    name="next_generation",
                 )
-            # The chief's place, in this order: the action, the generation,
-            # flag 0; it fetches the new generation.
-            with graph.colocate_with(self._action.op):
-                assign_action = tf.raw_ops.AssignVariableOp(
-                    resource=self._action.handle,
-                    value=self._action_placeholder,
-                    name="assign_action",
-                )
-            with tf.control_dependencies([assign_action]):
-                with graph.colocate_with(self._generations.op):
-                    bump = tf.raw_ops.ResourceScatterAdd(
-                        resource=self._generations.handle,
-                        indices=tf.constant(0, tf.int32),
-                        updates=tf.constant(1, tf.int64),
-                        name="next_generation",
-                    )
-            with tf.control_dependencies([bump]):
-                placed = scatter(
-                    self._barrier_vars, 0, tf.constant(True), "place_with_action"
-                )
-            with tf.control_dependencies([placed]):
-                self._place_op = read(self._generations, "placed_generation")[0]
-            # A worker blocks: its generation, then its flag.
-            with tf.control_dependencies(
-                [scatter(self._generations, self._idx_ph, self._gen_ph, "blocked_on")]
-            ):
-                self._block_op = scatter(
-                    self._barrier_vars, self._idx_ph, tf.constant(True), "block"
-                )
-            # The whole state, read in this order: generations, action, flags,
-            # generations. If both generation reads agree and flag 0 is set, the
-            # action is that generation's (see _read_state).
-            self._state_fetches = [read(self._generations, "generations_before")]
-            for var, name in (
-                (self._action, "action"),
-                (self._barrier_vars, "state_flags"),
-                (self._generations, "generations"),
-            ):
-                with tf.control_dependencies(self._state_fetches[-1:]):
-                    self._state_fetches.append(read(var, name))
+        with tf.control_dependencies([bump]):
+            placed = _scatter(graph, self._barrier_vars, 0, tf.constant(True), "place_with_action")
+        with tf.control_dependencies([placed]):
+            self._place_op = _read(graph, self._generations, "placed_generation")[0]
+        # A worker blocks: its generation, then its flag.
+        with tf.control_dependencies(
+            [_scatter(graph, self._generations, self._idx_ph, self._gen_ph, "blocked_on")]
+        ):
+            self._block_op = _scatter(
+                graph, self._barrier_vars, self._idx_ph, tf.constant(True), "block"
+            )
+        # The whole state, read in this order: generations, action, flags,
+        # generations. If both generation reads agree and flag 0 is set, the
+        # action is that generation's (see _read_state).
+        self._state_fetches = [_read(graph, self._generations, "generations_before")]
+        for var, name in (
+            (self._action, "action"),
+            (self._barrier_vars, "state_flags"),
+            (self._generations, "generations"),
+        ):
+            with tf.control_dependencies(self._state_fetches[-1:]):
+                self._state_fetches.append(_read(graph, var, name))
+
+    def _run_clear(self, session, index, deadline):
+        _run(session, self._remove_op, {self._idx_ph: index}, deadline)
 
     @property
-    def capacity(self):
+    def capacity(self) -> int:
         """The length of the flag vector (1 + the number of workers)."""
         return self._capacity
 
     @property
-    def name(self):
+    def name(self) -> str:
         """The `name_prefix` this barrier was built with."""
         return self._name
 
     @property
-    def barrier_placed_tensor(self):
+    def barrier_placed_tensor(self) -> tf.Tensor:
         """A bool scalar tensor: True while the chief's barrier is placed."""
         return self._barrier_placed_tensor
 
-    def place_barrier(self, session, action=""):
+    def place_barrier(self, session: Any, action: str = "") -> int:
         """Places a new generation of the barrier with `action`, then runs the
         callbacks.
 
@@ -381,48 +447,45 @@ class BarrierOp:
         """
         if not isinstance(action, str):
             raise TypeError(
-                "action must be a str, got {!r} of type {}.".format(
-                    action, type(action).__name__
-                )
+                f"action must be a str, got {action!r} of type {type(action).__name__}."
             )
         try:
             action.encode("utf-8")
         except UnicodeEncodeError as e:
             raise ValueError(
-                "action must be text that UTF-8 can encode, got {!r} ({}).".format(
-                    action, e
-                )
+                f"action must be text that UTF-8 can encode, got {action!r} ({e})."
             ) from None
         with self._place_lock:
             if session.run(self._barrier_placed_tensor):
                 raise BarrierAlreadyPlacedError(
-                    "Barrier '{}' is already placed; remove it before placing it "
-                    "again.".format(self._name)
+                    f"Barrier '{self._name}' is already placed; remove it before placing it again."
                 )
             generation = int(
-                session.run(
-                    self._place_op, feed_dict={self._action_placeholder: action}
-                )
+                session.run(self._place_op, feed_dict={self._action_placeholder: action})
             )
             self._placed_generation = generation
             self._run_barrier_callbacks(action, session)
         return generation
 
-    def remove_barrier(self, session):
+    def remove_barrier(self, session: Any) -> None:
         """Removes the barrier (clears flag 0). No check; workers then resume."""
         session.run(self._remove_op, feed_dict={self._idx_ph: 0})
 
-    def is_barrier_placed(self, session):
+    def is_barrier_placed(self, session: Any) -> bool:
         """Returns True if the barrier is placed."""
         return bool(session.run(self._barrier_placed_tensor))
 
-    def is_barrier_removed(self, session):
+    def is_barrier_removed(self, session: Any) -> bool:
         """Returns True if the barrier is not placed."""
         return not self.is_barrier_placed(session)
 
     def wait_until_barrier_removed(
-        self, session, index, timeout=None, should_stop=None
-    ):
+        self,
+        session: Any,
+        index: int,
+        timeout: Optional[float] = None,
+        should_stop: Optional[Callable[[], bool]] = None,
+    ) -> bool:
         """Blocks worker `index` on the barrier until the chief removes it.
 
         For each generation of the barrier it sees placed, and has not yet run,
@@ -456,11 +519,8 @@ class BarrierOp:
         index = self._check_worker_index(index)
         timeout = _check_positive_number(timeout, "timeout", allow_none=True)
         if should_stop is not None and not callable(should_stop):
-            raise TypeError(
-                "should_stop must be None or a callable, got {!r}.".format(should_stop)
-            )
-        with self._flag_lock:
-            self._local_waiters[index] += 1
+            raise TypeError(f"should_stop must be None or a callable, got {should_stop!r}.")
+        self._worker_flags.enter(index)
         released = False
         try:
             released = self._wait(session, index, timeout, should_stop)
@@ -472,24 +532,22 @@ class BarrierOp:
         ):
             if _session_is_closed(session):
                 _logger.info(
-                    "Worker %d stops waiting for barrier '%s': the session "
-                    "was closed.",
+                    "Worker %d stops waiting for barrier '%s': the session was closed.",
                     index,
                     self._name,
                 )
                 return False
             raise
         finally:
-            self._clear_flag(
+            self._worker_flags.leave(
                 session,
                 index,
-                leaving=True,
                 must_succeed=released,
                 # Best effort, and bounded, unless the wait succeeded untimed.
                 timeout=None if released and timeout is None else _CLEANUP_SECS,
             )
 
-    def wait_until_all_blocked(self, session, timeout=None):
+    def wait_until_all_blocked(self, session: Any, timeout: Optional[float] = None) -> None:
         """Waits until every worker is blocked on the barrier.
 
         For the chief, after `place_barrier`: polls every `wait_seconds`, each
@@ -535,26 +593,22 @@ class BarrierOp:
             else:
                 time.sleep(self._wait_seconds)
 
-    def is_all_blocked(self, session):
+    def is_all_blocked(self, session: Any) -> bool:
         """True if the barrier is placed and every worker is blocked on it (on
         this generation, not an earlier one)."""
         state = self._read_state(session)
-        return (
-            state.placed
-            and state.generation is not None
-            and not self._not_blocked(state)
-        )
+        return state.placed and state.generation is not None and not self._not_blocked(state)
 
-    def is_none_blocked(self, session):
+    def is_none_blocked(self, session: Any) -> bool:
         """True if no flag (neither the barrier nor any worker) is set."""
         return not any(self._read_flags(session))
 
-    def get_unblocked_indices(self, session):
+    def get_unblocked_indices(self, session: Any) -> list[int]:
         """The indices whose flag is clear (index 0 is the barrier itself)."""
         flags = self._read_flags(session)
         return [i for i in range(self._capacity) if not flags[i]]
 
-    def get_blocked_indices(self, session):
+    def get_blocked_indices(self, session: Any) -> list[int]:
         """The indices whose flag is set (index 0 is the barrier itself),
         whatever generation each worker is blocked on.
 
@@ -578,9 +632,7 @@ class BarrierOp:
         read, flag 0 was cleared before it and set again before the flag read,
         and that place's new generation is then seen by the last read.
         """
-        gens_before, action, flags, gens = _run(
-            session, self._state_fetches, deadline=deadline
-        )
+        gens_before, action, flags, gens = _run(session, self._state_fetches, deadline=deadline)
         consistent = gens_before[0] == gens[0]
         return _State(
             placed=bool(flags[0]),
@@ -602,8 +654,8 @@ class BarrierOp:
         index = _check_int(index, "index")
         if not 0 < index < self._capacity:
             raise ValueError(
-                "index must satisfy 0 < index < capacity ({}), got {}; index 0 is "
-                "the chief's barrier.".format(self._capacity, index)
+                f"index must satisfy 0 < index < capacity ({self._capacity}), got {index}; index 0 is "
+                "the chief's barrier."
             )
         return index
 
@@ -612,9 +664,7 @@ class BarrierOp:
             callback(action, session)
 
     def _stopped(self, session, should_stop):
-        return (should_stop is not None and should_stop()) or _session_is_closed(
-            session
-        )
+        return (should_stop is not None and should_stop()) or _session_is_closed(session)
 
     def _wait(self, session, index, timeout, should_stop):
         """The worker's loop: block on each new generation until removed.
@@ -650,8 +700,7 @@ class BarrierOp:
                     raise self._timeout_error(index, start, timeout) from e
                 blocked_on = state.generation
                 _logger.info(
-                    "Worker %d is blocked by barrier '%s' (generation %d, "
-                    "action %r).",
+                    "Worker %d is blocked by barrier '%s' (generation %d, action %r).",
                     index,
                     self._name,
                     blocked_on,
@@ -684,21 +733,18 @@ class BarrierOp:
     def _timeout_error(self, index, start, timeout, missing=None):
         waited = time.monotonic() - start
         if index:
-            what = "Worker {} waited {:.1f} s for barrier '{}' to be removed".format(
-                index, waited, self._name
-            )
+            what = f"Worker {index} waited {waited:.1f} s for barrier '{self._name}' to be removed"
             hint = "Is the chief alive, and does the ps answer?"
         else:
             what = (
-                "The chief waited {:.1f} s for every worker to block on barrier "
-                "'{}'".format(waited, self._name)
+                f"The chief waited {waited:.1f} s for every worker to block on barrier "
+                f"'{self._name}'"
             )
-            hint = (
-                "Workers not blocked: {}. Are they alive, and does the ps "
-                "answer?".format("unknown" if missing is None else missing)
+            hint = "Workers not blocked: {}. Are they alive, and does the ps answer?".format(
+                "unknown" if missing is None else missing
             )
         return BarrierTimeoutError(
-            "{} and gave up (timeout={:g} s). {}".format(what, timeout, hint),
+            f"{what} and gave up (timeout={timeout:g} s). {hint}",
             self._name,
             index,
             waited,
@@ -707,55 +753,37 @@ class BarrierOp:
 
     def _lost_error(self, generation):
         if generation is None:
-            message = "Barrier '{}' is not placed; place it first.".format(self._name)
+            message = f"Barrier '{self._name}' is not placed; place it first."
         else:
             message = (
-                "Barrier '{}' (generation {}) is no longer placed while the chief "
+                f"Barrier '{self._name}' (generation {generation}) is no longer placed while the chief "
                 "waits for the workers: it was removed, or the ps restarted and "
                 "lost it (workers waiting on it were released). See "
-                "docs/barrier.md.".format(self._name, generation)
+                "docs/barrier.md."
             )
         return BarrierLostError(message, self._name, generation)
 
-    def _clear_flag(
-        self, session, index, leaving=False, must_succeed=True, timeout=None
-    ):
-        """Clears flag `index`, unless a thread waits on it through this object.
+    def _clear_flag_on_session_start(self, session, index, timeout):
+        """For `BarrierHook`: its worker's session was created (see _WorkerFlags)."""
+        self._worker_flags.clear_on_session_start(session, index, timeout)
 
-        The only place a worker's flag is cleared: when the last waiter on
-        `index` leaves (`leaving`), and from the hook (a flag left by an earlier
-        life of the worker, or one a waiter could not clear). Unless
-        `must_succeed`, a failure is only logged, and the hook clears the flag at
-        its next step.
-        """
-        with self._flag_lock:
-            if leaving:
-                self._local_waiters[index] -= 1
-            if self._local_waiters[index]:
-                return
-            try:
-                if not _session_is_closed(session):
-                    _run(
-                        session,
-                        self._remove_op,
-                        {self._idx_ph: index},
-                        None if timeout is None else time.monotonic() + timeout,
-                    )
-                    self._stale.discard(index)
-                    return
-                error = "the session is closed"
-            except Exception as e:
-                if must_succeed and not _session_is_closed(session):
-                    raise
-                error = e
-            self._stale.add(index)
-        _logger.warning(
-            "Could not clear the flag of worker %d on barrier '%s' (%s); its "
-            "BarrierHook clears it at its next step.",
-            index,
-            self._name,
-            error,
+    def _clear_flag_if_stale(self, session, index, timeout):
+        """For `BarrierHook`: its worker starts a step (see _WorkerFlags)."""
+        self._worker_flags.clear_if_stale(session, index, timeout)
+
+
+def _scatter(graph, var, index, value, name):
+    """var[index] = value, on var's device."""
+    with graph.colocate_with(var.op):
+        return tf.raw_ops.ResourceScatterUpdate(
+            resource=var.handle, indices=index, updates=value, name=name
         )
+
+
+def _read(graph, var, name):
+    """The value of var, read on its device."""
+    with graph.colocate_with(var.op):
+        return tf.raw_ops.ReadVariableOp(resource=var.handle, dtype=var.dtype, name=name)
 
 
 _State = collections.namedtuple(
@@ -799,7 +827,7 @@ class BarrierHook(tf.compat.v1.train.SessionRunHook):
     the hook's next step.
     """
 
-    def __init__(self, index, barrier_op, timeout=None):
+    def __init__(self, index: int, barrier_op: BarrierOp, timeout: Optional[float] = None) -> None:
         """Creates the hook.
 
         Args:
@@ -814,43 +842,36 @@ class BarrierHook(tf.compat.v1.train.SessionRunHook):
           ValueError: if `index` is out of range or `timeout` <= 0.
         """
         if not isinstance(barrier_op, BarrierOp):
-            raise TypeError(
-                "barrier_op must be a BarrierOp, got {!r}.".format(barrier_op)
-            )
+            raise TypeError(f"barrier_op must be a BarrierOp, got {barrier_op!r}.")
         index = _check_int(index, "index")
         if not 0 <= index < barrier_op.capacity:
             raise ValueError(
-                "index must satisfy 0 <= index < capacity ({}), got {}.".format(
-                    barrier_op.capacity, index
-                )
+                f"index must satisfy 0 <= index < capacity ({barrier_op.capacity}), got {index}."
             )
         self._index = index
         self._barrier_op = barrier_op
         self._timeout = _check_positive_number(timeout, "timeout", allow_none=True)
         self._coord = None
 
-    def after_create_session(self, session, coord):
+    def after_create_session(self, session: Any, coord: Any) -> None:
         self._coord = coord
         if self._index != 0:
             # This worker is starting, so it is not blocked: a flag left set
             # by a previous life of it that died blocked would otherwise
             # keep the chief from ever seeing every worker resume.
-            self._barrier_op._clear_flag(session, self._index, timeout=self._timeout)
+            self._barrier_op._clear_flag_on_session_start(session, self._index, self._timeout)
 
     def _should_stop(self):
         coord = self._coord
         return coord is not None and coord.should_stop()
 
-    def before_run(self, run_context):
+    def before_run(self, run_context: Any) -> Optional[tf.compat.v1.train.SessionRunArgs]:
         if self._index == 0:
             return None
-        if self._index in self._barrier_op._stale:
-            self._barrier_op._clear_flag(
-                run_context.session, self._index, timeout=self._timeout
-            )
+        self._barrier_op._clear_flag_if_stale(run_context.session, self._index, self._timeout)
         return tf.compat.v1.train.SessionRunArgs(self._barrier_op.barrier_placed_tensor)
 
-    def after_run(self, run_context, run_values):
+    def after_run(self, run_context: Any, run_values: Any) -> None:
         if self._index == 0 or not run_values.results:
             return
         released = self._barrier_op.wait_until_barrier_removed(

@@ -23,11 +23,14 @@ creates (a recovered session is a new one), so the listeners run around each.
 
 A listener that raises does not stop the later ones: each step calls every
 listener, then raises the first error (so no `after_restore` runs when a
-`before_restore` raised). docs/barrier.md has the details and the departures
-from Monolith's original.
+`before_restore` raised). The listeners' `end` runs from the hook's `end`
+(Monolith's hook never called it). docs/barrier.md ("Restore hooks" and
+"Departures from Monolith") has the rest.
 """
 
 import logging
+from collections.abc import Iterable
+from typing import Any, Optional
 
 import tensorflow as tf
 
@@ -42,16 +45,16 @@ class CheckpointRestorerListener:
     Every method is a no-op; override the ones you need.
     """
 
-    def begin(self):
+    def begin(self) -> None:
         """Called once, from the hook's `begin`, before any session exists."""
 
-    def before_restore(self, session):
+    def before_restore(self, session: Any) -> None:
         """Called when a session is created, before the (listeners') restore."""
 
-    def after_restore(self, session):
+    def after_restore(self, session: Any) -> None:
         """Called when a session is created, after every `before_restore`."""
 
-    def end(self, session):
+    def end(self, session: Any) -> None:
         """Called from the hook's `end`, when the session ends normally."""
 
 
@@ -64,7 +67,7 @@ class CheckpointRestorerHook(tf.compat.v1.train.SessionRunHook):
     The real restore action is implemented in the listeners.
     """
 
-    def __init__(self, listeners=None):
+    def __init__(self, listeners: Optional[Iterable[Any]] = None) -> None:
         """Initializes a `CheckpointRestorerHook`.
 
         Args:
@@ -80,32 +83,31 @@ class CheckpointRestorerHook(tf.compat.v1.train.SessionRunHook):
             listeners = []
         elif isinstance(listeners, (str, bytes)) or not hasattr(listeners, "__iter__"):
             raise TypeError(
-                "listeners must be a list of CheckpointRestorerListener, "
-                f"got {listeners!r}."
+                f"listeners must be a list of CheckpointRestorerListener, got {listeners!r}."
             )
         listeners = list(listeners)
         for i, listener in enumerate(listeners):
             if isinstance(listener, type):
                 raise TypeError(
-                    "listeners[{}] must be a listener instance, got the class {}; "
-                    "pass {}() instead.".format(i, listener.__name__, listener.__name__)
+                    f"listeners[{i}] must be a listener instance, got the class {listener.__name__}; "
+                    f"pass {listener.__name__}() instead."
                 )
             for method in _REQUIRED_METHODS:
                 if not callable(getattr(listener, method, None)):
                     raise TypeError(
-                        "listeners[{}] must be a CheckpointRestorerListener (with a "
-                        "callable {}()), got {!r}.".format(i, method, listener)
+                        f"listeners[{i}] must be a CheckpointRestorerListener (with a "
+                        f"callable {method}()), got {listener!r}."
                     )
         _logger.info("Create CheckpointRestorerHook.")
         self._listeners = listeners
 
-    def begin(self):
+    def begin(self) -> None:
         _call_each(self._listeners, "begin")
 
-    def after_create_session(self, session, coord):
+    def after_create_session(self, session: Any, coord: Any) -> None:
         self._restore(session)
 
-    def end(self, session):
+    def end(self, session: Any) -> None:
         _call_each(self._listeners, "end", session)
 
     def _restore(self, session):

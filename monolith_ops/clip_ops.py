@@ -1,27 +1,36 @@
 # Copyright 2026 The monolith_ops Authors.
 # SPDX-License-Identifier: Apache-2.0
-"""Global-norm gradient clipping on fused kernels, a drop-in for TF's.
+"""Global-norm gradient clipping on the library's kernels, a drop-in for TF's.
 
-``clip_by_global_norm`` and ``global_norm`` give the results of
-``tf.clip_by_global_norm`` and ``tf.linalg.global_norm`` (within float
-rounding) with one pass over the data for the norm:
+``clip_by_global_norm`` and ``global_norm`` take what ``tf.clip_by_global_norm``
+and ``tf.linalg.global_norm`` take and give their results, within float
+rounding. ``clip_by_global_norm`` builds one of three paths
+(``choose_clip_path``):
 
-* the sum of squares is accumulated in double (float32 at least for 16-bit
-  inputs), in a fixed order, so the same inputs give bitwise the same result;
-* when the norm is at most ``clip_norm`` the outputs are the inputs, uncopied;
-* when the norm is inf or NaN every output is entirely NaN, as in TF.
+* ``ClipPath.FUSED``: a single-dtype list without ``use_norm``, one
+  ``MonolithClipByGlobalNormFused`` kernel (in parts of ``CHUNK_SIZE``
+  tensors in a graph, for Grappler);
+* ``ClipPath.KERNEL_WITH_CLIP_NORM_ATTR``: the norm from ``GlobalL2Reduce``
+  (or ``use_norm``), the clip by ``MonolithClipByGlobalNorm`` per dtype with
+  ``clip_norm`` as its attr;
+* ``ClipPath.TF_OPS``: the clip in TF ops (``clip_scale``), under XLA, which
+  cannot compile the kernels, and where ``clip_norm`` cannot be an attr.
 
-Departures from TF, each deliberate:
-
-* float16 and bfloat16 lists accumulate in float32, so a norm that fits in
-  the dtype never overflows (TF gives inf for ``[300., 400.]`` in float16);
-* lists that mix float dtypes are accepted (TF raises); each output keeps its
-  input's dtype and the norm is float64 if any input is, else float32;
-* ``clip_norm`` known when the graph is built must be positive and finite;
-  a ``clip_norm`` tensor is checked by the kernel when it runs.
+The supported dtypes are those the ops are registered for
+(``SUPPORTED_DTYPES``). The ops' gradients are registered here. The README
+("Clipping") says what the results are, including where they depart from
+TF's; docs/keras.md what differs under XLA.
 """
+
+import dataclasses
+import enum
+import numbers
+from collections.abc import Sequence
+from typing import Optional, Union
+
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.framework import op_def_registry
 from tensorflow.python.ops import control_flow_util
 
 from monolith_ops import load_ops
@@ -33,7 +42,28 @@ ops = load_ops()
 
 __all__ = ["clip_by_global_norm", "global_norm"]
 
-SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+
+def _registered_dtypes(op_names):
+    """The dtypes that every op of `op_names` allows for its attr `T`, as the
+    library registered them, in the registration's order."""
+    allowed = None
+    for op_name in op_names:
+        op_def = op_def_registry.get(op_name)
+        if op_def is None:
+            raise RuntimeError(f"monolith_ops: the op {op_name} is not registered")
+        (attr,) = [a for a in op_def.attr if a.name == "T"]
+        dtypes = [tf.as_dtype(t) for t in attr.allowed_values.list.type]
+        allowed = dtypes if allowed is None else [d for d in allowed if d in dtypes]
+    return tuple(allowed)
+
+
+# The dtypes the library's clip ops are registered for (their `T` attr), so a
+# dtype added there needs no edit here. The TF-ops path (XLA, a run-time
+# clip_norm) accepts the same ones, so that a list is accepted everywhere or
+# nowhere.
+SUPPORTED_DTYPES = _registered_dtypes(
+    ["GlobalL2Reduce", "MonolithClipByGlobalNorm", "MonolithClipByGlobalNormFused"]
+)
 
 # In a graph, no op takes or gives more than this many tensors of a list:
 # Grappler spends time quadratic in the number of inputs and outputs of one
@@ -42,12 +72,17 @@ SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 # computed once; the results are bitwise those of one op.
 CHUNK_SIZE = 64
 
+_SUPPORTED_NAMES = (
+    ", ".join(d.name for d in SUPPORTED_DTYPES[:-1]) + f" and {SUPPORTED_DTYPES[-1].name}"
+)
+
 
 def _check_list(t_list):
     if not isinstance(t_list, (list, tuple)):
         raise TypeError(
             "t_list should be a list or tuple of tensors, IndexedSlices or "
-            f"None, but received {type(t_list).__name__}: {t_list!r:.200}")
+            f"None, but received {type(t_list).__name__}: {t_list!r:.200}"
+        )
 
 
 def _entries(t_list):
@@ -60,11 +95,13 @@ def _entries(t_list):
             except (TypeError, ValueError) as err:
                 raise TypeError(
                     f"t_list[{i}] should be a Tensor, IndexedSlices or None, "
-                    f"but received {type(t).__name__}: {err}") from err
+                    f"but received {type(t).__name__}: {err}"
+                ) from err
         if t is not None and t.dtype not in SUPPORTED_DTYPES:
             raise TypeError(
                 f"t_list[{i}] has dtype {t.dtype.name}; global-norm clipping "
-                "supports float16, bfloat16, float32 and float64")
+                f"supports {_SUPPORTED_NAMES}"
+            )
         entries.append(t)
     return entries
 
@@ -98,37 +135,63 @@ def _scalar(value, arg, dtype_hint):
 
     Python numbers become `dtype_hint` (the norm's dtype), as in TF."""
     if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{arg} should be a number or a scalar Tensor, but "
-                        "received bool")
+        raise TypeError(f"{arg} should be a number or a scalar Tensor, but received bool")
     try:
         tensor = tf.convert_to_tensor(value, dtype_hint=dtype_hint)
     except (TypeError, ValueError) as err:
-        raise TypeError(f"{arg} should be a number or a scalar Tensor, but "
-                        f"received {type(value).__name__}: {err}") from err
+        raise TypeError(
+            f"{arg} should be a number or a scalar Tensor, but "
+            f"received {type(value).__name__}: {err}"
+        ) from err
     if not (tensor.dtype.is_floating or tensor.dtype.is_integer):
-        raise TypeError(f"{arg} should be a number or a scalar Tensor, but has "
-                        f"dtype {tensor.dtype.name}")
+        raise TypeError(
+            f"{arg} should be a number or a scalar Tensor, but has dtype {tensor.dtype.name}"
+        )
     if tensor.shape.rank is not None and tensor.shape.rank != 0:
         raise ValueError(f"{arg} should be a scalar, but has shape {tensor.shape}")
     return tensor
 
 
-def _static_clip_norm(clip_norm, given):
-    """clip_norm (a scalar tensor made of `given`) as a float when known now,
-    else None.
+def _check_positive_finite(value, held=""):
+    """`value` (a float); ValueError unless positive and finite (denormals are).
+    `held` tells how the value came from what the caller gave."""
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"clip_norm should be positive and finite, got {value}{held}")
+    return value
+
+
+def check_clip_norm(clip_norm: Union[float, np.number]) -> float:
+    """`clip_norm` as a float: a positive, finite Python or NumPy number.
+
+    The check ``clip_by_global_norm`` makes of a ``clip_norm`` known when the
+    graph is built, for a number given ahead of any graph (as the optimizers
+    of ``monolith_ops.keras`` take it).
+
+    Raises:
+      TypeError: `clip_norm` is not a real number (or is a bool).
+      ValueError: it is not positive and finite.
+    """
+    if isinstance(clip_norm, (bool, np.bool_)) or not isinstance(clip_norm, numbers.Real):
+        raise TypeError(
+            "clip_norm should be a positive number, but received "
+            f"{type(clip_norm).__name__}: {clip_norm!r:.100}"
+        )
+    return _check_positive_finite(float(clip_norm))
+
+
+def _static_clip_norm(clip_norm_tensor, clip_norm):
+    """clip_norm_tensor (the scalar tensor made of the argument `clip_norm`)
+    as a float when known now, else None.
 
     A value known now must be positive and finite (denormals are)."""
-    static = tf.get_static_value(clip_norm)
+    static = tf.get_static_value(clip_norm_tensor)
     if static is None:
         return None
     value = float(static)
-    if not (np.isfinite(value) and value > 0):
-        held = ""
-        if isinstance(given, (int, float, np.number)) and float(given) != value:
-            held = f" ({given!r} is {value} in {clip_norm.dtype.name})"
-        raise ValueError(
-            f"clip_norm should be positive and finite, got {value}{held}")
-    return value
+    held = ""
+    if isinstance(clip_norm, (int, float, np.number)) and float(clip_norm) != value:
+        held = f" ({clip_norm!r} is {value} in {clip_norm_tensor.dtype.name})"
+    return _check_positive_finite(value, held)
 
 
 def _in_xla_context():
@@ -151,7 +214,7 @@ def _parts(values):
     the GPU kernels take a whole list (they have no packed form yet)."""
     if len(values) <= CHUNK_SIZE or tf.executing_eagerly() or _gpu_kernels():
         return [values]
-    return [values[i:i + CHUNK_SIZE] for i in range(0, len(values), CHUNK_SIZE)]
+    return [values[i : i + CHUNK_SIZE] for i in range(0, len(values), CHUNK_SIZE)]
 
 
 def _gpu_kernels():
@@ -167,16 +230,17 @@ def _reduce(values, norm_dtype):
     dtype = values[0].dtype
     packs = [ops.monolith_pack_grad_list(part, packs=[]) for part in parts]
     while len(packs) > CHUNK_SIZE:  # packs of packs
-        packs = [ops.monolith_pack_grad_list([], packs=packs[i:i + CHUNK_SIZE])
-                 for i in range(0, len(packs), CHUNK_SIZE)]
+        packs = [
+            ops.monolith_pack_grad_list([], packs=packs[i : i + CHUNK_SIZE])
+            for i in range(0, len(packs), CHUNK_SIZE)
+        ]
     return ops.monolith_packed_l2_reduce(packs, T=dtype, Tnorm=norm_dtype)
 
 
 def _sum_of_squares(values, norm_dtype):
     """Sum of squares of all `values`, one reduction per dtype group."""
     if _in_xla_context():
-        return tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, norm_dtype)))
-                         for v in values])
+        return tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, norm_dtype))) for v in values])
     total = None
     for group in _groups(values):
         part = _reduce([values[i] for i in group], norm_dtype)
@@ -188,75 +252,129 @@ def _is_positive_finite(x):
     """Whether the float32 or float64 scalar x is positive and finite, from
     its bits: TensorFlow's threads flush denormals to zero, so a compare
     would take a denormal for 0 (as the kernels check it)."""
-    itype, inf_bits = ((tf.int64, 0x7FF0000000000000) if x.dtype == tf.float64
-                       else (tf.int32, 0x7F800000))
+    itype, inf_bits = (
+        (tf.int64, 0x7FF0000000000000) if x.dtype == tf.float64 else (tf.int32, 0x7F800000)
+    )
     bits = tf.bitcast(x, itype)
     return tf.logical_and(bits > 0, bits < inf_bits)
 
 
-def _scale_in_tf_ops(values, norm, clip_norm):
+def clip_scale(norm: tf.Tensor, clip_norm: tf.Tensor) -> tf.Tensor:
+    """The factor TF's ``clip_by_global_norm`` multiplies each tensor by:
+    ``clip_norm * min(1 / norm, 1 / clip_norm)``, NaN when the norm is inf or
+    NaN.
+
+    From ``norm >= clip_norm`` on it is bitwise ``clip_norm * (1 / norm)``;
+    below, within an ulp of 1. Both the TF-ops clip and the ops' gradients
+    are written with it. `norm` and `clip_norm` are scalars of one dtype."""
+    nan_if_not_finite = norm - norm
+    return clip_norm * tf.minimum(1.0 / norm, 1.0 / clip_norm) + nan_if_not_finite
+
+
+def _clip_in_tf_ops(values, norm, clip_norm):
     """The clip of MonolithClipByGlobalNorm in TF ops, for a clip_norm the
     kernel cannot take as its attr: one known only at run time (or watched
-    by a tape), or a float64 one that float32 cannot hold. clip_norm and
-    the norm are checked when it runs, as the kernel checks them; below
-    clip_norm the inputs pass through bitwise."""
+    by a tape), or a float64 one that float32 cannot hold; and under XLA.
+    clip_norm and the norm are checked when it runs, as the kernel checks
+    them; below clip_norm the inputs pass through bitwise."""
     checks = [
         tf.debugging.Assert(
             _is_positive_finite(clip_norm),
-            ["clip_norm must be positive and finite, got", clip_norm]),
+            ["clip_norm must be positive and finite, got", clip_norm],
+        ),
         tf.debugging.Assert(
-            tf.logical_not(norm < 0),
-            ["global_norm (use_norm) must be non-negative, got", norm]),
+            tf.logical_not(norm < 0), ["global_norm (use_norm) must be non-negative, got", norm]
+        ),
     ]
     with tf.control_dependencies(checks):
-        formula = clip_norm * tf.minimum(1.0 / norm, 1.0 / clip_norm)
+        formula = clip_scale(norm, clip_norm)
         # Below clip_norm the formula is within an ulp of 1: the scale is
         # made exactly 1 there, while its gradient stays the formula's, as
         # TF's (which takes the clipping branch at norm == clip_norm).
         to_one = tf.where(norm <= clip_norm, 1 - formula, tf.zeros_like(norm))
         scale = formula + tf.stop_gradient(to_one)
-        scale = scale + (norm - norm)  # NaN when the norm is not finite.
         return [tf.identity(v * tf.cast(scale, v.dtype)) for v in values]
 
 
-def _clip(values, norm, clip_norm, clip_norm_value):
-    """Clips `values` by a norm already computed (a scalar of the norm dtype)."""
-    norm_dtype = norm.dtype
-    exact_attr = (clip_norm_value is not None and
-                  (norm_dtype == tf.float32 or
-                   float(np.float32(clip_norm_value)) == clip_norm_value))
-    if not exact_attr or _in_xla_context():
-        return _scale_in_tf_ops(values, norm, clip_norm)
+def _clip_with_kernel(values, norm, clip_norm_attr):
+    """Clips `values` by `norm` (a scalar of the norm dtype) with
+    MonolithClipByGlobalNorm, one op per dtype (and part), clip_norm an attr."""
     clipped = [None] * len(values)
     for group in _groups(values):
         for part in _parts(group):
             outs = ops.monolith_clip_by_global_norm(
-                [values[i] for i in part], norm, clip_norm=clip_norm_value)
+                [values[i] for i in part], norm, clip_norm=clip_norm_attr
+            )
             for i, out in zip(part, outs):
                 clipped[i] = out
     return clipped
 
 
-def _norm_and_clip(values, clip_norm, clip_norm_value, norm_dtype):
-    """Computes the norm and clips. Every device takes the fused op for a
-    single-dtype list: one kernel, no host read of the norm between phases
-    (in parts of CHUNK_SIZE with the sum of squares given, when _parts
-    splits the list)."""
-    if len(_groups(values)) == 1 and not _in_xla_context():
-        parts = _parts(values)
-        if len(parts) == 1:
-            clipped, norm = ops.monolith_clip_by_global_norm_fused(values,
-                                                                   clip_norm)
-            return list(clipped), norm
-        sum_of_squares = _reduce(values, norm_dtype)
-        clipped = []
-        for part in parts:
-            outs, norm = ops.monolith_clip_by_sum_of_squares(
-                part, clip_norm, sum_of_squares)
-            clipped += outs
-        return clipped, norm
-    norm = tf.sqrt(_sum_of_squares(values, norm_dtype))
-    return _clip(values, norm, clip_norm, clip_norm_value), norm
+def _fused_norm_and_clip(values, clip_norm, norm_dtype):
+    """The norm and the clip of a single-dtype list in one kernel,
+    MonolithClipByGlobalNormFused: no host read of the norm between phases.
+    In parts of CHUNK_SIZE with the sum of squares given, when _parts splits
+    the list."""
+    parts = _parts(values)
+    if len(parts) == 1:
+        clipped, norm = ops.monolith_clip_by_global_norm_fused(values, clip_norm)
+        return list(clipped), norm
+    sum_of_squares = _reduce(values, norm_dtype)
+    clipped = []
+    for part in parts:
+        outs, norm = ops.monolith_clip_by_sum_of_squares(part, clip_norm, sum_of_squares)
+        clipped += outs
+    return clipped, norm
+
+
+class ClipPath(enum.Enum):
+    """How ``clip_by_global_norm`` builds a clip."""
+
+    # One MonolithClipByGlobalNormFused kernel computes the norm and clips
+    # (a single-dtype list without use_norm), on every device.
+    FUSED = "fused"
+    # The norm from GlobalL2Reduce (or use_norm), the clip by
+    # MonolithClipByGlobalNorm per dtype, clip_norm an attr of the op.
+    KERNEL_WITH_CLIP_NORM_ATTR = "kernel_with_clip_norm_attr"
+    # The clip made of TF ops: under XLA, which cannot compile the kernels,
+    # and where clip_norm cannot be an attr (known only at run time, watched
+    # by a tape, or a float64 value that float32 does not hold).
+    TF_OPS = "tf_ops"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipPlan:
+    """The path a clip takes, and the clip_norm attr of the kernel path."""
+
+    path: ClipPath
+    clip_norm_attr: Optional[float] = None
+
+
+def choose_clip_path(
+    dtypes: Sequence[tf.DType],
+    norm_dtype: tf.DType,
+    has_use_norm: bool,
+    static_clip_norm: Optional[float],
+) -> ClipPlan:
+    """The path ``clip_by_global_norm`` takes for a non-empty list.
+
+    Args:
+      dtypes: The dtypes of the tensors to clip.
+      norm_dtype: The dtype the norm is computed in (see `_norm_dtype`).
+      has_use_norm: Whether the norm is given (`use_norm`).
+      static_clip_norm: clip_norm as a float when it may be an op's attr
+        (known when the graph is built, no tape watching it), else None.
+    """
+    if _in_xla_context():
+        return ClipPlan(ClipPath.TF_OPS)
+    if not has_use_norm and len(set(dtypes)) == 1:
+        return ClipPlan(ClipPath.FUSED)
+    attr_is_exact = static_clip_norm is not None and (
+        norm_dtype == tf.float32 or float(np.float32(static_clip_norm)) == static_clip_norm
+    )
+    if attr_is_exact:
+        return ClipPlan(ClipPath.KERNEL_WITH_CLIP_NORM_ATTR, static_clip_norm)
+    return ClipPlan(ClipPath.TF_OPS)
 
 
 # Gradients of the ops, so that the functions above can be differentiated like
@@ -290,17 +408,22 @@ def _clip_backprop(xs, grads, norm, clip_norm):
     Returns (gradients of the xs, of norm, of clip_norm)."""
     above = norm >= clip_norm
     nan_if_not_finite = norm - norm
-    scale = tf.where(above, clip_norm * (1 / norm), tf.ones_like(norm))
-    scale = scale + nan_if_not_finite
-    dxs = [None if g is None else _dense(g) * tf.cast(scale, x.dtype)
-           for x, g in zip(xs, grads)]
+    # 1 below clip_norm; the clip factor from it on, and NaN for a norm that
+    # is not finite (which is not below it).
+    scale = tf.where(norm < clip_norm, tf.ones_like(norm), clip_scale(norm, clip_norm))
+    dxs = [None if g is None else _dense(g) * tf.cast(scale, x.dtype) for x, g in zip(xs, grads)]
     # The gradient of the scale: the sum over the list of grad * x.
-    dot = tf.add_n([tf.reduce_sum(tf.cast(_dense(g), norm.dtype) *
-                                  tf.cast(x, norm.dtype))
-                    for x, g in zip(xs, grads) if g is not None] or
-                   [tf.zeros_like(norm)])
-    dnorm = tf.where(above, -dot * clip_norm / (norm * norm),
-                     tf.zeros_like(norm)) + nan_if_not_finite
+    dot = tf.add_n(
+        [
+            tf.reduce_sum(tf.cast(_dense(g), norm.dtype) * tf.cast(x, norm.dtype))
+            for x, g in zip(xs, grads)
+            if g is not None
+        ]
+        or [tf.zeros_like(norm)]
+    )
+    dnorm = (
+        tf.where(above, -dot * clip_norm / (norm * norm), tf.zeros_like(norm)) + nan_if_not_finite
+    )
     dclip = tf.where(above, dot / norm, tf.zeros_like(norm)) + nan_if_not_finite
     return dxs, dnorm, dclip
 
@@ -342,9 +465,8 @@ def _clip_by_global_norm_fused_grad(op, *grads):
 
 @tf.RegisterGradient("MonolithPackGradList")
 def _pack_grad_list_grad(op, grad):
-    tensors = op.inputs[:op.get_attr("N")]
-    return (_sum_of_squares_grad(tensors, grad) +
-            [grad] * (len(op.inputs) - len(tensors)))
+    tensors = op.inputs[: op.get_attr("N")]
+    return _sum_of_squares_grad(tensors, grad) + [grad] * (len(op.inputs) - len(tensors))
 
 
 @tf.RegisterGradient("MonolithPackedL2Reduce")
@@ -359,7 +481,11 @@ def _clip_by_sum_of_squares_grad(op, *grads):
     return dxs + [dclip, dnorm / (2 * op.outputs[-1])]
 
 
-def global_norm(t_list, name=None):
+_Entry = Optional[Union[tf.Tensor, tf.IndexedSlices]]
+_Scalar = Union[float, tf.Tensor, tf.Variable, np.number]
+
+
+def global_norm(t_list: Sequence[_Entry], name: Optional[str] = None) -> tf.Tensor:
     """The global L2 norm of a list of tensors: sqrt(sum of all squares).
 
     Like `tf.linalg.global_norm`, computed by the `GlobalL2Reduce` kernel.
@@ -386,7 +512,12 @@ def global_norm(t_list, name=None):
         return tf.cast(norm, _result_dtype(values))
 
 
-def clip_by_global_norm(t_list, clip_norm, use_norm=None, name=None):
+def clip_by_global_norm(
+    t_list: Sequence[_Entry],
+    clip_norm: _Scalar,
+    use_norm: Optional[_Scalar] = None,
+    name: Optional[str] = None,
+) -> tuple[list[_Entry], tf.Tensor]:
     """Clips tensors by the ratio of the sum of their norms, like TF's.
 
     out[i] = t_list[i] * clip_norm / max(global_norm, clip_norm).
@@ -420,27 +551,35 @@ def clip_by_global_norm(t_list, clip_norm, use_norm=None, name=None):
         positions = [i for i, e in enumerate(entries) if e is not None]
         values = [_values(entries[i]) for i in positions]
         norm_dtype = _norm_dtype(values)
-        given = clip_norm
-        clip_norm = _scalar(clip_norm, "clip_norm", norm_dtype)
-        clip_norm_value = _static_clip_norm(clip_norm, given)
-        if tf.executing_eagerly() and isinstance(given, (tf.Tensor, tf.Variable)):
+        clip_norm_tensor = _scalar(clip_norm, "clip_norm", norm_dtype)
+        static_clip_norm = _static_clip_norm(clip_norm_tensor, clip_norm)
+        if tf.executing_eagerly() and isinstance(clip_norm, (tf.Tensor, tf.Variable)):
             # Its value is known now, but a tape may be watching it: it stays
             # a tensor, not an attr, so that it can get a gradient.
-            clip_norm_value = None
+            static_clip_norm = None
         if use_norm is not None:
             use_norm = _scalar(use_norm, "use_norm", norm_dtype)
         if not values:
             norm_out = tf.constant(0.0, tf.float32) if use_norm is None else use_norm
             return list(entries), norm_out
-        clip_norm = tf.cast(clip_norm, norm_dtype)
-        if use_norm is None:
-            clipped, norm = _norm_and_clip(values, clip_norm, clip_norm_value,
-                                           norm_dtype)
+        clip_norm_tensor = tf.cast(clip_norm_tensor, norm_dtype)
+        plan = choose_clip_path(
+            [v.dtype for v in values], norm_dtype, use_norm is not None, static_clip_norm
+        )
+        if plan.path is ClipPath.FUSED:
+            clipped, norm = _fused_norm_and_clip(values, clip_norm_tensor, norm_dtype)
             norm_out = tf.cast(norm, _result_dtype(values))
         else:
-            norm_out = use_norm
-            clipped = _clip(values, tf.cast(use_norm, norm_dtype), clip_norm,
-                            clip_norm_value)
+            if use_norm is None:
+                norm = tf.sqrt(_sum_of_squares(values, norm_dtype))
+                norm_out = tf.cast(norm, _result_dtype(values))
+            else:
+                norm = tf.cast(use_norm, norm_dtype)
+                norm_out = use_norm
+            if plan.path is ClipPath.KERNEL_WITH_CLIP_NORM_ATTR:
+                clipped = _clip_with_kernel(values, norm, plan.clip_norm_attr)
+            else:
+                clipped = _clip_in_tf_ops(values, norm, clip_norm_tensor)
         result = list(entries)
         for i, out in zip(positions, clipped):
             entry = entries[i]

@@ -23,27 +23,15 @@ In every case the clipped gradient is the one summed over the replicas of a
 device on the whole batch (see docs/keras.md for how Keras' own
 ``global_clipnorm`` behaves there).
 """
-import importlib
-import numbers
 
-import numpy as np
+import importlib
+from typing import Any, Optional
+
 import tensorflow as tf
 
 from monolith_ops import clip_ops
 
 __all__ = ["GlobalNormClipTransformer", "with_global_norm_clipping"]
-
-
-def _check_clip_norm(clip_norm):
-    """clip_norm as a float: a positive, finite Python or NumPy number."""
-    if isinstance(clip_norm, (bool, np.bool_)) or not isinstance(
-            clip_norm, numbers.Real):
-        raise TypeError("clip_norm should be a positive number, but received "
-                        f"{type(clip_norm).__name__}: {clip_norm!r:.100}")
-    value = float(clip_norm)
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"clip_norm should be positive and finite, got {value}")
-    return value
 
 
 def _keep_on_first_replica(first, grad):
@@ -70,8 +58,7 @@ def _clip_summed(grads, clip_norm, resummed):
     positions = [i for i, g in enumerate(grads) if g is not None]
     if not positions:
         return grads
-    summed = ctx.all_reduce(tf.distribute.ReduceOp.SUM,
-                            [grads[i] for i in positions])
+    summed = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [grads[i] for i in positions])
     clipped, _ = clip_ops.clip_by_global_norm(list(summed), clip_norm)
     if resummed:
         first = tf.equal(ctx.replica_id_in_sync_group, 0)
@@ -82,6 +69,7 @@ def _clip_summed(grads, clip_norm, resummed):
 
 
 # --- Keras 3 -------------------------------------------------------------------
+
 
 def _keras3():
     """The keras module when it is Keras 3, else None."""
@@ -138,28 +126,34 @@ if _K3 is not None:
             backend is not TensorFlow.
         """
 
-        def __init__(self, inner_optimizer, clip_norm, name=None,
-                     loss_scale_factor=None):
+        def __init__(
+            self,
+            inner_optimizer: Any,
+            clip_norm: float,
+            name: Optional[str] = None,
+            loss_scale_factor: Optional[float] = None,
+        ) -> None:
             if not isinstance(inner_optimizer, _K3.optimizers.Optimizer):
                 raise TypeError(
                     "inner_optimizer should be a keras.optimizers.Optimizer, "
-                    f"but received {type(inner_optimizer).__name__}")
+                    f"but received {type(inner_optimizer).__name__}"
+                )
             if _K3.backend.backend() != "tensorflow":
                 raise ValueError(
                     "GlobalNormClipOptimizer needs the TensorFlow backend of "
-                    f"Keras, but the backend is {_K3.backend.backend()!r}")
-            clip_norm = _check_clip_norm(clip_norm)
-            for arg in ("clipnorm", "clipvalue", "global_clipnorm",
-                        "gradient_accumulation_steps"):
+                    f"Keras, but the backend is {_K3.backend.backend()!r}"
+                )
+            clip_norm = clip_ops.check_clip_norm(clip_norm)
+            for arg in ("clipnorm", "clipvalue", "global_clipnorm", "gradient_accumulation_steps"):
                 if getattr(inner_optimizer, arg, None):
                     raise ValueError(
                         f"inner_optimizer has {arg}="
                         f"{getattr(inner_optimizer, arg)!r}; an optimizer "
-                        "wrapped by GlobalNormClipOptimizer may not set it")
+                        "wrapped by GlobalNormClipOptimizer may not set it"
+                    )
             if loss_scale_factor is None:
                 loss_scale_factor = inner_optimizer.loss_scale_factor
-            super().__init__(learning_rate=0.0, name=name,
-                             loss_scale_factor=loss_scale_factor)
+            super().__init__(learning_rate=0.0, name=name, loss_scale_factor=loss_scale_factor)
             self.inner_optimizer = inner_optimizer
             self.clip_norm = clip_norm
             # The gradients are unscaled here, before they are clipped.
@@ -182,8 +176,7 @@ if _K3 is not None:
                 if not self.built:
                     self.build(trainable_variables)
             if self.loss_scale_factor is not None:
-                grads = [g if g is None else g / self.loss_scale_factor
-                         for g in grads]
+                grads = [g if g is None else g / self.loss_scale_factor for g in grads]
             # The inner optimizer sums the gradients over the replicas again.
             grads = _clip_summed(grads, self.clip_norm, resummed=True)
             self.inner_optimizer.apply(grads, trainable_variables)
@@ -193,10 +186,10 @@ if _K3 is not None:
             self.apply(grads, trainable_variables)
             return self.iterations
 
-        def stateless_apply(self, optimizer_variables, grads,
-                            trainable_variables):
-            raise ValueError("GlobalNormClipOptimizer needs the TensorFlow "
-                             "backend, which has no stateless_apply")
+        def stateless_apply(self, optimizer_variables, grads, trainable_variables):
+            raise ValueError(
+                "GlobalNormClipOptimizer needs the TensorFlow backend, which has no stateless_apply"
+            )
 
         @property
         def learning_rate(self):
@@ -216,8 +209,7 @@ if _K3 is not None:
         def get_config(self):
             return {
                 "name": self.name,
-                "inner_optimizer": _K3.saving.serialize_keras_object(
-                    self.inner_optimizer),
+                "inner_optimizer": _K3.saving.serialize_keras_object(self.inner_optimizer),
                 "clip_norm": self.clip_norm,
                 "loss_scale_factor": self.loss_scale_factor,
             }
@@ -226,7 +218,8 @@ if _K3 is not None:
         def from_config(cls, config, custom_objects=None):
             config = dict(config)
             inner = _K3.saving.deserialize_keras_object(
-                config.pop("inner_optimizer"), custom_objects=custom_objects)
+                config.pop("inner_optimizer"), custom_objects=custom_objects
+            )
             return cls(inner, **config)
 
 
@@ -234,17 +227,20 @@ def __getattr__(name):
     if name == "GlobalNormClipOptimizer":
         try:
             import keras
+
             found = f"Keras {keras.__version__} is installed"
         except ImportError:
             found = "keras is not installed"
         raise AttributeError(
             "monolith_ops.keras.GlobalNormClipOptimizer needs Keras 3 and "
             f"{found}; with Keras 2 use with_global_norm_clipping or "
-            "GlobalNormClipTransformer")
+            "GlobalNormClipTransformer"
+        )
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --- Keras 2 (tf_keras) ----------------------------------------------------------
+
 
 class GlobalNormClipTransformer:
     """A ``gradient_transformers`` entry of Keras 2's legacy optimizers that
@@ -264,10 +260,10 @@ class GlobalNormClipTransformer:
       clip_norm: Positive finite number: the largest global norm.
     """
 
-    def __init__(self, clip_norm):
-        self.clip_norm = _check_clip_norm(clip_norm)
+    def __init__(self, clip_norm: float) -> None:
+        self.clip_norm = clip_ops.check_clip_norm(clip_norm)
 
-    def __call__(self, grads_and_vars):
+    def __call__(self, grads_and_vars: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
         grads_and_vars = list(grads_and_vars)
         if not grads_and_vars:
             return grads_and_vars
@@ -279,10 +275,10 @@ class GlobalNormClipTransformer:
         return f"GlobalNormClipTransformer(clip_norm={self.clip_norm})"
 
 
-_CLIPPED_CLASSES = {}
+_CLIPPED_CLASSES: dict[type, type] = {}
 
 
-def with_global_norm_clipping(optimizer_class):
+def with_global_norm_clipping(optimizer_class: type) -> type:
     """A subclass of a Keras 2 optimizer class that clips by global norm.
 
     For the current (non-legacy) optimizers of Keras 2, which have no
@@ -309,56 +305,58 @@ def with_global_norm_clipping(optimizer_class):
     """
     if optimizer_class in _CLIPPED_CLASSES:
         return _CLIPPED_CLASSES[optimizer_class]
-    if not (isinstance(optimizer_class, type) and
-            hasattr(optimizer_class, "aggregate_gradients") and
-            hasattr(optimizer_class, "apply_gradients") and
-            optimizer_class.__module__.split(".")[0] in ("tf_keras", "keras")):
+    if not (
+        isinstance(optimizer_class, type)
+        and hasattr(optimizer_class, "aggregate_gradients")
+        and hasattr(optimizer_class, "apply_gradients")
+        and optimizer_class.__module__.split(".")[0] in ("tf_keras", "keras")
+    ):
         raise TypeError(
             "optimizer_class should be a Keras 2 optimizer class (such as "
             "tf_keras.optimizers.Adam), but received "
             f"{optimizer_class!r:.100}; for legacy optimizers use "
-            "GlobalNormClipTransformer, for Keras 3 GlobalNormClipOptimizer")
+            "GlobalNormClipTransformer, for Keras 3 GlobalNormClipOptimizer"
+        )
     package = importlib.import_module(optimizer_class.__module__.split(".")[0])
     if package.__name__ == "keras" and int(package.__version__.split(".")[0]) >= 3:
-        raise TypeError("with_global_norm_clipping is for Keras 2 optimizers; "
-                        "with Keras 3 use GlobalNormClipOptimizer")
+        raise TypeError(
+            "with_global_norm_clipping is for Keras 2 optimizers; "
+            "with Keras 3 use GlobalNormClipOptimizer"
+        )
 
     class Clipped(optimizer_class):
         def __init__(self, clip_norm, *args, **kwargs):
-            if kwargs.get("global_clipnorm") or kwargs.get("clipnorm") or \
-                    kwargs.get("clipvalue"):
+            if kwargs.get("global_clipnorm") or kwargs.get("clipnorm") or kwargs.get("clipvalue"):
                 raise ValueError(
                     "clipnorm, clipvalue and global_clipnorm may not be set "
-                    "on an optimizer that clips by global norm itself")
-            self.clip_norm = _check_clip_norm(clip_norm)
+                    "on an optimizer that clips by global norm itself"
+                )
+            self.clip_norm = clip_ops.check_clip_norm(clip_norm)
             super().__init__(*args, **kwargs)
 
-        def apply_gradients(self, grads_and_vars, name=None,
-                            skip_gradients_aggregation=False, **kwargs):
+        def apply_gradients(
+            self, grads_and_vars, name=None, skip_gradients_aggregation=False, **kwargs
+        ):
             grads_and_vars = list(grads_and_vars)
             aggregate = kwargs.pop("experimental_aggregate_gradients", True)
             if not grads_and_vars:
-                return super().apply_gradients(grads_and_vars, name=name,
-                                               **kwargs)
+                return super().apply_gradients(grads_and_vars, name=name, **kwargs)
             grads, variables = zip(*grads_and_vars)
             if not skip_gradients_aggregation and aggregate:
                 grads = _clip_summed(grads, self.clip_norm, resummed=False)
             else:
-                grads, _ = clip_ops.clip_by_global_norm(list(grads),
-                                                        self.clip_norm)
+                grads, _ = clip_ops.clip_by_global_norm(list(grads), self.clip_norm)
             return super().apply_gradients(
-                zip(grads, variables), name=name,
-                skip_gradients_aggregation=True, **kwargs)
+                zip(grads, variables), name=name, skip_gradients_aggregation=True, **kwargs
+            )
 
         def get_config(self):
             config = super().get_config()
             config["clip_norm"] = self.clip_norm
             return config
 
-    Clipped.__name__ = Clipped.__qualname__ = (
-        f"GlobalNormClipped{optimizer_class.__name__}")
+    Clipped.__name__ = Clipped.__qualname__ = f"GlobalNormClipped{optimizer_class.__name__}"
     Clipped.__module__ = __name__
-    Clipped = package.saving.register_keras_serializable(
-        package="monolith_ops")(Clipped)
+    Clipped = package.saving.register_keras_serializable(package="monolith_ops")(Clipped)
     _CLIPPED_CLASSES[optimizer_class] = Clipped
     return Clipped

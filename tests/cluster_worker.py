@@ -36,7 +36,6 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
 import traceback
 
@@ -46,6 +45,13 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 import tensorflow as tf
 
 from monolith_ops import barrier_ops
+from monolith_ops.local_cluster import (
+    append_jsonl,
+    read_jsonl,
+    start_watchdog,
+    wait_for,
+    write_json,
+)
 
 NUM_WORKERS = 2
 CAPACITY = NUM_WORKERS + 1
@@ -58,45 +64,8 @@ CHIEF_POLL_SECONDS = 0.02
 PHASE_TIMEOUT = 60.0  # the chief's bound on every wait
 
 
-def _write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
-
-
-def _append_jsonl(path, obj):
-    with open(path, "a") as f:
-        f.write(json.dumps(obj) + "\n")
-        f.flush()
-
-
-def _read_jsonl(path):
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def _wait_for(predicate, what, timeout=PHASE_TIMEOUT, poll=CHIEF_POLL_SECONDS):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(
-                "timed out after {} s waiting for {}".format(timeout, what)
-            )
-        time.sleep(poll)
-
-
-def _start_watchdog(deadline):
-
-    def _watch():
-        time.sleep(max(0.0, deadline - time.time()))
-        sys.stderr.write("cluster_worker: deadline reached, exiting\n")
-        sys.stderr.flush()
-        os._exit(3)
-
-    threading.Thread(target=_watch, daemon=True).start()
+    wait_for(predicate, what, timeout, poll)
 
 
 def _variable_info(variables, name_part):
@@ -119,7 +88,7 @@ class _Model:
 
     def __init__(self, cluster, job, task, is_chief, callbacks):
         device_setter = tf.compat.v1.train.replica_device_setter(
-            worker_device="/job:{}/task:{}".format(job, task), cluster=cluster
+            worker_device=f"/job:{job}/task:{task}", cluster=cluster
         )
         with tf.compat.v1.device(device_setter):
             self.global_step = tf.compat.v1.train.get_or_create_global_step()
@@ -162,14 +131,14 @@ def run_ps(cluster, args):
 def run_worker(cluster, args):
     tf.get_logger().setLevel("INFO")  # shows "Waiting for model to be ready"
     index = args.task + 1
-    prefix = os.path.join(args.workdir, "worker-{}".format(index))
+    prefix = os.path.join(args.workdir, f"worker-{index}")
     server = tf.distribute.Server(cluster, job_name="worker", task_index=args.task)
     state = {"in_flight": 0}
     holder = {}
 
     def callback(action, session):
         session.run(holder["model"].hit_op, {holder["model"].hit_index: index})
-        _append_jsonl(
+        append_jsonl(
             prefix + ".callbacks.jsonl",
             {
                 "action": action,
@@ -182,15 +151,11 @@ def run_worker(cluster, args):
     holder["model"] = model
     info = {
         "barrier_var": _variable_info(tf.compat.v1.global_variables(), "barrier_var"),
-        "action_var": _variable_info(
-            tf.compat.v1.global_variables(), "barrier_op_action"
-        ),
+        "action_var": _variable_info(tf.compat.v1.global_variables(), "barrier_op_action"),
     }
     hook = barrier_ops.BarrierHook(index, model.barrier, timeout=WORKER_HOOK_TIMEOUT)
-    config = tf.compat.v1.ConfigProto(
-        device_filters=["/job:ps", "/job:worker/task:{}".format(args.task)]
-    )
-    _append_jsonl(
+    config = tf.compat.v1.ConfigProto(device_filters=["/job:ps", f"/job:worker/task:{args.task}"])
+    append_jsonl(
         prefix + ".events.jsonl",
         {"event": "entering_mts", "time": time.time()},
     )
@@ -205,7 +170,7 @@ def run_worker(cluster, args):
         stop_grace_period_secs=5,
         max_wait_secs=240,
     ) as sess:
-        _append_jsonl(
+        append_jsonl(
             prefix + ".events.jsonl",
             {"event": "session_ready", "time": time.time()},
         )
@@ -217,7 +182,7 @@ def run_worker(cluster, args):
                 break
             time.sleep(0.01)
         info["steps"] = steps
-        _write_json(prefix + ".result.json", info)
+        write_json(prefix + ".result.json", info)
         # The "hang" phase: no more steps, but the hook still fetches the flag
         # with each run and blocks on the barrier, until the ps stops answering.
         try:
@@ -225,7 +190,7 @@ def run_worker(cluster, args):
                 sess.run(model.stop)
                 time.sleep(0.05)
         except barrier_ops.BarrierTimeoutError as e:
-            _write_json(
+            write_json(
                 hang_record,
                 {
                     "error": type(e).__name__,
@@ -249,21 +214,17 @@ def run_chief(cluster, args):
     barrier = model.barrier
     result = {
         "barrier_var": _variable_info(tf.compat.v1.local_variables(), "barrier_var"),
-        "action_var": _variable_info(
-            tf.compat.v1.local_variables(), "barrier_op_action"
-        ),
+        "action_var": _variable_info(tf.compat.v1.local_variables(), "barrier_op_action"),
         "barrier_var_in_chief_globals": any(
             "barrier" in v.name for v in tf.compat.v1.global_variables()
         ),
     }
 
     def phase(name):
-        _write_json(os.path.join(workdir, "chief.phase.json"), {"phase": name})
+        write_json(os.path.join(workdir, "chief.phase.json"), {"phase": name})
 
     def worker_records(index):
-        return _read_jsonl(
-            os.path.join(workdir, "worker-{}.callbacks.jsonl".format(index))
-        )
+        return read_jsonl(os.path.join(workdir, f"worker-{index}.callbacks.jsonl"))
 
     # Initialize only once both workers have found the variables uninitialized
     # inside MonitoredTrainingSession (their log says so) and wait for us.
@@ -271,7 +232,7 @@ def run_chief(cluster, args):
     phase("waiting for the workers to wait for initialization")
 
     def worker_is_waiting(index):
-        path = os.path.join(workdir, "worker-{}.log".format(index))
+        path = os.path.join(workdir, f"worker-{index}.log")
         if not os.path.exists(path):
             return False
         with open(path, errors="replace") as f:
@@ -306,8 +267,7 @@ def run_chief(cluster, args):
                 "blocked": barrier.get_blocked_indices(sess),
                 # What the workers' callbacks had recorded when we saw all blocked.
                 "worker_actions": {
-                    str(i): [r["action"] for r in worker_records(i)]
-                    for i in range(1, CAPACITY)
+                    str(i): [r["action"] for r in worker_records(i)] for i in range(1, CAPACITY)
                 },
             }
 
@@ -346,8 +306,8 @@ def run_chief(cluster, args):
         # Phase 2: place/remove cycles back to back.
         cycles = []
         for k in range(NUM_CYCLES):
-            phase("cycle {}".format(k))
-            cycles.append(run_barrier("cycle-{}".format(k)))
+            phase(f"cycle {k}")
+            cycles.append(run_barrier(f"cycle-{k}"))
             barrier.remove_barrier(sess)
             _wait_for(lambda: barrier.is_none_blocked(sess), "none blocked")
         result["cycles"] = cycles
@@ -356,10 +316,10 @@ def run_chief(cluster, args):
         # removed, before the workers (polling every 50 ms) can see it down.
         back_to_back = []
         for k in range(NUM_BACK_TO_BACK):
-            phase("back to back {}".format(k))
+            phase(f"back to back {k}")
             if k:
                 barrier.remove_barrier(sess)
-            back_to_back.append(run_barrier("b2b-{}".format(k)))
+            back_to_back.append(run_barrier(f"b2b-{k}"))
         barrier.remove_barrier(sess)
         _wait_for(lambda: barrier.is_none_blocked(sess), "none blocked")
         result["back_to_back"] = back_to_back
@@ -367,7 +327,7 @@ def run_chief(cluster, args):
         # Phase 3: a worker is killed while blocked.
         phase("kill")
         kill = run_barrier("kill")
-        _write_json(os.path.join(workdir, "ready_to_kill"), {})
+        write_json(os.path.join(workdir, "ready_to_kill"), {})
         _wait_for(
             lambda: os.path.exists(os.path.join(workdir, "killed")),
             "the test to kill worker 2",
@@ -403,15 +363,13 @@ def run_chief(cluster, args):
         # ps: worker 1's wait and the chief's must both end with a timeout.
         phase("hang")
         barrier.place_barrier(sess, action="hang")
-        _wait_for(
-            lambda: 1 in barrier.get_blocked_indices(sess), "worker 1 to block"
-        )
+        _wait_for(lambda: 1 in barrier.get_blocked_indices(sess), "worker 1 to block")
         try:
             barrier.wait_until_all_blocked(sess, timeout=1.0)
         except barrier_ops.BarrierTimeoutError as e:
             result["hang_wait_error"] = str(e)
-        _write_json(os.path.join(workdir, "chief.result.json"), result)
-        _write_json(os.path.join(workdir, "ready_to_hang"), {})
+        write_json(os.path.join(workdir, "chief.result.json"), result)
+        write_json(os.path.join(workdir, "ready_to_hang"), {})
         _wait_for(
             lambda: os.path.exists(os.path.join(workdir, "ps_stopped")),
             "the test to stop the ps",
@@ -424,7 +382,7 @@ def run_chief(cluster, args):
             record["error"] = type(e).__name__
             record["message"] = str(e)
         record["seconds"] = time.monotonic() - start
-        _write_json(os.path.join(workdir, "chief.hang.json"), record)
+        write_json(os.path.join(workdir, "chief.hang.json"), record)
         phase("done")
         # Leaving the session would wait for the stopped ps.
         sys.stdout.flush()
@@ -439,14 +397,12 @@ def main():
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--deadline", type=float, required=True)
     args = parser.parse_args()
-    _start_watchdog(args.deadline)
+    start_watchdog(args.deadline, f"cluster_worker {args.role} {args.task}")
     rc = 0
     try:
         tf.compat.v1.disable_eager_execution()
         cluster = tf.train.ClusterSpec(json.loads(args.cluster))
-        {"ps": run_ps, "chief": run_chief, "worker": run_worker}[args.role](
-            cluster, args
-        )
+        {"ps": run_ps, "chief": run_chief, "worker": run_worker}[args.role](cluster, args)
     except BaseException:
         traceback.print_exc()
         rc = 1

@@ -1,6 +1,7 @@
 # Copyright 2026 The monolith_ops Authors.
 # SPDX-License-Identifier: Apache-2.0
 """Shared helpers: run a TF computation in graph, eager or tf.function mode."""
+
 import json
 import os
 
@@ -27,8 +28,11 @@ def to_numpy(x):
     if isinstance(x, (list, tuple)):
         return type(x)(to_numpy(v) for v in x)
     if isinstance(x, tf.IndexedSlices):
-        return (x.values.numpy(), x.indices.numpy(),
-                None if x.dense_shape is None else x.dense_shape.numpy())
+        return (
+            x.values.numpy(),
+            x.indices.numpy(),
+            None if x.dense_shape is None else x.dense_shape.numpy(),
+        )
     if hasattr(x, "numpy"):
         return x.numpy()
     return np.asarray(x)

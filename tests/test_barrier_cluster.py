@@ -22,14 +22,12 @@ and after the ps is stopped, worker 1's wait runs to its 20 s timeout.
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 
 import pytest
 
-import monolith_ops
+from monolith_ops.local_cluster import LocalCluster, read_json, read_jsonl, write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "cluster_worker.py")
@@ -45,7 +43,7 @@ CHIEF_HANG_TIMEOUT = 5.0  # as in cluster_worker.py
 HANG_MARGIN = 15.0
 
 try:
-    import pytest_timeout
+    import pytest_timeout  # noqa: F401
 except ImportError:
     pass
 else:
@@ -53,62 +51,14 @@ else:
     pytestmark = pytest.mark.timeout(RUN_TIMEOUT + 60)
 
 
-def _free_ports(n):
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def _read_jsonl(path):
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def _read_json(path):
-    with open(path) as f:
-        return json.load(f)
-
-
-class _Cluster:
-    """Starts the tasks, watches them, and always kills them at the end."""
+class _Cluster(LocalCluster):
+    """The scenario's tasks, watched; always all killed at the end."""
 
     def __init__(self, workdir):
-        self.workdir = str(workdir)
+        super().__init__(workdir, num_workers=2)
         self.deadline = time.time() + RUN_TIMEOUT
-        ports = _free_ports(4)
-        self.spec = {
-            "ps": ["127.0.0.1:{}".format(ports[0])],
-            "chief": ["127.0.0.1:{}".format(ports[1])],
-            "worker": ["127.0.0.1:{}".format(p) for p in ports[2:]],
-        }
-        self.procs = {}
-        self._logs = []
-        self.ps_stopped = False
 
     def start(self):
-        # The tasks import the same monolith_ops as this process (installed or not).
-        package_parent = os.path.dirname(
-            os.path.dirname(os.path.abspath(monolith_ops.__file__))
-        )
-        python_path = [package_parent] + [
-            p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p
-        ]
-        env = dict(
-            os.environ,
-            TF_CPP_MIN_LOG_LEVEL="2",
-            CUDA_VISIBLE_DEVICES="",
-            PYTHONUNBUFFERED="1",
-            PYTHONPATH=os.pathsep.join(python_path),
-        )
         tasks = [
             ("ps", "ps", 0),
             ("worker-1", "worker", 0),
@@ -116,9 +66,8 @@ class _Cluster:
             ("chief", "chief", 0),
         ]
         for name, role, task in tasks:
-            log = open(os.path.join(self.workdir, name + ".log"), "w")
-            self._logs.append(log)
-            self.procs[name] = subprocess.Popen(
+            self.start_task(
+                name,
                 [
                     sys.executable,
                     SCRIPT,
@@ -133,62 +82,27 @@ class _Cluster:
                     "--deadline",
                     str(self.deadline),
                 ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
                 cwd=ROOT,
-                start_new_session=True,
             )
-
-    def path(self, name):
-        return os.path.join(self.workdir, name)
-
-    def log_tail(self, name, chars=3000):
-        try:
-            with open(self.path(name + ".log")) as f:
-                return f.read()[-chars:]
-        except OSError:
-            return "<no log>"
 
     def fail(self, message):
         phase = "?"
         if os.path.exists(self.path("chief.phase.json")):
-            phase = _read_json(self.path("chief.phase.json"))["phase"]
+            phase = read_json(self.path("chief.phase.json"))["phase"]
         parts = [message, "chief phase: " + phase]
         for name, proc in self.procs.items():
-            parts.append(
-                "----- {} (rc={}) -----\n{}".format(
-                    name, proc.poll(), self.log_tail(name)
-                )
-            )
+            parts.append(f"----- {name} (rc={proc.poll()}) -----\n{self.log_tail(name)}")
         pytest.fail("\n".join(parts))
 
     def wait_until(self, predicate, what, may_exit=()):
         """Waits for predicate(); fails early if a task dies or time runs out."""
         while not predicate():
-            for name, proc in self.procs.items():
-                if name not in may_exit and proc.poll() is not None:
-                    self.fail(
-                        "{} exited (rc={}) while waiting for {}".format(
-                            name, proc.returncode, what
-                        )
-                    )
+            for name, rc in self.exited().items():
+                if name not in may_exit:
+                    self.fail(f"{name} exited (rc={rc}) while waiting for {what}")
             if time.time() > self.deadline:
                 self.fail("cluster run timed out waiting for " + what)
             time.sleep(0.05)
-
-    def kill(self, name):
-        proc = self.procs[name]
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
 
     def stop_ps_and_wait_for(self, records, timeout):
         """SIGSTOPs the ps, then waits up to `timeout` s for the record files.
@@ -196,8 +110,7 @@ class _Cluster:
         Returns {record: its content, or None if it did not come in time}, and
         "after_secs": {record: seconds from the stop to the record's time}.
         """
-        os.killpg(self.procs["ps"].pid, signal.SIGSTOP)
-        self.ps_stopped = True
+        self.signal("ps", signal.SIGSTOP)
         stopped_at = time.time()
         _touch(self.path("ps_stopped"))
         while time.time() < stopped_at + timeout and not all(
@@ -205,31 +118,16 @@ class _Cluster:
         ):
             time.sleep(0.1)
         found = {
-            r: _read_json(self.path(r)) if os.path.exists(self.path(r)) else None
-            for r in records
+            r: read_json(self.path(r)) if os.path.exists(self.path(r)) else None for r in records
         }
         found["after_secs"] = {
-            r: os.path.getmtime(self.path(r)) - stopped_at
-            for r in records
-            if found[r] is not None
+            r: os.path.getmtime(self.path(r)) - stopped_at for r in records if found[r] is not None
         }
         return found
 
-    def close(self):
-        if self.ps_stopped:  # let it run again, so that nothing waits on it
-            try:
-                os.killpg(self.procs["ps"].pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
-        for name in self.procs:
-            self.kill(name)
-        for log in self._logs:
-            log.close()
-
 
 def _touch(path):
-    with open(path, "w") as f:
-        f.write("{}")
+    write_json(path, {})
 
 
 @pytest.fixture(scope="module")
@@ -262,21 +160,17 @@ def run(tmp_path_factory):
             WORKER_HOOK_TIMEOUT + HANG_MARGIN,
         )
         result = {
-            "chief": _read_json(cluster.path("chief.result.json")),
+            "chief": read_json(cluster.path("chief.result.json")),
             "worker_result": {
-                1: _read_json(cluster.path("worker-1.result.json")),
+                1: read_json(cluster.path("worker-1.result.json")),
             },
             "worker_events": {
-                i: _read_jsonl(cluster.path("worker-{}.events.jsonl".format(i)))
-                for i in (1, 2)
+                i: read_jsonl(cluster.path(f"worker-{i}.events.jsonl")) for i in (1, 2)
             },
             "callbacks": {
-                i: _read_jsonl(cluster.path("worker-{}.callbacks.jsonl".format(i)))
-                for i in (1, 2)
+                i: read_jsonl(cluster.path(f"worker-{i}.callbacks.jsonl")) for i in (1, 2)
             },
-            "worker_logs": {
-                i: cluster.log_tail("worker-{}".format(i), chars=10**6) for i in (1, 2)
-            },
+            "worker_logs": {i: cluster.log_tail(f"worker-{i}", chars=10**6) for i in (1, 2)},
             "worker_2_rc": procs["worker-2"].returncode,
             "hang": hang,
             "seconds": time.monotonic() - started,
@@ -286,12 +180,9 @@ def run(tmp_path_factory):
     return result
 
 
-_BACK_TO_BACK = ["b2b-{}".format(k) for k in range(NUM_BACK_TO_BACK)]
+_BACK_TO_BACK = [f"b2b-{k}" for k in range(NUM_BACK_TO_BACK)]
 # Every barrier the chief places up to the "kill" one, in order.
-_ACTIONS = (
-    ["sync-1"] + ["cycle-{}".format(k) for k in range(NUM_CYCLES)] + _BACK_TO_BACK
-    + ["kill"]
-)
+_ACTIONS = ["sync-1"] + [f"cycle-{k}" for k in range(NUM_CYCLES)] + _BACK_TO_BACK + ["kill"]
 
 
 def _steps_at(run, action):
@@ -348,9 +239,7 @@ def test_barrier_blocks_both_workers_and_runs_callback_with_action(run):
 
 def test_global_step_is_the_sum_of_steps_run_at_every_barrier(run):
     chief = run["chief"]
-    snapshots = (
-        [chief["first"]] + chief["cycles"] + chief["back_to_back"] + [chief["kill"]]
-    )
+    snapshots = [chief["first"]] + chief["cycles"] + chief["back_to_back"] + [chief["kill"]]
     for snap in snapshots:
         steps = _steps_at(run, snap["action"])
         assert snap["global_step"] == sum(steps.values()), (snap, steps)
@@ -365,11 +254,11 @@ def test_twenty_place_remove_cycles_lose_nothing(run):
     cycles = chief["cycles"]
     assert len(cycles) == NUM_CYCLES
     for k, snap in enumerate(cycles):
-        assert snap["action"] == "cycle-{}".format(k)
+        assert snap["action"] == f"cycle-{k}"
         assert snap["blocked"] == [0, 1, 2]
         assert snap["hits"] == [0, k + 2, k + 2], snap
         for i in ("1", "2"):
-            assert snap["worker_actions"][i][-1] == "cycle-{}".format(k)
+            assert snap["worker_actions"][i][-1] == f"cycle-{k}"
     for i, extra in ((1, ["hang"]), (2, [])):
         assert [r["action"] for r in run["callbacks"][i]] == _ACTIONS + extra
 
@@ -397,8 +286,8 @@ def test_a_hung_ps_ends_the_waits_at_their_timeout(run):
     does the chief's wait_until_all_blocked, instead of waiting for the ps."""
     hang = run["hang"]
     worker = hang["worker-1.hang.json"]
-    assert worker is not None, "worker 1 still waited {} s after the ps stopped".format(
-        WORKER_HOOK_TIMEOUT + HANG_MARGIN
+    assert worker is not None, (
+        f"worker 1 still waited {WORKER_HOOK_TIMEOUT + HANG_MARGIN} s after the ps stopped"
     )
     assert worker["error"] == "BarrierTimeoutError"
     assert worker["timeout"] == WORKER_HOOK_TIMEOUT
@@ -408,10 +297,15 @@ def test_a_hung_ps_ends_the_waits_at_their_timeout(run):
     assert chief is not None, "the chief's wait did not end"
     assert chief["error"] == "BarrierTimeoutError", chief
     assert chief["seconds"] < CHIEF_HANG_TIMEOUT + HANG_MARGIN, chief
-    print("after the ps stopped, worker 1 raised in {:.1f} s (timeout {} s), "
-          "the chief in {:.1f} s (timeout {} s)".format(
-              hang["after_secs"]["worker-1.hang.json"], WORKER_HOOK_TIMEOUT,
-              chief["seconds"], CHIEF_HANG_TIMEOUT))
+    print(
+        "after the ps stopped, worker 1 raised in {:.1f} s (timeout {} s), "
+        "the chief in {:.1f} s (timeout {} s)".format(
+            hang["after_secs"]["worker-1.hang.json"],
+            WORKER_HOOK_TIMEOUT,
+            chief["seconds"],
+            CHIEF_HANG_TIMEOUT,
+        )
+    )
     # Before the stop, the chief's bounded wait named the dead worker.
     assert "not blocked: [2]" in run["chief"]["hang_wait_error"]
 

@@ -14,9 +14,10 @@ import sys
 import threading
 import time
 
-from hypothesis import given, settings, strategies as st
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tensorflow.python.training import monitored_session
 
 import monolith_ops
@@ -184,9 +185,7 @@ print("ok")
 
 
 def test_works_without_the_compiled_op_library():
-    package_parent = os.path.dirname(
-        os.path.dirname(os.path.abspath(monolith_ops.__file__))
-    )
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(monolith_ops.__file__)))
     env = dict(
         os.environ,
         TF_CPP_MIN_LOG_LEVEL="2",
@@ -540,9 +539,7 @@ def test_should_stop_ends_the_wait_promptly(graph):
     with tf.compat.v1.Session() as sess:
         _init(sess)
         op.place_barrier(sess)
-        worker, result = _start(
-            op.wait_until_barrier_removed, sess, 1, None, stop.is_set
-        )
+        worker, result = _start(op.wait_until_barrier_removed, sess, 1, None, stop.is_set)
         _wait_for(lambda: op.is_all_blocked(sess))
         start = time.monotonic()
         stop.set()
@@ -629,9 +626,7 @@ def test_flag_stays_set_while_another_thread_waits_on_the_same_index(graph):
     with tf.compat.v1.Session() as sess:
         _init(sess)
         op.place_barrier(sess)
-        a, result_a = _start(
-            op.wait_until_barrier_removed, sess, 1, None, stop_a.is_set
-        )
+        a, result_a = _start(op.wait_until_barrier_removed, sess, 1, None, stop_a.is_set)
         b, result_b = _start(op.wait_until_barrier_removed, sess, 1)
         _wait_for(lambda: op.is_all_blocked(sess))
         stop_a.set()
@@ -658,7 +653,7 @@ def test_concurrent_places_exactly_one_wins(graph):
             start = threading.Barrier(num_threads)
             outcomes = []
 
-            def place(action):
+            def place(action, start=start, outcomes=outcomes):
                 start.wait()
                 try:
                     op.place_barrier(sess, action=action)
@@ -666,9 +661,7 @@ def test_concurrent_places_exactly_one_wins(graph):
                 except barrier_ops.BarrierAlreadyPlacedError:
                     outcomes.append("already")
 
-            threads = [
-                _start(place, "{}-{}".format(round_, i))[0] for i in range(num_threads)
-            ]
+            threads = [_start(place, f"{round_}-{i}")[0] for i in range(num_threads)]
             for thread in threads:
                 _join(thread)
             assert sorted(outcomes) == ["already"] * (num_threads - 1) + ["placed"]
@@ -689,9 +682,7 @@ def test_stress_place_remove_and_wait_from_many_threads(graph):
         if index is not None:  # A worker thread (not the chief, not an intruder).
             records[index].append(action)
 
-    op = barrier_ops.BarrierOp(
-        num_workers + 1, wait_seconds=0.01, barrier_callbacks=[callback]
-    )
+    op = barrier_ops.BarrierOp(num_workers + 1, wait_seconds=0.01, barrier_callbacks=[callback])
     done = threading.Event()
     # Intruders try to place only while the chief holds the barrier; before it
     # removes the barrier, the chief takes every permit, so none is mid-attempt.
@@ -725,14 +716,12 @@ def test_stress_place_remove_and_wait_from_many_threads(graph):
         all_blocked_flags = []
         try:
             for k in range(num_cycles):
-                action = "cycle-{}".format(k)
+                action = f"cycle-{k}"
                 op.place_barrier(sess, action=action)
                 holding.set()
                 _wait_for(lambda: op.is_all_blocked(sess))
                 all_blocked_flags.append(op.get_blocked_indices(sess))
-                assert {i: r[-1] for i, r in records.items()} == {
-                    i: action for i in records
-                }
+                assert {i: r[-1] for i, r in records.items()} == {i: action for i in records}
                 holding.clear()
                 for _ in range(num_intruders):
                     permits.acquire()
@@ -749,7 +738,7 @@ def test_stress_place_remove_and_wait_from_many_threads(graph):
                 assert "error" not in result, result
     assert all_blocked_flags == [list(range(num_workers + 1))] * num_cycles
     assert intruder_outcomes and set(intruder_outcomes) == {"already"}
-    expected = ["cycle-{}".format(k) for k in range(num_cycles)]
+    expected = [f"cycle-{k}" for k in range(num_cycles)]
     for actions in records.values():
         assert actions == expected  # Each cycle exactly once, in order.
 
@@ -844,8 +833,7 @@ def test_a_new_session_leaves_a_flag_that_a_thread_here_waits_on(graph):
     with tf.compat.v1.Session() as sess:
         _init(sess)
         barrier_op.place_barrier(sess)
-        waiter, result = _start(barrier_op.wait_until_barrier_removed, sess, 1,
-                                JOIN_TIMEOUT)
+        waiter, result = _start(barrier_op.wait_until_barrier_removed, sess, 1, JOIN_TIMEOUT)
         _wait_for(lambda: barrier_op.is_all_blocked(sess))
         barrier_ops.BarrierHook(1, barrier_op).after_create_session(sess, None)
         assert barrier_op.get_blocked_indices(sess) == [0, 1]
@@ -867,8 +855,7 @@ def test_a_flag_left_by_a_waiter_whose_session_closed_is_cleared_next_step(graph
     first = tf.compat.v1.Session(server.target)
     _init(first)
     barrier_op.place_barrier(first)
-    waiter, result = _start(barrier_op.wait_until_barrier_removed, first, 1,
-                            JOIN_TIMEOUT)
+    waiter, result = _start(barrier_op.wait_until_barrier_removed, first, 1, JOIN_TIMEOUT)
     _wait_for(lambda: barrier_op.is_all_blocked(first))
     with tf.compat.v1.Session(server.target) as second:
         hook.after_create_session(second, None)  # the waiter still counts
@@ -922,7 +909,7 @@ def test_back_to_back_barriers_run_every_action_on_every_worker_once(graph):
             for k in range(num_actions):
                 if k:
                     op.remove_barrier(sess)  # ... and place the next at once
-                op.place_barrier(sess, action="action-{}".format(k))
+                op.place_barrier(sess, action=f"action-{k}")
                 _wait_for(lambda: op.is_all_blocked(sess))
                 seen.append({i: r[-1] if r else None for i, r in records.items()})
         finally:
@@ -931,7 +918,7 @@ def test_back_to_back_barriers_run_every_action_on_every_worker_once(graph):
             for thread, result in threads:
                 _join(thread)
                 assert "error" not in result, result
-    expected = ["action-{}".format(k) for k in range(num_actions)]
+    expected = [f"action-{k}" for k in range(num_actions)]
     # When the chief saw all blocked on barrier k, each had run action k ...
     assert seen == [{i: a for i in records} for a in expected]
     # ... and over the run each worker ran every action exactly once, in order.
@@ -949,15 +936,11 @@ def test_is_all_blocked_means_blocked_on_the_current_barrier(graph):
     worker_thread = {}
 
     def callback(action, session):
-        if action == "second" and threading.current_thread() is worker_thread.get(
-            "thread"
-        ):
+        if action == "second" and threading.current_thread() is worker_thread.get("thread"):
             in_callback.set()
             assert release_callback.wait(JOIN_TIMEOUT)
 
-    op = barrier_ops.BarrierOp(
-        2, False, wait_seconds=0.02, barrier_callbacks=[callback]
-    )
+    op = barrier_ops.BarrierOp(2, False, wait_seconds=0.02, barrier_callbacks=[callback])
     hook = barrier_ops.BarrierHook(1, op, timeout=JOIN_TIMEOUT)
     done = threading.Event()
 
@@ -995,7 +978,8 @@ def test_a_worker_runs_each_barrier_once_across_waits(graph):
     same barrier blocks without running its action a second time."""
     actions = []
     op = barrier_ops.BarrierOp(
-        2, wait_seconds=0.02,
+        2,
+        wait_seconds=0.02,
         barrier_callbacks=[lambda action, session: actions.append(action)],
     )
     with tf.compat.v1.Session() as sess:
@@ -1021,8 +1005,7 @@ def test_wait_until_all_blocked_returns_once_every_worker_is_blocked(graph):
     with tf.compat.v1.Session() as sess:
         _init(sess)
         op.place_barrier(sess)
-        threads = [_start(op.wait_until_barrier_removed, sess, i, JOIN_TIMEOUT)
-                   for i in (1, 2)]
+        threads = [_start(op.wait_until_barrier_removed, sess, i, JOIN_TIMEOUT) for i in (1, 2)]
         op.wait_until_all_blocked(sess, timeout=JOIN_TIMEOUT)
         assert op.is_all_blocked(sess)
         op.remove_barrier(sess)

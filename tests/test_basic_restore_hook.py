@@ -9,7 +9,6 @@ from monolith_ops import basic_restore_hook
 
 
 class CountCheckpointRestorerListener(basic_restore_hook.CheckpointRestorerListener):
-
     def __init__(self, log=None, name="listener"):
         self.begin_count = 0
         self.before_restore_count = 0
@@ -43,7 +42,6 @@ class CountCheckpointRestorerListener(basic_restore_hook.CheckpointRestorerListe
 
 
 class CountHook(tf.compat.v1.train.SessionRunHook):
-
     def __init__(self):
         self.after_create_session_count = 0
         self.before_run_count = 0
@@ -114,9 +112,7 @@ def test_two_listeners_with_restorer():
         train_op = tf.compat.v1.assign_add(global_step, 1)
         listener1 = CountCheckpointRestorerListener()
         listener2 = CountCheckpointRestorerListener()
-        hook = basic_restore_hook.CheckpointRestorerHook(
-            listeners=[listener1, listener2]
-        )
+        hook = basic_restore_hook.CheckpointRestorerHook(listeners=[listener1, listener2])
 
         with tf.compat.v1.train.SingularMonitoredSession(hooks=[hook]) as sess:
             expected = {"begin": 1, "before_restore": 1, "after_restore": 1}
@@ -160,8 +156,8 @@ def test_hook_end_calls_each_listener_end_once():
         hook = basic_restore_hook.CheckpointRestorerHook(listeners=listeners)
         with tf.compat.v1.train.SingularMonitoredSession(hooks=[hook]) as sess:
             sess.run(train_op)
-            assert [l.end_count for l in listeners] == [0, 0]
-    assert [l.end_count for l in listeners] == [1, 1]
+            assert [listener.end_count for listener in listeners] == [0, 0]
+    assert [listener.end_count for listener in listeners] == [1, 1]
 
 
 def test_listener_end_is_not_called_when_the_session_fails():
@@ -236,7 +232,6 @@ def test_listeners_must_be_a_list_of_listeners():
         basic_restore_hook.CheckpointRestorerHook(listeners="listener")
 
     class NoAfterRestore:
-
         def begin(self):
             pass
 
@@ -258,7 +253,6 @@ def test_listeners_must_be_a_list_of_listeners():
 def test_listener_tuple_and_duck_typed_listener_are_accepted():
 
     class DuckListener:
-
         def __init__(self):
             self.calls = []
 
@@ -306,7 +300,7 @@ class FailingListener(CountCheckpointRestorerListener):
 
     def _maybe_fail(self, method):
         if method in self._fail_in:
-            raise KeyError("{} failed in {}".format(self._name, method))
+            raise KeyError(f"{self._name} failed in {method}")
 
     def begin(self):
         super().begin()

@@ -11,6 +11,7 @@ kernels run with denormals flushed, so an output below the smallest normal
 number may be 0 on one side and the denormal itself on the other (for example
 when the norm is below clip_norm and our outputs are the inputs, untouched).
 """
+
 import numpy as np
 import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
@@ -19,16 +20,32 @@ from hypothesis.extra import numpy as hnp
 
 from monolith_ops import clip_ops
 
-SPECIAL = [0.0, -0.0, 1e-45, -1e-40, 1e-38, 1e-30, -1e-30, 1e30, -3e38,
-           float("inf"), -float("inf"), float("nan")]
+SPECIAL = [
+    0.0,
+    -0.0,
+    1e-45,
+    -1e-40,
+    1e-38,
+    1e-30,
+    -1e-30,
+    1e30,
+    -3e38,
+    float("inf"),
+    -float("inf"),
+    float("nan"),
+]
 SHAPES = [(), (0,), (1,), (7,), (0, 3), (2, 3), (3, 1, 4), (33,)]
-SETTINGS = settings(max_examples=2000, deadline=None, derandomize=True,
-                    database=None, suppress_health_check=list(HealthCheck))
+SETTINGS = settings(
+    max_examples=2000,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 
 
 def _elements(dtype, special_weight):
-    finite = st.floats(-1e3, 1e3, width=np.finfo(dtype).bits
-                       if dtype != np.float64 else 64)
+    finite = st.floats(-1e3, 1e3, width=np.finfo(dtype).bits if dtype != np.float64 else 64)
     # Each special value as the dtype holds it, so hypothesis stores it
     # exactly (NumPy < 2, which TF 2.15 needs, compares in float64).
     special = st.sampled_from([float(dtype(v)) for v in SPECIAL])
@@ -51,16 +68,19 @@ def _entry(draw, dtype):
 
 
 def _lists(dtype):
-    return st.tuples(st.lists(_entry(dtype), max_size=8),
-                     st.sampled_from([0.5, 1.0, 4.0, 100.0]) | st.floats(1e-3, 1e3))
+    return st.tuples(
+        st.lists(_entry(dtype), max_size=8),
+        st.sampled_from([0.5, 1.0, 4.0, 100.0]) | st.floats(1e-3, 1e3),
+    )
 
 
 def _to_tf(entry):
     if entry is None:
         return None
     if isinstance(entry, tuple):
-        return tf.IndexedSlices(tf.constant(entry[1]), tf.constant(entry[2]),
-                                tf.constant([10, 3], tf.int64))
+        return tf.IndexedSlices(
+            tf.constant(entry[1]), tf.constant(entry[2]), tf.constant([10, 3], tf.int64)
+        )
     return tf.constant(entry)
 
 
@@ -81,8 +101,7 @@ def _check_against_tf(entries, clip_norm, rtol):
     ours, norm = clip_ops.clip_by_global_norm(t_list, clip_norm)
     stock, stock_norm = tf.clip_by_global_norm(t_list, clip_norm)
     _assert_close(norm.numpy(), stock_norm.numpy(), rtol)
-    _assert_close(clip_ops.global_norm(t_list).numpy(),
-                  tf.linalg.global_norm(t_list).numpy(), rtol)
+    _assert_close(clip_ops.global_norm(t_list).numpy(), tf.linalg.global_norm(t_list).numpy(), rtol)
     assert len(ours) == len(stock)
     for got, want, orig in zip(ours, stock, t_list):
         if orig is None:
@@ -107,27 +126,37 @@ def test_float64_matches_tf(case):
 
 
 @settings(SETTINGS, max_examples=500)
-@given(st.sampled_from([np.float16, tf.bfloat16.as_numpy_dtype]),
-       st.lists(hnp.arrays(np.float32, st.sampled_from(SHAPES),
-                           elements=st.floats(-60, 60, width=32)), max_size=6),
-       st.floats(0.1, 100.0))
+@given(
+    st.sampled_from([np.float16, tf.bfloat16.as_numpy_dtype]),
+    st.lists(
+        hnp.arrays(np.float32, st.sampled_from(SHAPES), elements=st.floats(-60, 60, width=32)),
+        max_size=6,
+    ),
+    st.floats(0.1, 100.0),
+)
 def test_16_bit_match_a_float64_reference(dtype, arrays, clip_norm):
     """16-bit lists against TF's formula in float64 (TF itself squares in
     16 bits, so it overflows and loses digits where we do not)."""
     arrays = [a.astype(dtype) for a in arrays]
     wide = [a.astype(np.float64) for a in arrays]
     norm = np.sqrt(sum(np.sum(w * w) for w in wide))
-    ours, got_norm = clip_ops.clip_by_global_norm(
-        [tf.constant(a) for a in arrays], clip_norm)
+    ours, got_norm = clip_ops.clip_by_global_norm([tf.constant(a) for a in arrays], clip_norm)
     # Machine epsilon and smallest subnormal of the dtype.
     eps, subnormal = (2.0**-10, 2.0**-24) if dtype == np.float16 else (2.0**-7, 2.0**-133)
     # The sum of squares is a float32, which underflows below sqrt(float32
     # tiny); the norm is returned in the 16-bit dtype.
-    np.testing.assert_allclose(np.float64(got_norm.numpy()), norm, rtol=eps,
-                               atol=np.sqrt(np.finfo(np.float32).tiny) + subnormal)
+    np.testing.assert_allclose(
+        np.float64(got_norm.numpy()),
+        norm,
+        rtol=eps,
+        atol=np.sqrt(np.finfo(np.float32).tiny) + subnormal,
+    )
     scale = clip_norm / max(norm, clip_norm)
     for got, w in zip(ours, wide):
         assert got.dtype == dtype
-        np.testing.assert_allclose(got.numpy().astype(np.float64), w * scale,
-                                   rtol=2 * eps,
-                                   atol=subnormal + np.finfo(np.float32).tiny)
+        np.testing.assert_allclose(
+            got.numpy().astype(np.float64),
+            w * scale,
+            rtol=2 * eps,
+            atol=subnormal + np.finfo(np.float32).tiny,
+        )

@@ -6,6 +6,7 @@ Small settings; every run is bounded in time, and afterwards no process of
 the demo may be left (each is found by the unique work folder on its command
 line).
 """
+
 import json
 import os
 import signal
@@ -24,9 +25,14 @@ pytestmark = pytest.mark.timeout(400)
 def _run(args, timeout):
     """Runs the demo; on timeout stops it as a user would (SIGTERM, then KILL)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.Popen([sys.executable, DEMO] + args, cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, DEMO] + args,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -68,8 +74,7 @@ def _assert_no_leftovers(workdir):
 def test_help_lists_the_options():
     code, out = _run(["--help"], timeout=60)
     assert code == 0
-    for option in ("--workers", "--steps", "--clip-norm", "--resume-steps",
-                   "--timeout"):
+    for option in ("--workers", "--steps", "--clip-norm", "--resume-steps", "--timeout"):
         assert option in out
 
 
@@ -78,17 +83,29 @@ def test_demo_trains_places_a_barrier_and_restores(tmp_path):
     facts_path = str(tmp_path / "facts.json")
     # The barrier goes up 2 steps before the end: a worker must not finish
     # before it has been through the barrier, or the chief waits in vain.
-    code, out = _run(["--steps", "60", "--barrier-at", "58",
-                      "--resume-steps", "20",
-                      "--timeout", "240", "--workdir", workdir,
-                      "--summary-json", facts_path], timeout=300)
+    code, out = _run(
+        [
+            "--steps",
+            "60",
+            "--barrier-at",
+            "58",
+            "--resume-steps",
+            "20",
+            "--timeout",
+            "240",
+            "--workdir",
+            workdir,
+            "--summary-json",
+            facts_path,
+        ],
+        timeout=300,
+    )
     assert code == 0, out[-6000:]
     _assert_no_leftovers(workdir)
     assert "[demo] OK" in out and "Summary" in out
     # Progress lines: step, loss, global norm, steps/s.
-    progress = [l for l in out.splitlines() if "steps/s" in l]
-    assert progress and all("loss" in l and "global norm" in l
-                            for l in progress)
+    progress = [line for line in out.splitlines() if "steps/s" in line]
+    assert progress and all("loss" in line and "global norm" in line for line in progress)
 
     with open(facts_path) as f:
         facts = json.load(f)
@@ -100,8 +117,7 @@ def test_demo_trains_places_a_barrier_and_restores(tmp_path):
     # The chief's barrier: every worker ran the action once, then blocked.
     assert barrier["placed_at_step"] >= 58
     assert barrier["blocked"] == [0, 1, 2]
-    assert barrier["worker_actions"] == {"1": [barrier["action"]],
-                                         "2": [barrier["action"]]}
+    assert barrier["worker_actions"] == {"1": [barrier["action"]], "2": [barrier["action"]]}
     assert barrier["steps_while_held"] == 0
     assert barrier["summaries_flushed"]
     assert barrier["chief_barrier_variable_is_local"]
@@ -117,8 +133,7 @@ def test_demo_trains_places_a_barrier_and_restores(tmp_path):
 
 def test_a_failed_run_exits_non_zero_and_leaves_no_process(tmp_path):
     workdir = str(tmp_path / "work")
-    code, out = _run(["--steps", "60", "--timeout", "4", "--workdir",
-                      workdir], timeout=120)
+    code, out = _run(["--steps", "60", "--timeout", "4", "--workdir", workdir], timeout=120)
     assert code != 0
     assert "FAILED" in out
     _assert_no_leftovers(workdir)

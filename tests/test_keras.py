@@ -7,6 +7,7 @@ or tf.keras of TF 2.15): with_global_norm_clipping and
 GlobalNormClipTransformer. Each trains a tiny model a few steps with ours and
 with the same optimizer given global_clipnorm, and compares the weights.
 """
+
 import os
 
 import numpy as np
@@ -32,13 +33,16 @@ def _keras3():
     if not _keras_version() or int(_keras_version().split(".")[0]) < 3:
         return None
     import keras
+
     return keras
 
 
 K3 = _keras3()
 needs_keras3 = pytest.mark.skipif(
-    K3 is None, reason="Keras 3 does not exist here: TensorFlow 2.15 comes "
-    "with Keras 2, which the Keras 2 tests below cover")
+    K3 is None,
+    reason="Keras 3 does not exist here: TensorFlow 2.15 comes "
+    "with Keras 2, which the Keras 2 tests below cover",
+)
 
 
 def _keras2_modules():
@@ -47,13 +51,19 @@ def _keras2_modules():
     found = []
     try:
         import tf_keras
+
         found.append(pytest.param(tf_keras, id="tf_keras"))
     except ImportError:
         pass
     if K3 is None and _keras_version().startswith("2."):
         found.append(pytest.param(tf.keras, id="tf.keras2"))
-    return found or [pytest.param(None, id="none", marks=pytest.mark.skip(
-        reason="neither tf_keras nor a Keras 2 tf.keras is installed"))]
+    return found or [
+        pytest.param(
+            None,
+            id="none",
+            marks=pytest.mark.skip(reason="neither tf_keras nor a Keras 2 tf.keras is installed"),
+        )
+    ]
 
 
 def _data():
@@ -76,10 +86,12 @@ def policy_keras3(request):
 
 # --- Keras 3 -------------------------------------------------------------------
 
+
 def _k3_model():
     K3.utils.set_random_seed(1)
-    return K3.Sequential([K3.Input((3,)), K3.layers.Dense(8, activation="tanh"),
-                          K3.layers.Dense(1)])
+    return K3.Sequential(
+        [K3.Input((3,)), K3.layers.Dense(8, activation="tanh"), K3.layers.Dense(1)]
+    )
 
 
 def _k3_fit(optimizer, jit_compile, epochs=3):
@@ -95,8 +107,7 @@ def _k3_fit(optimizer, jit_compile, epochs=3):
 @pytest.mark.parametrize("jit_compile", ["auto", True, False], ids=str)
 def test_keras3_fit_matches_global_clipnorm(jit_compile, policy, policy_keras3):
     K3.mixed_precision.set_global_policy(policy)
-    ours = _k3_fit(mk.GlobalNormClipOptimizer(K3.optimizers.Adam(0.01), CLIP),
-                   jit_compile)
+    ours = _k3_fit(mk.GlobalNormClipOptimizer(K3.optimizers.Adam(0.01), CLIP), jit_compile)
     ref = _k3_fit(K3.optimizers.Adam(0.01, global_clipnorm=CLIP), jit_compile)
     plain = _k3_fit(K3.optimizers.Adam(0.01), jit_compile)
     if policy == "mixed_float16":  # compile wrapped both in a loss scale optimizer
@@ -126,7 +137,7 @@ def test_keras3_custom_loop_with_apply_gradients(jit_compile):
         if jit_compile is not None:
             step = tf.function(step, jit_compile=jit_compile)
         for i in range(4):
-            step(x[i * 4:(i + 1) * 4], y[i * 4:(i + 1) * 4])
+            step(x[i * 4 : (i + 1) * 4], y[i * 4 : (i + 1) * 4])
         return model.get_weights()
 
     ours_opt = mk.GlobalNormClipOptimizer(K3.optimizers.SGD(0.1, momentum=0.9), CLIP)
@@ -146,9 +157,14 @@ def test_keras3_embedding_gradients_stay_sparse(jit_compile):
 
     def fit(optimizer):
         K3.utils.set_random_seed(1)
-        model = K3.Sequential([K3.Input((4,), dtype="int32"),
-                               K3.layers.Embedding(50, 6), K3.layers.Flatten(),
-                               K3.layers.Dense(1)])
+        model = K3.Sequential(
+            [
+                K3.Input((4,), dtype="int32"),
+                K3.layers.Embedding(50, 6),
+                K3.layers.Flatten(),
+                K3.layers.Dense(1),
+            ]
+        )
         model.compile(optimizer=optimizer, loss="mse", jit_compile=jit_compile)
         model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
         return model.get_weights()
@@ -177,9 +193,9 @@ def test_keras3_loss_scale_optimizer_skips_non_finite_steps():
     def run(inner):
         v = K3.Variable(np.array([1.0, 2.0], np.float32))
         opt = K3.optimizers.LossScaleOptimizer(inner, initial_scale=4.0)
-        opt.apply([tf.constant([3.0, 4.0]) * 4.0], [v])       # clipped step
+        opt.apply([tf.constant([3.0, 4.0]) * 4.0], [v])  # clipped step
         after_first = v.numpy().copy()
-        opt.apply([tf.constant([np.inf, 1.0])], [v])          # skipped
+        opt.apply([tf.constant([np.inf, 1.0])], [v])  # skipped
         assert np.array_equal(v.numpy(), after_first)
         return v.numpy(), float(opt.dynamic_scale.numpy())
 
@@ -202,8 +218,7 @@ def test_keras3_loss_scale_factor_is_unscaled_before_the_clip():
 
 @needs_keras3
 def test_keras3_save_and_load(tmp_path):
-    ours = _k3_fit(mk.GlobalNormClipOptimizer(K3.optimizers.Adam(0.01), CLIP),
-                   False, epochs=1)
+    ours = _k3_fit(mk.GlobalNormClipOptimizer(K3.optimizers.Adam(0.01), CLIP), False, epochs=1)
     path = str(tmp_path / "model.keras")
     ours.save(path)
     loaded = K3.models.load_model(path)
@@ -212,8 +227,10 @@ def test_keras3_save_and_load(tmp_path):
     assert isinstance(opt.inner_optimizer, K3.optimizers.Adam)
     assert float(opt.learning_rate.numpy()) == pytest.approx(0.01)
     assert int(opt.iterations) == 2
-    assert _max_diff([v.numpy() for v in opt.variables],
-                     [v.numpy() for v in ours.optimizer.variables]) == 0
+    assert (
+        _max_diff([v.numpy() for v in opt.variables], [v.numpy() for v in ours.optimizer.variables])
+        == 0
+    )
     # Both continue the same way.
     x, y = _data()
     for model in (ours, loaded):
@@ -245,10 +262,11 @@ def test_keras3_class_is_missing_with_a_clear_message_without_keras3():
         assert mk.GlobalNormClipOptimizer.__module__ == "monolith_ops.keras"
         return
     with pytest.raises(AttributeError, match="needs Keras 3"):
-        mk.GlobalNormClipOptimizer
+        mk.GlobalNormClipOptimizer  # noqa: B018 (the access raises)
 
 
 # --- Keras 2 -------------------------------------------------------------------
+
 
 @pytest.fixture(params=_keras2_modules())
 def k2(request):
@@ -260,8 +278,9 @@ def k2(request):
 def _k2_fit(k2, optimizer, jit_compile, epochs=3):
     x, y = _data()
     k2.utils.set_random_seed(1)
-    model = k2.Sequential([k2.layers.Dense(8, activation="tanh", input_shape=(3,)),
-                           k2.layers.Dense(1)])
+    model = k2.Sequential(
+        [k2.layers.Dense(8, activation="tanh", input_shape=(3,)), k2.layers.Dense(1)]
+    )
     model.compile(optimizer=optimizer, loss="mse", jit_compile=jit_compile)
     model.fit(x, y, batch_size=8, epochs=epochs, verbose=0, shuffle=False)
     return model
@@ -273,13 +292,17 @@ def _k2_optimizers(k2, kind):
     is invariant to a constant scale of the gradients)."""
     if kind == "legacy":
         sgd = k2.optimizers.legacy.SGD
-        return (sgd(0.1, momentum=0.9,
-                    gradient_transformers=[mk.GlobalNormClipTransformer(CLIP)]),
-                sgd(0.1, momentum=0.9, global_clipnorm=CLIP),
-                sgd(0.1, momentum=0.9))
+        return (
+            sgd(0.1, momentum=0.9, gradient_transformers=[mk.GlobalNormClipTransformer(CLIP)]),
+            sgd(0.1, momentum=0.9, global_clipnorm=CLIP),
+            sgd(0.1, momentum=0.9),
+        )
     sgd = k2.optimizers.SGD
-    return (mk.with_global_norm_clipping(sgd)(CLIP, learning_rate=0.1, momentum=0.9),
-            sgd(0.1, momentum=0.9, global_clipnorm=CLIP), sgd(0.1, momentum=0.9))
+    return (
+        mk.with_global_norm_clipping(sgd)(CLIP, learning_rate=0.1, momentum=0.9),
+        sgd(0.1, momentum=0.9, global_clipnorm=CLIP),
+        sgd(0.1, momentum=0.9),
+    )
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
@@ -287,8 +310,7 @@ def _k2_optimizers(k2, kind):
 @pytest.mark.parametrize("kind", ["current", "legacy"])
 def test_keras2_fit_matches_global_clipnorm(k2, kind, jit_compile, policy):
     k2.mixed_precision.set_global_policy(policy)
-    ours, ref, plain = (_k2_fit(k2, opt, jit_compile)
-                        for opt in _k2_optimizers(k2, kind))
+    ours, ref, plain = (_k2_fit(k2, opt, jit_compile) for opt in _k2_optimizers(k2, kind))
     assert int(ours.optimizer.iterations) == int(ref.optimizer.iterations) == 6
     assert _max_diff(ours.get_weights(), ref.get_weights()) < 1e-6
     assert _max_diff(plain.get_weights(), ref.get_weights()) > 1e-3
@@ -310,7 +332,7 @@ def test_keras2_custom_loop(k2, kind):
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
 
         for i in range(4):
-            step(x[i * 4:(i + 1) * 4], y[i * 4:(i + 1) * 4])
+            step(x[i * 4 : (i + 1) * 4], y[i * 4 : (i + 1) * 4])
         return model.get_weights()
 
     ours, ref, _ = _k2_optimizers(k2, kind)
@@ -343,27 +365,37 @@ def test_tf_keras_through_tf_use_legacy_keras(tmp_path):
     TensorFlow is imported, so in a fresh interpreter)."""
     import subprocess
     import sys
+
     if not _keras_version().startswith("3"):
-        pytest.skip("TF_USE_LEGACY_KERAS is for TensorFlow 2.16+: tf.keras is "
-                    "already Keras 2 here")
+        pytest.skip("TF_USE_LEGACY_KERAS is for TensorFlow 2.16+: tf.keras is already Keras 2 here")
     try:
         import tf_keras  # noqa: F401
     except ImportError:
         pytest.skip("tf_keras is not installed (TF_USE_LEGACY_KERAS needs it)")
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2",
-               CUDA_VISIBLE_DEVICES="")
+    env = dict(
+        os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""
+    )
     # (Not from the source tree, whose monolith_ops has no built library.)
-    proc = subprocess.run([sys.executable, "-c", LEGACY_KERAS_SCRIPT],
-                          capture_output=True, text=True, env=env, timeout=300,
-                          cwd=str(tmp_path))
+    proc = subprocess.run(
+        [sys.executable, "-c", LEGACY_KERAS_SCRIPT],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=str(tmp_path),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ours_vs_keras, plain_vs_keras = map(float, proc.stdout.split()[-2:])
     assert ours_vs_keras < 1e-6 and plain_vs_keras > 1e-3
 
 
 def test_keras2_current_optimizer_saves_and_loads(k2, tmp_path):
-    ours = _k2_fit(k2, mk.with_global_norm_clipping(k2.optimizers.Adam)(
-        CLIP, learning_rate=0.01), False, epochs=1)
+    ours = _k2_fit(
+        k2,
+        mk.with_global_norm_clipping(k2.optimizers.Adam)(CLIP, learning_rate=0.01),
+        False,
+        epochs=1,
+    )
     path = str(tmp_path / "model.keras")
     ours.save(path)
     loaded = k2.models.load_model(path)
@@ -402,11 +434,18 @@ def test_keras2_helpers_refuse_keras3_classes():
 def test_example_runs():
     import subprocess
     import sys
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
-                          "examples", "keras_fit.py")
+
+    script = os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "examples", "keras_fit.py"
+    )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([sys.executable, script, "--epochs", "1"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, script, "--epochs", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     diff = float(proc.stdout.split("largest weight difference:")[1].split()[0])
     assert diff < 1e-5

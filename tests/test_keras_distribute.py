@@ -9,6 +9,7 @@ devices, which the other test modules have done in the pytest process: each
 case runs this file as a script in a fresh interpreter, which prints the
 weights it trained as JSON.
 """
+
 import functools
 import json
 import os
@@ -22,11 +23,16 @@ CLIP = 0.05
 STEPS_DATA = 16  # samples; batch 8 (4 per replica), 2 epochs: 4 steps
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _run(case):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), case],
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), case],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     if proc.returncode == 3:
         pytest.skip(proc.stdout.strip().splitlines()[-1])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
@@ -74,6 +80,7 @@ def test_keras2_clips_the_summed_gradient(kind):
 
 # --- The script ------------------------------------------------------------------
 
+
 def _data():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((STEPS_DATA, 3)).astype(np.float32)
@@ -85,10 +92,12 @@ def _train(k, make_optimizer, strategy, initial):
     """Weights after fit with batch 8 for 2 epochs; the model and optimizer
     are made under `strategy` (None: the default, one device)."""
     import contextlib
+
     x, y = _data()
     with strategy.scope() if strategy else contextlib.nullcontext():
-        model = k.Sequential([k.Input((3,)), k.layers.Dense(8, activation="tanh"),
-                              k.layers.Dense(1)])
+        model = k.Sequential(
+            [k.Input((3,)), k.layers.Dense(8, activation="tanh"), k.layers.Dense(1)]
+        )
         model.set_weights(initial)
         model.compile(optimizer=make_optimizer(), loss="mse", jit_compile=False)
     model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
@@ -97,18 +106,19 @@ def _train(k, make_optimizer, strategy, initial):
 
 def _main(case):
     import tensorflow as tf
+
     cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert strategy.num_replicas_in_sync == 2
 
     from monolith_ops import keras as mk
+
     if case.startswith("keras3"):
         import keras as k
+
         if int(k.__version__.split(".")[0]) < 3:
-            print("Keras 3 does not exist with this TensorFlow (its Keras is "
-                  f"{k.__version__})")
+            print(f"Keras 3 does not exist with this TensorFlow (its Keras is {k.__version__})")
             return 3
         sgd = k.optimizers.SGD
         makers = {
@@ -121,13 +131,16 @@ def _main(case):
             # the default one the steps skipped differ between 2 replicas
             # and 1 device (each replica's loss is half the batch's).
             k.mixed_precision.set_global_policy("mixed_float16")
-            makers = {name: (lambda make=make: k.optimizers.LossScaleOptimizer(
-                make(), initial_scale=8.0)) for name, make in makers.items()}
+            makers = {
+                name: (lambda make=make: k.optimizers.LossScaleOptimizer(make(), initial_scale=8.0))
+                for name, make in makers.items()
+            }
     else:
         try:
             import tf_keras as k
         except ImportError:
             import keras
+
             k = tf.keras
             if not keras.__version__.startswith("2."):
                 print("neither tf_keras nor a Keras 2 tf.keras is installed")
@@ -135,8 +148,9 @@ def _main(case):
         if case == "keras2-legacy":
             sgd = k.optimizers.legacy.SGD
             makers = {
-                "ours": lambda: sgd(0.1, momentum=0.9, gradient_transformers=[
-                    mk.GlobalNormClipTransformer(CLIP)]),
+                "ours": lambda: sgd(
+                    0.1, momentum=0.9, gradient_transformers=[mk.GlobalNormClipTransformer(CLIP)]
+                ),
             }
         else:
             sgd = k.optimizers.SGD
@@ -146,8 +160,9 @@ def _main(case):
         makers["plain"] = lambda: sgd(0.1, momentum=0.9)
 
     k.utils.set_random_seed(1)
-    initial = k.Sequential([k.Input((3,)), k.layers.Dense(8, activation="tanh"),
-                            k.layers.Dense(1)]).get_weights()
+    initial = k.Sequential(
+        [k.Input((3,)), k.layers.Dense(8, activation="tanh"), k.layers.Dense(1)]
+    ).get_weights()
     result = {}
     for name, make in makers.items():
         result[name + "_single"] = _train(k, make, None, initial)

@@ -7,6 +7,7 @@ XLA has no kernel of the library, so there clip_ops builds the same
 computation from TF ops; these tests check that it compiles and that its
 results are those of the kernels (run eagerly on the same inputs).
 """
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -14,8 +15,7 @@ import tensorflow as tf
 from monolith_ops import clip_ops
 
 INF, NAN = float("inf"), float("nan")
-RTOL = {np.float16: 2e-3, np.float32: 2e-6, np.float64: 1e-12,
-        tf.bfloat16.as_numpy_dtype: 1.6e-2}
+RTOL = {np.float16: 2e-3, np.float32: 2e-6, np.float64: 1e-12, tf.bfloat16.as_numpy_dtype: 1.6e-2}
 
 
 def _xla(fn):
@@ -39,8 +39,9 @@ def _assert_same(got, want, rtol):
         np.testing.assert_array_equal(got[1], want[1])
         got, want = got[0], want[0]
     assert got.dtype == want.dtype and got.shape == want.shape
-    np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64),
-                               rtol=rtol, atol=1e-30)
+    np.testing.assert_allclose(
+        got.astype(np.float64), want.astype(np.float64), rtol=rtol, atol=1e-30
+    )
 
 
 def _op_types(fn, *args):
@@ -61,17 +62,20 @@ def test_clip_in_a_jit_compiled_function_compiles_and_runs():
 def test_outside_xla_the_kernels_are_still_used():
     x = tf.constant([3.0, 4.0])
     assert "MonolithClipByGlobalNormFused" in _op_types(
-        lambda t: clip_ops.clip_by_global_norm([t], 1.0), x)
+        lambda t: clip_ops.clip_by_global_norm([t], 1.0), x
+    )
     assert "GlobalL2Reduce" in _op_types(lambda t: clip_ops.global_norm([t]), x)
 
 
 def test_in_xla_no_kernel_of_the_library_is_used():
     x = tf.constant([3.0, 4.0])
-    f = _xla(lambda t: (clip_ops.clip_by_global_norm([t, t * 2], 1.0),
-                        clip_ops.global_norm([t])))
+    f = _xla(lambda t: (clip_ops.clip_by_global_norm([t, t * 2], 1.0), clip_ops.global_norm([t])))
     types = {op.type for op in f.get_concrete_function(x).graph.get_operations()}
-    assert not types & {"GlobalL2Reduce", "MonolithClipByGlobalNorm",
-                        "MonolithClipByGlobalNormFused"}
+    assert not types & {
+        "GlobalL2Reduce",
+        "MonolithClipByGlobalNorm",
+        "MonolithClipByGlobalNormFused",
+    }
 
 
 def test_a_function_nested_in_a_jit_compiled_one_is_detected():
@@ -87,8 +91,7 @@ def test_a_function_nested_in_a_jit_compiled_one_is_detected():
 def test_same_results_as_the_kernels(dtype, scale):
     rng = np.random.default_rng(11)
     shapes = [(3, 5), (0,), (17,), (4, 1, 6), (), (200,)]
-    ts = [tf.constant((rng.standard_normal(s) * scale).astype(dtype))
-          for s in shapes]
+    ts = [tf.constant((rng.standard_normal(s) * scale).astype(dtype)) for s in shapes]
 
     def both(*xs):
         return clip_ops.clip_by_global_norm(list(xs), 5.0), clip_ops.global_norm(list(xs))
@@ -125,9 +128,11 @@ def test_mixed_dtypes_none_and_indexed_slices():
     rng = np.random.default_rng(5)
     values = tf.constant(rng.standard_normal((2, 3)).astype(np.float32))
     indices = tf.constant([0, 4])
-    ts = [tf.constant(rng.standard_normal(40).astype(np.float16)),
-          tf.constant(rng.standard_normal(9).astype(np.float64)),
-          tf.constant(rng.standard_normal(7).astype(tf.bfloat16.as_numpy_dtype))]
+    ts = [
+        tf.constant(rng.standard_normal(40).astype(np.float16)),
+        tf.constant(rng.standard_normal(9).astype(np.float64)),
+        tf.constant(rng.standard_normal(7).astype(tf.bfloat16.as_numpy_dtype)),
+    ]
 
     def clip(a, b, c, v, i):
         slices = tf.IndexedSlices(v, i, tf.constant([5, 3]))
@@ -138,8 +143,9 @@ def test_mixed_dtypes_none_and_indexed_slices():
     assert norm.dtype == tf.float64
     _assert_same(norm, want_norm, 1e-6)
     assert got[1] is None and isinstance(got[2], tf.IndexedSlices)
-    for g, w, dtype in zip(got, want, [np.float16, None, np.float32, np.float64,
-                                        tf.bfloat16.as_numpy_dtype]):
+    for g, w, dtype in zip(
+        got, want, [np.float16, None, np.float32, np.float64, tf.bfloat16.as_numpy_dtype]
+    ):
         _assert_same(g, w, RTOL.get(dtype, 0))
 
 
@@ -212,7 +218,7 @@ def test_keras_model_with_clip_in_train_step_fits_with_jit_compile():
     for _ in range(2):
         for i in range(0, 8, 4):
             with tf.GradientTape() as tape:
-                loss = tf.reduce_mean(tf.square(ref(x[i:i + 4]) - y[i:i + 4]))
+                loss = tf.reduce_mean(tf.square(ref(x[i : i + 4]) - y[i : i + 4]))
             grads = tape.gradient(loss, ref.trainable_variables)
             grads, _ = tf.clip_by_global_norm(grads, 0.1)
             opt.apply_gradients(zip(grads, ref.trainable_variables))

@@ -7,6 +7,7 @@ setup.py is loaded as a module here (it calls setup() only when run). The
 installs themselves, into venvs with tensorflow-cpu, are checked by
 scripts/ci_packaging.sh.
 """
+
 import importlib.metadata
 import importlib.util
 import os
@@ -22,20 +23,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def setup_py():
     spec = importlib.util.spec_from_file_location(
-        "monolith_ops_setup", os.path.join(ROOT, "setup.py"))
+        "monolith_ops_setup", os.path.join(ROOT, "setup.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-@pytest.mark.parametrize("version", ["2.15.0", "2.15.1", "2.18.0", "2.21.0",
-                                     "2.21.0rc1"])
+@pytest.mark.parametrize("version", ["2.15.0", "2.15.1", "2.18.0", "2.21.0", "2.21.0rc1"])
 def test_supported_tensorflow_builds(setup_py, version):
     setup_py.check_tf_version(version)
 
 
-@pytest.mark.parametrize("version", ["2.14.1", "2.22.0", "2.22.0-dev20251101",
-                                     "3.0.0", "1.15.5", "unknown"])
+@pytest.mark.parametrize(
+    "version", ["2.14.1", "2.22.0", "2.22.0-dev20251101", "3.0.0", "1.15.5", "unknown"]
+)
 def test_unsupported_tensorflow_stops_the_build_naming_it(setup_py, version):
     with pytest.raises(SystemExit) as err:
         setup_py.check_tf_version(version)
@@ -51,27 +53,42 @@ def test_extras_ask_for_the_supported_range(setup_py):
     }
 
 
+def test_supported_range_is_the_package_one(setup_py):
+    # One source: monolith_ops/_tf_supported.py, read by setup.py without
+    # importing the package, and named by the package without TensorFlow.
+    spec = importlib.util.spec_from_file_location(
+        "tf_supported", os.path.join(ROOT, "monolith_ops", "_tf_supported.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert setup_py.TF_SUPPORTED == module.TF_SUPPORTED
+    assert module.supported_range() == "2.15 to 2.21"
+
+
 def test_installed_metadata_requires_no_tensorflow_distribution():
     requires = importlib.metadata.requires("monolith_ops") or []
     unconditional = [r for r in requires if "extra ==" not in r]
-    assert not [r for r in unconditional
-                if r.lower().startswith(("tensorflow", "tf-"))], requires
+    assert not [r for r in unconditional if r.lower().startswith(("tensorflow", "tf-"))], requires
     extras = importlib.metadata.metadata("monolith_ops").get_all("Provides-Extra")
     assert {"tensorflow", "tensorflow-cpu"} <= set(extras)
 
 
 def test_version_has_one_source():
     import monolith_ops
+
     assert importlib.metadata.version("monolith_ops") == monolith_ops.__version__
     with open(os.path.join(ROOT, "setup.py")) as f:
         assert "version=" not in f.read()
 
 
-@pytest.mark.parametrize("path, prefix", [
-    ("/tmp/pip-build-env-x1y2/site", None),
-    (None, "/tmp/build-env-x1y2"),
-    (None, "/root/.cache/uv/builds-v0/.tmpAbC123"),
-])
+@pytest.mark.parametrize(
+    "path, prefix",
+    [
+        ("/tmp/pip-build-env-x1y2/site", None),
+        (None, "/tmp/build-env-x1y2"),
+        (None, "/root/.cache/uv/builds-v0/.tmpAbC123"),
+    ],
+)
 def test_isolated_build_stops_before_compiling(setup_py, monkeypatch, path, prefix):
     if path:
         monkeypatch.setattr(sys, "path", [path] + sys.path)
@@ -107,9 +124,21 @@ def test_build_under_unsupported_tensorflow_stops_before_compiling(tmp_path):
     (fake / "__init__.py").write_text('__version__ = "2.14.0"\n')
     env = dict(os.environ, PYTHONPATH=str(fake.parent))
     result = subprocess.run(
-        [sys.executable, "setup.py", "build_ext", "--build-temp",
-         str(tmp_path / "temp"), "--build-lib", str(tmp_path / "lib")],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+        [
+            sys.executable,
+            "setup.py",
+            "build_ext",
+            "--build-temp",
+            str(tmp_path / "temp"),
+            "--build-lib",
+            str(tmp_path / "lib"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode != 0
     assert "TensorFlow 2.14.0" in result.stderr, result.stderr
     assert "2.15 to 2.21" in result.stderr
@@ -119,15 +148,18 @@ def test_build_under_unsupported_tensorflow_stops_before_compiling(tmp_path):
 
 def test_import_without_tensorflow_is_a_clear_import_error(tmp_path):
     # The installed package (-I: not the source tree), TensorFlow hidden.
-    code = ("import sys; sys.modules['tensorflow'] = None\n"
-            "try:\n"
-            "    import monolith_ops\n"
-            "except ImportError as err:\n"
-            "    print(type(err).__name__, err)\n"
-            "else:\n"
-            "    print('imported')\n")
-    out = subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path,
-                         capture_output=True, text=True, check=True).stdout
+    code = (
+        "import sys; sys.modules['tensorflow'] = None\n"
+        "try:\n"
+        "    import monolith_ops\n"
+        "except ImportError as err:\n"
+        "    print(type(err).__name__, err)\n"
+        "else:\n"
+        "    print('imported')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout
     assert out.startswith("ImportError monolith_ops needs TensorFlow"), out
     assert "does not install TensorFlow" in out
     # The installed package has a build record: the message names its release.
@@ -138,12 +170,16 @@ def test_every_source_file_carries_the_license_header():
     root = pathlib.Path(__file__).resolve().parents[1]
     suffixes = {".py", ".sh", ".cc", ".h", ".cu", ".cpp", ".bzl"}
     files = [root / "setup.py", root / "BUILD", root / ".ci" / "run"]
-    for folder in ("cc", "monolith_ops", "tests", "scripts", "examples",
-                   "third_party"):
-        files += [p for p in (root / folder).rglob("*")
-                  if p.suffix in suffixes and "__pycache__" not in p.parts
-                  and p.name != "_build_info.py"]
+    for folder in ("cc", "monolith_ops", "tests", "scripts", "examples", "third_party"):
+        files += [
+            p
+            for p in (root / folder).rglob("*")
+            if p.suffix in suffixes and "__pycache__" not in p.parts and p.name != "_build_info.py"
+        ]
     assert len(files) > 40, files
-    missing = [str(p.relative_to(root)) for p in files
-               if "SPDX-License-Identifier: Apache-2.0" not in p.read_text()[:300]]
+    missing = [
+        str(p.relative_to(root))
+        for p in files
+        if "SPDX-License-Identifier: Apache-2.0" not in p.read_text()[:300]
+    ]
     assert not missing, f"no license header in {missing}"

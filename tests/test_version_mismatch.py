@@ -15,6 +15,7 @@ process (the loader loads once per process):
   venv with another TensorFlow (scripts/ci_tf215.sh sets it, both ways
   between TensorFlow 2.21 and 2.15): that real build, as it is.
 """
+
 import json
 import os
 import shutil
@@ -53,97 +54,107 @@ _PROBE = textwrap.dedent("""
 
 
 def _installed_package():
-  return os.path.dirname(os.path.abspath(_loader.__file__))
+    return os.path.dirname(os.path.abspath(_loader.__file__))
 
 
 def _copy_package(src, dst_root):
-  dst = os.path.join(dst_root, "monolith_ops")
-  shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-  return dst
+    dst = os.path.join(dst_root, "monolith_ops")
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+    return dst
 
 
 def _record(package):
-  """The build record of package."""
-  with open(os.path.join(package, _loader.BUILD_RECORD_FILE)) as f:
-    return json.load(f)
+    """The build record of package."""
+    with open(os.path.join(package, _loader.BUILD_RECORD_FILE)) as f:
+        return json.load(f)
 
 
 def _load_in_subprocess(root):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-  env.pop("PYTHONPATH", None)
-  proc = subprocess.run([sys.executable, "-c", _PROBE, root], cwd=root,
-                        env=env, capture_output=True, text=True, timeout=300)
-  lines = [l for l in proc.stdout.splitlines() if l.startswith("PROBE ")]
-  assert proc.returncode == 0 and lines, (
-      f"probe failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-  return json.loads(lines[-1][len("PROBE "):])
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE, root],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("PROBE ")]
+    assert proc.returncode == 0 and lines, (
+        f"probe failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    )
+    return json.loads(lines[-1][len("PROBE ") :])
 
 
 def _check_mismatch(result, built, root):
-  installed = tf.__version__
-  assert built != installed
-  assert result["tf"] == installed
-  # The copy was imported, not the installed package.
-  assert os.path.realpath(result["package"]) == os.path.realpath(
-      os.path.join(root, "monolith_ops"))
-  assert result["error"] == "TFVersionMismatchError", result
-  assert result["is_mismatch_error"] and result["is_import_error"]
-  message = result["message"]
-  assert f"built for TensorFlow {built}" in message
-  assert f"TensorFlow {installed} is installed" in message
-  assert _loader.REBUILD_COMMAND in message
+    installed = tf.__version__
+    assert built != installed
+    assert result["tf"] == installed
+    # The copy was imported, not the installed package.
+    assert os.path.realpath(result["package"]) == os.path.realpath(
+        os.path.join(root, "monolith_ops")
+    )
+    assert result["error"] == "TFVersionMismatchError", result
+    assert result["is_mismatch_error"] and result["is_import_error"]
+    message = result["message"]
+    assert f"built for TensorFlow {built}" in message
+    assert f"TensorFlow {installed} is installed" in message
+    assert _loader.REBUILD_COMMAND in message
 
 
 def test_check_compatible_names_both_versions_and_the_rebuild_command():
-  with pytest.raises(_loader.TFVersionMismatchError) as info:
-    _loader.check_compatible(built="2.15.1", installed="2.21.0")
-  message = str(info.value)
-  assert "2.15.1" in message and "2.21.0" in message
-  assert _loader.REBUILD_COMMAND in message
-  assert isinstance(info.value, ImportError)
-  _loader.check_compatible(built="2.21.0", installed="2.21.0")
+    with pytest.raises(_loader.TFVersionMismatchError) as info:
+        _loader.check_compatible(built="2.15.1", installed="2.21.0")
+    message = str(info.value)
+    assert "2.15.1" in message and "2.21.0" in message
+    assert _loader.REBUILD_COMMAND in message
+    assert isinstance(info.value, ImportError)
+    _loader.check_compatible(built="2.21.0", installed="2.21.0")
 
 
 def test_library_with_another_tf_version_in_its_record_is_refused(tmp_path):
-  package = _copy_package(_installed_package(), str(tmp_path))
-  record = _record(package)
-  assert record["tf_version"] == tf.__version__
-  other = "2.15.1" if tf.__version__ != "2.15.1" else "2.21.0"
-  with open(os.path.join(package, _loader.BUILD_RECORD_FILE), "w") as f:
-    json.dump(dict(record, tf_version=other), f)
-  _check_mismatch(_load_in_subprocess(str(tmp_path)), other, str(tmp_path))
+    package = _copy_package(_installed_package(), str(tmp_path))
+    record = _record(package)
+    assert record["tf_version"] == tf.__version__
+    other = "2.15.1" if tf.__version__ != "2.15.1" else "2.21.0"
+    with open(os.path.join(package, _loader.BUILD_RECORD_FILE), "w") as f:
+        json.dump(dict(record, tf_version=other), f)
+    _check_mismatch(_load_in_subprocess(str(tmp_path)), other, str(tmp_path))
 
 
 def test_library_built_with_another_cxx_abi_is_refused(tmp_path):
-  package = _copy_package(_installed_package(), str(tmp_path))
-  record = _record(package)
-  flag = 1 - record["cxx11_abi_flag"]
-  with open(os.path.join(package, _loader.BUILD_RECORD_FILE), "w") as f:
-    json.dump(dict(record, cxx11_abi_flag=flag), f)
-  result = _load_in_subprocess(str(tmp_path))
-  assert result["error"] == "TFVersionMismatchError", result
-  assert f"built with _GLIBCXX_USE_CXX11_ABI {flag}" in result["message"]
-  assert (f"installed TensorFlow has _GLIBCXX_USE_CXX11_ABI {1 - flag}"
-          in result["message"])
+    package = _copy_package(_installed_package(), str(tmp_path))
+    record = _record(package)
+    flag = 1 - record["cxx11_abi_flag"]
+    with open(os.path.join(package, _loader.BUILD_RECORD_FILE), "w") as f:
+        json.dump(dict(record, cxx11_abi_flag=flag), f)
+    result = _load_in_subprocess(str(tmp_path))
+    assert result["error"] == "TFVersionMismatchError", result
+    assert f"built with _GLIBCXX_USE_CXX11_ABI {flag}" in result["message"]
+    assert f"installed TensorFlow has _GLIBCXX_USE_CXX11_ABI {1 - flag}" in result["message"]
 
 
 def test_same_copy_with_the_right_record_loads(tmp_path):
-  # The control for the test above: the copy itself is loadable.
-  _copy_package(_installed_package(), str(tmp_path))
-  result = _load_in_subprocess(str(tmp_path))
-  assert result["error"] is None, result
+    # The control for the test above: the copy itself is loadable.
+    _copy_package(_installed_package(), str(tmp_path))
+    result = _load_in_subprocess(str(tmp_path))
+    assert result["error"] is None, result
 
 
-@pytest.mark.skipif(not os.environ.get(OTHER_BUILD_ENV),
-                    reason=f"{OTHER_BUILD_ENV} names no build of another "
-                    "TensorFlow (scripts/ci_tf215.sh sets it)")
+@pytest.mark.skipif(
+    not os.environ.get(OTHER_BUILD_ENV),
+    reason=f"{OTHER_BUILD_ENV} names no build of another TensorFlow (scripts/ci_tf215.sh sets it)",
+)
 def test_library_built_under_another_tensorflow_is_refused(tmp_path):
-  other_build = os.environ[OTHER_BUILD_ENV]
-  assert os.path.isfile(os.path.join(other_build, _loader.LIBRARY_FILE)), (
-      f"{OTHER_BUILD_ENV}={other_build} holds no {_loader.LIBRARY_FILE}")
-  built = _record(other_build)["tf_version"]
-  assert built != tf.__version__, (
-      f"{OTHER_BUILD_ENV} was built for this TensorFlow ({built}); it must "
-      "name a build of another version")
-  _copy_package(other_build, str(tmp_path))
-  _check_mismatch(_load_in_subprocess(str(tmp_path)), built, str(tmp_path))
+    other_build = os.environ[OTHER_BUILD_ENV]
+    assert os.path.isfile(os.path.join(other_build, _loader.LIBRARY_FILE)), (
+        f"{OTHER_BUILD_ENV}={other_build} holds no {_loader.LIBRARY_FILE}"
+    )
+    built = _record(other_build)["tf_version"]
+    assert built != tf.__version__, (
+        f"{OTHER_BUILD_ENV} was built for this TensorFlow ({built}); it must "
+        "name a build of another version"
+    )
+    _copy_package(other_build, str(tmp_path))
+    _check_mismatch(_load_in_subprocess(str(tmp_path)), built, str(tmp_path))

@@ -41,10 +41,24 @@ from setuptools.command.build_ext import build_ext
 HERE = os.path.dirname(os.path.abspath(__file__))
 LIB_NAME = "_monolith_ops.so"
 BUILD_INFO = "_build_info.json"  # build record, read by monolith_ops/_loader.py
-# Supported TensorFlow releases, first and last (major, minor): 2.15, the last
-# with tf.estimator, to 2.21. The build refuses others; the extras
-# monolith_ops[tensorflow] and monolith_ops[tensorflow-cpu] ask for this range.
-TF_SUPPORTED = ((2, 15), (2, 21))
+
+
+def _load_tf_supported():
+    """monolith_ops/_tf_supported.py, the one source of the supported range,
+    loaded as a lone file: importing the package would need TensorFlow."""
+    path = os.path.join(HERE, "monolith_ops", "_tf_supported.py")
+    spec = importlib.util.spec_from_file_location("_monolith_ops_tf_supported", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# Supported TensorFlow releases, first and last (major, minor). The build
+# refuses others; the extras monolith_ops[tensorflow] and
+# monolith_ops[tensorflow-cpu] ask for this range.
+_tf_supported = _load_tf_supported()
+TF_SUPPORTED = _tf_supported.TF_SUPPORTED
+_supported_range = _tf_supported.supported_range
 TF_SPECIFIER = (f">={TF_SUPPORTED[0][0]}.{TF_SUPPORTED[0][1]},"
                 f"<{TF_SUPPORTED[1][0]}.{TF_SUPPORTED[1][1] + 1}")
 TF_EXTRAS = {name: [name + TF_SPECIFIER] for name in ("tensorflow", "tensorflow-cpu")}
@@ -82,11 +96,6 @@ CUDA_ARCH_FLAGS = [
 ]
 NVCC_FLAGS = ["-O3", "-std=c++17", "-Xcompiler", "-fPIC", "--threads", "0"]
 CUDA_ENV = "MONOLITH_OPS_CUDA"
-
-
-def _supported_range():
-    (lo_major, lo_minor), (hi_major, hi_minor) = TF_SUPPORTED
-    return f"{lo_major}.{lo_minor} to {hi_major}.{hi_minor}"
 
 
 NO_ISOLATION_HELP = (

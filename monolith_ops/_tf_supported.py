@@ -2,10 +2,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """The supported TensorFlow releases, first and last (major, minor).
 
-2.15 is the last release with tf.estimator. setup.py reads TF_SUPPORTED from
-this file's source (without importing the package) to refuse other releases
-at build time and to write the range into the extras; the package names it
-when no TensorFlow is installed. Keep it a literal.
+2.15 is the last release with tf.estimator. setup.py loads this file alone
+(importing the package would need TensorFlow) to refuse other releases at
+build time and to write the range into the extras; the package names the
+range when no TensorFlow is installed. Keep it free of imports.
 """
 
 TF_SUPPORTED = ((2, 15), (2, 21))

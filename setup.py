@@ -26,6 +26,7 @@ tensorflow-intel, tf-nightly and conda's builds all provide the same
 installed. The build checks that one against TF_SUPPORTED instead, and stops
 under build isolation, where the installed TensorFlow is out of sight.
 """
+
 import importlib.util
 import json
 import os
@@ -59,15 +60,24 @@ def _load_tf_supported():
 _tf_supported = _load_tf_supported()
 TF_SUPPORTED = _tf_supported.TF_SUPPORTED
 _supported_range = _tf_supported.supported_range
-TF_SPECIFIER = (f">={TF_SUPPORTED[0][0]}.{TF_SUPPORTED[0][1]},"
-                f"<{TF_SUPPORTED[1][0]}.{TF_SUPPORTED[1][1] + 1}")
+TF_SPECIFIER = (
+    f">={TF_SUPPORTED[0][0]}.{TF_SUPPORTED[0][1]},<{TF_SUPPORTED[1][0]}.{TF_SUPPORTED[1][1] + 1}"
+)
 TF_EXTRAS = {name: [name + TF_SPECIFIER] for name in ("tensorflow", "tensorflow-cpu")}
 # pyproject.toml's license metadata (PEP 639) needs this setuptools.
 SETUPTOOLS_MIN = (77, 0)
 # setup.py commands that build the library or a wheel's metadata: each checks
 # first that TensorFlow is in sight (see check_build_environment).
-BUILD_COMMANDS = {"build", "build_ext", "bdist_wheel", "dist_info", "install",
-                  "develop", "editable_wheel", "bdist_egg"}
+BUILD_COMMANDS = {
+    "build",
+    "build_ext",
+    "bdist_wheel",
+    "dist_info",
+    "install",
+    "develop",
+    "editable_wheel",
+    "bdist_egg",
+}
 
 CPU_SOURCES = [
     "cc/ops/clip_ops.cc",
@@ -84,8 +94,7 @@ CXX_FLAGS = ["-O3", "-fPIC", "-ffp-contract=off", "-Wno-deprecated-declarations"
 # sources above.
 CUDA_SOURCES = ["cc/kernels/clip_core_gpu.cu"]
 CUDA_ADAPTER_SOURCES = ["cc/kernels/clip_kernels_gpu.cc"]
-CUDA_HEADERS = ["cc/kernels/clip_core_gpu.h", "cc/kernels/clip_decision.h",
-                "cc/kernels/dtypes.h"]
+CUDA_HEADERS = ["cc/kernels/clip_core_gpu.h", "cc/kernels/clip_decision.h", "cc/kernels/dtypes.h"]
 # nvcc 13 targets sm_75 and newer only. Machine code for Turing, Ampere and
 # Hopper, and PTX for compute_90 that newer GPUs compile at load.
 CUDA_ARCH_FLAGS = [
@@ -104,7 +113,8 @@ NO_ISOLATION_HELP = (
     "    pip install --no-build-isolation .\n"
     "    python -m build --wheel --no-isolation     # a wheel, for that TensorFlow\n"
     f"(That environment needs setuptools>={SETUPTOOLS_MIN[0]}: "
-    f"pip install 'setuptools>={SETUPTOOLS_MIN[0]}'.)")
+    f"pip install 'setuptools>={SETUPTOOLS_MIN[0]}'.)"
+)
 
 
 def isolated_build_environment():
@@ -117,7 +127,8 @@ def isolated_build_environment():
     # build and uv make a venv of their own in a temporary folder.
     prefix = os.path.basename(os.path.normpath(sys.prefix))
     if prefix.startswith("build-env-") or (
-            os.sep + "builds-v" in sys.prefix and prefix.startswith(".tmp")):
+        os.sep + "builds-v" in sys.prefix and prefix.startswith(".tmp")
+    ):
         return f"an isolated build environment: sys.prefix is {sys.prefix}"
     return None
 
@@ -135,33 +146,33 @@ def check_build_environment():
             f"monolith_ops must not be built under build isolation ({isolated}). "
             "Its op library is compiled against the installed TensorFlow, "
             "which an isolated build environment does not hold: built there, "
-            "it would not match the TensorFlow it runs with.\n"
-            + NO_ISOLATION_HELP)
+            "it would not match the TensorFlow it runs with.\n" + NO_ISOLATION_HELP
+        )
     if importlib.util.find_spec("tensorflow") is None:
         raise SystemExit(
             "monolith_ops builds its op library against the installed "
             f"TensorFlow, and {sys.executable} finds none.\n"
             "If this build runs under build isolation (pip's default; `python "
-            "-m build` without --no-isolation), that is why. "
-            + NO_ISOLATION_HELP + "\n"
+            "-m build` without --no-isolation), that is why. " + NO_ISOLATION_HELP + "\n"
             f"Otherwise install a supported TensorFlow ({_supported_range()}) "
             "first, the distribution you use (tensorflow, tensorflow-cpu, ...), "
             "for example:\n"
             f"    pip install 'tensorflow{TF_SPECIFIER}'\n"
-            "    pip install --no-build-isolation .")
+            "    pip install --no-build-isolation ."
+        )
 
 
 def check_tf_version(version, where="the installed TensorFlow"):
     """Stops the build unless TensorFlow `version` is a supported release."""
     match = re.match(r"(\d+)\.(\d+)", version)
-    if match is None or not (
-            TF_SUPPORTED[0] <= (int(match[1]), int(match[2])) <= TF_SUPPORTED[1]):
+    if match is None or not (TF_SUPPORTED[0] <= (int(match[1]), int(match[2])) <= TF_SUPPORTED[1]):
         raise SystemExit(
             f"monolith_ops supports TensorFlow {_supported_range()}; "
             f"{where} is TensorFlow {version}. Install a supported "
             "release of the TensorFlow distribution you use, for example "
             f"pip install 'tensorflow{TF_SPECIFIER}' (or tensorflow-cpu), then "
-            "build again: pip install --no-build-isolation .")
+            "build again: pip install --no-build-isolation ."
+        )
 
 
 def _tensorflow():
@@ -172,16 +183,17 @@ def _tensorflow():
         raise SystemExit(
             f"monolith_ops: importing the installed TensorFlow failed: {err}. "
             "The op library is compiled against it; repair or reinstall it, "
-            "then build again.") from err
-    check_tf_version(tf.__version__,
-                     f"the installed TensorFlow ({os.path.dirname(tf.__file__)})")
+            "then build again."
+        ) from err
+    check_tf_version(tf.__version__, f"the installed TensorFlow ({os.path.dirname(tf.__file__)})")
     return tf
 
 
 def _loader_module():
     """monolith_ops/_loader.py of this tree: it defines what the record holds."""
     spec = importlib.util.spec_from_file_location(
-        "monolith_ops_build_loader", os.path.join(HERE, "monolith_ops", "_loader.py"))
+        "monolith_ops_build_loader", os.path.join(HERE, "monolith_ops", "_loader.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -194,8 +206,10 @@ def _cuda_requested():
         return False
     if value == "1":
         return True
-    raise SystemExit(f"{CUDA_ENV} must be 1 (build the CUDA kernels) or 0 / "
-                     f"unset (CPU kernels only), got {value!r}.")
+    raise SystemExit(
+        f"{CUDA_ENV} must be 1 (build the CUDA kernels) or 0 / "
+        f"unset (CPU kernels only), got {value!r}."
+    )
 
 
 class CudaToolkit:
@@ -220,7 +234,8 @@ class CudaToolkit:
                     f"{CUDA_ENV}=1 asks for the CUDA kernels, but CUDA_HOME="
                     f"{cuda_home} has no bin/nvcc. Point CUDA_HOME at a CUDA "
                     f"toolkit (12 or newer), or unset {CUDA_ENV} to build the "
-                    "CPU kernels only.")
+                    "CPU kernels only."
+                )
         else:
             nvcc = shutil.which("nvcc")
             if nvcc is None:
@@ -229,7 +244,8 @@ class CudaToolkit:
                     "found: CUDA_HOME is not set and no nvcc is on PATH. Install "
                     "a CUDA toolkit (12 or newer) and set CUDA_HOME to it (or put "
                     f"its bin/ on PATH), or unset {CUDA_ENV} to build the CPU "
-                    "kernels only.")
+                    "kernels only."
+                )
         return cls(nvcc, cls._find_cudart_static(nvcc))
 
     @staticmethod
@@ -241,20 +257,27 @@ class CudaToolkit:
             try:
                 out = subprocess.run(
                     [nvcc, "--dryrun", src, "-o", os.path.join(tmp, "probe")],
-                    capture_output=True, text=True, check=False).stderr
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                ).stderr
             except OSError as err:
                 raise SystemExit(f"could not run {nvcc}: {err}") from err
-        lib_dirs = re.findall(r'-L"?([^" ]+)"?', "".join(
-            line for line in out.splitlines() if line.startswith("#$ LIBRARIES")))
+        lib_dirs = re.findall(
+            r'-L"?([^" ]+)"?',
+            "".join(line for line in out.splitlines() if line.startswith("#$ LIBRARIES")),
+        )
         home = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
         lib_dirs += [os.path.join(home, "lib64"), os.path.join(home, "lib")]
         for lib_dir in lib_dirs:
             path = os.path.join(lib_dir, "libcudart_static.a")
             if os.path.isfile(path):
                 return os.path.normpath(path)
-        raise SystemExit(f"{nvcc} was found but not libcudart_static.a (looked "
-                         f"in {', '.join(lib_dirs)}); the CUDA build links the "
-                         "CUDA runtime statically and needs a full toolkit.")
+        raise SystemExit(
+            f"{nvcc} was found but not libcudart_static.a (looked "
+            f"in {', '.join(lib_dirs)}); the CUDA build links the "
+            "CUDA runtime statically and needs a full toolkit."
+        )
 
 
 class BuildOpLibrary(build_ext):
@@ -289,7 +312,10 @@ class BuildOpLibrary(build_ext):
             # libtensorflow_framework exports (which fail under the CPU wheel),
             # and --exclude-libs keeps that copy out of our dynamic symbols.
             ext.extra_link_args = [
-                self.cuda.cudart_static, "-ldl", "-lrt", "-lpthread",
+                self.cuda.cudart_static,
+                "-ldl",
+                "-lrt",
+                "-lpthread",
                 "-Wl,--exclude-libs," + os.path.basename(self.cuda.cudart_static),
             ] + tf.sysconfig.get_link_flags()
         super().build_extension(ext)
@@ -301,11 +327,13 @@ class BuildOpLibrary(build_ext):
         size and sha256."""
         loader = _loader_module()
         lib = self.get_ext_fullpath(ext.name)
-        record = dict(loader.tensorflow_facts(),
-                      compiler=self._compiler_version(),
-                      cuda=self.cuda is not None,
-                      written_by="setup.py",
-                      **loader.file_facts(lib))
+        record = dict(
+            loader.tensorflow_facts(),
+            compiler=self._compiler_version(),
+            cuda=self.cuda is not None,
+            written_by="setup.py",
+            **loader.file_facts(lib),
+        )
         with open(self._build_info_path(ext), "w") as f:
             json.dump(record, f, indent=1, sort_keys=True)
             f.write("\n")
@@ -314,16 +342,19 @@ class BuildOpLibrary(build_ext):
         """The C++ compiler's name and version (first line of --version)."""
         cxx = self.compiler.compiler_so[0]
         try:
-            out = subprocess.run([cxx, "--version"], capture_output=True,
-                                 text=True, check=False).stdout
+            out = subprocess.run(
+                [cxx, "--version"], capture_output=True, text=True, check=False
+            ).stdout
         except OSError:
             out = ""
         return out.splitlines()[0].strip() if out.strip() else cxx
 
     def _variant_stamp(self, tf):
         """A file in build_temp that changes when the kind of build does."""
-        variant = (f"tensorflow {tf.__version__} {os.path.dirname(tf.__file__)}\n"
-                   f"cuda {self.cuda.nvcc if self.cuda else 'off'}\n")
+        variant = (
+            f"tensorflow {tf.__version__} {os.path.dirname(tf.__file__)}\n"
+            f"cuda {self.cuda.nvcc if self.cuda else 'off'}\n"
+        )
         path = os.path.join(self.build_temp, "build_variant.txt")
         os.makedirs(self.build_temp, exist_ok=True)
         old = open(path).read() if os.path.exists(path) else None
@@ -336,23 +367,32 @@ class BuildOpLibrary(build_ext):
         """Compiles CUDA_SOURCES with nvcc where out of date; returns the
         object files."""
         # The C++ ABI of TensorFlow's build, for the std:: types inside.
-        abi = [flag for flag in tf.sysconfig.get_compile_flags()
-               if flag.startswith("-D_GLIBCXX_USE_CXX11_ABI")]
+        abi = [
+            flag
+            for flag in tf.sysconfig.get_compile_flags()
+            if flag.startswith("-D_GLIBCXX_USE_CXX11_ABI")
+        ]
         objects = []
         for src in CUDA_SOURCES:
             obj = os.path.join(self.build_temp, os.path.splitext(src)[0] + ".o")
             inputs = [os.path.join(HERE, f) for f in [src] + CUDA_HEADERS] + [stamp]
-            if self.force or not os.path.exists(obj) or any(
-                    os.path.getmtime(f) > os.path.getmtime(obj) for f in inputs):
+            if (
+                self.force
+                or not os.path.exists(obj)
+                or any(os.path.getmtime(f) > os.path.getmtime(obj) for f in inputs)
+            ):
                 os.makedirs(os.path.dirname(obj), exist_ok=True)
-                self.spawn([self.cuda.nvcc, "-c", os.path.join(HERE, src), "-o", obj,
-                            "-I", HERE] + NVCC_FLAGS + abi + CUDA_ARCH_FLAGS)
+                self.spawn(
+                    [self.cuda.nvcc, "-c", os.path.join(HERE, src), "-o", obj, "-I", HERE]
+                    + NVCC_FLAGS
+                    + abi
+                    + CUDA_ARCH_FLAGS
+                )
             objects.append(obj)
         return objects
 
     def _build_info_path(self, ext):
-        return os.path.join(os.path.dirname(self.get_ext_fullpath(ext.name)),
-                            BUILD_INFO)
+        return os.path.join(os.path.dirname(self.get_ext_fullpath(ext.name)), BUILD_INFO)
 
     def copy_extensions_to_source(self):
         # An in-place build copies the library into the tree: its record too.
@@ -360,20 +400,23 @@ class BuildOpLibrary(build_ext):
         build_py = self.get_finalized_command("build_py")
         for ext in self.extensions:
             inplace_lib, built_lib = self._get_inplace_equivalent(build_py, ext)
-            self.copy_file(os.path.join(os.path.dirname(built_lib), BUILD_INFO),
-                           os.path.join(os.path.dirname(inplace_lib), BUILD_INFO),
-                           level=self.verbose)
-
+            self.copy_file(
+                os.path.join(os.path.dirname(built_lib), BUILD_INFO),
+                os.path.join(os.path.dirname(inplace_lib), BUILD_INFO),
+                level=self.verbose,
+            )
 
 
 def _check_setuptools():
     import setuptools  # noqa: WPS433
+
     match = re.match(r"(\d+)\.(\d+)", setuptools.__version__)
     if match is None or (int(match[1]), int(match[2])) < SETUPTOOLS_MIN:
         raise SystemExit(
             f"monolith_ops needs setuptools>={SETUPTOOLS_MIN[0]} to build (its "
             f"pyproject.toml metadata), found {setuptools.__version__}: run "
-            f"pip install 'setuptools>={SETUPTOOLS_MIN[0]}', then build again.")
+            f"pip install 'setuptools>={SETUPTOOLS_MIN[0]}', then build again."
+        )
 
 
 if __name__ == "__main__":
@@ -382,8 +425,7 @@ if __name__ == "__main__":
         check_build_environment()
     # The rest of the metadata is in pyproject.toml.
     setup(
-        ext_modules=[Extension("monolith_ops._monolith_ops", CPU_SOURCES,
-                               language="c++")],
+        ext_modules=[Extension("monolith_ops._monolith_ops", CPU_SOURCES, language="c++")],
         cmdclass={"build_ext": BuildOpLibrary},
         extras_require=TF_EXTRAS,
     )

@@ -15,6 +15,7 @@ the inputs-only run of its graph in the same round), `--repeats` times.
 (graph optimization included) of the norm and of the clip, packed and as one
 op, and the median of 200 runs of the norm (variable reads included).
 """
+
 import argparse
 import os
 import sys
@@ -29,62 +30,68 @@ if HERE not in sys.path:
 import run as bench  # noqa: E402  pylint: disable=wrong-import-position
 from timing import own_times, stats, time_round_robin  # noqa: E402
 
-VARIANTS = ("ours:global_norm", "stock:global_norm", "ours:clip_passes",
-            "ours:clip_scales")
+VARIANTS = ("ours:global_norm", "stock:global_norm", "ours:clip_passes", "ours:clip_scales")
 ONE_OP = 1 << 30
 
 
 def timed(workload, rounds, repeats, threads):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
     from monolith_ops import clip_ops  # pylint: disable=import-outside-toplevel
+
     config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads)
     packed = clip_ops.CHUNK_SIZE
     graphs = {}
     try:
         for chunk in (packed, ONE_OP):
             clip_ops.CHUNK_SIZE = chunk
-            graphs["packed" if chunk == packed else "one op"] = (
-                bench.WorkloadGraph(workload, config=config))
+            graphs["packed" if chunk == packed else "one op"] = bench.WorkloadGraph(
+                workload, config=config
+            )
     finally:
         clip_ops.CHUNK_SIZE = packed
-    fns = {f"{form}/{v}": g.callable(v) for form, g in graphs.items()
-           for v in VARIANTS + (bench.INPUTS,)}
+    fns = {
+        f"{form}/{v}": g.callable(v)
+        for form, g in graphs.items()
+        for v in VARIANTS + (bench.INPUTS,)
+    }
     for repeat in range(repeats):
         times = time_round_robin(fns, rounds, 3, seed=repeat)
         for form in graphs:
             cells = []
             for v in VARIANTS:
-                med, iqr = stats(own_times(times, f"{form}/{v}",
-                                           f"{form}/{bench.INPUTS}"))
+                med, iqr = stats(own_times(times, f"{form}/{v}", f"{form}/{bench.INPUTS}"))
                 cells.append(f"{v} {med * 1e3:.3f} ({iqr * 1e3:.3f})")
             med, iqr = stats(times[f"{form}/{bench.INPUTS}"])
             cells.append(f"inputs {med * 1e3:.3f} ({iqr * 1e3:.3f})")
-            print(f"repeat {repeat + 1}, {form:>6}: ms (IQR): "
-                  + "; ".join(cells), flush=True)
+            print(f"repeat {repeat + 1}, {form:>6}: ms (IQR): " + "; ".join(cells), flush=True)
     for g in graphs.values():
         g.close()
 
 
 def build_times(sizes, threads):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
     from monolith_ops import clip_ops  # pylint: disable=import-outside-toplevel
+
     packed = clip_ops.CHUNK_SIZE
     for n in sizes:
         for chunk in (packed, ONE_OP):
             clip_ops.CHUNK_SIZE = chunk
             graph = tf.Graph()
             with graph.as_default():
-                xs = [tf.compat.v1.Variable(np.ones(100, np.float32),
-                                            use_resource=True).value()
-                      for _ in range(n)]
+                xs = [
+                    tf.compat.v1.Variable(np.ones(100, np.float32), use_resource=True).value()
+                    for _ in range(n)
+                ]
                 norm = clip_ops.global_norm(xs)
                 outs, clip_norm = clip_ops.clip_by_global_norm(xs, 1.0)
                 sink = tf.raw_ops.IdentityN(input=outs + [clip_norm, norm])
                 init = tf.compat.v1.global_variables_initializer()
             clip_ops.CHUNK_SIZE = packed
             session = tf.compat.v1.Session(
-                graph=graph, config=tf.compat.v1.ConfigProto(
-                    intra_op_parallelism_threads=threads))
+                graph=graph, config=tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads)
+            )
             session.run(init)
             start = time.perf_counter()
             session.run(norm)
@@ -98,20 +105,29 @@ def build_times(sizes, threads):
                 session.run(norm)
                 runs.append(time.perf_counter() - start)
             form = "packed" if chunk == packed else "one op"
-            print(f"{n} tensors, {form}: first run of the norm {first_norm:.2f} s,"
-                  f" of the clip {first_clip:.2f} s; norm runs, median "
-                  f"{np.median(runs) * 1e3:.3f} ms", flush=True)
+            print(
+                f"{n} tensors, {form}: first run of the norm {first_norm:.2f} s,"
+                f" of the clip {first_clip:.2f} s; norm runs, median "
+                f"{np.median(runs) * 1e3:.3f} ms",
+                flush=True,
+            )
             session.close()
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python benchmarks/chunk_size_ab.py",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/chunk_size_ab.py", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--rounds", type=int, default=150)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--build", type=int, nargs="+", default=None,
-                        help="graph build times for these list lengths")
+    parser.add_argument(
+        "--build",
+        type=int,
+        nargs="+",
+        default=None,
+        help="graph build times for these list lengths",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     threads = args.threads or bench.default_threads()

@@ -24,6 +24,7 @@ Loops (each on 1 thread and on the benchmark's thread count):
 The read floor is the fastest of read_max and sumsq_f32; the read+write floor
 the fastest of the three scaling loops.
 """
+
 import ctypes
 import hashlib
 import os
@@ -38,8 +39,15 @@ SOURCE = os.path.join(HERE, "floor.cc")
 CACHE_ENV = "MONOLITH_OPS_FLOOR_CACHE"
 DEFAULT_CACHE = os.path.join(os.path.dirname(HERE), "build", "benchmark_floor")
 
-KINDS = {"empty": 0, "read_max": 1, "sumsq_f32": 2, "sumsq_f64": 3,
-         "scale_out": 4, "scale_stream": 5, "scale_inplace": 6}
+KINDS = {
+    "empty": 0,
+    "read_max": 1,
+    "sumsq_f32": 2,
+    "sumsq_f64": 3,
+    "scale_out": 4,
+    "scale_stream": 5,
+    "scale_inplace": 6,
+}
 READ_LOOPS = ("read_max", "sumsq_f32")
 WRITE_LOOPS = ("scale_out", "scale_stream", "scale_inplace")
 REFERENCE_LOOPS = ("sumsq_f64",)
@@ -55,8 +63,7 @@ def compiler():
 
 def flags():
     """Compile and link flags: setup.py's -O3 -fPIC, tuned to this machine."""
-    out = ["-O3", "-fPIC", "-std=c++17", "-march=native", "-shared",
-           "-pthread"]
+    out = ["-O3", "-fPIC", "-std=c++17", "-march=native", "-shared", "-pthread"]
     if platform.machine().lower() in ("x86_64", "amd64"):
         # Full-width AVX-512 where there is some (gcc and clang otherwise
         # prefer 256-bit vectors on most AVX-512 parts).
@@ -73,11 +80,20 @@ def library_path():
     with open(SOURCE, "rb") as f:
         source = f.read()
     cmd = compiler()
-    version = subprocess.run(cmd + ["--version"], capture_output=True,
-                             text=True, check=False).stdout.split("\n")[0]
-    key = hashlib.sha256(b"\0".join(
-        [source, " ".join(cmd).encode(), " ".join(flags()).encode(),
-         version.encode(), platform.machine().encode()])).hexdigest()[:16]
+    version = subprocess.run(
+        cmd + ["--version"], capture_output=True, text=True, check=False
+    ).stdout.split("\n")[0]
+    key = hashlib.sha256(
+        b"\0".join(
+            [
+                source,
+                " ".join(cmd).encode(),
+                " ".join(flags()).encode(),
+                version.encode(),
+                platform.machine().encode(),
+            ]
+        )
+    ).hexdigest()[:16]
     cache = _cache_dir()
     path = os.path.join(cache, f"floor-{key}.so")
     if os.path.exists(path):
@@ -88,13 +104,15 @@ def library_path():
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
     os.close(fd)
     try:
-        result = subprocess.run(cmd + flags() + [SOURCE, "-o", tmp],
-                                capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            cmd + flags() + [SOURCE, "-o", tmp], capture_output=True, text=True, check=False
+        )
         if result.returncode != 0:
             raise RuntimeError(
                 f"building the benchmark's floor failed: "
                 f"{' '.join(cmd + flags() + [SOURCE, '-o', tmp])}\n"
-                f"{result.stderr}")
+                f"{result.stderr}"
+            )
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -164,9 +182,11 @@ class CompiledFloor:
 
     def callables(self):
         """{variant name: SelfTimed pass}, every loop on every thread count."""
-        return {self.variant(loop, t): SelfTimed(
-                    lambda loop=loop, t=t: self.run(loop, t))
-                for loop in TIMED_LOOPS for t in self.thread_counts()}
+        return {
+            self.variant(loop, t): SelfTimed(lambda loop=loop, t=t: self.run(loop, t))
+            for loop in TIMED_LOOPS
+            for t in self.thread_counts()
+        }
 
     def sink(self):
         return self.lib.floor_sink(self.handle)

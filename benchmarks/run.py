@@ -68,6 +68,7 @@ as a percentage of the op's (100% = at the floor). Then the training steps
 (median time of a step with each clip, and the ratio) and the verdict on each
 target. Results go to `benchmark.json` and `benchmark.png` under --out.
 """
+
 import argparse
 import json
 import os
@@ -85,21 +86,66 @@ if HERE not in sys.path:
 
 import compiled_floor  # noqa: E402  pylint: disable=wrong-import-position
 import steps  # noqa: E402  pylint: disable=wrong-import-position
-from timing import (  # noqa: E402  pylint: disable=wrong-import-position
-    own_times, ratio, stats, time_round_robin)
+from timing import own_times, ratio, stats, time_round_robin  # noqa: E402  pylint: disable=wrong-import-position
 
 DEFAULT_OUT = os.path.join(os.path.dirname(HERE), "docs")
 
 # The 53 dense gradient shapes (7,686,760 floats) of a production
 # recommendation model: Monolith's clip_ops "large grad" test case.
 DENSE_SHAPES = (
-    (328, 128), (128,), (128,), (128, 64), (64,), (64,), (1,), (256, 256),
-    (256,), (256,), (256, 128), (128,), (128,), (128, 1), (1,), (1,),
-    (2488, 256), (256,), (256,), (3184, 256), (256,), (256,), (96, 128),
-    (128,), (128,), (128, 64), (64,), (64,), (1,), (64, 16), (16,), (16,),
-    (1609, 2048), (2048,), (2048,), (2048, 1024), (1024,), (1024,),
-    (1024, 512), (512,), (512,), (512, 256), (256,), (256,), (256, 1), (1,),
-    (1,), (96, 64), (64,), (64,), (64, 1), (1,), (1,),
+    (328, 128),
+    (128,),
+    (128,),
+    (128, 64),
+    (64,),
+    (64,),
+    (1,),
+    (256, 256),
+    (256,),
+    (256,),
+    (256, 128),
+    (128,),
+    (128,),
+    (128, 1),
+    (1,),
+    (1,),
+    (2488, 256),
+    (256,),
+    (256,),
+    (3184, 256),
+    (256,),
+    (256,),
+    (96, 128),
+    (128,),
+    (128,),
+    (128, 64),
+    (64,),
+    (64,),
+    (1,),
+    (64, 16),
+    (16,),
+    (16,),
+    (1609, 2048),
+    (2048,),
+    (2048,),
+    (2048, 1024),
+    (1024,),
+    (1024,),
+    (1024, 512),
+    (512,),
+    (512,),
+    (512, 256),
+    (256,),
+    (256,),
+    (256, 1),
+    (1,),
+    (1,),
+    (96, 64),
+    (64,),
+    (64,),
+    (64, 1),
+    (1,),
+    (1,),
 )
 
 OPS = ("global_norm", "clip_scales", "clip_passes")
@@ -119,6 +165,7 @@ STOCK_CLIP_BYTES = 16
 INPUTS = "inputs"
 CONTROL = "control:global_norm"
 PASSTHROUGH = "reference:identity_n"
+
 
 class Workload:
     """A list of float32 gradients: dense shapes, or one IndexedSlices."""
@@ -147,9 +194,9 @@ class Workload:
         title = f"{self.title} (1/{factor})"
         if self.sparse:
             rows, width, table = self.sparse
-            return Workload(self.name, title,
-                            sparse=(max(1, rows // factor), width, table),
-                            rounds=self.rounds)
+            return Workload(
+                self.name, title, sparse=(max(1, rows // factor), width, table), rounds=self.rounds
+            )
         shapes = [(max(1, int(np.prod(s)) // factor),) for s in self.shapes]
         return Workload(self.name, title, shapes, rounds=self.rounds)
 
@@ -157,12 +204,15 @@ class Workload:
 def default_workloads(dense_shapes=DENSE_SHAPES):
     """The four workloads of the benchmark, in order."""
     return [
-        Workload("dense53", f"{len(dense_shapes)} dense shapes", dense_shapes,
-                 rounds=60),
+        Workload("dense53", f"{len(dense_shapes)} dense shapes", dense_shapes, rounds=60),
         Workload("1000x100", "1,000 x 100 floats", [(100,)] * 1000, rounds=150),
         Workload("4x16M", "4 x 16M floats", [(1 << 24,)] * 4, rounds=20),
-        Workload("embedding", "IndexedSlices 20,000 x 64 of 1M x 64",
-                 sparse=(20000, 64, 1000000), rounds=100),
+        Workload(
+            "embedding",
+            "IndexedSlices 20,000 x 64 of 1M x 64",
+            sparse=(20000, 64, 1000000),
+            rounds=100,
+        ),
     ]
 
 
@@ -194,6 +244,7 @@ class WorkloadGraph:
 
     def __init__(self, workload, seed=0, config=None):
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
         from monolith_ops import clip_ops  # pylint: disable=import-outside-toplevel
 
         self.workload = workload
@@ -204,8 +255,7 @@ class WorkloadGraph:
         n = workload.num_tensors
         with self.graph.as_default():
             with tf.name_scope("inputs"):
-                inputs, consumed, init, feed, self.norm = self._build_inputs(
-                    tf, workload, seed)
+                inputs, consumed, init, feed, self.norm = self._build_inputs(tf, workload, seed)
             self._add(tf, INPUTS, consumed, None, {"ReadVariableOp": n})
             self.session = tf.compat.v1.Session(graph=self.graph, config=config)
             self.session.run(init, feed_dict=feed)
@@ -214,36 +264,39 @@ class WorkloadGraph:
             def flatten(outs):
                 flat = []
                 for o in outs:
-                    flat += [o.values, o.indices] if isinstance(
-                        o, tf.IndexedSlices) else [o]
+                    flat += [o.values, o.indices] if isinstance(o, tf.IndexedSlices) else [o]
                 return flat
 
             # A list longer than clip_ops.CHUNK_SIZE runs as packed ops.
             parts = len(clip_ops._parts(list(inputs)))  # noqa: WPS437
             reduce_kernels, clip_kernels = (
                 ({"GlobalL2Reduce": 1}, {"MonolithClipByGlobalNormFused": 1})
-                if parts == 1 else
-                ({"MonolithPackedL2Reduce": 1}, {"MonolithClipBySumOfSquares": parts}))
+                if parts == 1
+                else ({"MonolithPackedL2Reduce": 1}, {"MonolithClipBySumOfSquares": parts})
+            )
             with tf.name_scope("ours"):
                 with tf.name_scope("global_norm"):
                     norm = clip_ops.global_norm(inputs)
-                self._add(tf, "ours:global_norm", consumed + [norm], norm,
-                          reduce_kernels)
+                self._add(tf, "ours:global_norm", consumed + [norm], norm, reduce_kernels)
                 for op, clip_norm in clip_norms.items():
                     with tf.name_scope(op):
                         outs, norm = clip_ops.clip_by_global_norm(inputs, clip_norm)
-                    self._add(tf, "ours:" + op, flatten(outs) + [norm], norm,
-                              clip_kernels, outs)
+                    self._add(tf, "ours:" + op, flatten(outs) + [norm], norm, clip_kernels, outs)
             with tf.name_scope("stock"):
                 with tf.name_scope("global_norm"):
                     norm = tf.linalg.global_norm(inputs)
-                self._add(tf, "stock:global_norm", consumed + [norm], norm,
-                          {"L2Loss": n})
+                self._add(tf, "stock:global_norm", consumed + [norm], norm, {"L2Loss": n})
                 for op, clip_norm in clip_norms.items():
                     with tf.name_scope(op):
                         outs, norm = tf.clip_by_global_norm(inputs, clip_norm)
-                    self._add(tf, "stock:" + op, flatten(outs) + [norm], norm,
-                              {"L2Loss": n, "Mul": n}, outs)
+                    self._add(
+                        tf,
+                        "stock:" + op,
+                        flatten(outs) + [norm],
+                        norm,
+                        {"L2Loss": n, "Mul": n},
+                        outs,
+                    )
             with tf.name_scope("control"):
                 norm = tf.linalg.global_norm(inputs)
                 self._add(tf, CONTROL, consumed + [norm], norm, {"L2Loss": n})
@@ -253,14 +306,15 @@ class WorkloadGraph:
                 # Its extra output stands for the norm. (It repeats an input:
                 # grappler folds constant inputs of an IdentityN away, and
                 # then an IdentityN of one tensor.)
-                values = [v.values if isinstance(v, tf.IndexedSlices) else v
-                          for v in inputs]
+                values = [v.values if isinstance(v, tf.IndexedSlices) else v for v in inputs]
                 passed = tf.identity_n(values + values[:1])
-                outs = [tf.IndexedSlices(o, v.indices, v.dense_shape)
-                        if isinstance(v, tf.IndexedSlices) else o
-                        for v, o in zip(inputs, passed)]
-                self._add(tf, PASSTHROUGH, flatten(outs) + [passed[-1]],
-                          None, {"IdentityN": 2})
+                outs = [
+                    tf.IndexedSlices(o, v.indices, v.dense_shape)
+                    if isinstance(v, tf.IndexedSlices)
+                    else o
+                    for v, o in zip(inputs, passed)
+                ]
+                self._add(tf, PASSTHROUGH, flatten(outs) + [passed[-1]], None, {"IdentityN": 2})
         self.graph.finalize()
 
     @staticmethod
@@ -272,28 +326,34 @@ class WorkloadGraph:
           consumes, the initializer op, its feed dict, the values' norm).
         """
         rng = np.random.default_rng(seed)
-        sizes = ([workload.num_elements] if workload.sparse else
-                 [int(np.prod(s, dtype=np.int64)) for s in workload.shapes])
+        sizes = (
+            [workload.num_elements]
+            if workload.sparse
+            else [int(np.prod(s, dtype=np.int64)) for s in workload.shapes]
+        )
         values = rng.standard_normal(sum(sizes), dtype=np.float32)
         norm = float(np.sqrt(np.sum(np.square(values, dtype=np.float64))))
-        feed = tf.compat.v1.placeholder(tf.float32, [len(values)],
-                                        name="initial_values")
+        feed = tf.compat.v1.placeholder(tf.float32, [len(values)], name="initial_values")
         pieces = tf.split(feed, sizes) if len(sizes) > 1 else [feed]
         if workload.sparse:
             rows, width, table_rows = workload.sparse
-            var = tf.compat.v1.Variable(tf.reshape(pieces[0], [rows, width]),
-                                        name="embedding_grad_values",
-                                        use_resource=True)
+            var = tf.compat.v1.Variable(
+                tf.reshape(pieces[0], [rows, width]),
+                name="embedding_grad_values",
+                use_resource=True,
+            )
             picked = rng.choice(table_rows, rows, replace=False)
             indices = tf.constant(np.sort(picked).astype(np.int64))
-            grad = tf.IndexedSlices(var.value(), indices,
-                                    tf.constant([table_rows, width], tf.int64))
+            grad = tf.IndexedSlices(
+                var.value(), indices, tf.constant([table_rows, width], tf.int64)
+            )
             inputs, consumed = [grad], [grad.values, indices]
         else:
             inputs = []
             for i, (shape, piece) in enumerate(zip(workload.shapes, pieces)):
-                var = tf.compat.v1.Variable(tf.reshape(piece, shape),
-                                            name=f"grad_{i}", use_resource=True)
+                var = tf.compat.v1.Variable(
+                    tf.reshape(piece, shape), name=f"grad_{i}", use_resource=True
+                )
                 inputs.append(var.value())
             consumed = list(inputs)
         init = tf.compat.v1.global_variables_initializer()
@@ -316,11 +376,10 @@ class WorkloadGraph:
           {op type: number of kernels of that type that ran}.
         """
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        options = tf.compat.v1.RunOptions(
-            trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
+
+        options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
         metadata = tf.compat.v1.RunMetadata()
-        self.session.run(self.targets[variant], options=options,
-                         run_metadata=metadata)
+        self.session.run(self.targets[variant], options=options, run_metadata=metadata)
         counts = {}
         for dev in metadata.step_stats.dev_stats:
             for node in dev.node_stats:
@@ -332,7 +391,8 @@ class WorkloadGraph:
                     f"{self.workload.name} {variant}: expected at least "
                     f"{minimum} {op_type} kernel(s) to run, saw "
                     f"{counts.get(op_type, 0)}; the graph optimizer dropped "
-                    "work, so the timing would measure nothing")
+                    "work, so the timing would measure nothing"
+                )
         return counts
 
     def fetch(self, variant):
@@ -364,12 +424,10 @@ def floor_summary(workload, times):
             continue
         loop, threads = compiled_floor.parse_variant(variant)
         med, iqr = stats(times[variant])
-        loops[variant] = {"loop": loop, "threads": threads, "ms": med * ms,
-                          "iqr_ms": iqr * ms}
+        loops[variant] = {"loop": loop, "threads": threads, "ms": med * ms, "iqr_ms": iqr * ms}
 
     def fastest(names):
-        best = min((v for v in loops.values() if v["loop"] in names),
-                   key=lambda v: v["ms"])
+        best = min((v for v in loops.values() if v["loop"] in names), key=lambda v: v["ms"])
         return best["ms"], f"{best['loop']}:{best['threads']}"
 
     n = workload.num_elements
@@ -378,9 +436,11 @@ def floor_summary(workload, times):
     return {
         "workload": workload.name,
         "bytes": 4 * n,
-        "read_ms": read_ms, "read_by": read_by,
+        "read_ms": read_ms,
+        "read_by": read_by,
         "read_GBps": 4 * n / read_ms / 1e6,
-        "write_ms": write_ms, "write_by": write_by,
+        "write_ms": write_ms,
+        "write_by": write_by,
         "write_GBps": 8 * n / write_ms / 1e6,
         "loops": loops,
     }
@@ -400,41 +460,54 @@ def summarize(workload, times):
     floor["passthrough_ms"] = passthrough * ms
     floor["passthrough_iqr_ms"] = passthrough_iqr * ms
     read, write = floor["read_ms"] / ms, floor["write_ms"] / ms
-    floor_of = {"global_norm": read, "clip_scales": read + write,
-                "clip_passes": read}
+    floor_of = {"global_norm": read, "clip_scales": read + write, "clip_passes": read}
     rows = []
     for op in OPS:
         ours, ours_iqr = own("ours:" + op)
         stock, stock_iqr = own("stock:" + op)
         nbytes = OP_BYTES_PER_ELEMENT[op] * n
-        rows.append({
-            "workload": workload.name,
-            "workload_title": workload.title,
-            "op": op,
-            "tensors": workload.num_tensors,
-            "elements": n,
-            "bytes": nbytes,
-            "ours_ms": ours * ms, "ours_iqr_ms": ours_iqr * ms,
-            "stock_ms": stock * ms, "stock_iqr_ms": stock_iqr * ms,
-            "speedup": ratio(stock, ours),
-            "ours_GBps": nbytes / ours / 1e9 if ours > 0 else float("nan"),
-            "stock_GBps": nbytes / stock / 1e9 if stock > 0 else float("nan"),
-            "floor_ms": floor_of[op] * ms,
-            "ours_floor_fraction": ratio(floor_of[op], ours),
-            "stock_floor_fraction": ratio(floor_of[op], stock),
-        })
+        rows.append(
+            {
+                "workload": workload.name,
+                "workload_title": workload.title,
+                "op": op,
+                "tensors": workload.num_tensors,
+                "elements": n,
+                "bytes": nbytes,
+                "ours_ms": ours * ms,
+                "ours_iqr_ms": ours_iqr * ms,
+                "stock_ms": stock * ms,
+                "stock_iqr_ms": stock_iqr * ms,
+                "speedup": ratio(stock, ours),
+                "ours_GBps": nbytes / ours / 1e9 if ours > 0 else float("nan"),
+                "stock_GBps": nbytes / stock / 1e9 if stock > 0 else float("nan"),
+                "floor_ms": floor_of[op] * ms,
+                "ours_floor_fraction": ratio(floor_of[op], ours),
+                "stock_floor_fraction": ratio(floor_of[op], stock),
+            }
+        )
     control_a, control_a_iqr = own("stock:global_norm")
     control_b, control_b_iqr = own(CONTROL)
     control = {
-        "workload": workload.name, "op": "global_norm (stock vs stock)",
-        "a_ms": control_a * ms, "a_iqr_ms": control_a_iqr * ms,
-        "b_ms": control_b * ms, "b_iqr_ms": control_b_iqr * ms,
+        "workload": workload.name,
+        "op": "global_norm (stock vs stock)",
+        "a_ms": control_a * ms,
+        "a_iqr_ms": control_a_iqr * ms,
+        "b_ms": control_b * ms,
+        "b_iqr_ms": control_b_iqr * ms,
         "ratio": ratio(control_a, control_b),
     }
     inputs_ms, inputs_iqr = stats(times[INPUTS])
-    return rows, floor, control, {"workload": workload.name,
-                                  "inputs_only_ms": inputs_ms * ms,
-                                  "inputs_only_iqr_ms": inputs_iqr * ms}
+    return (
+        rows,
+        floor,
+        control,
+        {
+            "workload": workload.name,
+            "inputs_only_ms": inputs_ms * ms,
+            "inputs_only_iqr_ms": inputs_iqr * ms,
+        },
+    )
 
 
 # --------------------------------------------------------------------------
@@ -472,37 +545,53 @@ def check_targets(rows, floors=(), steps=()):
         if value is None:
             return
         met = value >= limit and value == value  # NaN is never met
-        targets.append({"target": text, "value": value, "limit": limit,
-                        "unit": unit, "met": bool(met), "bound": bound,
-                        "bound_text": bound_text})
+        targets.append(
+            {
+                "target": text,
+                "value": value,
+                "limit": limit,
+                "unit": unit,
+                "met": bool(met),
+                "bound": bound,
+                "bound_text": bound_text,
+            }
+        )
 
     row = _row(rows, "dense53", "global_norm")
     if row:
-        add(f"global_norm on the dense shapes >= {FLOOR_TARGET:.0%} of the "
-            "compiled read floor", row["ours_floor_fraction"], FLOOR_TARGET,
-            unit="of floor")
+        add(
+            f"global_norm on the dense shapes >= {FLOOR_TARGET:.0%} of the compiled read floor",
+            row["ours_floor_fraction"],
+            FLOOR_TARGET,
+            unit="of floor",
+        )
     row = _row(rows, "dense53", "clip_scales")
     if row:
-        add(f"a clip that scales on the dense shapes >= {FLOOR_TARGET:.0%} "
+        add(
+            f"a clip that scales on the dense shapes >= {FLOOR_TARGET:.0%} "
             "of the compiled read + read+write floor",
-            row["ours_floor_fraction"], FLOOR_TARGET, unit="of floor")
+            row["ours_floor_fraction"],
+            FLOOR_TARGET,
+            unit="of floor",
+        )
     compared = [(f"{r['workload']} {r['op']}", r["speedup"]) for r in rows]
-    compared += [(f"{s['workload']} training step", s["speedup"])
-                 for s in steps]
+    compared += [(f"{s['workload']} training step", s["speedup"]) for s in steps]
     if compared:
         # NaN sorts as the slowest: it cannot be shown to be at par.
         name, value = min(compared, key=lambda c: (c[1] == c[1], c[1]))
-        add(f"no op or training step slower than stock (slowest: {name})",
-            value, 1.0)
+        add(f"no op or training step slower than stock (slowest: {name})", value, 1.0)
     row = _row(rows, "1000x100", "global_norm")
     if row:
         bound = None
         if "stock_ms" in row and "floor_ms" in row:
             bound = ratio(row["stock_ms"], row["floor_ms"])
-        add(f"global_norm on 1,000 x 100 floats >= "
-            f"{SPEEDUP_TARGET_1000X100:g}x faster than stock", row["speedup"],
-            SPEEDUP_TARGET_1000X100, bound=bound,
-            bound_text="at the read floor")
+        add(
+            f"global_norm on 1,000 x 100 floats >= {SPEEDUP_TARGET_1000X100:g}x faster than stock",
+            row["speedup"],
+            SPEEDUP_TARGET_1000X100,
+            bound=bound,
+            bound_text="at the read floor",
+        )
     return targets
 
 
@@ -516,9 +605,11 @@ def _fmt(value, spec):
 
 def format_table(rows, floors, controls, baselines):
     lines = []
-    header = (f"{'workload':<10} {'op':<12} {'ours ms':>9} {'(IQR)':>8} "
-              f"{'stock ms':>9} {'(IQR)':>8} {'stock/ours':>10} "
-              f"{'ours GB/s':>9} {'floor ms':>9} {'% of floor':>10}")
+    header = (
+        f"{'workload':<10} {'op':<12} {'ours ms':>9} {'(IQR)':>8} "
+        f"{'stock ms':>9} {'(IQR)':>8} {'stock/ours':>10} "
+        f"{'ours GB/s':>9} {'floor ms':>9} {'% of floor':>10}"
+    )
     lines.append(header)
     lines.append("-" * len(header))
     for r in rows:
@@ -527,65 +618,81 @@ def format_table(rows, floors, controls, baselines):
             f"{_fmt(r['ours_iqr_ms'], '8.3f')} {_fmt(r['stock_ms'], '9.3f')} "
             f"{_fmt(r['stock_iqr_ms'], '8.3f')} {_fmt(r['speedup'], '10.2f'):>10} "
             f"{_fmt(r['ours_GBps'], '9.1f'):>9} {_fmt(r['floor_ms'], '9.3f')} "
-            f"{_fmt(100 * r['ours_floor_fraction'], '9.0f') + '%':>10}")
+            f"{_fmt(100 * r['ours_floor_fraction'], '9.0f') + '%':>10}"
+        )
     lines.append("")
-    lines.append("% of floor: the compiled floor's time over ours (100% = at "
-                 "the floor); floor of global_norm and of a clip that does "
-                 "not scale: a read; of a clip that scales: a read, then a "
-                 "read+write.")
+    lines.append(
+        "% of floor: the compiled floor's time over ours (100% = at "
+        "the floor); floor of global_norm and of a clip that does "
+        "not scale: a read; of a clip that scales: a read, then a "
+        "read+write."
+    )
     lines.append("")
     lines.append("Control, stock TF on both sides (should be ~1.0):")
     for c in controls:
-        lines.append(f"  {c['workload']:<10} {c['a_ms']:.3f} ms vs "
-                     f"{c['b_ms']:.3f} ms: ratio {_fmt(c['ratio'], '.2f')}")
+        lines.append(
+            f"  {c['workload']:<10} {c['a_ms']:.3f} ms vs "
+            f"{c['b_ms']:.3f} ms: ratio {_fmt(c['ratio'], '.2f')}"
+        )
     lines.append("")
-    lines.append("Compiled floor (fastest loop, loop:threads), and the "
-                 "inputs-only run subtracted from every op:")
+    lines.append(
+        "Compiled floor (fastest loop, loop:threads), and the "
+        "inputs-only run subtracted from every op:"
+    )
     for f, b in zip(floors, baselines):
         loops = f.get("loops", {})
         f64 = [v for v in loops.values() if v["loop"] == "sumsq_f64"]
         extra = ""
         if f64:
             best = min(f64, key=lambda v: v["ms"])
-            extra = (f"; sum of squares in double {best['ms']:.3f} ms "
-                     f"({best['threads']} thr)")
+            extra = f"; sum of squares in double {best['ms']:.3f} ms ({best['threads']} thr)"
         lines.append(
             f"  {f['workload']:<10} {f['bytes'] / 1e6:8.1f} MB: read "
             f"{f['read_ms']:.3f} ms ({f['read_GBps']:.1f} GB/s, "
             f"{f['read_by']}), read+write {f['write_ms']:.3f} ms "
             f"({f['write_GBps']:.1f} GB/s, {f['write_by']}){extra}; "
-            f"inputs-only {b['inputs_only_ms']:.3f} ms")
+            f"inputs-only {b['inputs_only_ms']:.3f} ms"
+        )
     lines.append("")
-    lines.append("Returning the same N tensors unchanged (tf.identity_n), the "
-                 "least an op with N outputs costs:")
+    lines.append(
+        "Returning the same N tensors unchanged (tf.identity_n), the "
+        "least an op with N outputs costs:"
+    )
     for f in floors:
-        lines.append(f"  {f['workload']:<10} {_fmt(f['passthrough_ms'], '.3f')} "
-                     f"ms (IQR {_fmt(f['passthrough_iqr_ms'], '.3f')})")
+        lines.append(
+            f"  {f['workload']:<10} {_fmt(f['passthrough_ms'], '.3f')} "
+            f"ms (IQR {_fmt(f['passthrough_iqr_ms'], '.3f')})"
+        )
     return "\n".join(lines)
 
 
 def format_steps(rows):
     """The whole training steps: stock's clip against ours, per step."""
-    lines = [("Whole training steps (ms per step, median and IQR; nothing "
-              "subtracted):"),
-             (f"  {'step':<8} {'stock ms':>9} {'(IQR)':>8} {'ours ms':>9} "
-              f"{'(IQR)':>8} {'stock/ours':>10} {'stock-ours':>10} "
-              f"{'control':>7}")]
+    lines = [
+        ("Whole training steps (ms per step, median and IQR; nothing subtracted):"),
+        (
+            f"  {'step':<8} {'stock ms':>9} {'(IQR)':>8} {'ours ms':>9} "
+            f"{'(IQR)':>8} {'stock/ours':>10} {'stock-ours':>10} "
+            f"{'control':>7}"
+        ),
+    ]
     for r in rows:
         lines.append(
             f"  {r['workload']:<8} {_fmt(r['stock_ms'], '9.3f')} "
             f"{_fmt(r['stock_iqr_ms'], '8.3f')} {_fmt(r['ours_ms'], '9.3f')} "
             f"{_fmt(r['ours_iqr_ms'], '8.3f')} {_fmt(r['speedup'], '10.2f')} "
             f"{_fmt(r['stock_minus_ours_ms'], '10.3f')} "
-            f"{_fmt(r['control_ratio'], '7.2f')}")
+            f"{_fmt(r['control_ratio'], '7.2f')}"
+        )
     for r in rows:
-        lines.append(f"  {r['workload']}: {r['title']}; "
-                     f"{r['trainable_variables']} variables, "
-                     f"{r['parameters']:,} floats, {r['optimizer']}, "
-                     f"clip_norm {r['clip_norm']:.4g} ({r['clip_fraction']:g} "
-                     "x the initial gradient norm)")
-    lines.append("  control: stock's clip against a second copy of itself "
-                 "(should be ~1.0)")
+        lines.append(
+            f"  {r['workload']}: {r['title']}; "
+            f"{r['trainable_variables']} variables, "
+            f"{r['parameters']:,} floats, {r['optimizer']}, "
+            f"clip_norm {r['clip_norm']:.4g} ({r['clip_fraction']:g} "
+            "x the initial gradient norm)"
+        )
+    lines.append("  control: stock's clip against a second copy of itself (should be ~1.0)")
     return "\n".join(lines)
 
 
@@ -599,8 +706,7 @@ def format_targets(targets):
         else:
             value = f"{_fmt(t['value'], '.2f')} {unit}"
             limit = f"{t['limit']:g}"
-        line = (f"  [{'met' if t['met'] else 'MISSED':>6}] {t['target']}: "
-                f"{value} (limit {limit})")
+        line = f"  [{'met' if t['met'] else 'MISSED':>6}] {t['target']}: {value} (limit {limit})"
         if t.get("bound") is not None:
             line += f"; {t['bound_text']}: {_fmt(t['bound'], '.2f')} {unit}"
         lines.append(line)
@@ -611,36 +717,49 @@ def write_chart(path, rows, controls):
     """A bar chart of ms per op: the compiled floor, ours and stock, one
     panel per workload."""
     import matplotlib  # pylint: disable=import-outside-toplevel
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
     names = list(dict.fromkeys(r["workload"] for r in rows))
     cols = min(2, len(names))
     nrows = (len(names) + cols - 1) // cols
-    fig, axes = plt.subplots(nrows, cols, figsize=(6.5 * cols, 4.2 * nrows),
-                             squeeze=False)
+    fig, axes = plt.subplots(nrows, cols, figsize=(6.5 * cols, 4.2 * nrows), squeeze=False)
     control_of = {c["workload"]: c for c in controls}
     width = 0.27
     for ax, name in zip(axes.flat, names):
         wrows = [r for r in rows if r["workload"] == name]
         x = np.arange(len(wrows))
-        series = [("compiled floor", "floor_ms", None, "#999999"),
-                  ("monolith_ops", "ours_ms", "ours_iqr_ms", "#1f77b4"),
-                  ("stock TF", "stock_ms", "stock_iqr_ms", "#d62728")]
+        series = [
+            ("compiled floor", "floor_ms", None, "#999999"),
+            ("monolith_ops", "ours_ms", "ours_iqr_ms", "#1f77b4"),
+            ("stock TF", "stock_ms", "stock_iqr_ms", "#d62728"),
+        ]
         for k, (label, key, iqr, color) in enumerate(series):
             vals = [max(r[key], 1e-4) if r[key] == r[key] else 0 for r in wrows]
             errs = None
             if iqr:  # whiskers: the interquartile range, centred on the median
-                errs = [[min(r[iqr] / 2, v * 0.999) for r, v in zip(wrows, vals)],
-                        [r[iqr] / 2 for r in wrows]]
-            ax.bar(x + (k - 1) * width, vals, width, label=label, color=color,
-                   yerr=errs, error_kw={"elinewidth": 0.8, "capsize": 2})
+                errs = [
+                    [min(r[iqr] / 2, v * 0.999) for r, v in zip(wrows, vals)],
+                    [r[iqr] / 2 for r in wrows],
+                ]
+            ax.bar(
+                x + (k - 1) * width,
+                vals,
+                width,
+                label=label,
+                color=color,
+                yerr=errs,
+                error_kw={"elinewidth": 0.8, "capsize": 2},
+            )
         for i, r in enumerate(wrows):
             if r["speedup"] == r["speedup"]:
-                top = max(r["ours_ms"] + r["ours_iqr_ms"] / 2,
-                          r["stock_ms"] + r["stock_iqr_ms"] / 2)
-                ax.annotate(f"{r['speedup']:.1f}x", (x[i], top * 1.08),
-                            ha="center", va="bottom", fontsize=8)
+                top = max(
+                    r["ours_ms"] + r["ours_iqr_ms"] / 2, r["stock_ms"] + r["stock_iqr_ms"] / 2
+                )
+                ax.annotate(
+                    f"{r['speedup']:.1f}x", (x[i], top * 1.08), ha="center", va="bottom", fontsize=8
+                )
         ax.set_xticks(x)
         ax.set_xticklabels([OP_TITLES[r["op"]] for r in wrows], fontsize=8)
         ax.set_ylabel("ms (median, own time)")
@@ -650,11 +769,14 @@ def write_chart(path, rows, controls):
             title += f"\ncontrol stock/stock = {control_of[name]['ratio']:.2f}"
         ax.set_title(title, fontsize=9)
         ax.margins(y=0.25)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
-    fig.suptitle("Global-norm clipping on CPU: each op's own time, median "
-                 "(whiskers: IQR; labels: stock TF time / ours)", fontsize=10)
+    fig.suptitle(
+        "Global-norm clipping on CPU: each op's own time, median "
+        "(whiskers: IQR; labels: stock TF time / ours)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -662,15 +784,22 @@ def write_chart(path, rows, controls):
 
 # Environment variables that change what the timings mean, recorded with them.
 _TIMING_ENV = (
-    "TF_CPU_ALLOCATOR_USE_BFC", "TF_CPU_BFC_MEM_LIMIT_IN_MB",
-    "TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTEROP_THREADS", "TF_NUM_INTRAOP_THREADS",
-    "OMP_NUM_THREADS", "MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_",
-    "MALLOC_TRIM_THRESHOLD_", "CUDA_VISIBLE_DEVICES",
+    "TF_CPU_ALLOCATOR_USE_BFC",
+    "TF_CPU_BFC_MEM_LIMIT_IN_MB",
+    "TF_ENABLE_ONEDNN_OPTS",
+    "TF_NUM_INTEROP_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    "OMP_NUM_THREADS",
+    "MALLOC_ARENA_MAX",
+    "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_TRIM_THRESHOLD_",
+    "CUDA_VISIBLE_DEVICES",
 )
 
 
 def machine_info():
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
     cpu = platform.processor() or ""
     try:
         with open("/proc/cpuinfo") as f:
@@ -681,10 +810,16 @@ def machine_info():
     except OSError:
         pass
     env = {k: os.environ[k] for k in _TIMING_ENV if k in os.environ}
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "tensorflow": tf.__version__, "numpy": np.__version__,
-            "platform": platform.platform(), "load_average": _load_average(),
-            "environment": env}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "load_average": _load_average(),
+        "environment": env,
+    }
 
 
 def _load_average():
@@ -725,14 +860,14 @@ def default_threads():
         return os.cpu_count() or 1
 
 
-def run_workload(workload, rounds, warmup, seed=0, log=None, hot=True,
-                 threads=None):
+def run_workload(workload, rounds, warmup, seed=0, log=None, hot=True, threads=None):
     """Builds, checks and times one workload.
 
     Returns:
       (summarize()'s tuple, {variant: per-round times in ms}).
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
     log = log or (lambda msg: None)
     threads = threads or default_threads()
     start = time.perf_counter()
@@ -745,10 +880,13 @@ def run_workload(workload, rounds, warmup, seed=0, log=None, hot=True,
             bench.check_executed(variant)
         fns = {v: bench.callable(v) for v in bench.targets}
         fns.update(floor.callables())
-        log(f"  built and checked in {time.perf_counter() - start:.1f} s; "
-            f"{len(fns)} variants x {rounds} rounds")
-        times = time_round_robin(fns, rounds, warmup, seed=seed,
-                                 progress=_round_logger(log, start), hot=hot)
+        log(
+            f"  built and checked in {time.perf_counter() - start:.1f} s; "
+            f"{len(fns)} variants x {rounds} rounds"
+        )
+        times = time_round_robin(
+            fns, rounds, warmup, seed=seed, progress=_round_logger(log, start), hot=hot
+        )
     finally:
         if floor is not None:
             floor.close()
@@ -765,8 +903,7 @@ def make_step(name, seed=0, threads=None, **model_args):
     raise ValueError(f"no step workload {name!r}")
 
 
-def run_step(name, rounds, warmup, seed=0, log=None, hot=True, threads=None,
-             **model_args):
+def run_step(name, rounds, warmup, seed=0, log=None, hot=True, threads=None, **model_args):
     """Builds, checks and times one whole-step workload (steps.py).
 
     Returns:
@@ -779,28 +916,36 @@ def run_step(name, rounds, warmup, seed=0, log=None, hot=True, threads=None,
     try:
         check = step.check()
         fns = step.callables()
-        log(f"  built and checked in {time.perf_counter() - start:.1f} s "
+        log(
+            f"  built and checked in {time.perf_counter() - start:.1f} s "
             f"(updates of one step: ours within "
             f"{check['relative_difference'][ours_v]:.1e} of stock's); "
-            f"{len(fns)} variants x {rounds} rounds")
-        times = time_round_robin(fns, rounds, warmup, seed=seed,
-                                 progress=_round_logger(log, start), hot=hot)
+            f"{len(fns)} variants x {rounds} rounds"
+        )
+        times = time_round_robin(
+            fns, rounds, warmup, seed=seed, progress=_round_logger(log, start), hot=hot
+        )
         row = step.summarize(times)
         row["check"] = check
         row["grad_norm_end"] = {v: step.grad_norm(v) for v in fns}
     finally:
         step.close()
-    log(f"  one step: stock {row['stock_ms']:.2f} ms, ours "
+    log(
+        f"  one step: stock {row['stock_ms']:.2f} ms, ours "
         f"{row['ours_ms']:.2f} ms: stock/ours {_fmt(row['speedup'], '.2f')} "
-        f"(control {_fmt(row['control_ratio'], '.2f')})")
+        f"(control {_fmt(row['control_ratio'], '.2f')})"
+    )
     if min(row["grad_norm_end"].values()) <= row["clip_norm"]:
-        log("  note: the gradient's norm fell to clip_norm during the run; "
-            "the last steps did not scale")
+        log(
+            "  note: the gradient's norm fell to clip_norm during the run; "
+            "the last steps did not scale"
+        )
     return row, _raw_ms(times)
 
 
-def run(workloads, rounds=None, warmup=3, seed=0, log=None, hot=True,
-        steps_to_run=(), threads=None):
+def run(
+    workloads, rounds=None, warmup=3, seed=0, log=None, hot=True, steps_to_run=(), threads=None
+):
     """Runs the benchmark. Returns a dict with rows, floors, controls,
     targets and the whole-step rows (`steps`, by name).
 
@@ -823,30 +968,42 @@ def run(workloads, rounds=None, warmup=3, seed=0, log=None, hot=True,
     rows, floors, controls, baselines, raw = [], [], [], [], {}
     load = _load_average()
     if load and load[0] > (os.cpu_count() or 1):
-        log(f"note: the machine is busy (load average {load[0]:.1f} on "
-            f"{os.cpu_count()} cores); expect noisy timings")
+        log(
+            f"note: the machine is busy (load average {load[0]:.1f} on "
+            f"{os.cpu_count()} cores); expect noisy timings"
+        )
     start = time.perf_counter()
     total = len(workloads) + len(steps_to_run)
     for i, workload in enumerate(workloads):
         n_rounds = rounds or workload.rounds
-        log(f"[{i + 1}/{total}] {workload.title}: "
-            f"{workload.num_tensors} tensors, {workload.num_elements:,} floats")
+        log(
+            f"[{i + 1}/{total}] {workload.title}: "
+            f"{workload.num_tensors} tensors, {workload.num_elements:,} floats"
+        )
         (w_rows, w_floor, w_control, w_base), raw[workload.name] = run_workload(
-            workload, n_rounds, warmup, seed=seed, log=log, hot=hot,
-            threads=threads)
+            workload, n_rounds, warmup, seed=seed, log=log, hot=hot, threads=threads
+        )
         rows += w_rows
         floors.append(w_floor)
         controls.append(w_control)
         baselines.append(w_base)
     step_rows = {}
     for i, (name, model_args) in enumerate(steps_to_run.items()):
-        log(f"[{len(workloads) + i + 1}/{total}] training step: "
-            f"{steps.STEP_TITLES[name]}")
+        log(f"[{len(workloads) + i + 1}/{total}] training step: {steps.STEP_TITLES[name]}")
         step_rows[name], raw[name] = run_step(
-            name, rounds or steps.STEP_ROUNDS[name], warmup, seed=seed,
-            log=log, hot=hot, threads=threads, **model_args)
+            name,
+            rounds or steps.STEP_ROUNDS[name],
+            warmup,
+            seed=seed,
+            log=log,
+            hot=hot,
+            threads=threads,
+            **model_args,
+        )
     return {
-        "rows": rows, "floors": floors, "controls": controls,
+        "rows": rows,
+        "floors": floors,
+        "controls": controls,
         "inputs_only": baselines,
         "targets": check_targets(rows, floors, list(step_rows.values())),
         "steps": step_rows,
@@ -858,8 +1015,7 @@ def run(workloads, rounds=None, warmup=3, seed=0, log=None, hot=True,
 
 
 COMMAND = "python benchmarks/run.py"
-ALL_WORKLOADS = [w.name for w in default_workloads()] + list(
-    steps.STEP_WORKLOADS)
+ALL_WORKLOADS = [w.name for w in default_workloads()] + list(steps.STEP_WORKLOADS)
 
 
 def _parse_args(argv):
@@ -868,41 +1024,67 @@ def _parse_args(argv):
         description="Times monolith_ops' global_norm and clip_by_global_norm "
         "against stock TensorFlow and this machine's compiled floor on CPU, "
         "and whole training steps clipped by each; writes a table, JSON and "
-        "a PNG chart.")
-    parser.add_argument("--quick", action="store_true",
-                        help="5 rounds and 1 warm-up run per workload: a "
-                        "quick try, too noisy to quote")
-    parser.add_argument("--rounds", type=int, default=None,
-                        help="timed rounds per workload (default: 20 to 300, "
-                        "by workload size)")
-    parser.add_argument("--warmup", type=int, default=3,
-                        help="untimed runs of every variant first (default 3)")
-    parser.add_argument("--workloads", nargs="+", default=None,
-                        choices=ALL_WORKLOADS,
-                        help="run only these workloads (default: all); "
-                        f"'{steps.RECSYS}' and '{steps.KERAS}' are whole "
-                        "training steps (the recommendation demo's model; a "
-                        "Keras 3 transformer-like model)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="TensorFlow's intra-op threads and the floor's "
-                        f"(default: the CPUs this process may use, here "
-                        f"{default_threads()})")
-    parser.add_argument("--shapes", default=None,
-                        help="JSON file of dense shapes ({'shapes': [...]}) to "
-                        "use instead of the built-in 53 shapes")
-    parser.add_argument("--out", default=DEFAULT_OUT,
-                        help="folder for benchmark.json and benchmark.png "
-                        "(default: the repository's docs/)")
-    parser.add_argument("--cold", action="store_true",
-                        help="time each run straight after the previous "
-                        "variant's, not after an untimed run of its own: data "
-                        "that would fit in cache is then mostly not there")
-    parser.add_argument("--no-chart", action="store_true",
-                        help="do not write the PNG chart")
-    parser.add_argument("--scale", type=int, default=1,
-                        help="divide every tensor's element count by this "
-                        "(a smoke test of the machinery; default 1; not the "
-                        "training steps')")
+        "a PNG chart.",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="5 rounds and 1 warm-up run per workload: a quick try, too noisy to quote",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="timed rounds per workload (default: 20 to 300, by workload size)",
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=3, help="untimed runs of every variant first (default 3)"
+    )
+    parser.add_argument(
+        "--workloads",
+        nargs="+",
+        default=None,
+        choices=ALL_WORKLOADS,
+        help="run only these workloads (default: all); "
+        f"'{steps.RECSYS}' and '{steps.KERAS}' are whole "
+        "training steps (the recommendation demo's model; a "
+        "Keras 3 transformer-like model)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="TensorFlow's intra-op threads and the floor's "
+        f"(default: the CPUs this process may use, here "
+        f"{default_threads()})",
+    )
+    parser.add_argument(
+        "--shapes",
+        default=None,
+        help="JSON file of dense shapes ({'shapes': [...]}) to "
+        "use instead of the built-in 53 shapes",
+    )
+    parser.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        help="folder for benchmark.json and benchmark.png (default: the repository's docs/)",
+    )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="time each run straight after the previous "
+        "variant's, not after an untimed run of its own: data "
+        "that would fit in cache is then mostly not there",
+    )
+    parser.add_argument("--no-chart", action="store_true", help="do not write the PNG chart")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=1,
+        help="divide every tensor's element count by this "
+        "(a smoke test of the machinery; default 1; not the "
+        "training steps')",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.rounds is not None and args.rounds < 1:
@@ -920,14 +1102,14 @@ def _set_eager_threads(threads):
     """TensorFlow's eager intra-op threads (the Keras step's), if it is not
     started yet; returns whether they are now `threads`."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
     except RuntimeError:  # the eager context is already initialized
         pass
     current = tf.config.threading.get_intra_op_parallelism_threads()
     # 0: TensorFlow's default, one thread per CPU it may use.
-    return current == threads or (current == 0 and
-                                  threads == default_threads())
+    return current == threads or (current == 0 and threads == default_threads())
 
 
 def main(argv=None):
@@ -954,29 +1136,47 @@ def main(argv=None):
         step_names.remove(steps.KERAS)
     threads = args.threads or default_threads()
     if steps.KERAS in step_names and not _set_eager_threads(threads):
-        log(f"note: TensorFlow was started before --threads; the "
-            f"{steps.KERAS} step runs on its default threads")
+        log(
+            f"note: TensorFlow was started before --threads; the "
+            f"{steps.KERAS} step runs on its default threads"
+        )
     rounds, warmup = args.rounds, args.warmup
     if args.quick:
         rounds, warmup = rounds or 5, min(warmup, 1)
-    result = run(workloads, rounds=rounds, warmup=warmup, seed=args.seed,
-                 log=log, hot=not args.cold, steps_to_run=step_names,
-                 threads=threads)
+    result = run(
+        workloads,
+        rounds=rounds,
+        warmup=warmup,
+        seed=args.seed,
+        log=log,
+        hot=not args.cold,
+        steps_to_run=step_names,
+        threads=threads,
+    )
     result["command"] = " ".join([COMMAND] + argv)
     default_rounds = {w.name: w.rounds for w in workloads}
     default_rounds.update({n: steps.STEP_ROUNDS[n] for n in step_names})
-    result["settings"] = {"rounds": rounds or default_rounds,
-                          "warmup": warmup, "seed": args.seed,
-                          "quick": args.quick, "scale": args.scale,
-                          "threads": threads,
-                          "cache": "cold" if args.cold else "hot"}
+    result["settings"] = {
+        "rounds": rounds or default_rounds,
+        "warmup": warmup,
+        "seed": args.seed,
+        "quick": args.quick,
+        "scale": args.scale,
+        "threads": threads,
+        "cache": "cold" if args.cold else "hot",
+    }
     result["machine"] = machine_info()
     result["floor_build"] = {
-        "compiler": compiled_floor.compiler(), "flags": compiled_floor.flags(),
-        "source": "benchmarks/floor.cc"}
+        "compiler": compiled_floor.compiler(),
+        "flags": compiled_floor.flags(),
+        "source": "benchmarks/floor.cc",
+    }
     if result["rows"]:
-        print(format_table(result["rows"], result["floors"],
-                           result["controls"], result["inputs_only"]))
+        print(
+            format_table(
+                result["rows"], result["floors"], result["controls"], result["inputs_only"]
+            )
+        )
     if result["steps"]:
         if result["rows"]:
             print()

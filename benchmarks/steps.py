@@ -17,11 +17,11 @@ ours, all from the same round-robin rounds.
   keras   KerasStep: a transformer-like Keras 3 model with 198 trainable
           variables; Keras' global_clipnorm against GlobalNormClipOptimizer
 """
+
 import importlib.util
 import os
 
 import numpy as np
-
 from timing import own_times, ratio, stats
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -33,9 +33,8 @@ STEP_WORKLOADS = (RECSYS, KERAS)
 STEP_ROUNDS = {RECSYS: 300, KERAS: 100}
 STEP_TITLES = {
     RECSYS: "recsys demo model (graph mode): tf.clip_by_global_norm vs "
-            "clip_ops.clip_by_global_norm",
-    KERAS: "Keras 3 transformer-like model: Keras global_clipnorm vs "
-           "GlobalNormClipOptimizer",
+    "clip_ops.clip_by_global_norm",
+    KERAS: "Keras 3 transformer-like model: Keras global_clipnorm vs GlobalNormClipOptimizer",
 }
 KERAS_STOCK = "keras:stock"
 KERAS_OURS = "keras:ours"
@@ -50,6 +49,7 @@ def variants(name):
 
 def _update_check(updates, stock, others, rtol):
     """{variant: |its update - stock's| / |stock's|}; raises above rtol."""
+
     def norm(arrays):
         return float(np.sqrt(sum(np.sum(np.square(a)) for a in arrays)))
 
@@ -58,22 +58,23 @@ def _update_check(updates, stock, others, rtol):
         raise RuntimeError(f"{stock}'s step did not change the weights")
     result = {"update_norm": size, "relative_difference": {}}
     for variant in others:
-        diff = norm(a - b for a, b in zip(updates[variant],
-                                           updates[stock])) / size
+        diff = norm(a - b for a, b in zip(updates[variant], updates[stock])) / size
         result["relative_difference"][variant] = diff
         if not diff <= rtol:
             raise RuntimeError(
                 f"{variant}'s step moved the weights by {diff:.3g} of "
                 f"{stock}'s step away from it (more than {rtol:g}): "
                 "the two do not compute the same update, so their times "
-                "would not compare the same work")
+                "would not compare the same work"
+            )
     return result
 
 
 def _check_kernels(kernels, stock, ours, control):
     if not kernels[ours] or kernels[stock] or kernels[control]:
-        raise RuntimeError(f"kernels of monolith_ops in the steps: "
-                           f"{kernels}; expected some in {ours} only")
+        raise RuntimeError(
+            f"kernels of monolith_ops in the steps: {kernels}; expected some in {ours} only"
+        )
 
 
 def summarize_step(name, info, times):
@@ -84,16 +85,23 @@ def summarize_step(name, info, times):
     ours, ours_iqr = stats(times[ours_v])
     control, control_iqr = stats(times[control_v])
     saved, saved_iqr = stats(own_times(times, stock_v, ours_v))
-    return dict(info, **{
-        "workload": name, "title": STEP_TITLES.get(name, name),
-        "stock_ms": stock * ms, "stock_iqr_ms": stock_iqr * ms,
-        "ours_ms": ours * ms, "ours_iqr_ms": ours_iqr * ms,
-        "speedup": ratio(stock, ours),
-        "stock_minus_ours_ms": saved * ms,
-        "stock_minus_ours_iqr_ms": saved_iqr * ms,
-        "control_ms": control * ms, "control_iqr_ms": control_iqr * ms,
-        "control_ratio": ratio(stock, control),
-    })
+    return dict(
+        info,
+        **{
+            "workload": name,
+            "title": STEP_TITLES.get(name, name),
+            "stock_ms": stock * ms,
+            "stock_iqr_ms": stock_iqr * ms,
+            "ours_ms": ours * ms,
+            "ours_iqr_ms": ours_iqr * ms,
+            "speedup": ratio(stock, ours),
+            "stock_minus_ours_ms": saved * ms,
+            "stock_minus_ours_iqr_ms": saved_iqr * ms,
+            "control_ms": control * ms,
+            "control_iqr_ms": control_iqr * ms,
+            "control_ratio": ratio(stock, control),
+        },
+    )
 
 
 # --------------------------------------------------------------------------
@@ -130,17 +138,24 @@ class RecsysStep:
     the initial weights, so that the clip scales in every step.
     """
 
-    def __init__(self, batch_size=256, num_batches=16, learning_rate=0.5,
-                 clip_fraction=0.01, seed=0, threads=None):
+    def __init__(
+        self,
+        batch_size=256,
+        num_batches=16,
+        learning_rate=0.5,
+        clip_fraction=0.01,
+        seed=0,
+        threads=None,
+    ):
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
         from monolith_ops import clip_ops  # pylint: disable=import-outside-toplevel
 
         demo = load_demo()
         self.name = RECSYS
         clicks_source = demo.SyntheticClicks(seed, batch_size)
         batches = [clicks_source.batch() for _ in range(num_batches)]
-        users, items, clicks = (np.stack([b[i] for b in batches])
-                                for i in range(3))
+        users, items, clicks = (np.stack([b[i] for b in batches]) for i in range(3))
         rows, dim = demo.NUM_USERS + demo.NUM_ITEMS, demo.EMBEDDING_DIM
         rng = np.random.default_rng(seed)
         shapes = [(rows, dim)]
@@ -148,49 +163,55 @@ class RecsysStep:
         for units in (64, 32, 1):
             shapes += [(width, units), (units,)]
             width = units
-        initial = [(0.1 * rng.standard_normal(s)).astype(np.float32)
-                   for s in shapes]
+        initial = [(0.1 * rng.standard_normal(s)).astype(np.float32) for s in shapes]
         self.graph = tf.Graph()
         self.train_ops, self.norms, self.variables = {}, {}, {}
         stock_v, ours_v, control_v = variants(RECSYS)
-        clips = {stock_v: tf.clip_by_global_norm,
-                 ours_v: clip_ops.clip_by_global_norm,
-                 control_v: tf.clip_by_global_norm}
+        clips = {
+            stock_v: tf.clip_by_global_norm,
+            ours_v: clip_ops.clip_by_global_norm,
+            control_v: tf.clip_by_global_norm,
+        }
         with self.graph.as_default():
             all_users = tf.constant(users, tf.int64)
             all_items = tf.constant(items + demo.NUM_USERS, tf.int64)
             all_clicks = tf.constant(clicks, tf.float32)
             self.clip_norm = tf.compat.v1.placeholder_with_default(
-                np.float32(1.0), [], name="clip_norm")
+                np.float32(1.0), [], name="clip_norm"
+            )
             grads_of = {}
             for variant, clip in clips.items():
                 with tf.compat.v1.variable_scope(variant.replace(":", "_")):
                     # Each copy steps through the same batches, in turn.
                     counter = tf.compat.v1.get_variable(
-                        "batch_counter", initializer=tf.constant(0, tf.int64),
-                        trainable=False, use_resource=True)
+                        "batch_counter",
+                        initializer=tf.constant(0, tf.int64),
+                        trainable=False,
+                        use_resource=True,
+                    )
                     k = counter % num_batches
                     users = tf.gather(all_users, k)
                     items = tf.gather(all_items, k)
                     clicks = tf.gather(all_clicks, k)
-                    variables = [tf.compat.v1.get_variable(
-                        f"v{i}", initializer=tf.constant(v), use_resource=True)
-                        for i, v in enumerate(initial)]
+                    variables = [
+                        tf.compat.v1.get_variable(
+                            f"v{i}", initializer=tf.constant(v), use_resource=True
+                        )
+                        for i, v in enumerate(initial)
+                    ]
                     table = variables[0]
-                    hidden = tf.concat([tf.gather(table, users),
-                                        tf.gather(table, items)], axis=1)
+                    hidden = tf.concat([tf.gather(table, users), tf.gather(table, items)], axis=1)
                     for i in range(3):
-                        hidden = tf.matmul(hidden, variables[1 + 2 * i]) + \
-                            variables[2 + 2 * i]
+                        hidden = tf.matmul(hidden, variables[1 + 2 * i]) + variables[2 + 2 * i]
                         if i < 2:
                             hidden = tf.nn.relu(hidden)
                     loss = tf.reduce_mean(
                         tf.nn.sigmoid_cross_entropy_with_logits(
-                            labels=clicks, logits=tf.squeeze(hidden, 1)))
-                    optimizer = tf.compat.v1.train.AdagradOptimizer(
-                        learning_rate)
-                    grads = [g for g, _ in optimizer.compute_gradients(
-                        loss, variables)]
+                            labels=clicks, logits=tf.squeeze(hidden, 1)
+                        )
+                    )
+                    optimizer = tf.compat.v1.train.AdagradOptimizer(learning_rate)
+                    grads = [g for g, _ in optimizer.compute_gradients(loss, variables)]
                     grads_of[variant] = grads
                     clipped, norm = clip(grads, self.clip_norm)
                     apply = optimizer.apply_gradients(zip(clipped, variables))
@@ -202,41 +223,43 @@ class RecsysStep:
             stock_norm = tf.linalg.global_norm(grads_of[stock_v])
         config = None
         if threads:
-            config = tf.compat.v1.ConfigProto(
-                intra_op_parallelism_threads=threads)
+            config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads)
         self.session = tf.compat.v1.Session(graph=self.graph, config=config)
         self.session.run(init)
         self.graph.finalize()
-        self.sparse_embedding_grad = isinstance(grads_of[ours_v][0],
-                                                tf.IndexedSlices)
+        self.sparse_embedding_grad = isinstance(grads_of[ours_v][0], tf.IndexedSlices)
         self.grad_norm_start = float(self.session.run(stock_norm))
         self.clip_norm_value = clip_fraction * self.grad_norm_start
         self.feed = {self.clip_norm: np.float32(self.clip_norm_value)}
         self._stock_norm = stock_norm
         self.info = {
-            "batch": batch_size, "batches": num_batches, "rows": rows, "embedding_dim": dim,
-            "mlp": [64, 32, 1], "trainable_variables": len(shapes),
+            "batch": batch_size,
+            "batches": num_batches,
+            "rows": rows,
+            "embedding_dim": dim,
+            "mlp": [64, 32, 1],
+            "trainable_variables": len(shapes),
             "parameters": int(sum(np.prod(s) for s in shapes)),
             "optimizer": f"Adagrad(learning_rate={learning_rate:g})",
-            "embedding_grad": ("IndexedSlices" if self.sparse_embedding_grad
-                               else "dense"),
-            "clip_norm": self.clip_norm_value, "clip_fraction": clip_fraction,
+            "embedding_grad": ("IndexedSlices" if self.sparse_embedding_grad else "dense"),
+            "clip_norm": self.clip_norm_value,
+            "clip_fraction": clip_fraction,
             "grad_norm_start": self.grad_norm_start,
         }
 
     def kernels(self, variant):
         """The op types of monolith_ops that ran in one traced step."""
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        options = tf.compat.v1.RunOptions(
-            trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
+
+        options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
         metadata = tf.compat.v1.RunMetadata()
-        self.session.run(self.train_ops[variant], feed_dict=self.feed,
-                         options=options, run_metadata=metadata)
+        self.session.run(
+            self.train_ops[variant], feed_dict=self.feed, options=options, run_metadata=metadata
+        )
         types = set()
         for dev in metadata.step_stats.dev_stats:
             for node in dev.node_stats:
-                op_type = node.timeline_label.partition(" = ")[2].partition(
-                    "(")[0]
+                op_type = node.timeline_label.partition(" = ")[2].partition("(")[0]
                 if op_type.startswith("Monolith") or op_type == "GlobalL2Reduce":
                     types.add(op_type)
         return sorted(types)
@@ -248,15 +271,15 @@ class RecsysStep:
         for variant in (ours_v, control_v):
             for a, b in zip(before[variant], before[stock_v]):
                 if not np.array_equal(a, b):
-                    raise RuntimeError(f"{variant} does not start from the "
-                                       f"same weights as {stock_v}")
+                    raise RuntimeError(
+                        f"{variant} does not start from the same weights as {stock_v}"
+                    )
         norms = self.session.run(self.norms, feed_dict=self.feed)
         updates = {}
         for variant, op in self.train_ops.items():
             self.session.run(op, feed_dict=self.feed)
             after = self.session.run(self.variables[variant])
-            updates[variant] = [(a - b).astype(np.float64)
-                                for a, b in zip(after, before[variant])]
+            updates[variant] = [(a - b).astype(np.float64) for a, b in zip(after, before[variant])]
         result = _update_check(updates, stock_v, (ours_v, control_v), rtol)
         result["norms"] = {v: float(n) for v, n in norms.items()}
         # The kernel check runs a traced step of each: one more step each.
@@ -268,13 +291,11 @@ class RecsysStep:
         """The gradient's global norm of `variant` (stock's copy by default)
         at its current weights, before clipping."""
         variant = variant or variants(RECSYS)[0]
-        return float(self.session.run(self.norms[variant],
-                                      feed_dict=self.feed))
+        return float(self.session.run(self.norms[variant], feed_dict=self.feed))
 
     def callables(self):
         """{variant: a no-argument function that runs one step}."""
-        return {v: self.session.make_callable(op, feed_list=[])
-                for v, op in self.train_ops.items()}
+        return {v: self.session.make_callable(op, feed_list=[]) for v, op in self.train_ops.items()}
 
     def summarize(self, times):
         return summarize_step(RECSYS, self.info, times)
@@ -328,34 +349,40 @@ class KerasStep:
     every step of a run (the row records the norm at the end).
     """
 
-    def __init__(self, blocks=12, width=64, batch=16, tokens=8,
-                 learning_rate=1e-4, momentum=0.9, clip_fraction=0.05, seed=0,
-                 jit_compile=False):
+    def __init__(
+        self,
+        blocks=12,
+        width=64,
+        batch=16,
+        tokens=8,
+        learning_rate=1e-4,
+        momentum=0.9,
+        clip_fraction=0.05,
+        seed=0,
+        jit_compile=False,
+    ):
         import keras  # pylint: disable=import-outside-toplevel
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
         from monolith_ops import keras as ours  # pylint: disable=import-outside-toplevel
 
         self.name = KERAS
         self.jit_compile = jit_compile
         rng = np.random.default_rng(seed)
-        self.x = tf.constant(rng.standard_normal((batch, tokens, width),
-                                                 dtype=np.float32))
-        self.y = tf.constant(rng.standard_normal((batch, tokens, 1),
-                                                 dtype=np.float32))
+        self.x = tf.constant(rng.standard_normal((batch, tokens, width), dtype=np.float32))
+        self.y = tf.constant(rng.standard_normal((batch, tokens, 1), dtype=np.float32))
         self.loss = keras.losses.MeanSquaredError()
         keras.utils.set_random_seed(seed)
         self.models = {}
         for variant in (KERAS_STOCK, KERAS_OURS, KERAS_CONTROL):
             self.models[variant] = self._model(keras, blocks, width, tokens)
-            self.models[variant].set_weights(
-                self.models[KERAS_STOCK].get_weights())
+            self.models[variant].set_weights(self.models[KERAS_STOCK].get_weights())
         variables = self.models[KERAS_STOCK].trainable_variables
         self.grad_norm_start = self.grad_norm()
         self.clip_norm = clip_fraction * self.grad_norm_start
 
         def sgd(**kwargs):
-            return keras.optimizers.SGD(learning_rate, momentum=momentum,
-                                        **kwargs)
+            return keras.optimizers.SGD(learning_rate, momentum=momentum, **kwargs)
 
         self.optimizers = {
             KERAS_STOCK: sgd(global_clipnorm=self.clip_norm),
@@ -365,17 +392,20 @@ class KerasStep:
         self.steps = {}
         for variant, model in self.models.items():
             self.optimizers[variant].build(model.trainable_variables)
-            self.steps[variant] = self._step(tf, model,
-                                             self.optimizers[variant])
+            self.steps[variant] = self._step(tf, model, self.optimizers[variant])
         self.info = {
-            "blocks": blocks, "width": width, "batch": batch, "tokens": tokens,
+            "blocks": blocks,
+            "width": width,
+            "batch": batch,
+            "tokens": tokens,
             "trainable_variables": len(variables),
             "parameters": int(sum(np.prod(v.shape) for v in variables)),
-            "optimizer": f"SGD(learning_rate={learning_rate:g}, "
-                         f"momentum={momentum:g})",
-            "clip_norm": self.clip_norm, "clip_fraction": clip_fraction,
+            "optimizer": f"SGD(learning_rate={learning_rate:g}, momentum={momentum:g})",
+            "clip_norm": self.clip_norm,
+            "clip_fraction": clip_fraction,
             "grad_norm_start": self.grad_norm_start,
-            "jit_compile": jit_compile, "keras": keras.__version__,
+            "jit_compile": jit_compile,
+            "keras": keras.__version__,
         }
 
     @staticmethod
@@ -399,14 +429,15 @@ class KerasStep:
             with tf.GradientTape() as tape:
                 loss = self.loss(self.y, model(self.x, training=True))
             variables = model.trainable_variables
-            optimizer.apply_gradients(zip(tape.gradient(loss, variables),
-                                          variables))
+            optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
             return loss
+
         return step
 
     def grad_norm(self, variant=KERAS_STOCK):
         """The global norm of `variant`'s gradient at its current weights."""
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
         model = self.models[variant]
         with tf.GradientTape() as tape:
             loss = self.loss(self.y, model(self.x, training=True))
@@ -440,26 +471,25 @@ class KerasStep:
         for variant, model in self.models.items():
             for b, w in zip(before, model.get_weights()):
                 if not np.array_equal(b, w):
-                    raise RuntimeError(f"{variant} does not start from the "
-                                       "same weights as keras:stock")
+                    raise RuntimeError(
+                        f"{variant} does not start from the same weights as keras:stock"
+                    )
         updates = {}
         for variant, model in self.models.items():
             self.steps[variant]()
-            updates[variant] = [(w - b).astype(np.float64) for w, b in
-                                zip(model.get_weights(), before)]
+            updates[variant] = [
+                (w - b).astype(np.float64) for w, b in zip(model.get_weights(), before)
+            ]
 
-        result = _update_check(updates, KERAS_STOCK,
-                               (KERAS_OURS, KERAS_CONTROL), rtol)
+        result = _update_check(updates, KERAS_STOCK, (KERAS_OURS, KERAS_CONTROL), rtol)
         result["kernels"] = {v: self.kernels(v) for v in self.steps}
         if not self.jit_compile:
-            _check_kernels(result["kernels"], KERAS_STOCK, KERAS_OURS,
-                           KERAS_CONTROL)
+            _check_kernels(result["kernels"], KERAS_STOCK, KERAS_OURS, KERAS_CONTROL)
         return result
 
     def callables(self):
         """{variant: a no-argument function that runs one step}."""
-        return {v: (lambda step=step: step().numpy())
-                for v, step in self.steps.items()}
+        return {v: (lambda step=step: step().numpy()) for v, step in self.steps.items()}
 
     def summarize(self, times):
         """The Keras row from round-robin `times` (seconds)."""

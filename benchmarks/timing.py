@@ -1,6 +1,7 @@
 # Copyright 2026 The monolith_ops Authors.
 # SPDX-License-Identifier: Apache-2.0
 """Round-robin timing and the statistics of the benchmark."""
+
 import time
 
 import numpy as np

@@ -11,6 +11,7 @@ it says (every expected kernel runs, ours and stock TF agree, the inputs-only
 run is subtracted round by round, the compiled floor computes what its loops
 say) and that its outputs are well formed. They assert nothing about speed.
 """
+
 import importlib.util
 import json
 import math
@@ -20,7 +21,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import dense_shapes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,8 +31,7 @@ def _load(name):
     """A module of benchmarks/ (which puts its folder on sys.path)."""
     if BENCHMARKS not in sys.path:
         sys.path.insert(0, BENCHMARKS)
-    spec = importlib.util.spec_from_file_location(
-        name, os.path.join(BENCHMARKS, name + ".py"))
+    spec = importlib.util.spec_from_file_location(name, os.path.join(BENCHMARKS, name + ".py"))
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
@@ -46,8 +45,8 @@ compiled_floor = sys.modules["compiled_floor"]
 pytestmark = pytest.mark.timeout(300)
 
 needs_keras3 = pytest.mark.skipif(
-    steps.keras3_missing() is not None,
-    reason=f"Keras row: {steps.keras3_missing()}")
+    steps.keras3_missing() is not None, reason=f"Keras row: {steps.keras3_missing()}"
+)
 
 # A small Keras model: 2 blocks of width 16, 38 trainable variables.
 TINY_KERAS = {"blocks": 2, "width": 16, "batch": 4, "tokens": 4}
@@ -76,8 +75,7 @@ def test_default_workloads_are_the_four_clipping_workloads():
 
 def test_own_times_subtract_the_inputs_only_run_of_the_same_round():
     times = {"inputs": [1.0, 5.0, 2.0], "ours:global_norm": [1.5, 5.25, 3.0]}
-    assert benchmark.own_times(times, "ours:global_norm", "inputs") == [
-        0.5, 0.25, 1.0]
+    assert benchmark.own_times(times, "ours:global_norm", "inputs") == [0.5, 0.25, 1.0]
 
 
 def _floor_times(rounds, read_ms=(2.0, 1.0), write_ms=(4.0, 1.5)):
@@ -100,9 +98,11 @@ def test_summarize_uses_paired_medians_and_the_compiled_floor():
     rounds = 5
     times = _floor_times(rounds)
     times["inputs"] = [0.100, 0.200, 0.300, 0.400, 0.500]  # drifting baseline
-    for op, ours, stock in [("global_norm", 0.001, 0.004),
-                            ("clip_scales", 0.003, 0.006),
-                            ("clip_passes", 0.001, 0.005)]:
+    for op, ours, stock in [
+        ("global_norm", 0.001, 0.004),
+        ("clip_scales", 0.003, 0.006),
+        ("clip_passes", 0.001, 0.005),
+    ]:
         times["ours:" + op] = [b + ours for b in times["inputs"]]
         times["stock:" + op] = [b + stock for b in times["inputs"]]
     times[benchmark.CONTROL] = list(times["stock:global_norm"])
@@ -150,8 +150,9 @@ def test_round_robin_takes_the_time_of_self_timed_variants():
         calls.append("plain")
 
     timed = compiled_floor.SelfTimed(lambda: calls.append("timed") or 123.0)
-    times = benchmark.time_round_robin({"plain": plain, "timed": timed},
-                                       rounds=3, warmup=1, hot=True)
+    times = benchmark.time_round_robin(
+        {"plain": plain, "timed": timed}, rounds=3, warmup=1, hot=True
+    )
     assert times["timed"] == [123.0] * 3
     assert all(0 <= t < 1 for t in times["plain"])
     assert calls.count("timed") == 1 + 2 * 3  # warm-up, then hot and timed
@@ -196,6 +197,7 @@ def test_compiled_floor_loops_compute_what_they_say(floor):
 
 def test_compiled_floor_releases_the_gil_and_is_cached(floor):
     import ctypes  # pylint: disable=import-outside-toplevel
+
     # ctypes.CDLL (unlike ctypes.PyDLL) releases the GIL around every call.
     assert type(floor.lib) is ctypes.CDLL  # pylint: disable=unidiomatic-typecheck
     path = compiled_floor.library_path()
@@ -204,8 +206,8 @@ def test_compiled_floor_releases_the_gil_and_is_cached(floor):
     assert "-march=native" in compiled_floor.flags()
     names = floor.callables()
     assert sorted(names) == sorted(
-        f"floor:{loop}:{t}" for loop in compiled_floor.TIMED_LOOPS
-        for t in (1, 2))
+        f"floor:{loop}:{t}" for loop in compiled_floor.TIMED_LOOPS for t in (1, 2)
+    )
     assert all(getattr(fn, "self_timed", False) for fn in names.values())
 
 
@@ -213,8 +215,7 @@ def test_compiled_floor_releases_the_gil_and_is_cached(floor):
 def test_round_robin_calls_everything_and_shuffles(hot):
     calls = []
     fns = {name: (lambda name=name: calls.append(name)) for name in "abcd"}
-    times = benchmark.time_round_robin(fns, rounds=6, warmup=2, seed=3,
-                                       hot=hot)
+    times = benchmark.time_round_robin(fns, rounds=6, warmup=2, seed=3, hot=hot)
     assert sorted(times) == list("abcd")
     assert all(len(t) == 6 and min(t) >= 0 for t in times.values())
     assert calls[:8] == list("abcdabcd")  # warm-up, in order
@@ -222,36 +223,37 @@ def test_round_robin_calls_everything_and_shuffles(hot):
     if hot:  # each timed call comes right after an untimed one of its own
         assert calls[0::2] == calls[1::2]
         calls = calls[0::2]
-    timed = [calls[4 * r:4 * r + 4] for r in range(6)]
+    timed = [calls[4 * r : 4 * r + 4] for r in range(6)]
     assert all(sorted(r) == list("abcd") for r in timed)
     assert len({tuple(r) for r in timed}) > 1  # not the same order every round
 
 
 def test_check_targets_verdicts():
     rows = [
-        {"workload": "dense53", "op": "global_norm", "speedup": 1.3,
-         "ours_floor_fraction": 0.9},
-        {"workload": "dense53", "op": "clip_scales", "speedup": 1.4,
-         "ours_floor_fraction": 0.8},
+        {"workload": "dense53", "op": "global_norm", "speedup": 1.3, "ours_floor_fraction": 0.9},
+        {"workload": "dense53", "op": "clip_scales", "speedup": 1.4, "ours_floor_fraction": 0.8},
         {"workload": "embedding", "op": "global_norm", "speedup": 0.8},
-        {"workload": "1000x100", "op": "global_norm", "speedup": 12.0,
-         "stock_ms": 0.6, "floor_ms": 0.003},
+        {
+            "workload": "1000x100",
+            "op": "global_norm",
+            "speedup": 12.0,
+            "stock_ms": 0.6,
+            "floor_ms": 0.003,
+        },
     ]
     step = [{"workload": "recsys", "speedup": 1.1}]
     targets = benchmark.check_targets(rows, [], step)
     by_text = {t["target"]: t for t in targets}
     assert len(targets) == 4
-    read = by_text["global_norm on the dense shapes >= 85% of the compiled "
-                   "read floor"]
+    read = by_text["global_norm on the dense shapes >= 85% of the compiled read floor"]
     assert read["met"] and read["value"] == 0.9 and read["unit"] == "of floor"
-    clip = by_text["a clip that scales on the dense shapes >= 85% of the "
-                   "compiled read + read+write floor"]
+    clip = by_text[
+        "a clip that scales on the dense shapes >= 85% of the compiled read + read+write floor"
+    ]
     assert not clip["met"]
-    slowest = by_text["no op or training step slower than stock (slowest: "
-                      "embedding global_norm)"]
+    slowest = by_text["no op or training step slower than stock (slowest: embedding global_norm)"]
     assert not slowest["met"] and slowest["value"] == 0.8
-    tenx = by_text["global_norm on 1,000 x 100 floats >= 10x faster than "
-                   "stock"]
+    tenx = by_text["global_norm on 1,000 x 100 floats >= 10x faster than stock"]
     assert tenx["met"] and tenx["bound"] == pytest.approx(200.0)
     # A NaN is never met, and counts as the slowest.
     rows[3]["speedup"] = float("nan")
@@ -263,8 +265,9 @@ def test_check_targets_verdicts():
     rows[3]["speedup"] = 12.0
     rows[2]["speedup"] = 1.2
     step[0]["speedup"] = 0.9
-    slowest = [t for t in benchmark.check_targets(rows, [], step)
-               if t["target"].startswith("no op")][0]
+    slowest = [
+        t for t in benchmark.check_targets(rows, [], step) if t["target"].startswith("no op")
+    ][0]
     assert "recsys training step" in slowest["target"]
     text = benchmark.format_targets(targets)
     assert "90% of floor (limit 85%)" in text and "MISSED" in text
@@ -295,8 +298,7 @@ def test_every_expected_kernel_runs_and_ours_agrees_with_stock(name):
         # The clip that scales really scales: its output norm is clip_norm.
         ours, _ = graph.fetch("ours:clip_scales")
         values = [o.values if name == "embedding" else o for o in ours]
-        clipped = math.sqrt(sum(float(np.sum(np.square(v, dtype=np.float64)))
-                                for v in values))
+        clipped = math.sqrt(sum(float(np.sum(np.square(v, dtype=np.float64))) for v in values))
         assert clipped == pytest.approx(graph.norm / 2, rel=1e-5)
     finally:
         graph.close()
@@ -313,9 +315,22 @@ def test_a_dropped_kernel_is_caught():
 
 
 def test_main_writes_table_json_and_chart(tmp_path, capsys):
-    code = benchmark.main(["--quick", "--rounds", "2", "--warmup", "1",
-                           "--scale", "1000", "--workloads", "dense53",
-                           "embedding", "--out", str(tmp_path)])
+    code = benchmark.main(
+        [
+            "--quick",
+            "--rounds",
+            "2",
+            "--warmup",
+            "1",
+            "--scale",
+            "1000",
+            "--workloads",
+            "dense53",
+            "embedding",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     out, err = capsys.readouterr()
     assert "stock/ours" in out and "Targets:" in out and "Control" in out
@@ -324,13 +339,21 @@ def test_main_writes_table_json_and_chart(tmp_path, capsys):
     with open(tmp_path / "benchmark.json") as f:
         result = json.load(f)
     assert {(r["workload"], r["op"]) for r in result["rows"]} == {
-        (w, op) for w in ("dense53", "embedding") for op in benchmark.OPS}
+        (w, op) for w in ("dense53", "embedding") for op in benchmark.OPS
+    }
     for row in result["rows"]:
-        for key in ("ours_ms", "ours_iqr_ms", "stock_ms", "stock_iqr_ms",
-                    "speedup", "ours_GBps", "floor_ms", "ours_floor_fraction"):
+        for key in (
+            "ours_ms",
+            "ours_iqr_ms",
+            "stock_ms",
+            "stock_iqr_ms",
+            "speedup",
+            "ours_GBps",
+            "floor_ms",
+            "ours_floor_fraction",
+        ):
             assert key in row
-    assert [c["workload"] for c in result["controls"]] == ["dense53",
-                                                           "embedding"]
+    assert [c["workload"] for c in result["controls"]] == ["dense53", "embedding"]
     assert [f["workload"] for f in result["floors"]] == ["dense53", "embedding"]
     assert result["targets"] and all("met" in t for t in result["targets"])
     assert sorted(result["raw_ms"]) == ["dense53", "embedding"]
@@ -349,6 +372,7 @@ def test_main_writes_table_json_and_chart(tmp_path, capsys):
 @needs_keras3
 def test_keras_model_has_about_200_trainable_variables():
     import keras  # pylint: disable=import-outside-toplevel
+
     model = steps.KerasStep._model(keras, 12, 64, 8)  # noqa: WPS437
     assert len(model.trainable_variables) == 198
 
@@ -379,12 +403,11 @@ def _check_step_row(row, result, name, variables):
 
 @needs_keras3
 def test_keras_row_times_both_clips_in_the_same_rounds():
-    result = benchmark.run([], rounds=2, warmup=1,
-                           steps_to_run={"keras": TINY_KERAS})
+    result = benchmark.run([], rounds=2, warmup=1, steps_to_run={"keras": TINY_KERAS})
     _check_step_row(result["steps"]["keras"], result, "keras", 38)
     assert [t["target"] for t in result["targets"]] == [
-        "no op or training step slower than stock (slowest: keras training "
-        "step)"]
+        "no op or training step slower than stock (slowest: keras training step)"
+    ]
 
 
 def test_recsys_row_is_the_demos_model_in_graph_mode():
@@ -398,10 +421,8 @@ def test_recsys_row_is_the_demos_model_in_graph_mode():
     assert row["batch"] == 256
     # Ours and stock computed the same norm before the first step.
     norms = row["check"]["norms"]
-    assert norms["recsys:ours"] == pytest.approx(norms["recsys:stock"],
-                                                 rel=1e-5)
-    assert row["check"]["kernels"]["recsys:ours"] == [
-        "MonolithClipByGlobalNormFused"]
+    assert norms["recsys:ours"] == pytest.approx(norms["recsys:stock"], rel=1e-5)
+    assert row["check"]["kernels"]["recsys:ours"] == ["MonolithClipByGlobalNormFused"]
 
 
 @needs_keras3
@@ -415,11 +436,24 @@ def test_keras_check_catches_a_different_clip_norm():
 @needs_keras3
 def test_main_runs_the_step_workloads(tmp_path, capsys, monkeypatch):
     tiny = steps.KerasStep
-    monkeypatch.setattr(steps, "KerasStep",
-                        lambda **kwargs: tiny(**dict(kwargs, **TINY_KERAS)))
-    code = benchmark.main(["--quick", "--rounds", "2", "--warmup", "1",
-                           "--scale", "1000", "--workloads", "dense53",
-                           "keras", "recsys", "--out", str(tmp_path)])
+    monkeypatch.setattr(steps, "KerasStep", lambda **kwargs: tiny(**dict(kwargs, **TINY_KERAS)))
+    code = benchmark.main(
+        [
+            "--quick",
+            "--rounds",
+            "2",
+            "--warmup",
+            "1",
+            "--scale",
+            "1000",
+            "--workloads",
+            "dense53",
+            "keras",
+            "recsys",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     out, err = capsys.readouterr()
     assert "stock/ours" in out and "Whole training steps" in out
@@ -433,9 +467,25 @@ def test_main_runs_the_step_workloads(tmp_path, capsys, monkeypatch):
 
 
 def test_main_without_steps_has_no_step_rows(tmp_path):
-    assert benchmark.main(["--quick", "--rounds", "1", "--warmup", "0",
-                           "--scale", "1000", "--workloads", "embedding",
-                           "--no-chart", "--out", str(tmp_path)]) == 0
+    assert (
+        benchmark.main(
+            [
+                "--quick",
+                "--rounds",
+                "1",
+                "--warmup",
+                "0",
+                "--scale",
+                "1000",
+                "--workloads",
+                "embedding",
+                "--no-chart",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     with open(tmp_path / "benchmark.json") as f:
         assert json.load(f)["steps"] == {}
 
@@ -445,16 +495,32 @@ def test_runs_as_a_script_against_the_installed_package(tmp_path):
     monolith_ops is the installed one."""
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, os.path.join(BENCHMARKS, "run.py"), "--quick",
-         "--rounds", "1", "--warmup", "0", "--scale", "1000", "--workloads",
-         "embedding", "--no-chart", "--out", str(out)],
-        cwd=tmp_path, capture_output=True, text=True, check=False,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        [
+            sys.executable,
+            os.path.join(BENCHMARKS, "run.py"),
+            "--quick",
+            "--rounds",
+            "1",
+            "--warmup",
+            "0",
+            "--scale",
+            "1000",
+            "--workloads",
+            "embedding",
+            "--no-chart",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "% of floor" in proc.stdout
     with open(out / "benchmark.json") as f:
-        assert [r["workload"] for r in json.load(f)["rows"]] == [
-            "embedding"] * 3
+        assert [r["workload"] for r in json.load(f)["rows"]] == ["embedding"] * 3
 
 
 def test_help_lists_the_options(capsys):
@@ -462,16 +528,26 @@ def test_help_lists_the_options(capsys):
         benchmark.main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for option in ("--quick", "--rounds", "--out", "--workloads", "keras",
-                   "recsys", "--threads"):
+    for option in ("--quick", "--rounds", "--out", "--workloads", "keras", "recsys", "--threads"):
         assert option in out
 
 
 def test_profile_ops_names_the_kernels(capsys):
     profile_ops = _load("profile_ops")
-    assert profile_ops.main(["--workload", "embedding", "--runs", "2",
-                             "--variants", "ours:global_norm",
-                             "stock:global_norm"]) == 0
+    assert (
+        profile_ops.main(
+            [
+                "--workload",
+                "embedding",
+                "--runs",
+                "2",
+                "--variants",
+                "ours:global_norm",
+                "stock:global_norm",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "GlobalL2Reduce" in out and "L2Loss" in out
 
@@ -479,6 +555,7 @@ def test_profile_ops_names_the_kernels(capsys):
 def test_chunk_size_ab_builds_both_forms(capsys):
     chunk_size_ab = _load("chunk_size_ab")
     from monolith_ops import clip_ops  # pylint: disable=import-outside-toplevel
+
     chunk = clip_ops.CHUNK_SIZE
     assert chunk_size_ab.main(["--build", str(chunk + 6)]) == 0
     assert clip_ops.CHUNK_SIZE == chunk  # restored

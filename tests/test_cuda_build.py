@@ -18,6 +18,7 @@
 scripts/ci_cuda.sh builds with MONOLITH_OPS_CUDA=1 and runs the whole suite
 with MONOLITH_OPS_EXPECT_CUDA=1, which makes the first test insist on it.
 """
+
 import os
 import re
 import shutil
@@ -36,12 +37,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORE_SOURCE = os.path.join(ROOT, "cc", "kernels", "clip_core_gpu.cu")
 CORE_HEADER = os.path.join(ROOT, "cc", "kernels", "clip_core_gpu.h")
 # Our headers that the CUDA core includes, shared with the CPU core.
-SHARED_HEADERS = [os.path.join(ROOT, "cc", "kernels", name)
-                  for name in ("clip_decision.h", "dtypes.h")]
+SHARED_HEADERS = [
+    os.path.join(ROOT, "cc", "kernels", name) for name in ("clip_decision.h", "dtypes.h")
+]
 EMULATION = os.path.join(ROOT, "tests", "gpu", "emulation")
 OPS = ("GlobalL2Reduce", "MonolithClipByGlobalNorm", "MonolithClipByGlobalNormFused")
-TYPE_PAIRS = {(t, n) for t in ("DT_FLOAT", "DT_DOUBLE", "DT_HALF", "DT_BFLOAT16")
-              for n in ("DT_FLOAT", "DT_DOUBLE")}
+TYPE_PAIRS = {
+    (t, n)
+    for t in ("DT_FLOAT", "DT_DOUBLE", "DT_HALF", "DT_BFLOAT16")
+    for n in ("DT_FLOAT", "DT_DOUBLE")
+}
 
 
 def _library():
@@ -56,8 +61,11 @@ def _gpu_type_pairs(op):
         if k.device_type != "GPU":
             continue
         types = {c.name: list(c.allowed_values.list.type) for c in k.constraint}
-        pairs.update((types_pb2.DataType.Name(t), types_pb2.DataType.Name(n))
-                     for t in types["T"] for n in types["Tnorm"])
+        pairs.update(
+            (types_pb2.DataType.Name(t), types_pb2.DataType.Name(n))
+            for t in types["T"]
+            for n in types["Tnorm"]
+        )
     return pairs
 
 
@@ -66,7 +74,8 @@ def test_build_record_says_cuda_when_expected():
     if os.environ.get("MONOLITH_OPS_EXPECT_CUDA") == "1":
         assert _loader.built_with_cuda(), (
             "MONOLITH_OPS_EXPECT_CUDA=1 but the library under test was built "
-            f"without CUDA: {_loader.library_path()}")
+            f"without CUDA: {_loader.library_path()}"
+        )
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -90,13 +99,18 @@ def test_cuda_build_needs_no_cuda_library():
     path = _library()
     if not _loader.built_with_cuda():
         pytest.skip("a CPU-only build")
-    undefined = subprocess.run([_tool("nm"), "-D", "--undefined-only", path],
-                               capture_output=True, text=True, check=True).stdout
-    cuda = [line.split()[-1] for line in undefined.splitlines()
-            if re.match(r"(cuda|cu[A-Z])", line.split()[-1])]
+    undefined = subprocess.run(
+        [_tool("nm"), "-D", "--undefined-only", path], capture_output=True, text=True, check=True
+    ).stdout
+    cuda = [
+        line.split()[-1]
+        for line in undefined.splitlines()
+        if re.match(r"(cuda|cu[A-Z])", line.split()[-1])
+    ]
     assert cuda == [], f"undefined CUDA symbols (runtime not linked statically): {cuda}"
-    dynamic = subprocess.run([_tool("objdump"), "-p", path],
-                             capture_output=True, text=True, check=True).stdout
+    dynamic = subprocess.run(
+        [_tool("objdump"), "-p", path], capture_output=True, text=True, check=True
+    ).stdout
     needed = re.findall(r"NEEDED\s+(\S+)", dynamic)
     assert not [lib for lib in needed if re.match(r"lib(cuda|cudart)", lib)], needed
 
@@ -109,9 +123,21 @@ def _setup_py(env_changes, tmp_path):
     env["PATH"] = os.path.dirname(sys.executable)  # a PATH without nvcc
     env.update(env_changes)
     return subprocess.run(
-        [sys.executable, setup, "build_ext", "--build-temp", str(tmp_path / "t"),
-         "--build-lib", str(tmp_path / "l")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            setup,
+            "build_ext",
+            "--build-temp",
+            str(tmp_path / "t"),
+            "--build-lib",
+            str(tmp_path / "l"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_setup_fails_clearly_without_nvcc(tmp_path):
@@ -161,13 +187,30 @@ def test_cuda_core_kernels_under_cpu_emulation(tmp_path):
     # kernel<<<grid, threads, 0, stream>>>(args) -> EmulatedLaunch(kernel, grid, threads, args)
     source, launches = re.subn(
         r"(\w+(?:<[^<>;]*>)?)<<<\s*([^,]+?),\s*([^,]+?),\s*0,\s*stream>>>\(",
-        r"EmulatedLaunch(\1, \2, \3, ", source)
+        r"EmulatedLaunch(\1, \2, \3, ",
+        source,
+    )
     assert launches >= 3, "the kernel launches of clip_core_gpu.cu were not found"
     (tmp_path / "clip_core_gpu_emulated.inc").write_text(source)
     binary = str(tmp_path / "check_core")
-    subprocess.run([cxx, "-std=c++17", "-O1", "-I", EMULATION, "-I", ROOT,
-                    "-I", str(tmp_path), os.path.join(EMULATION, "check_core.cc"),
-                    "-o", binary], check=True, timeout=600)
+    subprocess.run(
+        [
+            cxx,
+            "-std=c++17",
+            "-O1",
+            "-I",
+            EMULATION,
+            "-I",
+            ROOT,
+            "-I",
+            str(tmp_path),
+            os.path.join(EMULATION, "check_core.cc"),
+            "-o",
+            binary,
+        ],
+        check=True,
+        timeout=600,
+    )
     result = subprocess.run([binary], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0 and "ALL OK" in result.stdout, result.stdout[-4000:]
 
@@ -197,15 +240,17 @@ def test_gpu_kernels_match_cpu_kernels(dtype, tnorm):
             scaled, fused_norm = ops.monolith_clip_by_global_norm_fused(ts, clip_norm)
             passed = ops.monolith_clip_by_global_norm(ts, norm, clip_norm=1e30)
             nan = ops.monolith_clip_by_global_norm(
-                ts, tf.constant(float("inf"), tnorm), clip_norm=1.0)
+                ts, tf.constant(float("inf"), tnorm), clip_norm=1.0
+            )
             return total, fused_norm, scaled, passed, nan
 
     cpu, gpu = run("/CPU:0"), run("/GPU:0")
     np.testing.assert_allclose(gpu[0].numpy(), cpu[0].numpy(), rtol=1e-6)
     np.testing.assert_allclose(gpu[1].numpy(), cpu[1].numpy(), rtol=1e-6)
     for c, g in zip(cpu[2], gpu[2]):
-        np.testing.assert_allclose(tf.cast(g, tf.float64).numpy(),
-                                   tf.cast(c, tf.float64).numpy(), rtol=1e-2)
+        np.testing.assert_allclose(
+            tf.cast(g, tf.float64).numpy(), tf.cast(c, tf.float64).numpy(), rtol=1e-2
+        )
     for v, g in zip(values, gpu[3]):
         np.testing.assert_array_equal(g.numpy(), tf.cast(tf.constant(v), dtype).numpy())
     for g in gpu[4]:

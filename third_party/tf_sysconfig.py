@@ -7,6 +7,7 @@ the Python that has TensorFlow installed. Every flag comes from tf.sysconfig,
 as in setup.py, and the facts for the build record from the loader's
 tensorflow_facts(), as setup.py records them.
 """
+
 import importlib.util
 import json
 import os
@@ -18,8 +19,10 @@ import tensorflow as tf  # noqa: E402 (after quieting TensorFlow's logging)
 
 _spec = importlib.util.spec_from_file_location(
     "monolith_ops_build_loader",
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
-                 "monolith_ops", "_loader.py"))
+    os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), os.pardir, "monolith_ops", "_loader.py"
+    ),
+)
 _loader = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_loader)
 

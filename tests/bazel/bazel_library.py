@@ -7,6 +7,7 @@ tf_configure found. `//:monolith_ops` puts the package, the Bazel-built
 `_monolith_ops.so` and the Bazel-written `_build_info.json` side by side in the
 runfiles tree, so the unmodified loader loads the Bazel build.
 """
+
 import ast
 import json
 import os
@@ -24,16 +25,17 @@ def _setup_py_literal(name):
     with open("setup.py") as f:
         tree = ast.parse(f.read())
     for node in tree.body:
-        if (isinstance(node, ast.Assign) and len(node.targets) == 1 and
-                isinstance(node.targets[0], ast.Name) and
-                node.targets[0].id == name):
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id == name
+        ):
             return ast.literal_eval(node.value)
-    raise AssertionError(
-        f"setup.py has no top-level literal {name}; update BUILD and this test")
+    raise AssertionError(f"setup.py has no top-level literal {name}; update BUILD and this test")
 
 
 class BazelLibraryTest(unittest.TestCase):
-
     @classmethod
     def setUpClass(cls):
         with open("build_flags.json") as f:
@@ -42,8 +44,11 @@ class BazelLibraryTest(unittest.TestCase):
     def test_package_and_library_come_from_the_bazel_build(self):
         runfiles = os.path.realpath(os.getcwd())
         package = os.path.realpath(os.path.dirname(monolith_ops.__file__))
-        self.assertEqual(os.path.join(runfiles, "monolith_ops"), package,
-                         "monolith_ops was not imported from the runfiles")
+        self.assertEqual(
+            os.path.join(runfiles, "monolith_ops"),
+            package,
+            "monolith_ops was not imported from the runfiles",
+        )
         library = os.path.realpath(_loader.library_path())
         self.assertIn(os.sep + "bazel-out" + os.sep, library)
         self.assertEqual("Bazel", _loader.build_record()["written_by"])
@@ -54,44 +59,47 @@ class BazelLibraryTest(unittest.TestCase):
         self.assertFalse(_loader.built_with_cuda())
         _loader.check_compatible()
         record = _loader.build_record()
-        self.assertEqual(_loader.file_facts(_loader.library_path()),
-                         {k: record[k] for k in ("library_size", "library_sha256")})
+        self.assertEqual(
+            _loader.file_facts(_loader.library_path()),
+            {k: record[k] for k in ("library_size", "library_sha256")},
+        )
         self.assertTrue(record["compiler"])
 
     def test_loads_every_op(self):
         library = _loader.ops.load()
-        for op in ("global_l2_reduce", "monolith_clip_by_global_norm",
-                   "monolith_clip_by_global_norm_fused"):
+        for op in (
+            "global_l2_reduce",
+            "monolith_clip_by_global_norm",
+            "monolith_clip_by_global_norm_fused",
+        ):
             self.assertTrue(callable(getattr(library, op, None)), op)
 
     def test_sources_and_flags_match_setup_py(self):
-        self.assertEqual(_setup_py_literal("CPU_SOURCES"),
-                         self.build["cpu_sources"])
+        self.assertEqual(_setup_py_literal("CPU_SOURCES"), self.build["cpu_sources"])
         self.assertEqual(_setup_py_literal("CXX_FLAGS"), self.build["cxx_flags"])
 
     def test_global_l2_reduce_matches_numpy(self):
         rng = np.random.default_rng(0)
-        for shapes in ([(3,)], [(7, 5), (0,), (1000,), (3, 4, 2)],
-                       [(100,)] * 50):
+        for shapes in ([(3,)], [(7, 5), (0,), (1000,), (3, 4, 2)], [(100,)] * 50):
             arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
             want = sum(np.sum(a.astype(np.float64) ** 2) for a in arrays)
-            got = _loader.ops.global_l2_reduce(
-                [tf.constant(a) for a in arrays]).numpy()
+            got = _loader.ops.global_l2_reduce([tf.constant(a) for a in arrays]).numpy()
             np.testing.assert_allclose(got, want, rtol=1e-6)
 
     def test_global_l2_reduce_exact_case(self):
         got = _loader.ops.global_l2_reduce(
-            [tf.constant([3.0, 0.0]), tf.constant([[4.0], [12.0]])]).numpy()
+            [tf.constant([3.0, 0.0]), tf.constant([[4.0], [12.0]])]
+        ).numpy()
         self.assertEqual(169.0, got)
 
     def test_clip_by_global_norm_matches_numpy(self):
         rng = np.random.default_rng(1)
-        arrays = [rng.standard_normal(s).astype(np.float32)
-                  for s in [(10, 3), (7,), (2, 2, 2)]]
+        arrays = [rng.standard_normal(s).astype(np.float32) for s in [(10, 3), (7,), (2, 2, 2)]]
         norm = np.sqrt(sum(np.sum(a.astype(np.float64) ** 2) for a in arrays))
         for clip_norm in (0.5 * norm, 2.0 * norm):
             clipped, got_norm = clip_ops.clip_by_global_norm(
-                [tf.constant(a) for a in arrays], clip_norm)
+                [tf.constant(a) for a in arrays], clip_norm
+            )
             np.testing.assert_allclose(got_norm.numpy(), norm, rtol=1e-6)
             scale = clip_norm / max(norm, clip_norm)
             for a, c in zip(arrays, clipped):
@@ -99,7 +107,8 @@ class BazelLibraryTest(unittest.TestCase):
 
     def test_non_finite_norm_gives_nan(self):
         clipped, norm = clip_ops.clip_by_global_norm(
-            [tf.constant([1.0, np.inf]), tf.constant([2.0])], 1.0)
+            [tf.constant([1.0, np.inf]), tf.constant([2.0])], 1.0
+        )
         self.assertTrue(np.isinf(norm.numpy()))
         for c in clipped:
             self.assertTrue(np.all(np.isnan(c.numpy())))

@@ -30,6 +30,7 @@ Prints a table and exits non-zero if any check fails. Run from anywhere:
 Needs nvcc (CUDA_HOME or PATH), pybind11 and, except with --build-only, torch
 with a CUDA device.
 """
+
 import argparse
 import importlib.util
 import json
@@ -52,16 +53,64 @@ DENSE_SHAPES_FILE = os.path.join(ROOT, "tests", "data", "dense_shapes.json")
 # The 53 dense gradient shapes of Monolith's "large grad" test (7,686,760
 # floats), as in tests/data/dense_shapes.json; used when that file is absent.
 DENSE_SHAPES = [
-    [328, 128], [128], [128], [128, 64], [64], [64], [1], [256, 256], [256],
-    [256], [256, 128], [128], [128], [128, 1], [1], [1], [2488, 256], [256],
-    [256], [3184, 256], [256], [256], [96, 128], [128], [128], [128, 64], [64],
-    [64], [1], [64, 16], [16], [16], [1609, 2048], [2048], [2048], [2048, 1024],
-    [1024], [1024], [1024, 512], [512], [512], [512, 256], [256], [256],
-    [256, 1], [1], [1], [96, 64], [64], [64], [64, 1], [1], [1],
+    [328, 128],
+    [128],
+    [128],
+    [128, 64],
+    [64],
+    [64],
+    [1],
+    [256, 256],
+    [256],
+    [256],
+    [256, 128],
+    [128],
+    [128],
+    [128, 1],
+    [1],
+    [1],
+    [2488, 256],
+    [256],
+    [256],
+    [3184, 256],
+    [256],
+    [256],
+    [96, 128],
+    [128],
+    [128],
+    [128, 64],
+    [64],
+    [64],
+    [1],
+    [64, 16],
+    [16],
+    [16],
+    [1609, 2048],
+    [2048],
+    [2048],
+    [2048, 1024],
+    [1024],
+    [1024],
+    [1024, 512],
+    [512],
+    [512],
+    [512, 256],
+    [256],
+    [256],
+    [256, 1],
+    [1],
+    [1],
+    [96, 64],
+    [64],
+    [64],
+    [64, 1],
+    [1],
+    [1],
 ]
 
 
 # --------------------------------------------------------------------- build
+
 
 def find_nvcc():
     cuda_home = os.environ.get("CUDA_HOME")
@@ -76,13 +125,31 @@ def find_nvcc():
 def build(build_dir, arch):
     """Compiles the core and its binding; returns the imported module."""
     import pybind11  # noqa: WPS433 (only needed to build)
+
     out = os.path.join(build_dir, "clip_core_gpu" + sysconfig.get_config_var("EXT_SUFFIX"))
-    cmd = [find_nvcc(), "-O3", "-std=c++17", "-shared", "-Xcompiler", "-fPIC",
-           "-Xcompiler", "-fvisibility=hidden", "--threads", "0",
-           f"-gencode=arch=compute_{arch},code=sm_{arch}",
-           "-I", ROOT, "-I", pybind11.get_include(),
-           "-I", sysconfig.get_paths()["include"],
-           CORE_SOURCE, BINDING_SOURCE, "-o", out]
+    cmd = [
+        find_nvcc(),
+        "-O3",
+        "-std=c++17",
+        "-shared",
+        "-Xcompiler",
+        "-fPIC",
+        "-Xcompiler",
+        "-fvisibility=hidden",
+        "--threads",
+        "0",
+        f"-gencode=arch=compute_{arch},code=sm_{arch}",
+        "-I",
+        ROOT,
+        "-I",
+        pybind11.get_include(),
+        "-I",
+        sysconfig.get_paths()["include"],
+        CORE_SOURCE,
+        BINDING_SOURCE,
+        "-o",
+        out,
+    ]
     start = time.time()
     subprocess.run(cmd, check=True)
     print(f"built {os.path.basename(out)} for sm_{arch} in {time.time() - start:.1f} s")
@@ -94,14 +161,19 @@ def build(build_dir, arch):
 
 # ------------------------------------------------------------------ helpers
 
+
 class Core:
     """Calls the core on torch tensors, on torch's current stream."""
 
     def __init__(self, module, torch):
         self.m = module
         self.torch = torch
-        self.codes = {torch.float32: module.FLOAT, torch.float64: module.DOUBLE,
-                      torch.float16: module.HALF, torch.bfloat16: module.BFLOAT16}
+        self.codes = {
+            torch.float32: module.FLOAT,
+            torch.float64: module.DOUBLE,
+            torch.float16: module.HALF,
+            torch.bfloat16: module.BFLOAT16,
+        }
 
     def stream(self):
         return self.torch.cuda.current_stream().cuda_stream
@@ -111,22 +183,34 @@ class Core:
 
     def sum_of_squares(self, p, tnorm):
         out = self.torch.full((), -1.0, dtype=tnorm, device="cuda")
-        self.m.sum_of_squares(p.table, self.codes[tnorm], p.partials.data_ptr(),
-                              out.data_ptr(), self.stream())
+        self.m.sum_of_squares(
+            p.table, self.codes[tnorm], p.partials.data_ptr(), out.data_ptr(), self.stream()
+        )
         return out
 
     def clip(self, p, norm, clip_norm):
         """clip_norm: a Python float (attr) or a device scalar of norm's dtype."""
         is_tensor = isinstance(clip_norm, self.torch.Tensor)
-        self.m.clip(p.table, self.codes[norm.dtype], norm.data_ptr(),
-                    clip_norm.data_ptr() if is_tensor else 0,
-                    0.0 if is_tensor else float(clip_norm), self.stream())
+        self.m.clip(
+            p.table,
+            self.codes[norm.dtype],
+            norm.data_ptr(),
+            clip_norm.data_ptr() if is_tensor else 0,
+            0.0 if is_tensor else float(clip_norm),
+            self.stream(),
+        )
 
     def clip_fused(self, p, clip_norm, norm_out=None):
         if norm_out is None:
             norm_out = self.torch.full((), -1.0, dtype=clip_norm.dtype, device="cuda")
-        self.m.clip_fused(p.table, self.codes[clip_norm.dtype], clip_norm.data_ptr(),
-                          p.partials.data_ptr(), norm_out.data_ptr(), self.stream())
+        self.m.clip_fused(
+            p.table,
+            self.codes[clip_norm.dtype],
+            clip_norm.data_ptr(),
+            p.partials.data_ptr(),
+            norm_out.data_ptr(),
+            self.stream(),
+        )
         return norm_out
 
 
@@ -144,17 +228,23 @@ class Prepared:
         self.host = torch.empty(max(self.nbytes, 8), dtype=torch.uint8, pin_memory=True)
         self.device = torch.empty(max(self.nbytes, 8), dtype=torch.uint8, device="cuda")
         self.table = core.m.pack_table(
-            core.codes[dtype], [t.data_ptr() for t in self.tensors],
+            core.codes[dtype],
+            [t.data_ptr() for t in self.tensors],
             None if outputs is None else [t.data_ptr() for t in self.outputs],
-            sizes, self.host.data_ptr(), self.device.data_ptr())
+            sizes,
+            self.host.data_ptr(),
+            self.device.data_ptr(),
+        )
         assert self.table.num_chunks == core.m.num_chunks(core.codes[dtype], sizes)
-        self.partials = torch.empty(max(1, self.table.num_chunks), dtype=torch.float64,
-                                    device="cuda")
+        self.partials = torch.empty(
+            max(1, self.table.num_chunks), dtype=torch.float64, device="cuda"
+        )
         self.upload()
 
     def upload(self):
-        self.core.m.copy_table(self.host.data_ptr(), self.device.data_ptr(),
-                               self.nbytes, self.core.stream())
+        self.core.m.copy_table(
+            self.host.data_ptr(), self.device.data_ptr(), self.nbytes, self.core.stream()
+        )
 
 
 def ref_sum_of_squares(torch, tensors, piece=1 << 27):
@@ -163,7 +253,7 @@ def ref_sum_of_squares(torch, tensors, piece=1 << 27):
     for t in tensors:
         flat = t.reshape(-1)
         for start in range(0, flat.numel(), piece):
-            x = flat[start:start + piece].double()
+            x = flat[start : start + piece].double()
             total += (x * x).sum()
     return float(total)
 
@@ -259,7 +349,7 @@ def compare_outputs(torch, xs, outs, action, scale, true_scale, chunk=1 << 27):
     for x, out in zip(xs, outs):
         fx, fo = x.reshape(-1), out.reshape(-1)
         for s in range(0, fx.numel(), chunk):
-            xi, oi = fx[s:s + chunk], fo[s:s + chunk]
+            xi, oi = fx[s : s + chunk], fo[s : s + chunk]
             if action == "nan":
                 exact &= bool(torch.isnan(oi.float()).all())
                 continue
@@ -267,7 +357,7 @@ def compare_outputs(torch, xs, outs, action, scale, true_scale, chunk=1 << 27):
             exact &= bool(torch.equal(bits(torch, want), bits(torch, oi)))
             ref = xi.double() * true_scale
             err2 += float(((oi.double() - ref) ** 2).sum())
-            ref2 += float((ref ** 2).sum())
+            ref2 += float((ref**2).sum())
     return exact, (math.sqrt(err2 / ref2) if ref2 > 0 else 0.0)
 
 
@@ -315,8 +405,11 @@ def check_list(core, res, name, xs, dtype, tnorm, clip_factors=(0.5, 2.0), flat=
         core.clip(p, norm_t, clip_norm)
         action, scale = cpu_rule(torch, dtype, float(norm_t), clip_norm, tnorm)
         exact, err = compare_outputs(torch, ins, cmp_outs, action, scale, true_scale)
-        res.add(f"{name} clip {action}", exact and err <= tol,
-                f"bitwise={exact} rel err {err:.1e} (tol {tol:.0e})")
+        res.add(
+            f"{name} clip {action}",
+            exact and err <= tol,
+            f"bitwise={exact} rel err {err:.1e} (tol {tol:.0e})",
+        )
         # Fused: norm computed on the device, clip_norm a device scalar.
         outs, ins, cmp_outs = new_outputs()
         p = core.prepare(xs, outs, dtype=dtype)
@@ -324,9 +417,12 @@ def check_list(core, res, name, xs, dtype, tnorm, clip_factors=(0.5, 2.0), flat=
         want_norm = rounded(torch, math.sqrt(got), tnorm)
         action, scale = cpu_rule(torch, dtype, norm, clip_norm, tnorm)
         exact, err = compare_outputs(torch, ins, cmp_outs, action, scale, true_scale)
-        res.add(f"{name} fused {action}", exact and err <= tol and norm == want_norm,
-                f"norm {norm:.6g} (sqrt of the sum: {norm == want_norm}) "
-                f"bitwise={exact} rel err {err:.1e}")
+        res.add(
+            f"{name} fused {action}",
+            exact and err <= tol and norm == want_norm,
+            f"norm {norm:.6g} (sqrt of the sum: {norm == want_norm}) "
+            f"bitwise={exact} rel err {err:.1e}",
+        )
 
 
 def check_dtypes(core, res, gen):
@@ -355,8 +451,11 @@ def check_special(core, res, gen):
             norm = float(core.clip_fused(p, torch.tensor(1.0, device="cuda")))
             all_nan = all(bool(torch.isnan(o.float()).all()) for o in outs)
             norm_ok = math.isnan(norm) if math.isnan(bad) else norm == bad
-            res.add(f"{str(dtype)[6:]} with {bad}: norm, outputs all NaN",
-                    norm_ok and all_nan, f"norm {norm}")
+            res.add(
+                f"{str(dtype)[6:]} with {bad}: norm, outputs all NaN",
+                norm_ok and all_nan,
+                f"norm {norm}",
+            )
     xs = random_list(torch, torch.float32, [100, 5000], gen=gen)
     for clip_norm in (0.0, -1.0, float("inf"), float("nan")):
         outs = [torch.zeros_like(x) for x in xs]
@@ -373,8 +472,9 @@ def check_special(core, res, gen):
     # Empty lists and lists of empty tensors.
     p = core.prepare([], dtype=torch.float32)
     s = float(core.sum_of_squares(p, torch.float32))
-    n = float(core.clip_fused(core.prepare([], [], dtype=torch.float32),
-                              torch.tensor(1.0, device="cuda")))
+    n = float(
+        core.clip_fused(core.prepare([], [], dtype=torch.float32), torch.tensor(1.0, device="cuda"))
+    )
     res.add("empty list: sum 0, norm 0", s == 0.0 and n == 0.0, f"sum {s} norm {n}")
     xs = [torch.empty(0, device="cuda"), torch.empty(0, 5, device="cuda")]
     p = core.prepare(xs, [torch.empty_like(x) for x in xs])
@@ -400,8 +500,16 @@ def check_many(core, res, gen, count):
     sizes = torch.randint(0, 129, (count,), generator=gen, device="cuda").tolist()
     flat = torch.randn(sum(sizes), device="cuda", generator=gen)
     xs = list(torch.split(flat, sizes))  # views: most start off 16 bytes
-    check_list(core, res, f"{count} tensors", xs, torch.float32, torch.float32,
-               clip_factors=(0.5,), flat=flat)
+    check_list(
+        core,
+        res,
+        f"{count} tensors",
+        xs,
+        torch.float32,
+        torch.float32,
+        clip_factors=(0.5,),
+        flat=flat,
+    )
 
 
 def check_huge(core, res, gen):
@@ -409,14 +517,17 @@ def check_huge(core, res, gen):
     torch = core.torch
     big = 2**31 + 4099
     try:
-        xs = [torch.randn(1000, device="cuda", generator=gen).half(),
-              torch.empty(big, dtype=torch.float16, device="cuda").normal_(generator=gen),
-              torch.randn(77, device="cuda", generator=gen).half()]
+        xs = [
+            torch.randn(1000, device="cuda", generator=gen).half(),
+            torch.empty(big, dtype=torch.float16, device="cuda").normal_(generator=gen),
+            torch.randn(77, device="cuda", generator=gen).half(),
+        ]
     except RuntimeError as err:  # out of memory on a small device
         res.add("list over 2**31 elements", False, f"could not allocate: {err}")
         return
-    check_list(core, res, "2**31+ elements fp16", xs, torch.float16, torch.float32,
-               clip_factors=(0.5,))
+    check_list(
+        core, res, "2**31+ elements fp16", xs, torch.float16, torch.float32, clip_factors=(0.5,)
+    )
     del xs
     torch.cuda.empty_cache()
 
@@ -439,8 +550,11 @@ def check_determinism(core, res, gen, runs=10):
                 first = run
             else:
                 differ += not all(torch.equal(a, b) for a, b in zip(first, run))
-        res.add(f"determinism {name}, {runs} runs", differ == 0,
-                f"{differ} of {runs - 1} reruns differ from the first")
+        res.add(
+            f"determinism {name}, {runs} runs",
+            differ == 0,
+            f"{differ} of {runs - 1} reruns differ from the first",
+        )
     # The same values at other addresses (other 16-byte alignment) sum alike.
     xs = random_list(torch, torch.float32, [3, 100001, 5000], misalign=False, gen=gen)
     moved = []
@@ -475,8 +589,10 @@ def check_graph(core, res, gen):
         return
     for case, factor in (("scale", 1.0), ("pass-through", 1e-4), ("inf", None)):
         for x in xs:
-            x.copy_(torch.randn(x.shape, device="cuda", generator=gen) *
-                    (factor if factor is not None else 1.0))
+            x.copy_(
+                torch.randn(x.shape, device="cuda", generator=gen)
+                * (factor if factor is not None else 1.0)
+            )
         if factor is None:
             xs[7][3, 3] = float("inf")
         for o in outs:
@@ -487,12 +603,12 @@ def check_graph(core, res, gen):
         got = float(norm)
         action, scale = cpu_rule(torch, torch.float32, got, 10.0, torch.float32)
         exact, err = compare_outputs(torch, xs, outs, action, scale, 10.0 / max(ref, 10.0))
-        norm_ok = (math.isinf(got) if factor is None else abs(got - ref) <= 1e-6 * ref)
-        res.add(f"CUDA graph replay, {case}", exact and norm_ok,
-                f"action {action}, norm {got:.6g}")
+        norm_ok = math.isinf(got) if factor is None else abs(got - ref) <= 1e-6 * ref
+        res.add(f"CUDA graph replay, {case}", exact and norm_ok, f"action {action}, norm {got:.6g}")
 
 
 # --------------------------------------------------------------- benchmarks
+
 
 def dense_shapes():
     if os.path.exists(DENSE_SHAPES_FILE):
@@ -537,8 +653,11 @@ def benchmark(core, gen, quick=False):
         "4 x 16M": [(16 << 20,)] * 4,
     }
     if quick:  # the same code on small data, to try the script out
-        workloads = {"dense53[:16]": dense_shapes()[:16], "100 x 100": [(100,)] * 100,
-                     "4 x 64K": [(64 << 10,)] * 4}
+        workloads = {
+            "dense53[:16]": dense_shapes()[:16],
+            "100 x 100": [(100,)] * 100,
+            "4 x 64K": [(64 << 10,)] * 4,
+        }
     rows = []
     for name, shapes in workloads.items():
         rows += bench_workload(core, gen, name, shapes, copy_bw, quick)
@@ -554,8 +673,7 @@ def bench_workload(core, gen, name, shapes, copy_bw, quick=False):
     # Several input sets, used in turn, so that big ones are read from memory,
     # not from L2 (small ones fit in L2 whatever we do).
     sets = max(1, min(8, math.ceil(3 * l2 / (4 * elements))))
-    grads = [[torch.randn(s, device="cuda", generator=gen) for s in shapes]
-             for _ in range(sets)]
+    grads = [[torch.randn(s, device="cuda", generator=gen) for s in shapes] for _ in range(sets)]
     outs = [[torch.empty_like(g) for g in gs] for gs in grads]
     norm_lists = [core.prepare(gs) for gs in grads]
     clip_lists = [core.prepare(gs, os_) for gs, os_ in zip(grads, outs)]
@@ -575,14 +693,21 @@ def bench_workload(core, gen, name, shapes, copy_bw, quick=False):
     def ours_norm(i):
         p = norm_lists[i % sets]
         p.upload()
-        core.m.sum_of_squares(p.table, core.m.FLOAT, p.partials.data_ptr(),
-                              sum_out.data_ptr(), core.stream())
+        core.m.sum_of_squares(
+            p.table, core.m.FLOAT, p.partials.data_ptr(), sum_out.data_ptr(), core.stream()
+        )
 
     def ours_clip(i):
         p = clip_lists[i % sets]
         p.upload()
-        core.m.clip_fused(p.table, core.m.FLOAT, clip.data_ptr(),
-                          p.partials.data_ptr(), norm_out.data_ptr(), core.stream())
+        core.m.clip_fused(
+            p.table,
+            core.m.FLOAT,
+            clip.data_ptr(),
+            p.partials.data_ptr(),
+            norm_out.data_ptr(),
+            core.stream(),
+        )
 
     def torch_norm(i):
         n = torch._foreach_norm(grads[i % sets])
@@ -593,8 +718,9 @@ def bench_workload(core, gen, name, shapes, copy_bw, quick=False):
 
     rows = []
     for op, bytes_per, ours, theirs, their_name in (
-            ("global norm", 4, ours_norm, torch_norm, "torch._foreach_norm"),
-            ("clip", 12, ours_clip, torch_clip, "clip_grad_norm_(foreach)")):
+        ("global norm", 4, ours_norm, torch_norm, "torch._foreach_norm"),
+        ("clip", 12, ours_clip, torch_clip, "clip_grad_norm_(foreach)"),
+    ):
         t_ours = time_per_call(torch, ours, quick=quick)
         t_torch = time_per_call(torch, theirs, quick=quick)
         nbytes = bytes_per * elements
@@ -610,16 +736,26 @@ def bench_workload(core, gen, name, shapes, copy_bw, quick=False):
     def copy_path(i):  # the fused op as built: norm, then a pass-through copy
         p = clip_lists[i % sets]
         p.upload()
-        core.m.clip_fused(p.table, core.m.FLOAT, big_clip.data_ptr(),
-                          p.partials.data_ptr(), norm_out.data_ptr(), core.stream())
+        core.m.clip_fused(
+            p.table,
+            core.m.FLOAT,
+            big_clip.data_ptr(),
+            p.partials.data_ptr(),
+            norm_out.data_ptr(),
+            core.stream(),
+        )
 
     def alias_path(i):  # norm, a host read of it, then no copy
         ours_norm(i)
         float(sum_out)
 
-    rows += [(name, "pass-through", impl, t * 1e6, 0.0, 0.0, 0.0) for impl, t in (
-        ("copy on the device (as built)", wall_per_call(torch, copy_path, quick)),
-        ("host read, then alias", wall_per_call(torch, alias_path, quick)))]
+    rows += [
+        (name, "pass-through", impl, t * 1e6, 0.0, 0.0, 0.0)
+        for impl, t in (
+            ("copy on the device (as built)", wall_per_call(torch, copy_path, quick)),
+            ("host read, then alias", wall_per_call(torch, alias_path, quick)),
+        )
+    ]
     return rows
 
 
@@ -641,39 +777,64 @@ def wall_per_call(torch, fn, quick=False, calls=50, samples=7):
 
 # --------------------------------------------------------------------- main
 
+
 def markdown(results, copy_bw, bench_rows, device):
     lines = [f"GPU check of the CUDA core on {device}", ""]
     lines += ["| check | result | detail |", "| --- | --- | --- |"]
     lines += [f"| {n} | {'PASS' if ok else 'FAIL'} | {d} |" for n, ok, d in results.rows]
     if bench_rows:
-        lines += ["", f"Device-to-device copy in the same run: {copy_bw / 1e9:.0f} GB/s "
-                  "(bytes read + written). Bytes counted: 4 per element for the norm, 12 "
-                  "for the clip. 'vs torch' is torch's time over this row's time.", ""]
-        lines += ["| workload | op | implementation | us/call | GB/s | vs torch | of copy BW |",
-                  "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
-        lines += [f"| {w} | {o} | {i} | {t:.1f} | {g:.0f} | {r:.2f} | {f:.2f} |"
-                  for w, o, i, t, g, r, f in bench_rows if o != "pass-through"]
-        lines += ["", "The alias decision, when norm <= clip_norm: wall-clock per call "
-                  "in a loop of calls (host launch costs and syncs included).", "",
-                  "| workload | implementation | us/call |", "| --- | --- | ---: |"]
-        lines += [f"| {w} | {i} | {t:.1f} |" for w, o, i, t, *_ in bench_rows
-                  if o == "pass-through"]
+        lines += [
+            "",
+            f"Device-to-device copy in the same run: {copy_bw / 1e9:.0f} GB/s "
+            "(bytes read + written). Bytes counted: 4 per element for the norm, 12 "
+            "for the clip. 'vs torch' is torch's time over this row's time.",
+            "",
+        ]
+        lines += [
+            "| workload | op | implementation | us/call | GB/s | vs torch | of copy BW |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| {w} | {o} | {i} | {t:.1f} | {g:.0f} | {r:.2f} | {f:.2f} |"
+            for w, o, i, t, g, r, f in bench_rows
+            if o != "pass-through"
+        ]
+        lines += [
+            "",
+            "The alias decision, when norm <= clip_norm: wall-clock per call "
+            "in a loop of calls (host launch costs and syncs included).",
+            "",
+            "| workload | implementation | us/call |",
+            "| --- | --- | ---: |",
+        ]
+        lines += [
+            f"| {w} | {i} | {t:.1f} |" for w, o, i, t, *_ in bench_rows if o == "pass-through"
+        ]
     return "\n".join(lines) + "\n"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--build-only", action="store_true",
-                        help="compile and import the module, then stop")
-    parser.add_argument("--arch", help="SM version to build for, e.g. 90 "
-                        "(default: the device's, or 90 with --build-only)")
+    parser.add_argument(
+        "--build-only", action="store_true", help="compile and import the module, then stop"
+    )
+    parser.add_argument(
+        "--arch",
+        help="SM version to build for, e.g. 90 (default: the device's, or 90 with --build-only)",
+    )
     parser.add_argument("--build-dir", help="build here instead of a temporary folder")
-    parser.add_argument("--skip-huge", action="store_true",
-                        help="skip the list of more than 2**31 elements (needs ~10 GB)")
+    parser.add_argument(
+        "--skip-huge",
+        action="store_true",
+        help="skip the list of more than 2**31 elements (needs ~10 GB)",
+    )
     parser.add_argument("--skip-bench", action="store_true", help="checks only")
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes everywhere (no 2**31 list, 2,000 tensors "
-                        "instead of 100,000, tiny benchmarks): a smoke test of the script")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes everywhere (no 2**31 list, 2,000 tensors "
+        "instead of 100,000, tiny benchmarks): a smoke test of the script",
+    )
     parser.add_argument("--out", help="also write the tables here, as Markdown")
     args = parser.parse_args()
     started = time.time()
@@ -682,6 +843,7 @@ def main():
     arch = args.arch
     if not args.build_only:
         import torch  # noqa: WPS433
+
         if not torch.cuda.is_available():
             sys.exit("check_gpu: torch sees no CUDA device; nothing to check")
         if arch is None:
@@ -722,8 +884,10 @@ def main():
     text = markdown(res, copy_bw, rows, device)
     print()
     print(text)
-    print(f"{len(res.rows) - len(res.failed)}/{len(res.rows)} checks passed "
-          f"in {time.time() - started:.0f} s")
+    print(
+        f"{len(res.rows) - len(res.failed)}/{len(res.rows)} checks passed "
+        f"in {time.time() - started:.0f} s"
+    )
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)

@@ -267,7 +267,7 @@ class WorkloadGraph:
                     flat += [o.values, o.indices] if isinstance(o, tf.IndexedSlices) else [o]
                 return flat
 
-            # A list longer than clip_ops.CHUNK_SIZE runs as packed ops.
+            # A list longer than clip_ops.PACK_ABOVE runs as packed ops.
             parts = len(clip_ops._parts(list(inputs)))  # noqa: WPS437
             reduce_kernels, clip_kernels = (
                 ({"GlobalL2Reduce": 1}, {"MonolithClipByGlobalNormFused": 1})

@@ -9,7 +9,7 @@ rounding. ``clip_by_global_norm`` builds one of three paths
 
 * ``ClipPath.FUSED``: a single-dtype list without ``use_norm``, one
   ``MonolithClipByGlobalNormFused`` kernel (in parts of ``CHUNK_SIZE``
-  tensors in a graph, for Grappler);
+  tensors for a list longer than ``PACK_ABOVE`` in a graph, for Grappler);
 * ``ClipPath.KERNEL_WITH_CLIP_NORM_ATTR``: the norm from ``GlobalL2Reduce``
   (or ``use_norm``), the clip by ``MonolithClipByGlobalNorm`` per dtype with
   ``clip_norm`` as its attr;
@@ -65,11 +65,13 @@ SUPPORTED_DTYPES = _registered_dtypes(
     ["GlobalL2Reduce", "MonolithClipByGlobalNorm", "MonolithClipByGlobalNormFused"]
 )
 
-# In a graph, no op takes or gives more than this many tensors of a list:
 # Grappler spends time quadratic in the number of inputs and outputs of one
-# node (100,000 tensors in one op did not build in minutes). A longer list is
-# packed and clipped in parts of this size, with the norm of the whole list
-# computed once; the results are bitwise those of one op.
+# node (100,000 tensors in one op did not build in minutes), while every extra
+# op costs each step. So in a graph a list of more than PACK_ABOVE tensors is
+# packed and clipped in parts of CHUNK_SIZE, with the norm of the whole list
+# computed once; a shorter list is one op. The results are bitwise those of
+# one op. docs/benchmark.md has the timings behind both numbers.
+PACK_ABOVE = 4096
 CHUNK_SIZE = 64
 
 _SUPPORTED_NAMES = (
@@ -209,10 +211,11 @@ def _in_xla_context():
 
 
 def _parts(values):
-    """`values` cut into parts of at most CHUNK_SIZE where that is needed: in a
-    graph (run by Grappler), on CPU kernels. Eager ops are not optimized, and
-    the GPU kernels take a whole list (they have no packed form yet)."""
-    if len(values) <= CHUNK_SIZE or tf.executing_eagerly() or _gpu_kernels():
+    """`values` cut into parts of at most CHUNK_SIZE where that is needed: a
+    list of more than PACK_ABOVE tensors in a graph (run by Grappler), on CPU
+    kernels. Eager ops are not optimized, and the GPU kernels take a whole
+    list (they have no packed form yet)."""
+    if len(values) <= PACK_ABOVE or tf.executing_eagerly() or _gpu_kernels():
         return [values]
     return [values[i : i + CHUNK_SIZE] for i in range(0, len(values), CHUNK_SIZE)]
 

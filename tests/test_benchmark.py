@@ -552,13 +552,13 @@ def test_profile_ops_names_the_kernels(capsys):
     assert "GlobalL2Reduce" in out and "L2Loss" in out
 
 
-def test_chunk_size_ab_builds_both_forms(capsys):
-    chunk_size_ab = _load("chunk_size_ab")
+def test_pack_ab_builds_both_forms(capsys):
+    pack_ab = _load("pack_ab")
     from monolith_ops import clip_ops  # pylint: disable=import-outside-toplevel
 
-    chunk = clip_ops.CHUNK_SIZE
-    assert chunk_size_ab.main(["--build", str(chunk + 6)]) == 0
-    assert clip_ops.CHUNK_SIZE == chunk  # restored
+    default, n = clip_ops.PACK_ABOVE, clip_ops.CHUNK_SIZE + 6
+    assert pack_ab.main(["--build", str(n)]) == 0
+    assert clip_ops.PACK_ABOVE == default  # restored
     out = capsys.readouterr().out
-    assert f"{chunk + 6} tensors, packed" in out
-    assert f"{chunk + 6} tensors, one op" in out
+    assert f"{n} tensors, packed" in out
+    assert f"{n} tensors, one op" in out

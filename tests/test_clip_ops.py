@@ -925,6 +925,13 @@ def test_runtime_clip_norm_with_use_norm_is_checked_and_passes_through():
 # --- Long lists in graphs: ops of at most CHUNK_SIZE tensors -------------------
 
 
+@pytest.fixture
+def pack_past_one_chunk(monkeypatch):
+    """Lists longer than CHUNK_SIZE packed, so that small lists test the
+    packed ops (PACK_ABOVE itself is thousands of tensors)."""
+    monkeypatch.setattr(clip_ops, "PACK_ABOVE", clip_ops.CHUNK_SIZE)
+
+
 def _largest_list_op(graph):
     """The most inputs or outputs of any op of the library in `graph`."""
     library_ops = (
@@ -972,7 +979,7 @@ def _flat_bytes(results):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
-def test_lists_split_across_ops_give_bitwise_the_results_of_one_op(dtype):
+def test_lists_split_across_ops_give_bitwise_the_results_of_one_op(dtype, pack_past_one_chunk):
     """In a graph a list longer than CHUNK_SIZE is packed and clipped in
     parts; eager ops take it whole. Sizes around the part boundaries, and
     tensors that cross the reduction's block edges inside a part."""
@@ -1005,6 +1012,21 @@ def test_lists_split_across_ops_give_bitwise_the_results_of_one_op(dtype):
         assert _flat_bytes(split) == _flat_bytes(whole), n
 
 
+@pytest.mark.parametrize("extra", [0, 1])
+def test_lists_are_packed_only_past_pack_above(extra):
+    """Up to PACK_ABOVE tensors a clip is one op (each extra op costs every
+    step); one more and no op takes more than CHUNK_SIZE of them."""
+    n = clip_ops.PACK_ABOVE + extra
+    with tf.Graph().as_default() as graph:
+        ts = [tf.zeros([2]) for _ in range(n)]
+        clip_ops.clip_by_global_norm(ts, 1.0)
+        clip_ops.global_norm(ts)
+        if extra:
+            assert _largest_list_op(graph) <= clip_ops.CHUNK_SIZE + 2
+        else:
+            assert _largest_list_op(graph) == n + 1  # the list and the norm
+
+
 @pytest.mark.timeout(400)
 def test_graph_mode_with_20000_tensors():
     """One Session.run over 20,000 tensors builds and runs in seconds (one
@@ -1022,7 +1044,7 @@ def test_graph_mode_with_20000_tensors():
         np.testing.assert_allclose(y, x / got, rtol=1e-6)
 
 
-def test_gradient_through_a_list_split_across_ops():
+def test_gradient_through_a_list_split_across_ops(pack_past_one_chunk):
     size = clip_ops.CHUNK_SIZE
     rng = np.random.default_rng(23)
     arrays = [rng.standard_normal(7).astype(np.float32) for _ in range(2 * size + 3)]

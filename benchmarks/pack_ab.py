@@ -1,13 +1,14 @@
 # Copyright 2026 The monolith_ops Authors.
 # SPDX-License-Identifier: Apache-2.0
-"""Our ops on a long list, packed (clip_ops.CHUNK_SIZE) and as one op.
+"""Our ops on a long list, packed and as one op (clip_ops.PACK_ABOVE).
 
-    python benchmarks/chunk_size_ab.py                     # 1000x100, timed
-    python benchmarks/chunk_size_ab.py --build 1000 4000   # graph build times
+    python benchmarks/pack_ab.py                     # 1000x100, timed
+    python benchmarks/pack_ab.py --build 1000 4000   # graph build times
 
-Timed: the workload built twice in one process, once with clip_ops'
-CHUNK_SIZE (packed ops past that many tensors) and once with CHUNK_SIZE
-above the list's length (one GlobalL2Reduce or MonolithClipByGlobalNormFused),
+Timed: the workload built twice in one process, once packed (PACK_ABOVE set
+to CHUNK_SIZE: parts of CHUNK_SIZE tensors past that many) and once as one
+op (PACK_ABOVE above the list's length: one GlobalL2Reduce or
+MonolithClipByGlobalNormFused),
 every variant of both run round-robin as run.py does (own time: a run less
 the inputs-only run of its graph in the same round), `--repeats` times.
 
@@ -31,7 +32,11 @@ import run as bench  # noqa: E402  pylint: disable=wrong-import-position
 from timing import own_times, stats, time_round_robin  # noqa: E402
 
 VARIANTS = ("ours:global_norm", "stock:global_norm", "ours:clip_passes", "ours:clip_scales")
-ONE_OP = 1 << 30
+
+
+def forms(clip_ops):
+    """(form, PACK_ABOVE) of the two forms compared."""
+    return (("packed", clip_ops.CHUNK_SIZE), ("one op", 1 << 30))
 
 
 def timed(workload, rounds, repeats, threads):
@@ -40,16 +45,14 @@ def timed(workload, rounds, repeats, threads):
     from monolith_ops import clip_ops  # pylint: disable=import-outside-toplevel
 
     config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads)
-    packed = clip_ops.CHUNK_SIZE
+    default = clip_ops.PACK_ABOVE
     graphs = {}
     try:
-        for chunk in (packed, ONE_OP):
-            clip_ops.CHUNK_SIZE = chunk
-            graphs["packed" if chunk == packed else "one op"] = bench.WorkloadGraph(
-                workload, config=config
-            )
+        for form, pack_above in forms(clip_ops):
+            clip_ops.PACK_ABOVE = pack_above
+            graphs[form] = bench.WorkloadGraph(workload, config=config)
     finally:
-        clip_ops.CHUNK_SIZE = packed
+        clip_ops.PACK_ABOVE = default
     fns = {
         f"{form}/{v}": g.callable(v)
         for form, g in graphs.items()
@@ -74,10 +77,10 @@ def build_times(sizes, threads):
 
     from monolith_ops import clip_ops  # pylint: disable=import-outside-toplevel
 
-    packed = clip_ops.CHUNK_SIZE
+    default = clip_ops.PACK_ABOVE
     for n in sizes:
-        for chunk in (packed, ONE_OP):
-            clip_ops.CHUNK_SIZE = chunk
+        for form, pack_above in forms(clip_ops):
+            clip_ops.PACK_ABOVE = pack_above
             graph = tf.Graph()
             with graph.as_default():
                 xs = [
@@ -88,7 +91,7 @@ def build_times(sizes, threads):
                 outs, clip_norm = clip_ops.clip_by_global_norm(xs, 1.0)
                 sink = tf.raw_ops.IdentityN(input=outs + [clip_norm, norm])
                 init = tf.compat.v1.global_variables_initializer()
-            clip_ops.CHUNK_SIZE = packed
+            clip_ops.PACK_ABOVE = default
             session = tf.compat.v1.Session(
                 graph=graph, config=tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads)
             )
@@ -104,7 +107,6 @@ def build_times(sizes, threads):
                 start = time.perf_counter()
                 session.run(norm)
                 runs.append(time.perf_counter() - start)
-            form = "packed" if chunk == packed else "one op"
             print(
                 f"{n} tensors, {form}: first run of the norm {first_norm:.2f} s,"
                 f" of the clip {first_clip:.2f} s; norm runs, median "
@@ -116,7 +118,7 @@ def build_times(sizes, threads):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python benchmarks/chunk_size_ab.py", description=__doc__.split("\n")[0]
+        prog="python benchmarks/pack_ab.py", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--rounds", type=int, default=150)
     parser.add_argument("--repeats", type=int, default=3)

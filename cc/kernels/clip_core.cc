@@ -17,6 +17,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <limits>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "Eigen/Core"
@@ -85,39 +87,6 @@ __attribute__((target("avx2,f16c"))) void SumSqAvx2(const T* x, int64_t n,
                                                    double* acc) {
   SumSqImpl(x, n, acc);
 }
-// float by hand: the same lanes and the same separate multiply and add as
-// SumSqImpl, so the result is bitwise that of the baseline loop. The lanes
-// are the kLanes / 4 registers a. The last n % kLanes elements go to lanes
-// 0, 1, ... as in SumSqImpl; lanes past the end add +0.0, which leaves an
-// accumulator unchanged (it is never -0.0: it starts at +0.0 and only
-// squares are added to it).
-__attribute__((target("avx2,f16c"), always_inline)) inline void
-AddSquaresAvx2(const float* x, int64_t n, __m256d* a) {
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int k = 0; k < kLanes / 4; ++k) {
-      const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * k));
-      a[k] = _mm256_add_pd(a[k], _mm256_mul_pd(v, v));
-    }
-  }
-  const __m128i lane = _mm_setr_epi32(0, 1, 2, 3);
-  for (int k = 0; i < n; ++k, i += 4) {
-    const __m128i left =
-        _mm_set1_epi32(static_cast<int>(std::min<int64_t>(n - i, 4)));
-    const __m256d v = _mm256_cvtps_pd(
-        _mm_maskload_ps(x + i, _mm_cmpgt_epi32(left, lane)));
-    a[k] = _mm256_add_pd(a[k], _mm256_mul_pd(v, v));
-  }
-}
-template <>
-__attribute__((target("avx2,f16c"))) void SumSqAvx2<float>(const float* x,
-                                                          int64_t n,
-                                                          double* acc) {
-  __m256d a[kLanes / 4];
-  for (int k = 0; k < kLanes / 4; ++k) a[k] = _mm256_loadu_pd(acc + 4 * k);
-  AddSquaresAvx2(x, n, a);
-  for (int k = 0; k < kLanes / 4; ++k) _mm256_storeu_pd(acc + 4 * k, a[k]);
-}
 template <typename T, typename S>
 __attribute__((target("avx2,f16c"))) void ScaleAvx2(const T* in, T* out,
                                                     int64_t n, S scale) {
@@ -166,6 +135,321 @@ void ScaleStreamAvx2(const T* in, T* out, int64_t n, S scale) {
   ScaleBase(in, out, n, scale);
 }
 #endif  // MONOLITH_OPS_X86
+
+// float, half and bfloat16: float lanes over short sub-blocks.
+//
+// The squares are computed and added in float, which moves twice the elements
+// per vector of the double lanes above and makes the sum as fast as reading
+// the list. To keep the error of float additions small, the float lanes only
+// ever hold the squares of one sub-block of kSubBlock elements: element g of
+// the list (its global index) goes to float lane g % kFloatLanes, so a lane
+// adds at most kSubBlock / kFloatLanes squares, in increasing g. At the end of
+// each sub-block (global index a multiple of kSubBlock) every float lane is
+// widened to double, added to the double lane of the same index and reset to
+// +0. At the end of a reduction block the double lanes are added up in a
+// fixed tree, as ReduceLanes does. Every boundary is a multiple of
+// kFloatLanes in the global index, so the lane of an element, the order of
+// the additions into each lane and the moments lanes are flushed depend only
+// on the tensor sizes: the baseline loop, AVX2 and AVX-512 (and any sharding
+// of blocks over threads) perform the same IEEE operations on the same values.
+//
+// A block whose sum is not finite (a square or a lane overflowed float) or is
+// below kFloatLaneMin (squares may have underflowed float) is summed again
+// from its elements with the double lanes, by the baseline loop on every
+// path; an all-zero block is left at +0 without that pass. Both depend only
+// on the data, so the result stays deterministic.
+constexpr int kFloatLanes = 32;
+constexpr int64_t kSubBlock = 256;
+static_assert(kSubBlock % kFloatLanes == 0, "sub-blocks hold whole lane rows");
+static_assert(kReduceBlock % kSubBlock == 0, "blocks hold whole sub-blocks");
+// 2^-80. Underflow loses less than 2^-126 per operation, at most 2^-111 in a
+// block of 2^14 elements: under 2^-31 of any block sum above this.
+constexpr double kFloatLaneMin = 0x1.0p-80;
+
+// The lanes of one reduction block.
+struct FloatLanes {
+  alignas(64) float f[kFloatLanes];   // squares of the current sub-block
+  alignas(64) double d[kFloatLanes];  // the finished sub-blocks
+};
+
+inline __attribute__((always_inline)) void ResetLanes(FloatLanes* s) {
+  for (int j = 0; j < kFloatLanes; ++j) s->f[j] = 0.0f;
+  for (int j = 0; j < kFloatLanes; ++j) s->d[j] = 0.0;
+}
+
+// The end of a sub-block: the float lanes go into the double lanes. (A float
+// lane holding +0 leaves its double lane unchanged: lanes only ever hold sums
+// of squares, never -0.)
+inline __attribute__((always_inline)) void FlushLanes(FloatLanes* s) {
+  for (int j = 0; j < kFloatLanes; ++j) {
+    s->d[j] += static_cast<double>(s->f[j]);
+    s->f[j] = 0.0f;
+  }
+}
+
+template <typename T>
+inline __attribute__((always_inline)) float SquareF(T x) {
+  const float v = static_cast<float>(x);
+  return v * v;
+}
+
+// Adds the squares of x[0, n), whose first element has global index g, to
+// the float lanes f; [g, g + n) lies within one sub-block.
+template <typename T>
+inline __attribute__((always_inline)) void AddSegmentImpl(const T* x,
+                                                          int64_t n, int64_t g,
+                                                          float* f) {
+  int64_t i = 0;
+  for (int j = static_cast<int>(g % kFloatLanes); j != 0 && j < kFloatLanes &&
+                                                  i < n;
+       ++j, ++i) {
+    f[j] += SquareF(x[i]);
+  }
+  for (; i + kFloatLanes <= n; i += kFloatLanes) {
+    for (int j = 0; j < kFloatLanes; ++j) f[j] += SquareF(x[i + j]);
+  }
+  for (int j = 0; i < n; ++i, ++j) f[j] += SquareF(x[i]);
+}
+
+// Adds the squares of x[0, n), from global index g, to the block's lanes s,
+// flushing at every sub-block end; [g, g + n) lies within one block.
+template <typename T>
+inline __attribute__((always_inline)) void AddSquaresImpl(const T* x,
+                                                          int64_t n, int64_t g,
+                                                          FloatLanes* s) {
+  for (int64_t i = 0; i < n;) {
+    const int64_t room = kSubBlock - (g + i) % kSubBlock;
+    const int64_t len = std::min(n - i, room);
+    AddSegmentImpl(x + i, len, g + i, s->f);
+    i += len;
+    if (len == room) FlushLanes(s);
+  }
+}
+
+template <typename T>
+void AddSquaresBase(const T* x, int64_t n, int64_t g, FloatLanes* s) {
+  AddSquaresImpl(x, n, g, s);
+}
+
+#if MONOLITH_OPS_X86
+// AVX2: the 32 float lanes are four registers. The first and last rows of a
+// segment are partial: float loads them masked, the 16-bit types through a
+// zeroed row; a lane past either end adds +0, which changes nothing.
+template <typename T>
+__attribute__((target("avx2,f16c"), always_inline)) inline __m256 Load8(
+    const T* p);
+template <>
+__attribute__((target("avx2,f16c"), always_inline)) inline __m256 Load8(
+    const float* p) {
+  return _mm256_loadu_ps(p);
+}
+template <>
+__attribute__((target("avx2,f16c"), always_inline)) inline __m256 Load8(
+    const Eigen::half* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+template <>
+__attribute__((target("avx2,f16c"), always_inline)) inline __m256 Load8(
+    const Eigen::bfloat16* p) {
+  const __m256i wide = _mm256_cvtepu16_epi32(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
+
+template <typename T>
+__attribute__((target("avx2,f16c"), always_inline)) inline void AddRowAvx2(
+    const T* p, __m256* a) {
+  for (int k = 0; k < kFloatLanes / 8; ++k) {
+    const __m256 v = Load8(p + 8 * k);
+    a[k] = _mm256_add_ps(a[k], _mm256_mul_ps(v, v));
+  }
+}
+
+// The row of lanes [lo, hi) of the 32 from `row`, an address that may lie
+// before x: only the elements of lanes lo to hi - 1 are read.
+template <typename T>
+__attribute__((target("avx2,f16c"), always_inline)) inline void
+AddPartialRowAvx2(const T* row, int lo, int hi, __m256* a) {
+  alignas(32) T buf[kFloatLanes] = {};
+  for (int j = lo; j < hi; ++j) buf[j] = row[j];
+  AddRowAvx2(buf, a);
+}
+template <>
+__attribute__((target("avx2,f16c"), always_inline)) inline void
+AddPartialRowAvx2(const float* row, int lo, int hi, __m256* a) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int k = 0; k < kFloatLanes / 8; ++k) {
+    const __m256i j = _mm256_add_epi32(lane, _mm256_set1_epi32(8 * k));
+    const __m256i in =
+        _mm256_and_si256(_mm256_cmpgt_epi32(j, _mm256_set1_epi32(lo - 1)),
+                         _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), j));
+    const __m256 v = _mm256_maskload_ps(row + 8 * k, in);
+    a[k] = _mm256_add_ps(a[k], _mm256_mul_ps(v, v));
+  }
+}
+
+template <typename T>
+__attribute__((target("avx2,f16c"), always_inline)) inline void
+AddSegmentAvx2(const T* x, int64_t n, int64_t g, __m256* a) {
+  const int head = static_cast<int>(g % kFloatLanes);
+  const T* row = x - head;  // global index a multiple of kFloatLanes
+  const int64_t end = head + n;
+  int64_t r = 0;
+  if (head != 0 || end < kFloatLanes) {
+    AddPartialRowAvx2(row, head,
+                      static_cast<int>(std::min<int64_t>(end, kFloatLanes)), a);
+    r = kFloatLanes;
+  }
+  for (; r + kFloatLanes <= end; r += kFloatLanes) AddRowAvx2(row + r, a);
+  if (r < end) AddPartialRowAvx2(row + r, 0, static_cast<int>(end - r), a);
+}
+
+template <typename T>
+__attribute__((target("avx2,f16c"))) void AddSquaresAvx2(const T* x,
+                                                         int64_t n, int64_t g,
+                                                         FloatLanes* s) {
+  __m256 a[kFloatLanes / 8];
+  for (int k = 0; k < kFloatLanes / 8; ++k) a[k] = _mm256_load_ps(s->f + 8 * k);
+  for (int64_t i = 0; i < n;) {
+    const int64_t room = kSubBlock - (g + i) % kSubBlock;
+    const int64_t len = std::min(n - i, room);
+    AddSegmentAvx2(x + i, len, g + i, a);
+    i += len;
+    if (len == room) {
+      for (int k = 0; k < kFloatLanes / 8; ++k) {
+        _mm256_store_ps(s->f + 8 * k, a[k]);
+        a[k] = _mm256_setzero_ps();
+      }
+      FlushLanes(s);
+    }
+  }
+  for (int k = 0; k < kFloatLanes / 8; ++k) _mm256_store_ps(s->f + 8 * k, a[k]);
+}
+
+// AVX-512: two registers, every row loaded under a mask.
+#define MONOLITH_OPS_AVX512 "avx512f,avx512bw,avx512vl,avx2,f16c"
+template <typename T>
+__attribute__((target(MONOLITH_OPS_AVX512), always_inline)) inline __m512
+Load16(const T* p, __mmask16 m);
+template <>
+__attribute__((target(MONOLITH_OPS_AVX512), always_inline)) inline __m512
+Load16(const float* p, __mmask16 m) {
+  return _mm512_maskz_loadu_ps(m, p);
+}
+template <>
+__attribute__((target(MONOLITH_OPS_AVX512), always_inline)) inline __m512
+Load16(const Eigen::half* p, __mmask16 m) {
+  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+template <>
+__attribute__((target(MONOLITH_OPS_AVX512), always_inline)) inline __m512
+Load16(const Eigen::bfloat16* p, __mmask16 m) {
+  const __m512i wide = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+}
+
+// Lanes [lo, hi) of 16, lo and hi clamped to [0, 16].
+inline __mmask16 LaneMask(int64_t lo, int64_t hi) {
+  lo = std::min<int64_t>(std::max<int64_t>(lo, 0), 16);
+  hi = std::min<int64_t>(std::max<int64_t>(hi, 0), 16);
+  if (hi <= lo) return 0;
+  return static_cast<__mmask16>(((uint32_t{1} << hi) - 1) ^
+                                ((uint32_t{1} << lo) - 1));
+}
+
+template <typename T>
+__attribute__((target(MONOLITH_OPS_AVX512), always_inline)) inline void
+AddRowAvx512(const T* row, __mmask16 m0, __mmask16 m1, __m512* a) {
+  const __m512 v0 = Load16(row, m0);
+  const __m512 v1 = Load16(row + 16, m1);
+  a[0] = _mm512_add_ps(a[0], _mm512_mul_ps(v0, v0));
+  a[1] = _mm512_add_ps(a[1], _mm512_mul_ps(v1, v1));
+}
+
+template <typename T>
+__attribute__((target(MONOLITH_OPS_AVX512), always_inline)) inline void
+AddSegmentAvx512(const T* x, int64_t n, int64_t g, __m512* a) {
+  const int head = static_cast<int>(g % kFloatLanes);
+  const T* row = x - head;  // global index a multiple of kFloatLanes
+  const int64_t end = head + n;
+  int64_t r = 0;
+  if (head != 0 || end < kFloatLanes) {
+    AddRowAvx512(row, LaneMask(head, end), LaneMask(head - 16, end - 16), a);
+    r = kFloatLanes;
+  }
+  for (; r + kFloatLanes <= end; r += kFloatLanes) {
+    AddRowAvx512(row + r, 0xffff, 0xffff, a);
+  }
+  if (r < end) {
+    AddRowAvx512(row + r, LaneMask(0, end - r), LaneMask(0, end - r - 16), a);
+  }
+}
+
+template <typename T>
+__attribute__((target(MONOLITH_OPS_AVX512))) void AddSquaresAvx512(
+    const T* x, int64_t n, int64_t g, FloatLanes* s) {
+  __m512 a[2] = {_mm512_load_ps(s->f), _mm512_load_ps(s->f + 16)};
+  for (int64_t i = 0; i < n;) {
+    const int64_t room = kSubBlock - (g + i) % kSubBlock;
+    const int64_t len = std::min(n - i, room);
+    AddSegmentAvx512(x + i, len, g + i, a);
+    i += len;
+    if (len == room) {
+      _mm512_store_ps(s->f, a[0]);
+      _mm512_store_ps(s->f + 16, a[1]);
+      a[0] = a[1] = _mm512_setzero_ps();
+      FlushLanes(s);
+    }
+  }
+  _mm512_store_ps(s->f, a[0]);
+  _mm512_store_ps(s->f + 16, a[1]);
+}
+#undef MONOLITH_OPS_AVX512
+
+bool HasAvx512() {
+  static const bool has = __builtin_cpu_supports("avx512f") &&
+                          __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl") && HasAvx2();
+  return has;
+}
+#else   // Baseline loops only.
+constexpr bool HasAvx512() { return false; }
+template <typename T>
+void AddSquaresAvx2(const T* x, int64_t n, int64_t g, FloatLanes* s) {
+  AddSquaresBase(x, n, g, s);
+}
+template <typename T>
+void AddSquaresAvx512(const T* x, int64_t n, int64_t g, FloatLanes* s) {
+  AddSquaresBase(x, n, g, s);
+}
+#endif  // MONOLITH_OPS_X86
+
+// The loops the sum of squares runs: the widest the CPU has, capped by
+// MONOLITH_OPS_ISA ("baseline", "avx2" or "avx512") when set, so that tests
+// can run every path on one machine. All give bitwise the same sums.
+enum class Isa { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
+Isa SumSqIsa() {
+  static const Isa isa = [] {
+    Isa best = HasAvx512() ? Isa::kAvx512 : HasAvx2() ? Isa::kAvx2
+                                                      : Isa::kBaseline;
+    if (const char* env = std::getenv("MONOLITH_OPS_ISA")) {
+      const std::string cap = env;
+      if (cap == "baseline") best = Isa::kBaseline;
+      if (cap == "avx2" && best == Isa::kAvx512) best = Isa::kAvx2;
+    }
+    return best;
+  }();
+  return isa;
+}
+
+template <typename T>
+using AddSquaresFn = void (*)(const T*, int64_t, int64_t, FloatLanes*);
+template <typename T>
+AddSquaresFn<T> AddSquaresFor(Isa isa) {
+  return isa == Isa::kAvx512 ? AddSquaresAvx512<T>
+         : isa == Isa::kAvx2 ? AddSquaresAvx2<T>
+                             : AddSquaresBase<T>;
+}
 
 // Outputs of at least this many bytes in all are written with streaming
 // stores: MONOLITH_OPS_STREAM_MIN_BYTES when set, else half the L3 cache as
@@ -280,27 +564,6 @@ void SumSqRangeAvx2(const T* const* inputs, const int64_t* sizes,
                     int64_t begin, int64_t end, double* acc) {
   SumSqRange<T, SumSqAvx2<T>>(inputs, sizes, count, offsets, begin, end, acc);
 }
-#if MONOLITH_OPS_X86
-// float, the lanes kept in registers from piece to piece: on lists of many
-// small tensors, loading and storing them for every tensor (as SumSqAvx2
-// does) cost more than the arithmetic.
-template <>
-__attribute__((target("avx2,f16c"))) void SumSqRangeAvx2<float>(
-    const float* const* inputs, const int64_t* sizes, int64_t count,
-    const std::vector<int64_t>& offsets, int64_t begin, int64_t end,
-    double* acc) {
-  __m256d a[kLanes / 4];
-  for (int k = 0; k < kLanes / 4; ++k) a[k] = _mm256_loadu_pd(acc + 4 * k);
-  PieceCursor pieces;
-  pieces.Reset(offsets, begin, end, end - begin);
-  while (!pieces.done()) {
-    const Piece p = pieces.Next();
-    PrefetchAhead(inputs, sizes, count, p.tensor, p.start);
-    AddSquaresAvx2(inputs[p.tensor] + p.start, p.length, a);
-  }
-  for (int k = 0; k < kLanes / 4; ++k) _mm256_storeu_pd(acc + 4 * k, a[k]);
-}
-#endif  // MONOLITH_OPS_X86
 
 // Global element range of block `block`.
 int64_t BlockBegin(int64_t block) { return block * kReduceBlock; }
@@ -365,6 +628,83 @@ void ParallelOverElements(const std::vector<int64_t>& offsets,
   });
 }
 
+// The sum of squares of block b from its lanes s; from its elements with the
+// double lanes where the float lanes may have overflowed or underflowed.
+template <typename T>
+double FinishBlock(FloatLanes* s, const T* const* inputs, const int64_t* sizes,
+                   int64_t count, const std::vector<int64_t>& offsets,
+                   int64_t b) {
+  FlushLanes(s);
+  for (int width = kFloatLanes / 2; width > 0; width /= 2) {
+    for (int j = 0; j < width; ++j) s->d[j] += s->d[j + width];
+  }
+  const double sum = s->d[0];
+  if (sum >= kFloatLaneMin && sum <= std::numeric_limits<double>::max()) {
+    return sum;
+  }
+  if (sum == 0.0) {  // Every square was 0 in float: are the elements all 0?
+    bool zero = true;
+    PieceCursor pieces;
+    pieces.Reset(offsets, BlockBegin(b), BlockEnd(offsets, b), kReduceBlock);
+    while (zero && !pieces.done()) {
+      const Piece p = pieces.Next();
+      const T* x = inputs[p.tensor] + p.start;
+      for (int64_t i = 0; i < p.length && zero; ++i) {
+        zero = static_cast<float>(x[i]) == 0.0f;
+      }
+    }
+    if (zero) return 0.0;
+  }
+  double acc[kLanes] = {};
+  SumSqRange<T, SumSqBase<T>>(inputs, sizes, count, offsets, BlockBegin(b),
+                              BlockEnd(offsets, b), acc);
+  return ReduceLanes(acc);
+}
+
+// partials[b] = the sum of squares of block b, with the float lanes.
+template <typename T>
+void FloatLanePartials(const T* const* inputs, const int64_t* sizes,
+                       int64_t count, const std::vector<int64_t>& offsets,
+                       const ParallelFor& parallel_for, double* partials) {
+  const int64_t total = offsets.back();
+  const AddSquaresFn<T> add = AddSquaresFor<T>(SumSqIsa());
+  if (total <= kSerialElements) {
+    // Small enough for one thread, and read from cache: one block at a time.
+    for (int64_t b = 0; b < NumBlocks(total); ++b) {
+      FloatLanes s;
+      ResetLanes(&s);
+      PieceCursor pieces;
+      pieces.Reset(offsets, BlockBegin(b), BlockEnd(offsets, b), kReduceBlock);
+      while (!pieces.done()) {
+        const Piece p = pieces.Next();
+        PrefetchAhead(inputs, sizes, count, p.tensor, p.start);
+        add(inputs[p.tensor] + p.start, p.length,
+            offsets[p.tensor] + p.start, &s);
+      }
+      partials[b] = FinishBlock(&s, inputs, sizes, count, offsets, b);
+    }
+    return;
+  }
+  parallel_for(NumBlocks(total), kReduceBlock * 2, [&](int64_t first,
+                                                       int64_t last) {
+    for (int64_t group = first; group < last; group += kStreams) {
+      const int64_t end = std::min(last, group + kStreams);
+      FloatLanes s[kStreams];
+      for (FloatLanes& lanes : s) ResetLanes(&lanes);
+      InterleaveBlocks(offsets, group, end,
+                       [&](int64_t b, int64_t t, int64_t start, int64_t len) {
+                         PrefetchAhead(inputs, sizes, count, t, start);
+                         add(inputs[t] + start, len, offsets[t] + start,
+                             &s[b - group]);
+                       });
+      for (int64_t b = group; b < end; ++b) {
+        partials[b] = FinishBlock(&s[b - group], inputs, sizes, count,
+                                  offsets, b);
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void SerialFor(int64_t n, int64_t, const std::function<void(int64_t, int64_t)>& fn) {
@@ -378,7 +718,10 @@ double SumOfSquares(const T* const* inputs, const int64_t* sizes, int64_t count,
   const int64_t total = offsets[count];
   std::vector<double> partials(NumBlocks(total), 0.0);
   const bool avx2 = HasAvx2();
-  if (total <= kSerialElements) {
+  if constexpr (!std::is_same<T, double>::value) {
+    FloatLanePartials(inputs, sizes, count, offsets, parallel_for,
+                      partials.data());
+  } else if (total <= kSerialElements) {
     // Small enough for one thread, and read from cache: one block at a time.
     const auto sum_range =
         avx2 ? SumSqRangeAvx2<T> : SumSqRange<T, SumSqBase<T>>;

@@ -18,7 +18,6 @@
 #include <cstdlib>
 #include <limits>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "Eigen/Core"
@@ -33,28 +32,67 @@
 namespace monolith_ops {
 namespace {
 
-// Independent accumulators of a block: enough for two AVX2 registers of
-// doubles per float vector and for the adder latency. Element j of a segment
-// always goes to lane j % kLanes, and a block's lanes are added up once, in a
-// fixed order, at its end.
-constexpr int kLanes = 16;
+// Independent accumulators of a block: kLanes doubles. Element g of the list
+// (g is its global index, counted over the concatenated tensors) is widened to
+// double, squared and added to lane g % kLanes, so a lane adds the squares of
+// its elements in increasing g, at most kReduceBlock / kLanes of them in a
+// block, and a block's lanes are added up once, in a fixed tree, at its end.
+// Block boundaries are multiples of kLanes, so which lane an element meets,
+// and in what order, depends only on the tensor sizes: never on how a block
+// is cut into pieces, on threads or on the instruction set.
+constexpr int kLanes = 32;
+static_assert(kReduceBlock % kLanes == 0, "blocks hold whole lane rows");
+
+// The square of x in double: x is rounded to ComputeType<T> first (a no-op
+// for every T but double's own), then widened. The squares of float and
+// 16-bit values are exact in double.
+template <typename T>
+inline __attribute__((always_inline)) double SquareD(T x) {
+  const double v =
+      static_cast<double>(static_cast<typename ComputeType<T>::type>(x));
+  return v * v;
+}
+
+// Software prefetch distance, in bytes: the loops request the line this far
+// ahead of the one they read, within the same tensor. Reading a list that
+// sits in the last-level cache, the hardware prefetchers alone keep too few
+// lines in flight for loops that spend several instructions per element.
+constexpr int64_t kPrefetchDistance = 4096;
 
 template <typename T>
-inline __attribute__((always_inline)) void SumSqImpl(const T* x, int64_t n,
-                                                     double* acc) {
+inline __attribute__((always_inline)) void PrefetchRow(const T* x, int64_t r,
+                                                       int64_t avail) {
+  constexpr int64_t kAhead = kPrefetchDistance / sizeof(T);
+  constexpr int64_t kStep = 64 / sizeof(T) > 0 ? 64 / sizeof(T) : 1;
+  for (int64_t k = 0; k < kLanes; k += kStep) {
+    if (r + kAhead + k < avail) __builtin_prefetch(x + r + kAhead + k, 0, 3);
+  }
+}
+
+// Adds the squares of x[0, n), whose first element has global index g, to the
+// lanes acc. x[0, avail) with avail >= n is readable (the rest of the tensor):
+// only prefetched.
+template <typename T>
+inline __attribute__((always_inline)) void AddSquaresImpl(const T* x,
+                                                          int64_t n, int64_t g,
+                                                          int64_t avail,
+                                                          double* acc) {
   int64_t i = 0;
+  for (int j = static_cast<int>(g % kLanes); j != 0 && j < kLanes && i < n;
+       ++j, ++i) {
+    acc[j] += SquareD(x[i]);
+  }
   for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) {
-      const double v = static_cast<double>(
-          static_cast<typename ComputeType<T>::type>(x[i + j]));
-      acc[j] += v * v;
-    }
+    PrefetchRow(x, i, avail);
+    for (int j = 0; j < kLanes; ++j) acc[j] += SquareD(x[i + j]);
   }
-  for (int j = 0; i < n; ++i, ++j) {
-    const double v =
-        static_cast<double>(static_cast<typename ComputeType<T>::type>(x[i]));
-    acc[j] += v * v;
-  }
+  for (int j = 0; i < n; ++i, ++j) acc[j] += SquareD(x[i]);
+}
+
+template <typename T>
+void AddSquaresBase(const T* x, int64_t n, int64_t g, int64_t avail,
+                    double* acc) {
+  AddSquaresImpl(x, n, g, avail, acc);
 }
 
 double ReduceLanes(double* acc) {
@@ -72,21 +110,12 @@ inline __attribute__((always_inline)) void ScaleImpl(const T* in, T* out,
   }
 }
 
-template <typename T>
-void SumSqBase(const T* x, int64_t n, double* acc) {
-  SumSqImpl(x, n, acc);
-}
 template <typename T, typename S>
 void ScaleBase(const T* in, T* out, int64_t n, S scale) {
   ScaleImpl(in, out, n, scale);
 }
 
 #if MONOLITH_OPS_X86
-template <typename T>
-__attribute__((target("avx2,f16c"))) void SumSqAvx2(const T* x, int64_t n,
-                                                   double* acc) {
-  SumSqImpl(x, n, acc);
-}
 template <typename T, typename S>
 __attribute__((target("avx2,f16c"))) void ScaleAvx2(const T* in, T* out,
                                                     int64_t n, S scale) {
@@ -122,10 +151,6 @@ bool HasAvx2() {
 }
 #else   // No AVX2 here: the AVX2 names are the baseline loops, never chosen.
 constexpr bool HasAvx2() { return false; }
-template <typename T>
-void SumSqAvx2(const T* x, int64_t n, double* acc) {
-  SumSqBase(x, n, acc);
-}
 template <typename T, typename S>
 void ScaleAvx2(const T* in, T* out, int64_t n, S scale) {
   ScaleBase(in, out, n, scale);
@@ -136,273 +161,165 @@ void ScaleStreamAvx2(const T* in, T* out, int64_t n, S scale) {
 }
 #endif  // MONOLITH_OPS_X86
 
-// float, half and bfloat16: float lanes over short sub-blocks.
-//
-// The squares are computed and added in float, which moves twice the elements
-// per vector of the double lanes above and makes the sum as fast as reading
-// the list. To keep the error of float additions small, the float lanes only
-// ever hold the squares of one sub-block of kSubBlock elements: element g of
-// the list (its global index) goes to float lane g % kFloatLanes, so a lane
-// adds at most kSubBlock / kFloatLanes squares, in increasing g. At the end of
-// each sub-block (global index a multiple of kSubBlock) every float lane is
-// widened to double, added to the double lane of the same index and reset to
-// +0. At the end of a reduction block the double lanes are added up in a
-// fixed tree, as ReduceLanes does. Every boundary is a multiple of
-// kFloatLanes in the global index, so the lane of an element, the order of
-// the additions into each lane and the moments lanes are flushed depend only
-// on the tensor sizes: the baseline loop, AVX2 and AVX-512 (and any sharding
-// of blocks over threads) perform the same IEEE operations on the same values.
-//
-// A block whose sum is not finite (a square or a lane overflowed float) or is
-// below kFloatLaneMin (squares may have underflowed float) is summed again
-// from its elements with the double lanes, by the baseline loop on every
-// path; an all-zero block is left at +0 without that pass. Both depend only
-// on the data, so the result stays deterministic.
-constexpr int kFloatLanes = 32;
-constexpr int64_t kSubBlock = 256;
-static_assert(kSubBlock % kFloatLanes == 0, "sub-blocks hold whole lane rows");
-static_assert(kReduceBlock % kSubBlock == 0, "blocks hold whole sub-blocks");
-// 2^-80. Underflow loses less than 2^-126 per operation, at most 2^-111 in a
-// block of 2^14 elements: under 2^-31 of any block sum above this.
-constexpr double kFloatLaneMin = 0x1.0p-80;
-
-// The lanes of one reduction block.
-struct FloatLanes {
-  alignas(64) float f[kFloatLanes];   // squares of the current sub-block
-  alignas(64) double d[kFloatLanes];  // the finished sub-blocks
-};
-
-inline __attribute__((always_inline)) void ResetLanes(FloatLanes* s) {
-  for (int j = 0; j < kFloatLanes; ++j) s->f[j] = 0.0f;
-  for (int j = 0; j < kFloatLanes; ++j) s->d[j] = 0.0;
-}
-
-// The end of a sub-block: the float lanes go into the double lanes. (A float
-// lane holding +0 leaves its double lane unchanged: lanes only ever hold sums
-// of squares, never -0.)
-inline __attribute__((always_inline)) void FlushLanes(FloatLanes* s) {
-  for (int j = 0; j < kFloatLanes; ++j) {
-    s->d[j] += static_cast<double>(s->f[j]);
-    s->f[j] = 0.0f;
-  }
-}
-
-template <typename T>
-inline __attribute__((always_inline)) float SquareF(T x) {
-  const float v = static_cast<float>(x);
-  return v * v;
-}
-
-// Adds the squares of x[0, n), whose first element has global index g, to
-// the float lanes f; [g, g + n) lies within one sub-block.
-template <typename T>
-inline __attribute__((always_inline)) void AddSegmentImpl(const T* x,
-                                                          int64_t n, int64_t g,
-                                                          float* f) {
-  int64_t i = 0;
-  for (int j = static_cast<int>(g % kFloatLanes); j != 0 && j < kFloatLanes &&
-                                                  i < n;
-       ++j, ++i) {
-    f[j] += SquareF(x[i]);
-  }
-  for (; i + kFloatLanes <= n; i += kFloatLanes) {
-    for (int j = 0; j < kFloatLanes; ++j) f[j] += SquareF(x[i + j]);
-  }
-  for (int j = 0; i < n; ++i, ++j) f[j] += SquareF(x[i]);
-}
-
-// Adds the squares of x[0, n), from global index g, to the block's lanes s,
-// flushing at every sub-block end; [g, g + n) lies within one block.
-template <typename T>
-inline __attribute__((always_inline)) void AddSquaresImpl(const T* x,
-                                                          int64_t n, int64_t g,
-                                                          FloatLanes* s) {
-  for (int64_t i = 0; i < n;) {
-    const int64_t room = kSubBlock - (g + i) % kSubBlock;
-    const int64_t len = std::min(n - i, room);
-    AddSegmentImpl(x + i, len, g + i, s->f);
-    i += len;
-    if (len == room) FlushLanes(s);
-  }
-}
-
-template <typename T>
-void AddSquaresBase(const T* x, int64_t n, int64_t g, FloatLanes* s) {
-  AddSquaresImpl(x, n, g, s);
-}
-
 #if MONOLITH_OPS_X86
-// AVX2: the 32 float lanes are four registers. The first and last rows of a
-// segment are partial: float loads them masked, the 16-bit types through a
-// zeroed row; a lane past either end adds +0, which changes nothing.
+// The same lanes, operations and order as AddSquaresImpl, by hand. A lane
+// row of kLanes elements starts at a global index that is a multiple of
+// kLanes; a segment's first and last rows may be partial, and there the lanes
+// outside the segment add the square of +0.0, which leaves them unchanged (a
+// lane starts at +0.0 and only squares are added to it, so it is never -0.0).
+// These rows are read under a mask from `row`, an address that may lie before
+// x; masked-off elements are never read.
+
+// AVX2: the 32 lanes are eight registers of four doubles.
 template <typename T>
-__attribute__((target("avx2,f16c"), always_inline)) inline __m256 Load8(
+__attribute__((target("avx2,f16c"), always_inline)) inline __m256d Load4(
     const T* p);
 template <>
-__attribute__((target("avx2,f16c"), always_inline)) inline __m256 Load8(
+__attribute__((target("avx2,f16c"), always_inline)) inline __m256d Load4(
     const float* p) {
-  return _mm256_loadu_ps(p);
+  return _mm256_cvtps_pd(_mm_loadu_ps(p));
 }
 template <>
-__attribute__((target("avx2,f16c"), always_inline)) inline __m256 Load8(
+__attribute__((target("avx2,f16c"), always_inline)) inline __m256d Load4(
+    const double* p) {
+  return _mm256_loadu_pd(p);
+}
+template <>
+__attribute__((target("avx2,f16c"), always_inline)) inline __m256d Load4(
     const Eigen::half* p) {
-  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_cvtps_pd(
+      _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
 }
 template <>
-__attribute__((target("avx2,f16c"), always_inline)) inline __m256 Load8(
+__attribute__((target("avx2,f16c"), always_inline)) inline __m256d Load4(
     const Eigen::bfloat16* p) {
-  const __m256i wide = _mm256_cvtepu16_epi32(
-      _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+  const __m128i wide = _mm_cvtepu16_epi32(
+      _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_cvtps_pd(_mm_castsi128_ps(_mm_slli_epi32(wide, 16)));
 }
 
 template <typename T>
 __attribute__((target("avx2,f16c"), always_inline)) inline void AddRowAvx2(
-    const T* p, __m256* a) {
-  for (int k = 0; k < kFloatLanes / 8; ++k) {
-    const __m256 v = Load8(p + 8 * k);
-    a[k] = _mm256_add_ps(a[k], _mm256_mul_ps(v, v));
+    const T* row, __m256d* a) {
+  for (int k = 0; k < kLanes / 4; ++k) {
+    const __m256d v = Load4(row + 4 * k);
+    a[k] = _mm256_add_pd(a[k], _mm256_mul_pd(v, v));
   }
 }
 
-// The row of lanes [lo, hi) of the 32 from `row`, an address that may lie
-// before x: only the elements of lanes lo to hi - 1 are read.
+// Lanes [lo, hi) of the row: through a zeroed copy, or for float a masked
+// load.
 template <typename T>
 __attribute__((target("avx2,f16c"), always_inline)) inline void
-AddPartialRowAvx2(const T* row, int lo, int hi, __m256* a) {
-  alignas(32) T buf[kFloatLanes] = {};
+AddPartialRowAvx2(const T* row, int lo, int hi, __m256d* a) {
+  T buf[kLanes];
+  for (int j = 0; j < kLanes; ++j) buf[j] = T(0);
   for (int j = lo; j < hi; ++j) buf[j] = row[j];
   AddRowAvx2(buf, a);
 }
 template <>
 __attribute__((target("avx2,f16c"), always_inline)) inline void
-AddPartialRowAvx2(const float* row, int lo, int hi, __m256* a) {
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  for (int k = 0; k < kFloatLanes / 8; ++k) {
-    const __m256i j = _mm256_add_epi32(lane, _mm256_set1_epi32(8 * k));
-    const __m256i in =
-        _mm256_and_si256(_mm256_cmpgt_epi32(j, _mm256_set1_epi32(lo - 1)),
-                         _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), j));
-    const __m256 v = _mm256_maskload_ps(row + 8 * k, in);
-    a[k] = _mm256_add_ps(a[k], _mm256_mul_ps(v, v));
+AddPartialRowAvx2(const float* row, int lo, int hi, __m256d* a) {
+  const __m128i lane = _mm_setr_epi32(0, 1, 2, 3);
+  for (int k = 0; k < kLanes / 4; ++k) {
+    const __m128i j = _mm_add_epi32(lane, _mm_set1_epi32(4 * k));
+    const __m128i in = _mm_and_si128(_mm_cmpgt_epi32(j, _mm_set1_epi32(lo - 1)),
+                                     _mm_cmpgt_epi32(_mm_set1_epi32(hi), j));
+    const __m256d v = _mm256_cvtps_pd(_mm_maskload_ps(row + 4 * k, in));
+    a[k] = _mm256_add_pd(a[k], _mm256_mul_pd(v, v));
   }
-}
-
-template <typename T>
-__attribute__((target("avx2,f16c"), always_inline)) inline void
-AddSegmentAvx2(const T* x, int64_t n, int64_t g, __m256* a) {
-  const int head = static_cast<int>(g % kFloatLanes);
-  const T* row = x - head;  // global index a multiple of kFloatLanes
-  const int64_t end = head + n;
-  int64_t r = 0;
-  if (head != 0 || end < kFloatLanes) {
-    AddPartialRowAvx2(row, head,
-                      static_cast<int>(std::min<int64_t>(end, kFloatLanes)), a);
-    r = kFloatLanes;
-  }
-  for (; r + kFloatLanes <= end; r += kFloatLanes) AddRowAvx2(row + r, a);
-  if (r < end) AddPartialRowAvx2(row + r, 0, static_cast<int>(end - r), a);
 }
 
 template <typename T>
 __attribute__((target("avx2,f16c"))) void AddSquaresAvx2(const T* x,
                                                          int64_t n, int64_t g,
-                                                         FloatLanes* s) {
-  __m256 a[kFloatLanes / 8];
-  for (int k = 0; k < kFloatLanes / 8; ++k) a[k] = _mm256_load_ps(s->f + 8 * k);
-  for (int64_t i = 0; i < n;) {
-    const int64_t room = kSubBlock - (g + i) % kSubBlock;
-    const int64_t len = std::min(n - i, room);
-    AddSegmentAvx2(x + i, len, g + i, a);
-    i += len;
-    if (len == room) {
-      for (int k = 0; k < kFloatLanes / 8; ++k) {
-        _mm256_store_ps(s->f + 8 * k, a[k]);
-        a[k] = _mm256_setzero_ps();
-      }
-      FlushLanes(s);
-    }
+                                                         int64_t avail,
+                                                         double* acc) {
+  __m256d a[kLanes / 4];
+  for (int k = 0; k < kLanes / 4; ++k) a[k] = _mm256_loadu_pd(acc + 4 * k);
+  const int head = static_cast<int>(g % kLanes);
+  const T* row = x - head;  // global index a multiple of kLanes
+  const int64_t end = head + n;
+  avail += head;
+  int64_t r = 0;
+  if (head != 0 || end < kLanes) {
+    AddPartialRowAvx2(row, head,
+                      static_cast<int>(std::min<int64_t>(end, kLanes)), a);
+    r = kLanes;
   }
-  for (int k = 0; k < kFloatLanes / 8; ++k) _mm256_store_ps(s->f + 8 * k, a[k]);
+  for (; r + kLanes <= end; r += kLanes) {
+    PrefetchRow(row, r, avail);
+    AddRowAvx2(row + r, a);
+  }
+  if (r < end) AddPartialRowAvx2(row + r, 0, static_cast<int>(end - r), a);
+  for (int k = 0; k < kLanes / 4; ++k) _mm256_storeu_pd(acc + 4 * k, a[k]);
 }
 
-// AVX-512: two registers, every row loaded under a mask.
+// AVX-512: four registers of eight doubles, every row loaded under a mask.
 #define MONOLITH_OPS_AVX512 "avx512f,avx512bw,avx512vl,avx2,f16c"
 template <typename T>
-__attribute__((target(MONOLITH_OPS_AVX512), always_inline)) inline __m512
-Load16(const T* p, __mmask16 m);
+__attribute__((target(MONOLITH_OPS_AVX512), always_inline)) inline __m512d
+Load8(const T* p, __mmask8 m);
 template <>
-__attribute__((target(MONOLITH_OPS_AVX512), always_inline)) inline __m512
-Load16(const float* p, __mmask16 m) {
-  return _mm512_maskz_loadu_ps(m, p);
+__attribute__((target(MONOLITH_OPS_AVX512), always_inline)) inline __m512d
+Load8(const float* p, __mmask8 m) {
+  return _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, p));
 }
 template <>
-__attribute__((target(MONOLITH_OPS_AVX512), always_inline)) inline __m512
-Load16(const Eigen::half* p, __mmask16 m) {
-  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+__attribute__((target(MONOLITH_OPS_AVX512), always_inline)) inline __m512d
+Load8(const double* p, __mmask8 m) {
+  return _mm512_maskz_loadu_pd(m, p);
 }
 template <>
-__attribute__((target(MONOLITH_OPS_AVX512), always_inline)) inline __m512
-Load16(const Eigen::bfloat16* p, __mmask16 m) {
-  const __m512i wide = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+__attribute__((target(MONOLITH_OPS_AVX512), always_inline)) inline __m512d
+Load8(const Eigen::half* p, __mmask8 m) {
+  return _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_maskz_loadu_epi16(m, p)));
+}
+template <>
+__attribute__((target(MONOLITH_OPS_AVX512), always_inline)) inline __m512d
+Load8(const Eigen::bfloat16* p, __mmask8 m) {
+  const __m256i wide = _mm256_cvtepu16_epi32(_mm_maskz_loadu_epi16(m, p));
+  return _mm512_cvtps_pd(_mm256_castsi256_ps(_mm256_slli_epi32(wide, 16)));
 }
 
-// Lanes [lo, hi) of 16, lo and hi clamped to [0, 16].
-inline __mmask16 LaneMask(int64_t lo, int64_t hi) {
-  lo = std::min<int64_t>(std::max<int64_t>(lo, 0), 16);
-  hi = std::min<int64_t>(std::max<int64_t>(hi, 0), 16);
+// Lanes [lo, hi) of 8, lo and hi clamped to [0, 8].
+inline __mmask8 LaneMask8(int64_t lo, int64_t hi) {
+  lo = std::min<int64_t>(std::max<int64_t>(lo, 0), 8);
+  hi = std::min<int64_t>(std::max<int64_t>(hi, 0), 8);
   if (hi <= lo) return 0;
-  return static_cast<__mmask16>(((uint32_t{1} << hi) - 1) ^
-                                ((uint32_t{1} << lo) - 1));
+  return static_cast<__mmask8>(((1u << hi) - 1) ^ ((1u << lo) - 1));
 }
 
+// Lanes [lo, hi) of the row.
 template <typename T>
 __attribute__((target(MONOLITH_OPS_AVX512), always_inline)) inline void
-AddRowAvx512(const T* row, __mmask16 m0, __mmask16 m1, __m512* a) {
-  const __m512 v0 = Load16(row, m0);
-  const __m512 v1 = Load16(row + 16, m1);
-  a[0] = _mm512_add_ps(a[0], _mm512_mul_ps(v0, v0));
-  a[1] = _mm512_add_ps(a[1], _mm512_mul_ps(v1, v1));
-}
-
-template <typename T>
-__attribute__((target(MONOLITH_OPS_AVX512), always_inline)) inline void
-AddSegmentAvx512(const T* x, int64_t n, int64_t g, __m512* a) {
-  const int head = static_cast<int>(g % kFloatLanes);
-  const T* row = x - head;  // global index a multiple of kFloatLanes
-  const int64_t end = head + n;
-  int64_t r = 0;
-  if (head != 0 || end < kFloatLanes) {
-    AddRowAvx512(row, LaneMask(head, end), LaneMask(head - 16, end - 16), a);
-    r = kFloatLanes;
-  }
-  for (; r + kFloatLanes <= end; r += kFloatLanes) {
-    AddRowAvx512(row + r, 0xffff, 0xffff, a);
-  }
-  if (r < end) {
-    AddRowAvx512(row + r, LaneMask(0, end - r), LaneMask(0, end - r - 16), a);
+AddRowAvx512(const T* row, int64_t lo, int64_t hi, __m512d* a) {
+  for (int k = 0; k < kLanes / 8; ++k) {
+    const __m512d v = Load8(row + 8 * k, LaneMask8(lo - 8 * k, hi - 8 * k));
+    a[k] = _mm512_add_pd(a[k], _mm512_mul_pd(v, v));
   }
 }
 
 template <typename T>
 __attribute__((target(MONOLITH_OPS_AVX512))) void AddSquaresAvx512(
-    const T* x, int64_t n, int64_t g, FloatLanes* s) {
-  __m512 a[2] = {_mm512_load_ps(s->f), _mm512_load_ps(s->f + 16)};
-  for (int64_t i = 0; i < n;) {
-    const int64_t room = kSubBlock - (g + i) % kSubBlock;
-    const int64_t len = std::min(n - i, room);
-    AddSegmentAvx512(x + i, len, g + i, a);
-    i += len;
-    if (len == room) {
-      _mm512_store_ps(s->f, a[0]);
-      _mm512_store_ps(s->f + 16, a[1]);
-      a[0] = a[1] = _mm512_setzero_ps();
-      FlushLanes(s);
-    }
+    const T* x, int64_t n, int64_t g, int64_t avail, double* acc) {
+  __m512d a[kLanes / 8];
+  for (int k = 0; k < kLanes / 8; ++k) a[k] = _mm512_loadu_pd(acc + 8 * k);
+  const int head = static_cast<int>(g % kLanes);
+  const T* row = x - head;  // global index a multiple of kLanes
+  const int64_t end = head + n;
+  avail += head;
+  int64_t r = 0;
+  if (head != 0 || end < kLanes) {
+    AddRowAvx512(row, head, end, a);
+    r = kLanes;
   }
-  _mm512_store_ps(s->f, a[0]);
-  _mm512_store_ps(s->f + 16, a[1]);
+  for (; r + kLanes <= end; r += kLanes) {
+    PrefetchRow(row, r, avail);
+    AddRowAvx512(row + r, 0, kLanes, a);
+  }
+  if (r < end) AddRowAvx512(row + r, 0, end - r, a);
+  for (int k = 0; k < kLanes / 8; ++k) _mm512_storeu_pd(acc + 8 * k, a[k]);
 }
 #undef MONOLITH_OPS_AVX512
 
@@ -412,26 +329,29 @@ bool HasAvx512() {
                           __builtin_cpu_supports("avx512vl") && HasAvx2();
   return has;
 }
-#else   // Baseline loops only.
+#else   // Baseline loops only: the AVX names are never chosen.
 constexpr bool HasAvx512() { return false; }
 template <typename T>
-void AddSquaresAvx2(const T* x, int64_t n, int64_t g, FloatLanes* s) {
-  AddSquaresBase(x, n, g, s);
+void AddSquaresAvx2(const T* x, int64_t n, int64_t g, int64_t avail,
+                    double* acc) {
+  AddSquaresBase(x, n, g, avail, acc);
 }
 template <typename T>
-void AddSquaresAvx512(const T* x, int64_t n, int64_t g, FloatLanes* s) {
-  AddSquaresBase(x, n, g, s);
+void AddSquaresAvx512(const T* x, int64_t n, int64_t g, int64_t avail,
+                      double* acc) {
+  AddSquaresBase(x, n, g, avail, acc);
 }
 #endif  // MONOLITH_OPS_X86
 
 // The loops the sum of squares runs: the widest the CPU has, capped by
-// MONOLITH_OPS_ISA ("baseline", "avx2" or "avx512") when set, so that tests
-// can run every path on one machine. All give bitwise the same sums.
-enum class Isa { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
+// MONOLITH_OPS_ISA ("baseline" or "avx2") when set, so that tests can run
+// every path on one machine. All give bitwise the same sums.
+enum class Isa { kBaseline, kAvx2, kAvx512 };
 Isa SumSqIsa() {
   static const Isa isa = [] {
-    Isa best = HasAvx512() ? Isa::kAvx512 : HasAvx2() ? Isa::kAvx2
-                                                      : Isa::kBaseline;
+    Isa best = HasAvx512() ? Isa::kAvx512
+               : HasAvx2() ? Isa::kAvx2
+                           : Isa::kBaseline;
     if (const char* env = std::getenv("MONOLITH_OPS_ISA")) {
       const std::string cap = env;
       if (cap == "baseline") best = Isa::kBaseline;
@@ -443,7 +363,7 @@ Isa SumSqIsa() {
 }
 
 template <typename T>
-using AddSquaresFn = void (*)(const T*, int64_t, int64_t, FloatLanes*);
+using AddSquaresFn = void (*)(const T*, int64_t, int64_t, int64_t, double*);
 template <typename T>
 AddSquaresFn<T> AddSquaresFor(Isa isa) {
   return isa == Isa::kAvx512 ? AddSquaresAvx512<T>
@@ -504,7 +424,6 @@ std::vector<int64_t> Offsets(const int64_t* sizes, int64_t count) {
 // gain: the scaling pass goes piece by piece.)
 constexpr int kStreams = 4;
 constexpr int64_t kChunk = 128;
-static_assert(kChunk % kLanes == 0, "chunks must keep elements in their lanes");
 
 // A run of `length` elements of tensor `tensor`, from element `start`.
 struct Piece {
@@ -543,27 +462,6 @@ class PieceCursor {
   const std::vector<int64_t>* offsets_ = nullptr;
   int64_t pos_ = 0, end_ = 0, chunk_ = 0, tensor_ = 0;
 };
-
-// Adds the squares of the global elements [begin, end) of the list to acc,
-// a whole piece at a time, each piece by SumSq.
-template <typename T, void (*SumSq)(const T*, int64_t, double*)>
-void SumSqRange(const T* const* inputs, const int64_t* sizes, int64_t count,
-                const std::vector<int64_t>& offsets, int64_t begin,
-                int64_t end, double* acc) {
-  PieceCursor pieces;
-  pieces.Reset(offsets, begin, end, end - begin);
-  while (!pieces.done()) {
-    const Piece p = pieces.Next();
-    PrefetchAhead(inputs, sizes, count, p.tensor, p.start);
-    SumSq(inputs[p.tensor] + p.start, p.length, acc);
-  }
-}
-template <typename T>
-void SumSqRangeAvx2(const T* const* inputs, const int64_t* sizes,
-                    int64_t count, const std::vector<int64_t>& offsets,
-                    int64_t begin, int64_t end, double* acc) {
-  SumSqRange<T, SumSqAvx2<T>>(inputs, sizes, count, offsets, begin, end, acc);
-}
 
 // Global element range of block `block`.
 int64_t BlockBegin(int64_t block) { return block * kReduceBlock; }
@@ -628,83 +526,6 @@ void ParallelOverElements(const std::vector<int64_t>& offsets,
   });
 }
 
-// The sum of squares of block b from its lanes s; from its elements with the
-// double lanes where the float lanes may have overflowed or underflowed.
-template <typename T>
-double FinishBlock(FloatLanes* s, const T* const* inputs, const int64_t* sizes,
-                   int64_t count, const std::vector<int64_t>& offsets,
-                   int64_t b) {
-  FlushLanes(s);
-  for (int width = kFloatLanes / 2; width > 0; width /= 2) {
-    for (int j = 0; j < width; ++j) s->d[j] += s->d[j + width];
-  }
-  const double sum = s->d[0];
-  if (sum >= kFloatLaneMin && sum <= std::numeric_limits<double>::max()) {
-    return sum;
-  }
-  if (sum == 0.0) {  // Every square was 0 in float: are the elements all 0?
-    bool zero = true;
-    PieceCursor pieces;
-    pieces.Reset(offsets, BlockBegin(b), BlockEnd(offsets, b), kReduceBlock);
-    while (zero && !pieces.done()) {
-      const Piece p = pieces.Next();
-      const T* x = inputs[p.tensor] + p.start;
-      for (int64_t i = 0; i < p.length && zero; ++i) {
-        zero = static_cast<float>(x[i]) == 0.0f;
-      }
-    }
-    if (zero) return 0.0;
-  }
-  double acc[kLanes] = {};
-  SumSqRange<T, SumSqBase<T>>(inputs, sizes, count, offsets, BlockBegin(b),
-                              BlockEnd(offsets, b), acc);
-  return ReduceLanes(acc);
-}
-
-// partials[b] = the sum of squares of block b, with the float lanes.
-template <typename T>
-void FloatLanePartials(const T* const* inputs, const int64_t* sizes,
-                       int64_t count, const std::vector<int64_t>& offsets,
-                       const ParallelFor& parallel_for, double* partials) {
-  const int64_t total = offsets.back();
-  const AddSquaresFn<T> add = AddSquaresFor<T>(SumSqIsa());
-  if (total <= kSerialElements) {
-    // Small enough for one thread, and read from cache: one block at a time.
-    for (int64_t b = 0; b < NumBlocks(total); ++b) {
-      FloatLanes s;
-      ResetLanes(&s);
-      PieceCursor pieces;
-      pieces.Reset(offsets, BlockBegin(b), BlockEnd(offsets, b), kReduceBlock);
-      while (!pieces.done()) {
-        const Piece p = pieces.Next();
-        PrefetchAhead(inputs, sizes, count, p.tensor, p.start);
-        add(inputs[p.tensor] + p.start, p.length,
-            offsets[p.tensor] + p.start, &s);
-      }
-      partials[b] = FinishBlock(&s, inputs, sizes, count, offsets, b);
-    }
-    return;
-  }
-  parallel_for(NumBlocks(total), kReduceBlock * 2, [&](int64_t first,
-                                                       int64_t last) {
-    for (int64_t group = first; group < last; group += kStreams) {
-      const int64_t end = std::min(last, group + kStreams);
-      FloatLanes s[kStreams];
-      for (FloatLanes& lanes : s) ResetLanes(&lanes);
-      InterleaveBlocks(offsets, group, end,
-                       [&](int64_t b, int64_t t, int64_t start, int64_t len) {
-                         PrefetchAhead(inputs, sizes, count, t, start);
-                         add(inputs[t] + start, len, offsets[t] + start,
-                             &s[b - group]);
-                       });
-      for (int64_t b = group; b < end; ++b) {
-        partials[b] = FinishBlock(&s[b - group], inputs, sizes, count,
-                                  offsets, b);
-      }
-    }
-  });
-}
-
 }  // namespace
 
 void SerialFor(int64_t n, int64_t, const std::function<void(int64_t, int64_t)>& fn) {
@@ -717,18 +538,23 @@ double SumOfSquares(const T* const* inputs, const int64_t* sizes, int64_t count,
   const std::vector<int64_t> offsets = Offsets(sizes, count);
   const int64_t total = offsets[count];
   std::vector<double> partials(NumBlocks(total), 0.0);
-  const bool avx2 = HasAvx2();
-  if constexpr (!std::is_same<T, double>::value) {
-    FloatLanePartials(inputs, sizes, count, offsets, parallel_for,
-                      partials.data());
-  } else if (total <= kSerialElements) {
+  const AddSquaresFn<T> add = AddSquaresFor<T>(SumSqIsa());
+  // Adds the squares of elements [start, start + len) of tensor t to acc.
+  const auto add_piece = [&](int64_t t, int64_t start, int64_t len,
+                             double* acc) {
+    PrefetchAhead(inputs, sizes, count, t, start);
+    add(inputs[t] + start, len, offsets[t] + start, sizes[t] - start, acc);
+  };
+  if (total <= kSerialElements) {
     // Small enough for one thread, and read from cache: one block at a time.
-    const auto sum_range =
-        avx2 ? SumSqRangeAvx2<T> : SumSqRange<T, SumSqBase<T>>;
     for (int64_t b = 0; b < NumBlocks(total); ++b) {
       double acc[kLanes] = {};
-      sum_range(inputs, sizes, count, offsets, BlockBegin(b),
-                BlockEnd(offsets, b), acc);
+      PieceCursor pieces;
+      pieces.Reset(offsets, BlockBegin(b), BlockEnd(offsets, b), kReduceBlock);
+      while (!pieces.done()) {
+        const Piece p = pieces.Next();
+        add_piece(p.tensor, p.start, p.length, acc);
+      }
       partials[b] = ReduceLanes(acc);
     }
   } else {
@@ -740,13 +566,7 @@ double SumOfSquares(const T* const* inputs, const int64_t* sizes, int64_t count,
         InterleaveBlocks(
             offsets, group, end,
             [&](int64_t b, int64_t t, int64_t start, int64_t len) {
-              PrefetchAhead(inputs, sizes, count, t, start);
-              const T* x = inputs[t] + start;
-              if (avx2) {
-                SumSqAvx2(x, len, acc[b - group]);
-              } else {
-                SumSqBase(x, len, acc[b - group]);
-              }
+              add_piece(t, start, len, acc[b - group]);
             });
         for (int64_t b = group; b < end; ++b) {
           partials[b] = ReduceLanes(acc[b - group]);

@@ -70,17 +70,17 @@ uint64_t Hash(const void* data, size_t bytes, uint64_t h) {
 int failures = 0;
 std::string lines;  // what main() prints
 
-// The relative error bound of clip_core.h for n elements: a rounding for
-// each square of a double (the squares of the other types are exact), at
-// most kReduceBlock / 32 additions in a lane, 5 adding up the 32 lanes of a
-// block, one per block adding up the blocks.
-long double Bound(bool exact_squares, int64_t n) {
-  const long double blocks =
-      static_cast<long double>((n + monolith_ops::kReduceBlock - 1) /
-                               monolith_ops::kReduceBlock);
-  const long double roundings = (exact_squares ? 0 : 1) +
-                                monolith_ops::kReduceBlock / 32 + 5 + blocks;
-  return roundings * 0x1.0p-53L * 1.01L;
+// The relative error bound of clip_core.h for n elements in `tensors`
+// tensors: a rounding for each square of a double (the squares of the other
+// types are exact), at most kReduceBlock / 16 + tensors additions in a lane
+// of a block, 4 adding up the 16 lanes, one per block adding up the blocks.
+long double Bound(bool exact_squares, int64_t n, int64_t tensors) {
+  const int64_t blocks =
+      (n + monolith_ops::kReduceBlock - 1) / monolith_ops::kReduceBlock;
+  const int64_t roundings = (exact_squares ? 0 : 1) +
+                            monolith_ops::kReduceBlock / 16 + tensors + 4 +
+                            blocks;
+  return static_cast<long double>(roundings) * 0x1.0p-53L * 1.01L;
 }
 
 // Element values: value(rng, tensor).
@@ -112,7 +112,7 @@ void RunCase(const char* dtype, const char* name,
   int64_t total = 0;
   for (int64_t s : sizes) total += s;
   const long double tolerance =
-      reference * Bound(!std::is_same<T, double>::value, total);
+      reference * Bound(!std::is_same<T, double>::value, total, count);
   if (!(std::fabs(static_cast<long double>(sum) - reference) <= tolerance)) {
     std::fprintf(stderr, "%s %s: sum %.17g, reference %.17Lg\n", dtype, name,
                  sum, reference);

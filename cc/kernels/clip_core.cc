@@ -46,14 +46,21 @@ constexpr int kLanes = 16;
 // AVX-512 Xeon, 1.2x faster on 30.7 MB.
 constexpr int64_t kPrefetchDistance = 4096;
 
+// The loops prefetch for their rows of kLanes elements from x + i while
+// i + kLanes <= PrefetchStop(n, avail), then read the rest without: the test
+// stays out of the loop body, which it would slow down.
+template <typename T>
+inline __attribute__((always_inline)) int64_t PrefetchStop(int64_t n,
+                                                           int64_t avail) {
+  return std::min<int64_t>(n, avail - kPrefetchDistance / sizeof(T));
+}
 template <typename T>
 inline __attribute__((always_inline)) void PrefetchLanes(const T* x,
-                                                         int64_t i,
-                                                         int64_t avail) {
+                                                         int64_t i) {
   constexpr int64_t kAhead = kPrefetchDistance / sizeof(T);
-  constexpr int64_t kLine = 64 / sizeof(T);
+  constexpr int64_t kLine = 64 / sizeof(T) > 0 ? 64 / sizeof(T) : 1;
   for (int64_t k = 0; k < kLanes; k += kLine) {
-    if (i + kAhead + k < avail) __builtin_prefetch(x + i + kAhead + k, 0, 3);
+    __builtin_prefetch(x + i + kAhead + k, 0, 3);
   }
 }
 
@@ -62,8 +69,16 @@ inline __attribute__((always_inline)) void SumSqImpl(const T* x, int64_t n,
                                                      int64_t avail,
                                                      double* acc) {
   int64_t i = 0;
+  for (const int64_t stop = PrefetchStop<T>(n, avail); i + kLanes <= stop;
+       i += kLanes) {
+    PrefetchLanes(x, i);
+    for (int j = 0; j < kLanes; ++j) {
+      const double v = static_cast<double>(
+          static_cast<typename ComputeType<T>::type>(x[i + j]));
+      acc[j] += v * v;
+    }
+  }
   for (; i + kLanes <= n; i += kLanes) {
-    PrefetchLanes(x, i, avail);
     for (int j = 0; j < kLanes; ++j) {
       const double v = static_cast<double>(
           static_cast<typename ComputeType<T>::type>(x[i + j]));
@@ -117,8 +132,15 @@ __attribute__((target("avx2,f16c"))) void SumSqAvx2(const T* x, int64_t n,
 __attribute__((target("avx2,f16c"), always_inline)) inline void
 AddSquaresAvx2(const float* x, int64_t n, int64_t avail, __m256d* a) {
   int64_t i = 0;
+  for (const int64_t stop = PrefetchStop<float>(n, avail); i + kLanes <= stop;
+       i += kLanes) {
+    PrefetchLanes(x, i);
+    for (int k = 0; k < kLanes / 4; ++k) {
+      const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * k));
+      a[k] = _mm256_add_pd(a[k], _mm256_mul_pd(v, v));
+    }
+  }
   for (; i + kLanes <= n; i += kLanes) {
-    PrefetchLanes(x, i, avail);
     for (int k = 0; k < kLanes / 4; ++k) {
       const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * k));
       a[k] = _mm256_add_pd(a[k], _mm256_mul_pd(v, v));
@@ -160,8 +182,15 @@ __attribute__((target(MONOLITH_OPS_AVX512), always_inline)) inline void
 AddSquaresAvx512(const float* x, int64_t n, int64_t avail, __m512d* a) {
   static_assert(kLanes == 16, "two registers of eight lanes");
   int64_t i = 0;
+  for (const int64_t stop = PrefetchStop<float>(n, avail); i + kLanes <= stop;
+       i += kLanes) {
+    PrefetchLanes(x, i);
+    const __m512d v0 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
+    const __m512d v1 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8));
+    a[0] = _mm512_add_pd(a[0], _mm512_mul_pd(v0, v0));
+    a[1] = _mm512_add_pd(a[1], _mm512_mul_pd(v1, v1));
+  }
   for (; i + kLanes <= n; i += kLanes) {
-    PrefetchLanes(x, i, avail);
     const __m512d v0 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
     const __m512d v1 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8));
     a[0] = _mm512_add_pd(a[0], _mm512_mul_pd(v0, v0));

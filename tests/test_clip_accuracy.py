@@ -21,6 +21,7 @@ underflow float32) this checks, against math.fsum of the exact squares:
 - the bound is not loose beyond use: on these inputs the largest error is
   above 1/100 of it, so a bound 100 times tighter fails.
 """
+
 import math
 
 import numpy as np
@@ -56,13 +57,15 @@ def _exact_squares(a):
 
 
 def _exact(arrays):
-    return math.fsum(math.fsum(p.tolist()) for a in arrays
-                     for p in _exact_squares(a))
+    return math.fsum(math.fsum(p.tolist()) for a in arrays for p in _exact_squares(a))
 
 
 def _ours(arrays):
-    return float(clip_ops.ops.global_l2_reduce(
-        [tf.constant(a) for a in arrays], Tnorm=tf.float64).numpy())
+    return float(
+        clip_ops.ops.global_l2_reduce(
+            [tf.constant(a) for a in arrays], Tnorm=tf.float64
+        ).numpy()
+    )
 
 
 def _tf_error(arrays, exact):
@@ -78,8 +81,7 @@ def _norm_errors(arrays, exact):
     ts = [tf.constant(a) for a in arrays]
     exact_norm = math.sqrt(exact)
     ours = float(clip_ops.global_norm(ts).numpy())
-    stock = float(tf.linalg.global_norm(
-        [tf.cast(t, tf.float32) for t in ts]).numpy())
+    stock = float(tf.linalg.global_norm([tf.cast(t, tf.float32) for t in ts]).numpy())
     return abs(ours - exact_norm), abs(stock - exact_norm)
 
 
@@ -96,28 +98,53 @@ def _cases():
     rng = _rng(0)
     yield "normal-1e7", [rng.normal(0, 1e-2, 10**7).astype(np.float32)]
     yield "wide-range", [_spread(rng, 300_001, -15, 15).astype(np.float32)]
-    yield "small-and-large", [np.full(1_000_003, 1e-3, np.float32),
-                              np.full(7, 1e3, np.float32),
-                              rng.normal(0, 1e-4, 65_537).astype(np.float32)]
+    yield (
+        "small-and-large",
+        [
+            np.full(1_000_003, 1e-3, np.float32),
+            np.full(7, 1e3, np.float32),
+            rng.normal(0, 1e-4, 65_537).astype(np.float32),
+        ],
+    )
     yield "equal-0.1", [np.full(1_000_003, 0.1, np.float32)]
     yield "equal-1/3", [np.full(123_457, 1 / 3, np.float32)]
     yield "equal-1e7", [np.full(10**7, 0.7, np.float32)]
     sizes = list(range(1, 66)) + [255, 256, 257, 511, 513, 16383, 16384, 16385, 31, 33]
     yield "boundaries", [rng.normal(0, 1, s).astype(np.float32) for s in sizes]
-    yield "boundaries-large", [rng.normal(0, 1, s).astype(np.float32)
-                               for s in [262_145, 3, 29, 16_385, 255, 100_000]]
+    yield (
+        "boundaries-large",
+        [
+            rng.normal(0, 1, s).astype(np.float32)
+            for s in [262_145, 3, 29, 16_385, 255, 100_000]
+        ],
+    )
     # Squares that overflow float32 next to ordinary ones: summed in double.
-    yield "huge", [rng.normal(0, 1, 20_000).astype(np.float32),
-                   _spread(rng, 5_000, 19, 30).astype(np.float32)]
+    yield (
+        "huge",
+        [
+            rng.normal(0, 1, 20_000).astype(np.float32),
+            _spread(rng, 5_000, 19, 30).astype(np.float32),
+        ],
+    )
     # Squares that underflow float32, alone and next to larger ones.
     yield "tiny", [_spread(rng, 40_000, -25, -20).astype(np.float32)]
-    yield "tiny-and-small", [_spread(rng, 40_000, -25, -20).astype(np.float32),
-                             np.full(3, 1e-12, np.float32)]
+    yield (
+        "tiny-and-small",
+        [
+            _spread(rng, 40_000, -25, -20).astype(np.float32),
+            np.full(3, 1e-12, np.float32),
+        ],
+    )
     yield "half-range", [_spread(rng, 200_003, -7, 4.8).astype(np.float16)]
     yield "half-equal", [np.full(500_001, 0.1, np.float16)]
     yield "bfloat16-range", [_spread(rng, 200_003, -30, 30).astype(BF16)]
-    yield "bfloat16-huge", [_spread(rng, 50_000, 25, 38).astype(BF16),
-                            rng.normal(0, 1, 1000).astype(BF16)]
+    yield (
+        "bfloat16-huge",
+        [
+            _spread(rng, 50_000, 25, 38).astype(BF16),
+            rng.normal(0, 1, 1000).astype(BF16),
+        ],
+    )
     yield "bfloat16-equal", [np.full(500_001, 0.1, BF16)]
     yield "float64-range", [_spread(rng, 300_001, -100, 100)]
     yield "float64-equal", [np.full(1_000_003, 0.1)]
@@ -133,10 +160,13 @@ def results():
         exact = _exact(arrays)
         ours = _ours(arrays)
         wide = arrays[0].dtype == np.float64
-        out[name] = (bound(arrays), exact, ours,
-                     None if wide else _tf_error(arrays, exact),
-                     _norm_errors(arrays, exact) if arrays[0].dtype == np.float32
-                     else None)
+        out[name] = (
+            bound(arrays),
+            exact,
+            ours,
+            None if wide else _tf_error(arrays, exact),
+            _norm_errors(arrays, exact) if arrays[0].dtype == np.float32 else None,
+        )
     return out
 
 
@@ -154,8 +184,10 @@ def test_within_bound_and_tf(results, name):
 
 
 def test_bound_is_tight_enough_to_fail(results):
-    worst = max(abs(ours - exact) / (rel_bound * exact)
-                for rel_bound, exact, ours, _, _ in results.values())
+    worst = max(
+        abs(ours - exact) / (rel_bound * exact)
+        for rel_bound, exact, ours, _, _ in results.values()
+    )
     assert worst > 0.01, worst
 
 

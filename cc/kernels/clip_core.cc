@@ -119,8 +119,8 @@ void ScaleBase(const T* in, T* out, int64_t n, S scale) {
 #if MONOLITH_OPS_X86
 template <typename T>
 __attribute__((target("avx2,f16c"))) void SumSqAvx2(const T* x, int64_t n,
-                                                   int64_t avail,
-                                                   double* acc) {
+                                                    int64_t avail,
+                                                    double* acc) {
   SumSqImpl(x, n, avail, acc);
 }
 // float by hand: the same lanes and the same separate multiply and add as
@@ -129,8 +129,8 @@ __attribute__((target("avx2,f16c"))) void SumSqAvx2(const T* x, int64_t n,
 // 0, 1, ... as in SumSqImpl; lanes past the end add +0.0, which leaves an
 // accumulator unchanged (it is never -0.0: it starts at +0.0 and only
 // squares are added to it).
-__attribute__((target("avx2,f16c"), always_inline)) inline void
-AddSquaresAvx2(const float* x, int64_t n, int64_t avail, __m256d* a) {
+__attribute__((target("avx2,f16c"), always_inline)) inline void AddSquaresAvx2(
+    const float* x, int64_t n, int64_t avail, __m256d* a) {
   int64_t i = 0;
   for (const int64_t stop = PrefetchStop<float>(n, avail); i + kLanes <= stop;
        i += kLanes) {
@@ -157,9 +157,9 @@ AddSquaresAvx2(const float* x, int64_t n, int64_t avail, __m256d* a) {
 }
 template <>
 __attribute__((target("avx2,f16c"))) void SumSqAvx2<float>(const float* x,
-                                                          int64_t n,
-                                                          int64_t avail,
-                                                          double* acc) {
+                                                           int64_t n,
+                                                           int64_t avail,
+                                                           double* acc) {
   __m256d a[kLanes / 4];
   for (int k = 0; k < kLanes / 4; ++k) a[k] = _mm256_loadu_pd(acc + 4 * k);
   AddSquaresAvx2(x, n, avail, a);
@@ -173,9 +173,9 @@ __attribute__((target("avx2,f16c"))) void SumSqAvx2<float>(const float* x,
 #define MONOLITH_OPS_AVX512 "avx512f,avx512bw,avx512vl,avx2,f16c"
 template <typename T>
 __attribute__((target(MONOLITH_OPS_AVX512))) void SumSqAvx512(const T* x,
-                                                             int64_t n,
-                                                             int64_t avail,
-                                                             double* acc) {
+                                                              int64_t n,
+                                                              int64_t avail,
+                                                              double* acc) {
   SumSqImpl(x, n, avail, acc);
 }
 __attribute__((target(MONOLITH_OPS_AVX512), always_inline)) inline void
@@ -198,10 +198,10 @@ AddSquaresAvx512(const float* x, int64_t n, int64_t avail, __m512d* a) {
   }
   if (i < n) {
     const int64_t left = n - i;  // 1 to 15
-    const __mmask8 m0 = static_cast<__mmask8>(
-        (1u << std::min<int64_t>(left, 8)) - 1);
-    const __mmask8 m1 = static_cast<__mmask8>(
-        (1u << std::max<int64_t>(left - 8, 0)) - 1);
+    const __mmask8 m0 =
+        static_cast<__mmask8>((1u << std::min<int64_t>(left, 8)) - 1);
+    const __mmask8 m1 =
+        static_cast<__mmask8>((1u << std::max<int64_t>(left - 8, 0)) - 1);
     const __m512d v0 = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m0, x + i));
     const __m512d v1 = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m1, x + i + 8));
     a[0] = _mm512_add_pd(a[0], _mm512_mul_pd(v0, v0));
@@ -374,15 +374,14 @@ class PieceCursor {
 // a whole piece at a time, each piece by SumSq.
 template <typename T, void (*SumSq)(const T*, int64_t, int64_t, double*)>
 void SumSqRange(const T* const* inputs, const int64_t* sizes, int64_t count,
-                const std::vector<int64_t>& offsets, int64_t begin,
-                int64_t end, double* acc) {
+                const std::vector<int64_t>& offsets, int64_t begin, int64_t end,
+                double* acc) {
   PieceCursor pieces;
   pieces.Reset(offsets, begin, end, end - begin);
   while (!pieces.done()) {
     const Piece p = pieces.Next();
     PrefetchAhead(inputs, sizes, count, p.tensor, p.start);
-    SumSq(inputs[p.tensor] + p.start, p.length, sizes[p.tensor] - p.start,
-          acc);
+    SumSq(inputs[p.tensor] + p.start, p.length, sizes[p.tensor] - p.start, acc);
   }
 }
 template <typename T>
@@ -395,8 +394,7 @@ template <typename T>
 void SumSqRangeAvx512(const T* const* inputs, const int64_t* sizes,
                       int64_t count, const std::vector<int64_t>& offsets,
                       int64_t begin, int64_t end, double* acc) {
-  SumSqRange<T, SumSqAvx512<T>>(inputs, sizes, count, offsets, begin, end,
-                                acc);
+  SumSqRange<T, SumSqAvx512<T>>(inputs, sizes, count, offsets, begin, end, acc);
 }
 #if MONOLITH_OPS_X86
 // float, the lanes kept in registers from piece to piece: on lists of many

@@ -14,6 +14,8 @@
 // wrong the same way everywhere still fails.
 //
 // No TensorFlow: only the core and Eigen's half and bfloat16 types.
+#include "cc/kernels/clip_core.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,7 +32,6 @@
 #include <vector>
 
 #include "Eigen/Core"
-#include "cc/kernels/clip_core.h"
 
 namespace {
 
@@ -121,8 +122,8 @@ void RunCase(const char* dtype, const char* name,
 
   // Scale into separate outputs by clip_norm / norm, as a clip to 1 does.
   S scale = S(1);
-  const monolith_ops::ClipAction action = monolith_ops::DecideClip<S>(
-      static_cast<S>(std::sqrt(sum)), S(1), &scale);
+  const monolith_ops::ClipAction action =
+      monolith_ops::DecideClip<S>(static_cast<S>(std::sqrt(sum)), S(1), &scale);
   std::vector<std::vector<T>> out(sizes.size());
   std::vector<T*> outputs;
   for (size_t i = 0; i < sizes.size(); ++i) {
@@ -132,7 +133,8 @@ void RunCase(const char* dtype, const char* name,
   monolith_ops::Scale<T, S>(inputs.data(), outputs.data(), sizes.data(), count,
                             scale, SerialFor);
   uint64_t h = 0xcbf29ce484222325ULL;
-  for (const std::vector<T>& o : out) h = Hash(o.data(), o.size() * sizeof(T), h);
+  for (const std::vector<T>& o : out)
+    h = Hash(o.data(), o.size() * sizeof(T), h);
   char line[256];
   std::snprintf(line, sizeof(line),
                 "%-8s %-10s n=%-8" PRId64 " sum=%016" PRIx64
@@ -149,8 +151,8 @@ void RunAll(const char* dtype) {
   for (int64_t n = 0; n < 40; ++n) small.push_back(n);
   RunCase<T>(dtype, "small", small, 1);
   // One tensor just under and one over a reduction block.
-  RunCase<T>(dtype, "blocks", {monolith_ops::kReduceBlock - 3,
-                               monolith_ops::kReduceBlock + 5},
+  RunCase<T>(dtype, "blocks",
+             {monolith_ops::kReduceBlock - 3, monolith_ops::kReduceBlock + 5},
              2);
   // Over 2^18 elements in all: the interleaved path, many blocks.
   RunCase<T>(dtype, "large", {1, 150001, 0, 131071, 7, 33333}, 3);
@@ -164,18 +166,19 @@ void RunAll(const char* dtype) {
   RunCase<T>(dtype, "ragged", ragged, 4);
   RunCase<T>(dtype, "ragged-il", {300000, 5, 31, 33, 257, 16385, 1}, 5);
   // Every element the same: rounding errors that do not cancel.
-  RunCase<T>(dtype, "equal", {100003, 7}, 6,
-             [](Rng&, size_t) { return 0.1; });
+  RunCase<T>(dtype, "equal", {100003, 7}, 6, [](Rng&, size_t) { return 0.1; });
   // Blocks of zeros, then a few small values.
   RunCase<T>(dtype, "zeros", {monolith_ops::kReduceBlock * 2 + 3, 5}, 7,
              [](Rng& rng, size_t t) { return t == 0 ? 0.0 : rng.Value(1.0); });
   if (static_cast<double>(std::numeric_limits<T>::max()) > 1e30) {
     // bfloat16 and float: squares that would overflow float, squares
     // that would underflow it, both next to ordinary ones.
-    RunCase<T>(dtype, "huge", {1000, 20000, 3}, 8,
-               [](Rng& rng, size_t t) { return rng.Value(t == 1 ? 1e30 : 1.0); });
-    RunCase<T>(dtype, "tiny", {1000, 20000, 3}, 9,
-               [](Rng& rng, size_t t) { return rng.Value(t == 1 ? 1e-21 : 1e-30); });
+    RunCase<T>(dtype, "huge", {1000, 20000, 3}, 8, [](Rng& rng, size_t t) {
+      return rng.Value(t == 1 ? 1e30 : 1.0);
+    });
+    RunCase<T>(dtype, "tiny", {1000, 20000, 3}, 9, [](Rng& rng, size_t t) {
+      return rng.Value(t == 1 ? 1e-21 : 1e-30);
+    });
   }
 }
 
@@ -213,7 +216,8 @@ bool LinesWithIsa(const char* isa, std::string* out) {
   }
   close(fds[1]);
   char buf[4096];
-  for (ssize_t n; (n = read(fds[0], buf, sizeof(buf))) > 0;) out->append(buf, n);
+  for (ssize_t n; (n = read(fds[0], buf, sizeof(buf))) > 0;)
+    out->append(buf, n);
   close(fds[0]);
   int status = 0;
   return waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&

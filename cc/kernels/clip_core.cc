@@ -2,14 +2,15 @@
 // SPDX-License-Identifier: Apache-2.0
 // CPU implementation of the framework-free clipping core (see clip_core.h).
 //
-// The inner loops are written once and compiled twice: for the baseline ISA
-// and for AVX2, picked at run time. Both give bitwise the same results: every
-// accumulator is added to in a fixed order and floating-point contraction is
-// off for this file (see setup.py / BUILD), so FMA never changes a rounding.
+// The inner loops are written once and compiled for the baseline ISA and for
+// AVX2 (the sum of squares also for AVX-512), picked at run time. All give
+// bitwise the same results: every accumulator is added to in a fixed order
+// and floating-point contraction is off for this file (see setup.py / BUILD),
+// so FMA never changes a rounding.
 //
-// The AVX2 loops are x86 only. MONOLITH_OPS_X86 is the one switch: elsewhere
-// (aarch64, ...), or with MONOLITH_OPS_PORTABLE defined, only the baseline
-// loops are compiled, and HasAvx2() is false.
+// The AVX2 and AVX-512 loops are x86 only. MONOLITH_OPS_X86 is the one
+// switch: elsewhere (aarch64, ...), or with MONOLITH_OPS_PORTABLE defined,
+// only the baseline loops are compiled, and HasAvx2() is false.
 #include "cc/kernels/clip_core.h"
 
 #include <unistd.h>

@@ -4,20 +4,31 @@
 // inputs: the sum of squares and a hash of the scaled outputs, for every dtype,
 // on the single-stream path (lists up to 2^18 elements) and the interleaved
 // one (larger lists). Builds of the core for different CPUs (the x86 AVX2
-// path, the baseline loops forced with -DMONOLITH_OPS_PORTABLE, an aarch64
-// build run under qemu) must print bitwise the same lines; scripts/ci_arch.sh
-// compares them. It also exits non-zero if a sum strays from a plain
-// long-double sum of the same squares by more than rounding can explain, so a
-// core that is wrong the same way everywhere still fails.
+// and AVX-512 paths, the baseline loops forced with -DMONOLITH_OPS_PORTABLE,
+// an aarch64 build run under qemu) must print bitwise the same lines;
+// scripts/ci_arch.sh compares them. On x86, run without MONOLITH_OPS_ISA, it
+// also computes every line again in child processes with MONOLITH_OPS_ISA set
+// to avx512, avx2 and baseline, and fails unless all are bitwise the same.
+// It exits non-zero if a sum strays from a plain long-double sum of the same
+// squares by more than the error bound of clip_core.h, so a core that is
+// wrong the same way everywhere still fails.
 //
 // No TensorFlow: only the core and Eigen's half and bfloat16 types.
 #include "cc/kernels/clip_core.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cinttypes>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <limits>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "Eigen/Core"
@@ -58,11 +69,30 @@ uint64_t Hash(const void* data, size_t bytes, uint64_t h) {
 }
 
 int failures = 0;
+std::string lines;  // what main() prints
 
-// One case: `sizes` tensors of T filled from seed `seed`.
+// The relative error bound of clip_core.h for n elements in `tensors`
+// tensors: a rounding for each square of a double (the squares of the other
+// types are exact), at most kReduceBlock / 16 + tensors additions in a lane
+// of a block, 4 adding up the 16 lanes, one per block adding up the blocks.
+long double Bound(bool exact_squares, int64_t n, int64_t tensors) {
+  const int64_t blocks =
+      (n + monolith_ops::kReduceBlock - 1) / monolith_ops::kReduceBlock;
+  const int64_t roundings = (exact_squares ? 0 : 1) +
+                            monolith_ops::kReduceBlock / 16 + tensors + 4 +
+                            blocks;
+  return static_cast<long double>(roundings) * 0x1.0p-53L * 1.01L;
+}
+
+// Element values: value(rng, tensor).
+using Fill = std::function<double(Rng&, size_t)>;
+double Random4(Rng& rng, size_t) { return rng.Value(4.0); }
+
+// One case: `sizes` tensors of T filled by `value` from seed `seed`.
 template <typename T>
 void RunCase(const char* dtype, const char* name,
-             const std::vector<int64_t>& sizes, uint64_t seed) {
+             const std::vector<int64_t>& sizes, uint64_t seed,
+             const Fill& value = Random4) {
   using S = typename ComputeType<T>::type;
   Rng rng{seed};
   std::vector<std::vector<T>> data(sizes.size());
@@ -71,7 +101,7 @@ void RunCase(const char* dtype, const char* name,
   for (size_t i = 0; i < sizes.size(); ++i) {
     data[i].resize(sizes[i]);
     for (T& x : data[i]) {
-      x = static_cast<T>(rng.Value(4.0));
+      x = static_cast<T>(value(rng, i));
       const long double v = static_cast<double>(static_cast<S>(x));
       reference += v * v;
     }
@@ -80,13 +110,11 @@ void RunCase(const char* dtype, const char* name,
   const int64_t count = static_cast<int64_t>(sizes.size());
   const double sum = monolith_ops::SumOfSquares<T>(inputs.data(), sizes.data(),
                                                    count, SerialFor);
-  // Each of the n squares is exact in double for 16-bit and float inputs and
-  // rounded for double ones; the additions round; n * 2^-52 bounds it all.
   int64_t total = 0;
   for (int64_t s : sizes) total += s;
   const long double tolerance =
-      reference * (static_cast<long double>(total) + 2) * 0x1.0p-52L;
-  if (std::fabs(static_cast<long double>(sum) - reference) > tolerance) {
+      reference * Bound(!std::is_same<T, double>::value, total, count);
+  if (!(std::fabs(static_cast<long double>(sum) - reference) <= tolerance)) {
     std::fprintf(stderr, "%s %s: sum %.17g, reference %.17Lg\n", dtype, name,
                  sum, reference);
     ++failures;
@@ -107,10 +135,13 @@ void RunCase(const char* dtype, const char* name,
   uint64_t h = 0xcbf29ce484222325ULL;
   for (const std::vector<T>& o : out)
     h = Hash(o.data(), o.size() * sizeof(T), h);
-  std::printf("%-8s %-10s n=%-8" PRId64 " sum=%016" PRIx64
-              " action=%d scale=%016" PRIx64 " outputs=%016" PRIx64 "\n",
-              dtype, name, total, Bits(sum), static_cast<int>(action),
-              Bits(static_cast<double>(scale)), h);
+  char line[256];
+  std::snprintf(line, sizeof(line),
+                "%-8s %-10s n=%-8" PRId64 " sum=%016" PRIx64
+                " action=%d scale=%016" PRIx64 " outputs=%016" PRIx64 "\n",
+                dtype, name, total, Bits(sum), static_cast<int>(action),
+                Bits(static_cast<double>(scale)), h);
+  lines += line;
 }
 
 template <typename T>
@@ -125,11 +156,33 @@ void RunAll(const char* dtype) {
              2);
   // Over 2^18 elements in all: the interleaved path, many blocks.
   RunCase<T>(dtype, "large", {1, 150001, 0, 131071, 7, 33333}, 3);
+  // Tensors starting at every offset from a float lane row and a sub-block,
+  // crossing sub-blocks and blocks.
+  std::vector<int64_t> ragged;
+  for (int64_t n = 1; n < 70; ++n) ragged.push_back(n);
+  for (int64_t n : {255, 256, 257, 511, 513, 16383, 16385, 33}) {
+    ragged.push_back(n);
+  }
+  RunCase<T>(dtype, "ragged", ragged, 4);
+  RunCase<T>(dtype, "ragged-il", {300000, 5, 31, 33, 257, 16385, 1}, 5);
+  // Every element the same: rounding errors that do not cancel.
+  RunCase<T>(dtype, "equal", {100003, 7}, 6, [](Rng&, size_t) { return 0.1; });
+  // Blocks of zeros, then a few small values.
+  RunCase<T>(dtype, "zeros", {monolith_ops::kReduceBlock * 2 + 3, 5}, 7,
+             [](Rng& rng, size_t t) { return t == 0 ? 0.0 : rng.Value(1.0); });
+  if (static_cast<double>(std::numeric_limits<T>::max()) > 1e30) {
+    // bfloat16 and float: squares that would overflow float, squares
+    // that would underflow it, both next to ordinary ones.
+    RunCase<T>(dtype, "huge", {1000, 20000, 3}, 8, [](Rng& rng, size_t t) {
+      return rng.Value(t == 1 ? 1e30 : 1.0);
+    });
+    RunCase<T>(dtype, "tiny", {1000, 20000, 3}, 9, [](Rng& rng, size_t t) {
+      return rng.Value(t == 1 ? 1e-21 : 1e-30);
+    });
+  }
 }
 
-}  // namespace
-
-int main() {
+int RunAllTypes() {
   RunAll<float>("float");
   RunAll<double>("double");
   RunAll<Eigen::half>("half");
@@ -139,4 +192,64 @@ int main() {
     return 1;
   }
   return 0;
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+// The lines a child process computes with MONOLITH_OPS_ISA=isa (the core
+// reads it once per process, so each path needs a process of its own).
+bool LinesWithIsa(const char* isa, std::string* out) {
+  int fds[2];
+  if (pipe(fds) != 0) return false;
+  const pid_t pid = fork();
+  if (pid < 0) return false;
+  if (pid == 0) {
+    close(fds[0]);
+    setenv("MONOLITH_OPS_ISA", isa, 1);
+    const int status = RunAllTypes();
+    size_t done = 0;
+    while (done < lines.size()) {
+      const ssize_t n = write(fds[1], lines.data() + done, lines.size() - done);
+      if (n <= 0) _exit(2);
+      done += static_cast<size_t>(n);
+    }
+    _exit(status);
+  }
+  close(fds[1]);
+  char buf[4096];
+  for (ssize_t n; (n = read(fds[0], buf, sizeof(buf))) > 0;)
+    out->append(buf, n);
+  close(fds[0]);
+  int status = 0;
+  return waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+         WEXITSTATUS(status) == 0;
+}
+#endif
+
+}  // namespace
+
+int main() {
+  std::vector<std::pair<const char*, std::string>> paths;
+#if defined(__x86_64__) || defined(__i386__)
+  if (std::getenv("MONOLITH_OPS_ISA") == nullptr) {
+    // Before this process runs the core: the children must choose afresh.
+    for (const char* isa : {"avx512", "avx2", "baseline"}) {
+      std::string out;
+      if (!LinesWithIsa(isa, &out)) {
+        std::fprintf(stderr, "MONOLITH_OPS_ISA=%s: failed\n", isa);
+        ++failures;
+      }
+      paths.emplace_back(isa, out);
+    }
+  }
+#endif
+  const int status = RunAllTypes();
+  std::fputs(lines.c_str(), stdout);
+  for (const auto& path : paths) {
+    if (path.second != lines) {
+      std::fprintf(stderr, "MONOLITH_OPS_ISA=%s: not bitwise the same sums\n",
+                   path.first);
+      ++failures;
+    }
+  }
+  return status != 0 || failures != 0 ? 1 : 0;
 }

@@ -62,9 +62,7 @@ def _exact(arrays):
 
 def _ours(arrays):
     return float(
-        clip_ops.ops.global_l2_reduce(
-            [tf.constant(a) for a in arrays], Tnorm=tf.float64
-        ).numpy()
+        clip_ops.ops.global_l2_reduce([tf.constant(a) for a in arrays], Tnorm=tf.float64).numpy()
     )
 
 
@@ -113,10 +111,7 @@ def _cases():
     yield "boundaries", [rng.normal(0, 1, s).astype(np.float32) for s in sizes]
     yield (
         "boundaries-large",
-        [
-            rng.normal(0, 1, s).astype(np.float32)
-            for s in [262_145, 3, 29, 16_385, 255, 100_000]
-        ],
+        [rng.normal(0, 1, s).astype(np.float32) for s in [262_145, 3, 29, 16_385, 255, 100_000]],
     )
     # Squares that overflow float32 next to ordinary ones: summed in double.
     yield (
@@ -185,8 +180,7 @@ def test_within_bound_and_tf(results, name):
 
 def test_bound_is_tight_enough_to_fail(results):
     worst = max(
-        abs(ours - exact) / (rel_bound * exact)
-        for rel_bound, exact, ours, _, _ in results.values()
+        abs(ours - exact) / (rel_bound * exact) for rel_bound, exact, ours, _, _ in results.values()
     )
     assert worst > 0.01, worst
 

@@ -90,63 +90,21 @@ from timing import own_times, ratio, stats, time_round_robin  # noqa: E402  pyli
 
 DEFAULT_OUT = os.path.join(os.path.dirname(HERE), "docs")
 
+
+def load_shapes(path):
+    """Shapes from a JSON file with a "shapes" list (or a bare list)."""
+    with open(path) as f:
+        data = json.load(f)
+    shapes = data["shapes"] if isinstance(data, dict) else data
+    return tuple(tuple(int(d) for d in s) for s in shapes)
+
+
 # The 53 dense gradient shapes (7,686,760 floats) of a production
-# recommendation model: Monolith's clip_ops "large grad" test case.
-DENSE_SHAPES = (
-    (328, 128),
-    (128,),
-    (128,),
-    (128, 64),
-    (64,),
-    (64,),
-    (1,),
-    (256, 256),
-    (256,),
-    (256,),
-    (256, 128),
-    (128,),
-    (128,),
-    (128, 1),
-    (1,),
-    (1,),
-    (2488, 256),
-    (256,),
-    (256,),
-    (3184, 256),
-    (256,),
-    (256,),
-    (96, 128),
-    (128,),
-    (128,),
-    (128, 64),
-    (64,),
-    (64,),
-    (1,),
-    (64, 16),
-    (16,),
-    (16,),
-    (1609, 2048),
-    (2048,),
-    (2048,),
-    (2048, 1024),
-    (1024,),
-    (1024,),
-    (1024, 512),
-    (512,),
-    (512,),
-    (512, 256),
-    (256,),
-    (256,),
-    (256, 1),
-    (1,),
-    (1,),
-    (96, 64),
-    (64,),
-    (64,),
-    (64, 1),
-    (1,),
-    (1,),
-)
+# recommendation model, Monolith's clip_ops "large grad" test case: the file
+# the tests read too.
+DENSE_SHAPES_FILE = os.path.join(os.path.dirname(HERE), "tests", "data", "dense_shapes.json")
+DENSE_SHAPES = load_shapes(DENSE_SHAPES_FILE)
+
 
 OPS = ("global_norm", "clip_scales", "clip_passes")
 OP_TITLES = {
@@ -214,14 +172,6 @@ def default_workloads(dense_shapes=DENSE_SHAPES):
             rounds=100,
         ),
     ]
-
-
-def load_shapes(path):
-    """Shapes from a JSON file with a "shapes" list (or a bare list)."""
-    with open(path) as f:
-        data = json.load(f)
-    shapes = data["shapes"] if isinstance(data, dict) else data
-    return tuple(tuple(int(d) for d in s) for s in shapes)
 
 
 # --------------------------------------------------------------------------

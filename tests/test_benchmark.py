@@ -58,7 +58,9 @@ def _tiny(name, factor=1000):
 
 
 def test_built_in_shapes_are_monoliths_53_dense_shapes():
+    # Monolith's "large grad" case: 53 tensors, 7,686,760 floats.
     assert benchmark.DENSE_SHAPES == tuple(dense_shapes())
+    assert sum(int(np.prod(s)) for s in benchmark.DENSE_SHAPES) == 7_686_760
     workload = benchmark.default_workloads()[0]
     assert workload.num_tensors == 53
     assert workload.num_elements == 7_686_760

@@ -191,6 +191,11 @@ class _WorkerFlags:
 
     def clear_if_stale(self, session, index, timeout):
         """Clears flag `index` if an earlier clear of it failed."""
+        # Every step comes here: without the lock when nothing is stale (a
+        # set's membership test is atomic), so that a step never waits on a
+        # clear that another thread runs under the lock.
+        if index not in self._stale:
+            return
         with self._lock:
             if index not in self._stale:
                 return

@@ -130,6 +130,16 @@ def task_env(**extra: str) -> dict[str, str]:
     )
 
 
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL to the process group `proc` leads, also when `proc` itself has
+    exited: what it started lives on in the group (whose id no new group
+    can take while any member is alive)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 class LocalCluster:
     """The processes of one local cluster: 1 ps, 1 chief and `num_workers`
     workers on free ports of 127.0.0.1.
@@ -170,6 +180,8 @@ class LocalCluster:
         stdout instead goes line by line to ``relay_stdout(line)`` (from a
         thread) and only its stderr to the log.
         """
+        if name in self.procs:
+            raise ValueError(f"start_task: a task named {name!r} was started already")
         log = open(self.path(name + ".log"), "w")
         self._files.append(log)
         piped = relay_stdout is not None
@@ -232,15 +244,16 @@ class LocalCluster:
     def kill(self, name: str, timeout: float = 30.0) -> None:
         """Kills task `name`'s process group and reaps it (waiting up to `timeout` s)."""
         proc = self.procs[name]
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _kill_group(proc)
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             pass
+        relay = self._relays.get(name)
+        if relay is not None:  # its pipe ends with the group: close it once read
+            relay.join(timeout=5.0)
+            if not relay.is_alive():
+                proc.stdout.close()
 
     def close(self) -> None:
         """Kills every task's process group, reaps them and closes the logs."""
@@ -251,11 +264,7 @@ class LocalCluster:
                 pass
         self._stopped.clear()
         for proc in self.procs.values():
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            _kill_group(proc)
         for name in self.procs:
             self.kill(name)
         for f in self._files:

@@ -105,3 +105,23 @@ def test_log_holds_the_task_output(tmp_path):
         assert cluster.exited() == {"ps": 4}
         assert "hello" in cluster.log_tail("ps")
     assert cluster.log_tail("nobody") == "<no log>"
+
+
+def test_close_kills_what_an_exited_task_left_running(tmp_path):
+    """The task's first process exits at once; the child it started in the
+    background lives on in its group until close()."""
+    with local_cluster.LocalCluster(tmp_path, num_workers=0) as cluster:
+        proc = cluster.start_task(
+            "ps", ["sh", "-c", f"sleep 300 & echo $! > {tmp_path / 'child'}; exit 0"]
+        )
+        assert proc.wait(timeout=60) == 0
+        assert (tmp_path / "child").read_text().strip()  # written before the exit
+        assert _group_alive(proc.pid)
+    local_cluster.wait_for(lambda: not _group_alive(proc.pid), "the child to die", timeout=30)
+
+
+def test_a_task_name_is_started_once(tmp_path):
+    with local_cluster.LocalCluster(tmp_path, num_workers=0) as cluster:
+        cluster.start_task("ps", _sleeper())
+        with pytest.raises(ValueError, match="'ps' was started already"):
+            cluster.start_task("ps", _sleeper())

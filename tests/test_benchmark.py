@@ -564,3 +564,15 @@ def test_pack_ab_builds_both_forms(capsys):
     out = capsys.readouterr().out
     assert f"{n} tensors, packed" in out
     assert f"{n} tensors, one op" in out
+
+
+def test_thread_scaling_times_every_variant_in_a_fresh_process(capsys):
+    thread_scaling = _load("thread_scaling")
+    assert thread_scaling.main(["--configs", "1,1", "--runs", "2"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()[1:]
+    assert [row.split()[:3] for row in rows] == [
+        ["1", "1", "ours"],
+        ["1", "1", "stock"],
+        ["1", "1", "inputs"],
+    ]
+    assert all(float(row.split()[3]) > 0 for row in rows)

@@ -316,23 +316,17 @@ def test_a_dropped_kernel_is_caught():
         graph.close()
 
 
-def test_main_writes_table_json_and_chart(tmp_path, capsys):
-    code = benchmark.main(
-        [
-            "--quick",
-            "--rounds",
-            "2",
-            "--warmup",
-            "1",
-            "--scale",
-            "1000",
-            "--workloads",
-            "dense53",
-            "embedding",
-            "--out",
-            str(tmp_path),
-        ]
+def _tiny_run(out, *workloads):
+    """benchmark.main over `workloads`, 2 rounds at 1/1000 size, into `out`."""
+    return benchmark.main(
+        ["--quick", "--rounds", "2", "--warmup", "1", "--scale", "1000", "--workloads"]
+        + list(workloads)
+        + ["--out", str(out)]
     )
+
+
+def test_main_writes_table_json_and_chart(tmp_path, capsys):
+    code = _tiny_run(tmp_path, "dense53", "embedding")
     assert code == 0
     out, err = capsys.readouterr()
     assert "stock/ours" in out and "Targets:" in out and "Control" in out
@@ -439,23 +433,7 @@ def test_keras_check_catches_a_different_clip_norm():
 def test_main_runs_the_step_workloads(tmp_path, capsys, monkeypatch):
     tiny = steps.KerasStep
     monkeypatch.setattr(steps, "KerasStep", lambda **kwargs: tiny(**dict(kwargs, **TINY_KERAS)))
-    code = benchmark.main(
-        [
-            "--quick",
-            "--rounds",
-            "2",
-            "--warmup",
-            "1",
-            "--scale",
-            "1000",
-            "--workloads",
-            "dense53",
-            "keras",
-            "recsys",
-            "--out",
-            str(tmp_path),
-        ]
-    )
+    code = _tiny_run(tmp_path, "dense53", "keras", "recsys")
     assert code == 0
     out, err = capsys.readouterr()
     assert "stock/ours" in out and "Whole training steps" in out

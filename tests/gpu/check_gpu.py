@@ -50,63 +50,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CORE_SOURCE = os.path.join(ROOT, "cc", "kernels", "clip_core_gpu.cu")
 BINDING_SOURCE = os.path.join(ROOT, "tests", "gpu", "binding.cpp")
 DENSE_SHAPES_FILE = os.path.join(ROOT, "tests", "data", "dense_shapes.json")
-# The 53 dense gradient shapes of Monolith's "large grad" test (7,686,760
-# floats), as in tests/data/dense_shapes.json; used when that file is absent.
-DENSE_SHAPES = [
-    [328, 128],
-    [128],
-    [128],
-    [128, 64],
-    [64],
-    [64],
-    [1],
-    [256, 256],
-    [256],
-    [256],
-    [256, 128],
-    [128],
-    [128],
-    [128, 1],
-    [1],
-    [1],
-    [2488, 256],
-    [256],
-    [256],
-    [3184, 256],
-    [256],
-    [256],
-    [96, 128],
-    [128],
-    [128],
-    [128, 64],
-    [64],
-    [64],
-    [1],
-    [64, 16],
-    [16],
-    [16],
-    [1609, 2048],
-    [2048],
-    [2048],
-    [2048, 1024],
-    [1024],
-    [1024],
-    [1024, 512],
-    [512],
-    [512],
-    [512, 256],
-    [256],
-    [256],
-    [256, 1],
-    [1],
-    [1],
-    [96, 64],
-    [64],
-    [64],
-    [64, 1],
-    [1],
-    [1],
-]
 
 
 # --------------------------------------------------------------------- build
@@ -611,10 +554,10 @@ def check_graph(core, res, gen):
 
 
 def dense_shapes():
-    if os.path.exists(DENSE_SHAPES_FILE):
-        with open(DENSE_SHAPES_FILE) as f:
-            return [tuple(s) for s in json.load(f)["shapes"]]
-    return [tuple(s) for s in DENSE_SHAPES]
+    """The 53 dense gradient shapes of Monolith's "large grad" test (7,686,760
+    floats), from the tree's one copy."""
+    with open(DENSE_SHAPES_FILE) as f:
+        return [tuple(s) for s in json.load(f)["shapes"]]
 
 
 def time_per_call(torch, fn, calls=10, samples=20, warmup=3, quick=False):

@@ -9,8 +9,11 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <type_traits>
+#include <vector>
 
+#include "cc/kernels/clip_decision.h"
 #include "cc/kernels/dtypes.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -49,6 +52,16 @@ template <typename F>
       static_cast<double>(clip_norm));
 }
 
+// CheckClipNorm() for the input `inverse_scale` of the V2 ops.
+template <typename F>
+::tensorflow::Status CheckInverseScale(F inverse_scale) {
+  if (CheckClipNorm(inverse_scale).ok()) return ::tensorflow::Status();
+  ::tensorflow::port::ScopedDontFlushDenormal exact;  // to print the value
+  return ::tensorflow::errors::InvalidArgument(
+      "inverse_scale must be positive and finite, got ",
+      static_cast<double>(inverse_scale));
+}
+
 // Reads and checks the float attr "clip_norm" of MonolithClipByGlobalNorm.
 inline ::tensorflow::Status ReadClipNormAttr(
     ::tensorflow::OpKernelConstruction* ctx, float* clip_norm) {
@@ -84,6 +97,61 @@ class GradListOpKernel : public ::tensorflow::OpKernel {
  protected:
   virtual void ComputeList(::tensorflow::OpKernelContext* ctx,
                            const ::tensorflow::OpInputList& list) = 0;
+};
+
+// Reads the attr "norm_type" of the V2 ops.
+inline ::tensorflow::Status ReadNormType(
+    ::tensorflow::OpKernelConstruction* ctx, NormType* type) {
+  std::string name;
+  TF_RETURN_IF_ERROR(ctx->GetAttr("norm_type", &name));
+  *type = name == "inf" ? NormType::kInf : NormType::kL2;
+  return ::tensorflow::Status();
+}
+
+// MonolithCheckNormsFinite, on the host: on the CPU, and on a GPU with every
+// argument in host memory.
+template <typename Tn>
+class CheckNormsFiniteOp : public ::tensorflow::OpKernel {
+ public:
+  explicit CheckNormsFiniteOp(::tensorflow::OpKernelConstruction* ctx)
+      : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("names", &names_));
+  }
+
+  void Compute(::tensorflow::OpKernelContext* ctx) override {
+    const ::tensorflow::Tensor& norm = ctx->input(0);
+    const ::tensorflow::Tensor& tensor_norms = ctx->input(1);
+    OP_REQUIRES_OK(ctx, CheckScalar(norm, "global_norm"));
+    OP_REQUIRES(ctx, ::tensorflow::TensorShapeUtils::IsVector(tensor_norms.shape()),
+                ::tensorflow::errors::InvalidArgument(
+                    "tensor_norms must be a vector, got shape ",
+                    tensor_norms.shape().DebugString()));
+    const Tn value = norm.scalar<Tn>()();
+    if (IsFinite(value)) {
+      ctx->set_output(0, norm);
+      return;
+    }
+    const auto norms = tensor_norms.vec<Tn>();
+    for (int64_t i = 0; i < norms.size(); ++i) {
+      if (IsFinite(norms(i))) continue;
+      const std::string name = i < static_cast<int64_t>(names_.size())
+                                   ? names_[i]
+                                   : "tensor " + std::to_string(i);
+      ctx->CtxFailure(::tensorflow::errors::InvalidArgument(
+          name, " is not finite: its norm is ",
+          static_cast<double>(norms(i)),
+          " (it holds inf or NaN, or its norm overflows the norm's dtype)"));
+      return;
+    }
+    ctx->CtxFailure(::tensorflow::errors::InvalidArgument(
+        "the global norm is not finite: ", static_cast<double>(value),
+        norms.size() > 0 ? " (the norm of each tensor is finite: their "
+                           "combination overflows the norm's dtype)"
+                         : ""));
+  }
+
+ private:
+  std::vector<std::string> names_;
 };
 
 }  // namespace monolith_ops

@@ -78,6 +78,19 @@ template <typename T>
 double SumOfSquares(const T* const* inputs, const int64_t* sizes, int64_t count,
                     const ParallelFor& parallel_for);
 
+// The reduction of each tensor of a list on its own, for the V2 ops (see
+// NormType in clip_decision.h): per_tensor[i] = the sum of the squares of
+// tensor i (kL2), or its largest absolute value (kInf; NaN if it holds a
+// NaN), in double. A tensor is cut into blocks of kReduceBlock of its own
+// elements, each summed in kLanes lanes as SumOfSquares sums a block, and its
+// blocks are added in order; so per_tensor[i] depends on tensor i alone,
+// bitwise, whatever the threads and instruction set. The accuracy bound of
+// SumOfSquares holds for each tensor with t = 1. Empty tensors give 0.
+template <typename T>
+void ReducePerTensor(const T* const* inputs, const int64_t* sizes,
+                     int64_t count, NormType type, double* per_tensor,
+                     const ParallelFor& parallel_for);
+
 // outputs[i][j] = inputs[i][j] * scale, computed in S (ComputeType<T>).
 // outputs[i] may equal inputs[i] (in place).
 template <typename T, typename S>

@@ -66,6 +66,96 @@ MONOLITH_OPS_HOST_DEVICE inline ClipAction DecideClipOrNaN(NormT norm,
   return DecideClip(norm, clip_norm, scale);
 }
 
+// The norms of MonolithGlobalNormV2 and MonolithClipByGlobalNormV2 (attr
+// norm_type). Each tensor of a list is reduced on its own to a double: the
+// sum of its squares (kL2) or its largest absolute value (kInf, NaN when it
+// holds a NaN). The list's reduction combines the tensors' in list order
+// (CombineReductions), and a norm is a reduction unscaled by the inverse
+// loss scale and rounded to the norm's dtype (UnscaledNorm).
+enum class NormType { kL2, kInf };
+
+// max(acc, x) for absolute values, NaN once either is NaN (a NaN x is taken;
+// a NaN acc stays, as no compare with it is true).
+MONOLITH_OPS_HOST_DEVICE inline double MaxOrNaN(double acc, double x) {
+  return (x > acc || x != x) ? x : acc;
+}
+
+// Adds (kL2) or takes the NaN-propagating maximum (kInf) of one more tensor's
+// reduction into the list's, `acc` (which starts at 0). Called on the tensors
+// in list order, so the result is the same on every device and thread count.
+MONOLITH_OPS_HOST_DEVICE inline double CombineReductions(NormType type,
+                                                         double acc,
+                                                         double reduction) {
+  return type == NormType::kL2 ? acc + reduction : MaxOrNaN(acc, reduction);
+}
+
+// The norm of the unscaled values, x * inverse_scale, from the reduction of x:
+// sqrt(NormT(sum * inverse_scale * inverse_scale)) for kL2 (rounded to NormT
+// before the square root, as GlobalL2Reduce's sum is), NormT(max *
+// inverse_scale) for kInf. The products are in double. inverse_scale is
+// positive (checked, or NaN-filled, by the caller); 1 leaves the norm as is.
+template <typename NormT>
+MONOLITH_OPS_HOST_DEVICE inline NormT UnscaledNorm(NormType type,
+                                                   double reduction,
+                                                   NormT inverse_scale) {
+  const double inv = static_cast<double>(inverse_scale);
+  if (type == NormType::kInf) return static_cast<NormT>(reduction * inv);
+  const NormT sum = static_cast<NormT>(reduction * inv * inv);
+#if defined(__CUDA_ARCH__)
+  return sqrt(sum);
+#else
+  return std::sqrt(sum);
+#endif
+}
+
+// DecideClip() with the loss-scale unscaling folded in: `norm` is the norm of
+// the unscaled values, and *scale (written for kScale) is inverse_scale times
+// the clip factor, in NormT. The outputs pass through only when nothing
+// scales them: norm <= clip_norm and inverse_scale == 1.
+//
+// How an element is multiplied by *scale: with inverse_scale == 1 the scale
+// is rounded to the element type first (ScaleThroughElementType), as
+// tf.clip_by_global_norm casts it; otherwise it is taken in the element's
+// compute type directly, since a loss scale's inverse times the clip factor
+// may be far below what a 16-bit type holds accurately (2^-16 is a half
+// denormal).
+template <typename NormT>
+MONOLITH_OPS_HOST_DEVICE inline ClipAction DecideUnscaledClip(
+    NormT norm, NormT clip_norm, NormT inverse_scale, NormT* scale) {
+  NormT factor = NormT(1);
+  const ClipAction action = DecideClip(norm, clip_norm, &factor);
+  if (action == ClipAction::kFillNaN) return action;
+  if (action == ClipAction::kPassThrough && inverse_scale == NormT(1)) {
+    return action;
+  }
+  *scale = inverse_scale * factor;
+  return ClipAction::kScale;
+}
+
+// Whether DecideUnscaledClip()'s scale is rounded to the element type before
+// it multiplies (see there).
+template <typename NormT>
+MONOLITH_OPS_HOST_DEVICE inline bool ScaleThroughElementType(
+    NormT inverse_scale) {
+  return inverse_scale == NormT(1);
+}
+
+// DecideUnscaledClip() where the inputs cannot be checked first (the
+// device): a clip_norm or inverse_scale that is not positive and finite, or a
+// negative norm, fill the outputs with NaN, as in DecideClipOrNaN().
+template <typename NormT>
+MONOLITH_OPS_HOST_DEVICE inline ClipAction DecideUnscaledClipOrNaN(
+    NormT norm, NormT clip_norm, NormT inverse_scale, NormT* scale) {
+  if (!(IsFinite(inverse_scale) && inverse_scale > NormT(0))) {
+    return ClipAction::kFillNaN;
+  }
+  NormT unused;
+  if (DecideClipOrNaN(norm, clip_norm, &unused) == ClipAction::kFillNaN) {
+    return ClipAction::kFillNaN;
+  }
+  return DecideUnscaledClip(norm, clip_norm, inverse_scale, scale);
+}
+
 }  // namespace monolith_ops
 
 #endif  // MONOLITH_OPS_CC_KERNELS_CLIP_DECISION_H_

@@ -7,6 +7,7 @@
 // attrs T and Tnorm allow come from the dtype tables (cc/kernels/dtypes.h);
 // the Python package reads them back from these registrations.
 #include <string>
+#include <vector>
 
 #include "cc/kernels/dtypes.h"
 #include "tensorflow/core/framework/common_shape_fns.h"
@@ -41,6 +42,16 @@ std::string TypeAttr(const char* attr, const char* const (&names)[kCount]) {
 }
 
 std::string ElementTypeAttr() { return TypeAttr("T", kDTypeNames); }
+// "T: list({float, double, half, bfloat16}) >= 0": a list whose tensors may
+// each have any of the element types.
+std::string ElementTypeListAttr() {
+  std::string spec = "T: list({";
+  for (size_t i = 0; i < sizeof kDTypeNames / sizeof kDTypeNames[0]; ++i) {
+    if (i > 0) spec += ", ";
+    spec += kDTypeNames[i];
+  }
+  return spec + "}) >= 0";
+}
 std::string NormTypeAttr() { return TypeAttr("Tnorm", kNormDTypeNames); }
 
 // Outputs 0..n-1 take the shapes of inputs 0..n-1; the inputs after them
@@ -61,6 +72,19 @@ Status ClippedListAndNormShapes(InferenceContext* c) {
   c->set_output(n, c->Scalar());
   return Status();
 }
+
+// The global norm (a scalar) and the norms of the tensors (a vector with one
+// element per tensor of the list, input 0).
+Status NormsShapes(InferenceContext* c, int first_output) {
+  c->set_output(first_output, c->Scalar());
+  std::vector<::tensorflow::DataType> types;
+  TF_RETURN_IF_ERROR(c->GetAttr("T", &types));
+  c->set_output(first_output + 1,
+                c->Vector(static_cast<int64_t>(types.size())));
+  return Status();
+}
+
+constexpr char kNormKindAttr[] = "norm_type: {'l2', 'inf'} = 'l2'";
 
 }  // namespace
 
@@ -190,6 +214,98 @@ clip_norm: Scalar clipping ratio; must be positive and finite.
 sum_of_squares: Scalar >= 0, the sum of squares of the whole list.
 clipped: The clipped tensors.
 global_norm: sqrt(sum_of_squares).
+)doc");
+
+REGISTER_OP("MonolithGlobalNormV2")
+    .Input("grad_list: T")
+    .Input("inverse_scale: Tnorm")
+    .Output("global_norm: Tnorm")
+    .Output("tensor_norms: Tnorm")
+    .Attr(ElementTypeListAttr())
+    .Attr(NormTypeAttr())
+    .Attr(kNormKindAttr)
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle unused;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(c->num_inputs() - 1), 0,
+                                     &unused));
+      return NormsShapes(c, 0);
+    })
+    .Doc(R"doc(
+The norm of each tensor of `grad_list` and of the whole list, in one pass over
+the data, of the values times `inverse_scale`.
+
+Each tensor is reduced on its own, in double: to the sum of its squares
+(norm_type "l2") or its largest absolute value ("inf", NaN if it holds a
+NaN). The list's reduction is the tensors' added (or their maximum) in list
+order. A norm is sqrt(Tnorm(sum * inverse_scale^2)) for "l2" and
+Tnorm(max * inverse_scale) for "inf". The tensors may have different element
+types; the results do not depend on the number of threads.
+
+grad_list: The tensors, each of any element type; empty ones have norm 0.
+inverse_scale: Positive finite scalar (1 for none), such as the inverse of a
+  loss scale.
+global_norm: The norm of the whole list.
+tensor_norms: Vector of the norms of the tensors, in order.
+norm_type: "l2" or "inf".
+)doc");
+
+REGISTER_OP("MonolithClipByGlobalNormV2")
+    .Input("grad_list: T")
+    .Input("clip_norm: Tnorm")
+    .Input("inverse_scale: Tnorm")
+    .Output("clipped: T")
+    .Output("global_norm: Tnorm")
+    .Output("tensor_norms: Tnorm")
+    .Attr(ElementTypeListAttr())
+    .Attr(NormTypeAttr())
+    .Attr(kNormKindAttr)
+    .SetShapeFn([](InferenceContext* c) {
+      const int n = c->num_inputs() - 2;
+      TF_RETURN_IF_ERROR(PassThroughShapes(c, n));
+      return NormsShapes(c, n);
+    })
+    .Doc(R"doc(
+MonolithGlobalNormV2, then the clip of the unscaled list by its global norm,
+in one op: clipped[i] = grad_list[i] * inverse_scale * clip_norm /
+max(global_norm, clip_norm), where global_norm is the norm of the unscaled
+values. With inverse_scale 1 the clip is MonolithClipByGlobalNormFused's
+(the scale rounded to each tensor's type, outputs that are the inputs when
+the norm is at most clip_norm); otherwise inverse_scale times the clip
+factor multiplies each element in its compute type (float for float and the
+16-bit types). When global_norm is inf or NaN every output is entirely NaN.
+
+grad_list: The tensors, each of any element type.
+clip_norm: Scalar clipping ratio; must be positive and finite.
+inverse_scale: Scalar; must be positive and finite (1 for none).
+clipped: The unscaled, clipped tensors.
+global_norm: The global norm of the unscaled list, before clipping.
+tensor_norms: Vector of the norms of the unscaled tensors, in order.
+norm_type: "l2" or "inf".
+)doc");
+
+REGISTER_OP("MonolithCheckNormsFinite")
+    .Input("global_norm: Tnorm")
+    .Input("tensor_norms: Tnorm")
+    .Output("checked_norm: Tnorm")
+    .Attr(NormTypeAttr())
+    .Attr("names: list(string) = []")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle unused;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 0, &unused));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 1, &unused));
+      c->set_output(0, c->Scalar());
+      return Status();
+    })
+    .Doc(R"doc(
+Passes `global_norm` through when it is finite; otherwise fails with
+InvalidArgument naming the first tensor whose norm is not finite. Reads its
+inputs on the host (on a GPU, through host memory).
+
+global_norm: Scalar norm of a list.
+tensor_norms: Vector of the norms of its tensors, as MonolithGlobalNormV2
+  gives them (may be empty, for a norm that was given).
+checked_norm: global_norm.
+names: How the error names tensor i: names[i] when given, else "tensor i".
 )doc");
 
 }  // namespace monolith_ops

@@ -14,7 +14,10 @@ rounding. ``clip_by_global_norm`` builds one of three paths
   (or ``use_norm``), the clip by ``MonolithClipByGlobalNorm`` per dtype with
   ``clip_norm`` as its attr;
 * ``ClipPath.TF_OPS``: the clip in TF ops (``clip_scale``), under XLA, which
-  cannot compile the kernels, and where ``clip_norm`` cannot be an attr.
+  cannot compile the kernels, and where ``clip_norm`` cannot be an attr;
+* ``ClipPath.FUSED_V2``: one ``MonolithClipByGlobalNormV2`` kernel, when
+  ``norm_type``, ``per_tensor``, ``inverse_scale`` or ``error_if_nonfinite``
+  asks for more than TF's clip (docs/clip_features.md).
 
 The supported dtypes are those the ops are registered for
 (``SUPPORTED_DTYPES``). The ops' gradients are registered here. The README

@@ -13,7 +13,7 @@ is compared with them in units in the last place (ulps) of its dtype.
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import run_in_mode, to_numpy
+from conftest import run_in_mode, session_run, to_numpy
 
 from monolith_ops import clip_ops
 
@@ -791,6 +791,65 @@ def test_bad_inverse_scale_known_when_run(value):
         fn(tf.constant(x), tf.constant(value))
 
 
+FEATURES = {
+    "inf": dict(norm_type="inf"),
+    "inverse_scale": dict(inverse_scale=0.5),
+    "per_tensor": dict(per_tensor=True),
+    "error_if_nonfinite": dict(error_if_nonfinite=True),
+}
+
+
+@pytest.mark.parametrize("feature", sorted(FEATURES))
+def test_bad_clip_norm_with_features(feature):
+    kwargs = FEATURES[feature]
+    t = [tf.constant([3.0, 4.0])]
+    for value in (0.0, -1.0, INF):
+        with pytest.raises(ValueError, match="clip_norm"):
+            clip_ops.clip_by_global_norm(t, value, **kwargs)
+    with tf.Graph().as_default():
+        clip_norm = tf.compat.v1.placeholder(tf.float32, shape=[])
+        out = clip_ops.clip_by_global_norm([tf.constant([3.0, 4.0])], clip_norm, **kwargs)
+        with tf.compat.v1.Session() as sess:
+            for value in (0.0, -1.0, INF, NAN):
+                with pytest.raises(tf.errors.InvalidArgumentError, match="clip_norm"):
+                    sess.run(out, {clip_norm: value})
+
+
+def test_bitwise_deterministic_across_runs_and_thread_counts():
+    """Lists long enough to be reduced by several threads."""
+    rng = np.random.default_rng(15)
+    arrays = [rng.standard_normal(n).astype(np.float32) for n in (1_000_003, 17, 300_001)]
+    arrays.append(rng.standard_normal(70_001).astype(np.float16))
+
+    def run(threads):
+        config = tf.compat.v1.ConfigProto(
+            intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1
+        )
+        with tf.Graph().as_default():
+            ts = [tf.constant(a) for a in arrays]
+            out = [clip_ops.global_norm(ts, norm_type=nt, per_tensor=True) for nt in (2, "inf")] + [
+                clip_ops.clip_by_global_norm(
+                    ts, 1.0, norm_type=nt, inverse_scale=0.3, per_tensor=True
+                )
+                for nt in (2, "inf")
+            ]
+            with tf.compat.v1.Session(config=config) as sess:
+                return [session_run(sess, out) for _ in range(2)]
+
+    def flat(x):
+        if isinstance(x, (list, tuple)):
+            return [b for v in x for b in flat(v)]
+        return [np.asarray(x).tobytes()]
+
+    first, second = run(2)
+    (single, _) = run(1)
+    assert flat(first) == flat(second) == flat(single)
+    (norm, tnorms), (inf_norm, _) = first[:2]
+    assert_ulps(norm, ref_global_norm(arrays), F32, NORM_ULPS[F32], "norm")
+    assert_ulps(inf_norm, ref_global_norm(arrays, "inf"), F32, 0, "inf norm")
+    check_tensor_norms(tnorms, arrays, 2, 1.0, F32)
+
+
 # --- error_if_nonfinite ------------------------------------------------------------------
 
 
@@ -907,6 +966,24 @@ def test_error_when_only_the_global_norm_overflows(mode, case):
             assert np.all(np.isnan(out.astype(np.float64)))
 
 
+def test_error_when_a_float16_tensor_norm_overflows_float16(mode):
+    """The float16 norm of [5e4, 5e4] (70710.7) is inf: returned as is
+    without error_if_nonfinite, refused with it."""
+    x = np.array([5e4, 5e4], np.float16)
+
+    def plain(t):
+        return clip_ops.global_norm([None, t], per_tensor=True)
+
+    norm, tnorms = run_in_mode(mode, plain, x)
+    assert np.isinf(norm.astype(np.float64)) and np.isinf(tnorms[1].astype(np.float64))
+    for fn in (
+        lambda t: clip_ops.global_norm([None, t], per_tensor=True, error_if_nonfinite=True),
+        lambda t: clip_ops.clip_by_global_norm([None, t], 1.0, error_if_nonfinite=True),
+    ):
+        message = _raise_message(mode, fn, x)
+        assert "t_list[1]" in message and "not finite" in message, message
+
+
 @pytest.mark.parametrize("norm_type", [2, "inf"], ids=["l2", "inf"])
 def test_without_error_if_nonfinite_the_outputs_are_nan(mode, norm_type):
     arrays = [np.array([1.0, NAN], np.float32), np.array([2.0], np.float32)]
@@ -942,6 +1019,20 @@ def test_error_if_nonfinite_with_use_norm_checks_only_use_norm(mode):
 
     message = _raise_message(mode, inf_use_norm, *arrays)
     assert "not finite" in message, message
+
+
+def test_error_if_nonfinite_with_use_norm_and_per_tensor_checks_the_tensor_norms(mode):
+    """Only use_norm is checked when per_tensor is off; with per_tensor on,
+    the tensor norms returned are checked too."""
+    arrays = [np.array([4.0], np.float32), np.array([3.0, NAN], np.float32)]
+
+    def fn(*ts):
+        return clip_ops.clip_by_global_norm(
+            [None, *ts], 2.0, use_norm=tf.constant(8.0), per_tensor=True, error_if_nonfinite=True
+        )
+
+    message = _raise_message(mode, fn, *arrays)
+    assert "t_list[2]" in message and "not finite" in message, message
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -1014,9 +1105,12 @@ def _ours(ts, clip_norm, inv, norm_type):
 
 def _gradients(run, impl, arrays, clip_norm, inv, norm_type, seed=11):
     rng = np.random.default_rng(seed)
-    dtype = arrays[0].dtype
-    out_w = [rng.standard_normal(a.shape).astype(dtype) for a in arrays]
-    tnorm_w = rng.standard_normal(len(arrays)).astype(dtype)
+    wide = tf.float64 if arrays[0].dtype == F64 else tf.float32  # the norm's compute dtype
+    out_w = [rng.standard_normal(a.shape) for a in arrays]
+    tnorm_w = rng.standard_normal(len(arrays))
+
+    def weighted(x, w):
+        return tf.reduce_sum(tf.cast(x, wide) * tf.constant(w, wide))
 
     def body(clip, scale, *ts):
         ts = list(ts)
@@ -1025,23 +1119,26 @@ def _gradients(run, impl, arrays, clip_norm, inv, norm_type, seed=11):
             tape.watch([clip, scale])
             outs, norm, tnorms = impl(ts, clip, scale, norm_type)
             loss = (
-                tf.add_n([tf.reduce_sum(o * w) for o, w in zip(outs, out_w)])
-                + 0.7 * norm
-                + tf.add_n([n * w for n, w in zip(tnorms, tnorm_w)])
+                tf.add_n([weighted(o, w) for o, w in zip(outs, out_w)])
+                + weighted(norm, 0.7)
+                + tf.add_n([weighted(n, w) for n, w in zip(tnorms, tnorm_w)])
             )
         return loss, tape.gradient(loss, [*ts, clip, scale])
 
     if run == "function":
         body = tf.function(body)
-    consts = [tf.constant(clip_norm, dtype), tf.constant(inv, dtype)]
+    consts = [tf.constant(clip_norm, wide), tf.constant(inv, wide)]
     return to_numpy(body(*consts, *[tf.constant(a) for a in arrays]))
 
 
 @pytest.mark.parametrize("clipped", [True, False], ids=["clipped", "not-clipped"])
 @pytest.mark.parametrize("norm_type", [2, "inf"], ids=["l2", "inf"])
-@pytest.mark.parametrize("dtype", [F32, F64], ids=["float32", "float64"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("run", ["eager", "function"])
 def test_clip_gradients_match_the_formulation(run, dtype, norm_type, clipped):
+    """Of the outputs, the norm and the tensor norms, with respect to the
+    inputs, clip_norm and inverse_scale (16-bit lists: clip_norm and
+    inverse_scale float32, the dtype their norm is computed in)."""
     rng = np.random.default_rng(12)
     arrays = [rng.standard_normal(s).astype(dtype) for s in ((4, 3), (7,), (1,))]
     inv = 0.37
@@ -1049,12 +1146,17 @@ def test_clip_gradients_match_the_formulation(run, dtype, norm_type, clipped):
     clip_norm = unscaled * (0.45 if clipped else 1.6)
     loss, grads = _gradients(run, _ours, arrays, clip_norm, inv, norm_type)
     want_loss, want = _gradients(run, _formulation, arrays, clip_norm, inv, norm_type)
-    rtol, atol = (2e-5, 1e-6) if dtype == F32 else (1e-11, 1e-13)
+    # 16-bit: the gradients of the inputs are rounded to 16 bits (2 ulps).
+    rtol = {F32: 2e-5, F64: 1e-11, F16: 2e-3, BF16: 1.6e-2}[dtype]
+    atol = rtol * 0.1
     np.testing.assert_allclose(loss, want_loss, rtol=rtol)
     names = [f"t[{i}]" for i in range(len(arrays))] + ["clip_norm", "inverse_scale"]
     for name, g, w in zip(names, grads, want):
         assert g is not None, f"no gradient for {name}"
-        np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=name)
+        assert g.dtype == w.dtype, name
+        np.testing.assert_allclose(
+            g.astype(np.float64), w.astype(np.float64), rtol=rtol, atol=atol, err_msg=name
+        )
 
 
 @pytest.mark.parametrize("norm_type", [2, "inf"], ids=["l2", "inf"])

@@ -122,7 +122,7 @@ def norm_dtype(dtypes):
 # IndexedSlices (with a duplicate index); "n": None.
 LAYOUT = ("d", "n", "s", "d", "d", "n", "d", "d")
 SHAPES = ((3, 5), (3, 4), (0,), (), (37,), (2, 1, 4))
-SLICE_INDICES = (2, 0, 2)
+SLICE_INDICES = (0, 3, 3)
 SLICE_SHAPE = (5, 4)
 
 
@@ -1188,6 +1188,23 @@ def test_global_norm_gradients_match_the_formulation(run, norm_type):
     for i in range(len(arrays)):
         np.testing.assert_allclose(ours[i], theirs[i], rtol=1e-12, atol=1e-14, err_msg=str(i))
         np.testing.assert_allclose(checked[i], plain[i], rtol=1e-12, atol=1e-14, err_msg=str(i))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[[3.0, -3.0, 1.0], [2.0]], [[3.0, 1.0], [-3.0]], [[3.0, 3.0], [-3.0]]],
+    ids=["in-one-tensor", "across-tensors", "both"],
+)
+def test_inf_norm_gradients_with_ties(values):
+    """Ties share the gradient as tf.reduce_max shares it: each tensor's max,
+    then the max of those (the norm's definition)."""
+    arrays = [np.array(v) for v in values]
+    for clip_norm in (0.5, 10.0):
+        loss, grads = _gradients("eager", _ours, arrays, clip_norm, 0.5, "inf")
+        want_loss, want = _gradients("eager", _formulation, arrays, clip_norm, 0.5, "inf")
+        np.testing.assert_allclose(loss, want_loss, rtol=1e-12)
+        for i, (g, w) in enumerate(zip(grads, want)):
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14, err_msg=str(i))
 
 
 def test_gradients_through_the_finite_check_are_unchanged():

@@ -27,6 +27,7 @@ installed. The build checks that one against TF_SUPPORTED instead, and stops
 under build isolation, where the installed TensorFlow is out of sight.
 """
 
+import glob
 import importlib.util
 import json
 import os
@@ -302,7 +303,9 @@ class BuildOpLibrary(build_ext):
         # A build for another TensorFlow or with CUDA switched over must not
         # reuse a library left in build/ by the previous one.
         stamp = self._variant_stamp(tf)
-        ext.depends = [stamp, "cc/kernels/clip_core.h"]
+        # Every header the sources include: a change to one rebuilds.
+        headers = sorted(glob.glob(os.path.join("cc", "**", "*.h"), recursive=True))
+        ext.depends = [stamp, *headers]
         if self.cuda is not None:
             ext.sources = CPU_SOURCES + CUDA_ADAPTER_SOURCES
             ext.depends += CUDA_SOURCES + CUDA_HEADERS

@@ -594,10 +594,18 @@ def _names(entries, positions):
     return names
 
 
-def _check_finite(norm, tensor_norms, names):
-    """`norm`, once checked finite by MonolithCheckNormsFinite (which names
-    the first tensor whose norm is not)."""
-    return ops.monolith_check_norms_finite(norm, tensor_norms, names=names)
+def _check_finite(norm, tensor_norms, names, returned_dtype):
+    """`norm`, once MonolithCheckNormsFinite has checked that it and
+    `tensor_norms` are finite as they are returned, in `returned_dtype`
+    (a float16 norm overflows where its float32 value does not); the error
+    names the first tensor whose norm is not."""
+
+    def as_returned(x):
+        return tf.cast(tf.cast(x, returned_dtype), x.dtype)
+
+    return ops.monolith_check_norms_finite(
+        as_returned(norm), as_returned(tensor_norms), names=names
+    )
 
 
 def _after(check, tensors):
@@ -718,9 +726,10 @@ def global_norm(
             return tf.cast(norm, _result_dtype(values))
         norm_dtype = _norm_dtype(values)
         norm, tensor_norms = _norms(values, norm_dtype, kind, tf.constant(1, norm_dtype))
+        result_dtype = _result_dtype(values)
         if error_if_nonfinite:
-            norm = _check_finite(norm, tensor_norms, _names(entries, positions))
-        norm = tf.cast(norm, _result_dtype(values))
+            norm = _check_finite(norm, tensor_norms, _names(entries, positions), result_dtype)
+        norm = tf.cast(norm, result_dtype)
         if not per_tensor:
             return norm
         return norm, _tensor_norm_list(tensor_norms, positions, len(entries), norm.dtype)
@@ -860,7 +869,7 @@ def clip_by_global_norm(
         if error_if_nonfinite:
             checked_by = tensor_norms if tensor_norms is not None else tf.zeros([0], norm_dtype)
             names = _names(entries, positions) if tensor_norms is not None else []
-            check = _check_finite(norm, checked_by, names)
+            check = _check_finite(norm, checked_by, names, norm_out.dtype)
             clipped = _after(check, clipped)
             (norm_out,) = _after(check, [norm_out])
         result = list(entries)

@@ -128,11 +128,9 @@ class CheckNormsFiniteOp : public ::tensorflow::OpKernel {
                     "tensor_norms must be a vector, got shape ",
                     tensor_norms.shape().DebugString()));
     const Tn value = norm.scalar<Tn>()();
-    if (IsFinite(value)) {
-      ctx->set_output(0, norm);
-      return;
-    }
     const auto norms = tensor_norms.vec<Tn>();
+    // The tensors' norms first: a norm that was given (use_norm) may be
+    // finite while a tensor's is not.
     for (int64_t i = 0; i < norms.size(); ++i) {
       if (IsFinite(norms(i))) continue;
       const std::string name = i < static_cast<int64_t>(names_.size())
@@ -143,11 +141,12 @@ class CheckNormsFiniteOp : public ::tensorflow::OpKernel {
           " (it holds inf or NaN, or its norm overflows the norm's dtype)"));
       return;
     }
-    ctx->CtxFailure(::tensorflow::errors::InvalidArgument(
-        "the global norm is not finite: ", static_cast<double>(value),
-        norms.size() > 0 ? " (the norm of each tensor is finite: their "
-                           "combination overflows the norm's dtype)"
-                         : ""));
+    OP_REQUIRES(
+        ctx, IsFinite(value),
+        ::tensorflow::errors::InvalidArgument(
+            "the global norm is not finite: ", static_cast<double>(value),
+            norms.size() > 0 ? ", although the norm of each tensor is" : ""));
+    ctx->set_output(0, norm);
   }
 
  private:

@@ -17,7 +17,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -102,6 +104,22 @@ double ReduceLanes(double* acc) {
   return acc[0];
 }
 
+// The largest absolute value of x[0, n), in T's compute type (exact), NaN if
+// any element is NaN.
+template <typename T>
+double MaxAbsBase(const T* x, int64_t n) {
+  using C = typename ComputeType<T>::type;
+  C largest = 0;
+  bool nan = false;
+  for (int64_t i = 0; i < n; ++i) {
+    const C a = std::abs(static_cast<C>(x[i]));
+    largest = a > largest ? a : largest;
+    nan |= a != a;
+  }
+  return nan ? std::numeric_limits<double>::quiet_NaN()
+             : static_cast<double>(largest);
+}
+
 template <typename T, typename S>
 inline __attribute__((always_inline)) void ScaleImpl(const T* in, T* out,
                                                      int64_t n, S scale) {
@@ -126,53 +144,142 @@ __attribute__((target("avx2,f16c"))) void SumSqAvx2(const T* x, int64_t n,
                                                     double* acc) {
   SumSqImpl(x, n, avail, acc);
 }
-// float by hand: the same lanes and the same separate multiply and add as
-// SumSqImpl, so the result is bitwise that of the baseline loop. The lanes
-// are the kLanes / 4 registers a. The last n % kLanes elements go to lanes
-// 0, 1, ... as in SumSqImpl; lanes past the end add +0.0, which leaves an
-// accumulator unchanged (it is never -0.0: it starts at +0.0 and only
-// squares are added to it).
-__attribute__((target("avx2,f16c"), always_inline)) inline void AddSquaresAvx2(
-    const float* x, int64_t n, int64_t avail, __m256d* a) {
+// Loads of elements widened to float, exactly: float, and half and bfloat16
+// by instructions (Eigen converts half with F16C only when the whole file is
+// compiled for it, and its portable conversion costs more than the memory
+// it reads). Load4 reads 4 elements, Load8 8.
+#define MONOLITH_OPS_AVX2 "avx2,f16c"
+template <typename T>
+__m128 Load4(const T* x);
+template <>
+__attribute__((target(MONOLITH_OPS_AVX2), always_inline)) inline __m128 Load4(
+    const float* x) {
+  return _mm_loadu_ps(x);
+}
+template <>
+__attribute__((target(MONOLITH_OPS_AVX2), always_inline)) inline __m128 Load4(
+    const Eigen::half* x) {
+  return _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x)));
+}
+template <>
+__attribute__((target(MONOLITH_OPS_AVX2), always_inline)) inline __m128 Load4(
+    const Eigen::bfloat16* x) {
+  const __m128i bits =
+      _mm_cvtepu16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x)));
+  return _mm_castsi128_ps(_mm_slli_epi32(bits, 16));
+}
+// The last 1 to 3 elements, the lanes past them +0.0.
+template <typename T>
+__attribute__((target(MONOLITH_OPS_AVX2), always_inline)) inline __m128
+Load4Tail(const T* x, int64_t left) {
+  static_assert(sizeof(T) == 2, "16-bit types; float has its own");
+  alignas(16) uint16_t bits[4] = {0, 0, 0, 0};
+  std::memcpy(bits, x, left * sizeof(T));
+  return Load4(reinterpret_cast<const T*>(bits));
+}
+template <>
+__attribute__((target(MONOLITH_OPS_AVX2), always_inline)) inline __m128
+Load4Tail(const float* x, int64_t left) {
+  const __m128i lane = _mm_setr_epi32(0, 1, 2, 3);
+  const __m128i count = _mm_set1_epi32(static_cast<int>(left));
+  return _mm_maskload_ps(x, _mm_cmpgt_epi32(count, lane));
+}
+
+// float, half and bfloat16 by hand: the same lanes and the same separate
+// multiply and add as SumSqImpl, so the result is bitwise that of the
+// baseline loop. The lanes are the kLanes / 4 registers a. The last
+// n % kLanes elements go to lanes 0, 1, ... as in SumSqImpl; lanes past the
+// end add +0.0, which leaves an accumulator unchanged (it is never -0.0: it
+// starts at +0.0 and only squares are added to it).
+template <typename T>
+__attribute__((target(MONOLITH_OPS_AVX2), always_inline)) inline void
+AddSquaresAvx2(const T* x, int64_t n, int64_t avail, __m256d* a) {
   int64_t i = 0;
-  for (const int64_t stop = PrefetchStop<float>(n, avail); i + kLanes <= stop;
+  for (const int64_t stop = PrefetchStop<T>(n, avail); i + kLanes <= stop;
        i += kLanes) {
     PrefetchLanes(x, i);
     for (int k = 0; k < kLanes / 4; ++k) {
-      const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * k));
+      const __m256d v = _mm256_cvtps_pd(Load4(x + i + 4 * k));
       a[k] = _mm256_add_pd(a[k], _mm256_mul_pd(v, v));
     }
   }
   for (; i + kLanes <= n; i += kLanes) {
     for (int k = 0; k < kLanes / 4; ++k) {
-      const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * k));
+      const __m256d v = _mm256_cvtps_pd(Load4(x + i + 4 * k));
       a[k] = _mm256_add_pd(a[k], _mm256_mul_pd(v, v));
     }
   }
-  const __m128i lane = _mm_setr_epi32(0, 1, 2, 3);
   for (int k = 0; i < n; ++k, i += 4) {
-    const __m128i left =
-        _mm_set1_epi32(static_cast<int>(std::min<int64_t>(n - i, 4)));
     const __m256d v =
-        _mm256_cvtps_pd(_mm_maskload_ps(x + i, _mm_cmpgt_epi32(left, lane)));
+        _mm256_cvtps_pd(n - i >= 4 ? Load4(x + i) : Load4Tail(x + i, n - i));
     a[k] = _mm256_add_pd(a[k], _mm256_mul_pd(v, v));
   }
 }
-template <>
-__attribute__((target("avx2,f16c"))) void SumSqAvx2<float>(const float* x,
-                                                           int64_t n,
-                                                           int64_t avail,
-                                                           double* acc) {
+template <typename T>
+__attribute__((target(MONOLITH_OPS_AVX2))) void SumSqLanesAvx2(const T* x,
+                                                               int64_t n,
+                                                               int64_t avail,
+                                                               double* acc) {
   __m256d a[kLanes / 4];
   for (int k = 0; k < kLanes / 4; ++k) a[k] = _mm256_loadu_pd(acc + 4 * k);
   AddSquaresAvx2(x, n, avail, a);
   for (int k = 0; k < kLanes / 4; ++k) _mm256_storeu_pd(acc + 4 * k, a[k]);
 }
+#define MONOLITH_OPS_SUMSQ_BY_HAND(T, Isa)                                \
+  template <>                                                             \
+  void SumSq##Isa<T>(const T* x, int64_t n, int64_t avail, double* acc) { \
+    SumSqLanes##Isa(x, n, avail, acc);                                    \
+  }
+MONOLITH_OPS_SUMSQ_BY_HAND(float, Avx2)
+MONOLITH_OPS_SUMSQ_BY_HAND(Eigen::half, Avx2)
+MONOLITH_OPS_SUMSQ_BY_HAND(Eigen::bfloat16, Avx2)
 
-// AVX-512: the same lanes, operations and order again. double, half and
-// bfloat16 are SumSqImpl compiled for AVX-512; float by hand, its kLanes
-// lanes being two registers of eight doubles, the last n % kLanes elements
-// loaded under masks into lanes 0, 1, ... as in AddSquaresAvx2.
+// The largest absolute value, float, half and bfloat16 by hand: maxima are
+// exact, so in any order they are bitwise MaxAbsBase's. max_ps(a, m) keeps m
+// when a is NaN; NaNs are noted apart.
+template <typename T>
+__attribute__((target(MONOLITH_OPS_AVX2))) double MaxAbsLanesAvx2(const T* x,
+                                                                  int64_t n) {
+  const __m128 sign = _mm_set1_ps(-0.0f);
+  __m128 m[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(),
+                 _mm_setzero_ps()};
+  __m128 unordered = _mm_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    for (int k = 0; k < 4; ++k) {
+      const __m128 a = _mm_andnot_ps(sign, Load4(x + i + 4 * k));
+      m[k] = _mm_max_ps(a, m[k]);
+      unordered = _mm_or_ps(unordered, _mm_cmpunord_ps(a, a));
+    }
+  }
+  const __m128 both =
+      _mm_max_ps(_mm_max_ps(m[0], m[1]), _mm_max_ps(m[2], m[3]));
+  alignas(16) float lanes[4];
+  _mm_store_ps(lanes, both);
+  double largest = MaxAbsBase(x + i, n - i);
+  for (float lane : lanes) largest = MaxOrNaN(largest, lane);
+  return _mm_movemask_ps(unordered) != 0
+             ? std::numeric_limits<double>::quiet_NaN()
+             : largest;
+}
+template <typename T>
+double MaxAbsAvx2(const T* x, int64_t n) {
+  return MaxAbsBase(x, n);
+}
+#define MONOLITH_OPS_MAXABS_BY_HAND(T)          \
+  template <>                                   \
+  double MaxAbsAvx2<T>(const T* x, int64_t n) { \
+    return MaxAbsLanesAvx2(x, n);               \
+  }
+MONOLITH_OPS_MAXABS_BY_HAND(float)
+MONOLITH_OPS_MAXABS_BY_HAND(Eigen::half)
+MONOLITH_OPS_MAXABS_BY_HAND(Eigen::bfloat16)
+#undef MONOLITH_OPS_MAXABS_BY_HAND
+
+// AVX-512: the same lanes, operations and order again. double is SumSqImpl
+// compiled for AVX-512; float, half and bfloat16 by hand, the kLanes lanes
+// being two registers of eight doubles, the last n % kLanes elements loaded
+// under masks into lanes 0, 1, ... as in AddSquaresAvx2.
 #define MONOLITH_OPS_AVX512 "avx512f,avx512bw,avx512vl,avx2,f16c"
 template <typename T>
 __attribute__((target(MONOLITH_OPS_AVX512))) void SumSqAvx512(const T* x,
@@ -181,21 +288,42 @@ __attribute__((target(MONOLITH_OPS_AVX512))) void SumSqAvx512(const T* x,
                                                               double* acc) {
   SumSqImpl(x, n, avail, acc);
 }
+// 8 elements widened to float; lanes outside `mask` are +0.0.
+template <typename T>
+__m256 Load8(const T* x, __mmask8 mask);
+template <>
+__attribute__((target(MONOLITH_OPS_AVX512), always_inline)) inline __m256 Load8(
+    const float* x, __mmask8 mask) {
+  return _mm256_maskz_loadu_ps(mask, x);
+}
+template <>
+__attribute__((target(MONOLITH_OPS_AVX512), always_inline)) inline __m256 Load8(
+    const Eigen::half* x, __mmask8 mask) {
+  return _mm256_cvtph_ps(_mm_maskz_loadu_epi16(mask, x));
+}
+template <>
+__attribute__((target(MONOLITH_OPS_AVX512), always_inline)) inline __m256 Load8(
+    const Eigen::bfloat16* x, __mmask8 mask) {
+  const __m256i bits = _mm256_cvtepu16_epi32(_mm_maskz_loadu_epi16(mask, x));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(bits, 16));
+}
+template <typename T>
 __attribute__((target(MONOLITH_OPS_AVX512), always_inline)) inline void
-AddSquaresAvx512(const float* x, int64_t n, int64_t avail, __m512d* a) {
+AddSquaresAvx512(const T* x, int64_t n, int64_t avail, __m512d* a) {
   static_assert(kLanes == 16, "two registers of eight lanes");
+  constexpr __mmask8 kAll = 0xff;
   int64_t i = 0;
-  for (const int64_t stop = PrefetchStop<float>(n, avail); i + kLanes <= stop;
+  for (const int64_t stop = PrefetchStop<T>(n, avail); i + kLanes <= stop;
        i += kLanes) {
     PrefetchLanes(x, i);
-    const __m512d v0 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
-    const __m512d v1 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8));
+    const __m512d v0 = _mm512_cvtps_pd(Load8(x + i, kAll));
+    const __m512d v1 = _mm512_cvtps_pd(Load8(x + i + 8, kAll));
     a[0] = _mm512_add_pd(a[0], _mm512_mul_pd(v0, v0));
     a[1] = _mm512_add_pd(a[1], _mm512_mul_pd(v1, v1));
   }
   for (; i + kLanes <= n; i += kLanes) {
-    const __m512d v0 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
-    const __m512d v1 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8));
+    const __m512d v0 = _mm512_cvtps_pd(Load8(x + i, kAll));
+    const __m512d v1 = _mm512_cvtps_pd(Load8(x + i + 8, kAll));
     a[0] = _mm512_add_pd(a[0], _mm512_mul_pd(v0, v0));
     a[1] = _mm512_add_pd(a[1], _mm512_mul_pd(v1, v1));
   }
@@ -205,29 +333,52 @@ AddSquaresAvx512(const float* x, int64_t n, int64_t avail, __m512d* a) {
         static_cast<__mmask8>((1u << std::min<int64_t>(left, 8)) - 1);
     const __mmask8 m1 =
         static_cast<__mmask8>((1u << std::max<int64_t>(left - 8, 0)) - 1);
-    const __m512d v0 = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m0, x + i));
-    const __m512d v1 = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m1, x + i + 8));
+    const __m512d v0 = _mm512_cvtps_pd(Load8(x + i, m0));
+    const __m512d v1 = _mm512_cvtps_pd(Load8(x + i + 8, m1));
     a[0] = _mm512_add_pd(a[0], _mm512_mul_pd(v0, v0));
     a[1] = _mm512_add_pd(a[1], _mm512_mul_pd(v1, v1));
   }
 }
-template <>
-__attribute__((target(MONOLITH_OPS_AVX512))) void SumSqAvx512<float>(
-    const float* x, int64_t n, int64_t avail, double* acc) {
+template <typename T>
+__attribute__((target(MONOLITH_OPS_AVX512))) void SumSqLanesAvx512(
+    const T* x, int64_t n, int64_t avail, double* acc) {
   __m512d a[2] = {_mm512_loadu_pd(acc), _mm512_loadu_pd(acc + 8)};
   AddSquaresAvx512(x, n, avail, a);
   _mm512_storeu_pd(acc, a[0]);
   _mm512_storeu_pd(acc + 8, a[1]);
 }
+MONOLITH_OPS_SUMSQ_BY_HAND(float, Avx512)
+MONOLITH_OPS_SUMSQ_BY_HAND(Eigen::half, Avx512)
+MONOLITH_OPS_SUMSQ_BY_HAND(Eigen::bfloat16, Avx512)
+#undef MONOLITH_OPS_SUMSQ_BY_HAND
 
 template <typename T, typename S>
 __attribute__((target("avx2,f16c"))) void ScaleAvx2(const T* in, T* out,
                                                     int64_t n, S scale) {
   ScaleImpl(in, out, n, scale);
 }
+// half by hand: Eigen converts float to half with F16C instructions only when
+// the whole file is compiled for them, and its portable conversion is many
+// times slower than the memory it works on. The same operations as
+// ScaleImpl: the exact widening, the float product, and F16C's conversion
+// back, which rounds to nearest even as Eigen's does; so the values are
+// bitwise the same (a NaN stays a NaN, its payload aside).
+template <>
+__attribute__((target("avx2,f16c"))) void ScaleAvx2<Eigen::half, float>(
+    const Eigen::half* in, Eigen::half* out, int64_t n, float scale) {
+  const __m256 s = _mm256_set1_ps(scale);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i));
+    const __m256 product = _mm256_mul_ps(_mm256_cvtph_ps(h), s);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+                     _mm256_cvtps_ph(product, _MM_FROUND_TO_NEAREST_INT));
+  }
+  ScaleImpl(in + i, out + i, n - i, scale);
+}
 // ScaleImpl with non-temporal stores, for outputs too large to stay in cache:
 // a streamed line is written without first being read in, which saves a
-// third of the memory traffic. Each 32-byte piece is computed by ScaleImpl,
+// third of the memory traffic. Each 32-byte piece is computed by ScaleAvx2,
 // so the values are bitwise those of the other loops.
 template <typename T, typename S>
 __attribute__((target("avx2,f16c"))) void ScaleStreamAvx2(const T* in, T* out,
@@ -237,14 +388,14 @@ __attribute__((target("avx2,f16c"))) void ScaleStreamAvx2(const T* in, T* out,
   int64_t i = misalign % sizeof(T) != 0
                   ? n
                   : std::min<int64_t>(n, (32 - misalign) % 32 / sizeof(T));
-  ScaleImpl(in, out, i, scale);
+  ScaleAvx2(in, out, i, scale);
   for (; i + kVec <= n; i += kVec) {
     alignas(32) T piece[kVec];
-    ScaleImpl(in + i, piece, kVec, scale);
+    ScaleAvx2(in + i, piece, kVec, scale);
     _mm256_stream_si256(reinterpret_cast<__m256i*>(out + i),
                         _mm256_load_si256(reinterpret_cast<__m256i*>(piece)));
   }
-  ScaleImpl(in + i, out + i, n - i, scale);
+  ScaleAvx2(in + i, out + i, n - i, scale);
   _mm_sfence();  // Streamed stores are weakly ordered: publish them.
 }
 
@@ -262,6 +413,10 @@ bool HasAvx512() {
 #else   // No AVX2 here: the AVX2 names are the baseline loops, never chosen.
 constexpr bool HasAvx2() { return false; }
 constexpr bool HasAvx512() { return false; }
+template <typename T>
+double MaxAbsAvx2(const T* x, int64_t n) {
+  return MaxAbsBase(x, n);
+}
 template <typename T>
 void SumSqAvx2(const T* x, int64_t n, int64_t avail, double* acc) {
   SumSqBase(x, n, avail, acc);
@@ -439,9 +594,10 @@ SumSqRangeAvx512<float>(const float* const* inputs, const int64_t* sizes,
 }
 #endif  // MONOLITH_OPS_X86
 
-// The loops the sum of squares runs: the widest the CPU has, capped by
-// MONOLITH_OPS_ISA ("baseline" or "avx2") when set, so that tests can run
-// every path on one machine. All give bitwise the same sums.
+// The loops the sum of squares (and, AVX2 or not, the scaling) runs: the
+// widest the CPU has, capped by MONOLITH_OPS_ISA ("baseline" or "avx2") when
+// set, so that tests can run every path on one machine. All give bitwise
+// the same results.
 enum class Isa { kBaseline, kAvx2, kAvx512 };
 Isa SumSqIsa() {
   static const Isa isa = [] {
@@ -450,8 +606,16 @@ Isa SumSqIsa() {
                            : Isa::kBaseline;
     if (const char* env = std::getenv("MONOLITH_OPS_ISA")) {
       const std::string cap = env;
-      if (cap == "baseline") best = Isa::kBaseline;
-      if (cap == "avx2" && best == Isa::kAvx512) best = Isa::kAvx2;
+      if (cap == "baseline") {
+        best = Isa::kBaseline;
+      } else if (cap == "avx2") {
+        if (best == Isa::kAvx512) best = Isa::kAvx2;
+      } else if (cap != "avx512" && !cap.empty()) {
+        std::fprintf(stderr,
+                     "monolith_ops: MONOLITH_OPS_ISA=%s is not one of "
+                     "baseline, avx2, avx512; it is ignored\n",
+                     env);
+      }
     }
     return best;
   }();
@@ -577,22 +741,6 @@ double SumOfSquares(const T* const* inputs, const int64_t* sizes, int64_t count,
   return sum;
 }
 
-// The largest absolute value of x[0, n), in T's compute type (exact), NaN if
-// any element is NaN.
-template <typename T>
-double MaxAbs(const T* x, int64_t n) {
-  using C = typename ComputeType<T>::type;
-  C largest = 0;
-  bool nan = false;
-  for (int64_t i = 0; i < n; ++i) {
-    const C a = std::abs(static_cast<C>(x[i]));
-    largest = a > largest ? a : largest;
-    nan |= a != a;
-  }
-  return nan ? std::numeric_limits<double>::quiet_NaN()
-             : static_cast<double>(largest);
-}
-
 template <typename T>
 void ReducePerTensor(const T* const* inputs, const int64_t* sizes,
                      int64_t count, NormType type, double* per_tensor,
@@ -616,7 +764,8 @@ void ReducePerTensor(const T* const* inputs, const int64_t* sizes,
       const int64_t len = std::min(kReduceBlock, sizes[t] - start);
       const T* x = inputs[t] + start;
       if (type == NormType::kInf) {
-        partials[u] = MaxAbs(x, len);
+        partials[u] =
+            isa == Isa::kBaseline ? MaxAbsBase(x, len) : MaxAbsAvx2(x, len);
         continue;
       }
       double acc[kLanes] = {};
@@ -647,7 +796,7 @@ void ReducePerTensor(const T* const* inputs, const int64_t* sizes,
 template <typename T, typename S>
 void Scale(const T* const* inputs, T* const* outputs, const int64_t* sizes,
            int64_t count, S scale, const ParallelFor& parallel_for) {
-  const bool avx2 = HasAvx2();
+  const bool avx2 = SumSqIsa() != Isa::kBaseline;
   const std::vector<int64_t> offsets = Offsets(sizes, count);
   const int64_t bytes = offsets.back() * static_cast<int64_t>(sizeof(T));
   const bool stream = avx2 && bytes >= StreamMinBytes();

@@ -114,7 +114,10 @@ uint64_t CheckPerTensor(const char* dtype, const char* name,
                                      reversed.data(), ReversedShards);
     for (int64_t i = 0; i < count; ++i) {
       bool ok = Bits(serial[i]) == Bits(reversed[i]);
-      if (type == NormType::kL2) {
+      if (std::isnan(type == NormType::kL2 ? static_cast<double>(sums[i])
+                                           : maxima[i])) {
+        ok = ok && std::isnan(serial[i]);
+      } else if (type == NormType::kL2) {
         const long double tolerance =
             sums[i] * Bound(!std::is_same<T, double>::value, sizes[i], 1);
         ok = ok && std::fabs(static_cast<long double>(serial[i]) - sums[i]) <=
@@ -160,7 +163,7 @@ void RunCase(const char* dtype, const char* name,
       const long double v = static_cast<double>(static_cast<S>(x));
       reference += v * v;
       sums[i] += v * v;
-      maxima[i] = std::max(maxima[i], static_cast<double>(std::fabs(v)));
+      maxima[i] = monolith_ops::MaxOrNaN(maxima[i], std::fabs(v));
     }
     inputs.push_back(data[i].empty() ? nullptr : data[i].data());
   }
@@ -173,7 +176,11 @@ void RunCase(const char* dtype, const char* name,
   for (int64_t s : sizes) total += s;
   const long double tolerance =
       reference * Bound(!std::is_same<T, double>::value, total, count);
-  if (!(std::fabs(static_cast<long double>(sum) - reference) <= tolerance)) {
+  const bool off = std::isnan(reference)
+                       ? !std::isnan(sum)
+                       : !(std::fabs(static_cast<long double>(sum) -
+                                     reference) <= tolerance);
+  if (off) {
     std::fprintf(stderr, "%s %s: sum %.17g, reference %.17Lg\n", dtype, name,
                  sum, reference);
     ++failures;
@@ -230,6 +237,17 @@ void RunAll(const char* dtype) {
   // Blocks of zeros, then a few small values.
   RunCase<T>(dtype, "zeros", {monolith_ops::kReduceBlock * 2 + 3, 5}, 7,
              [](Rng& rng, size_t t) { return t == 0 ? 0.0 : rng.Value(1.0); });
+  // A NaN in the vector loops of one tensor and in the tail of another.
+  RunCase<T>(dtype, "nan", {40, 7, 19}, 11, [](Rng& rng, size_t t) {
+    static int element = 0;
+    const bool nan = (t == 0 && element % 40 == 5) || (t == 2 && element == 65);
+    ++element;
+    return nan ? std::numeric_limits<double>::quiet_NaN() : rng.Value(4.0);
+  });
+  // Values down to 2^-11 * 1e-4, subnormal in half, scaled: conversions
+  // that keep and round subnormals.
+  RunCase<T>(dtype, "subnormal", {4099, 20011}, 10,
+             [](Rng& rng, size_t t) { return rng.Value(t == 0 ? 4.0 : 1e-4); });
   if (static_cast<double>(std::numeric_limits<T>::max()) > 1e30) {
     // bfloat16 and float: squares that would overflow float, squares
     // that would underflow it, both next to ordinary ones.

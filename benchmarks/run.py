@@ -15,9 +15,16 @@ Workloads: the 53 dense gradient shapes of a production recommendation model
 an embedding gradient as `tf.IndexedSlices` (20,000 rows of 64 floats out of a
 1,000,000 x 64 table). Operations on each: `global_norm`, a clip whose norm is
 above clip_norm (it scales) and a clip whose norm is below it (it does not).
-Two more workloads time whole training steps (steps.py): `recsys`, the
-embedding + MLP click model of examples/recsys_demo.py in graph mode, and
-`keras`, a Keras 3 transformer-like model with 198 trainable variables.
+Three more, `unscale_f32`, `unscale_f16` and `unscale_bf16`, hold the 53
+dense shapes as loss-scaled gradients of that dtype and time the
+mixed-precision sequence on them: unscale by 1 / loss scale, check for
+inf/NaN, clip by the global norm (which scales): ours, one
+`clip_by_global_norm(..., inverse_scale=)` and `is_finite(norm)`, against
+stock TF's ops and against Keras 3's LossScaleOptimizer with the inner
+optimizer's `global_clipnorm` (see UNSCALE_OPS). Two more workloads time whole
+training steps (steps.py): `recsys`, the embedding + MLP click model of
+examples/recsys_demo.py in graph mode, and `keras`, a Keras 3
+transformer-like model with 198 trainable variables.
 
 How it measures, and why:
 
@@ -55,7 +62,9 @@ How it measures, and why:
   buffer (plain or streaming stores) and scaling in place. A global norm
   must read its bytes once (floor: the read); a clip that scales must read
   them for the norm, then read and write them (floor: read + read+write); a
-  clip that does not scale needs only the norm (floor: the read).
+  clip that does not scale needs only the norm (floor: the read). The
+  unscale workloads' sequence is a clip that scales (floor: read +
+  read+write, over buffers of the gradients' bytes).
 * The training steps' variants (stock's clip, ours, and stock's again as a
   control), each its own copy of the model from the same weights, also run
   round-robin; each run is one whole step, nothing subtracted. Before timing,
@@ -124,17 +133,86 @@ INPUTS = "inputs"
 CONTROL = "control:global_norm"
 PASSTHROUGH = "reference:identity_n"
 
+# Workload kinds.
+CLIP = "clip"
+UNSCALE = "unscale"
+
+# The unscale workloads: loss-scaled gradients, unscaled by 1 / LOSS_SCALE,
+# checked for inf/NaN and clipped by their global norm (with a clip_norm that
+# scales), by three sides in the same rounds:
+#   keras:unscale_clip  Keras 3's mixed-precision sequence: LossScaleOptimizer's
+#                       check_finite on the gradients, its unscaling
+#                       (ops.divide(g, scale), as in its apply) and the inner
+#                       optimizer's global_clipnorm clip (its _clip_gradients)
+#   stock:unscale_clip  TF ops: g * cast(1 / scale, g.dtype) for each g, an
+#                       all-finite check (reduce_all of each one's
+#                       reduce_all(is_finite)), then tf.clip_by_global_norm
+#   ours:unscale_clip   clip_ops.clip_by_global_norm(grads, clip_norm,
+#                       inverse_scale=1 / scale) and tf.math.is_finite(norm)
+# Rows: ours against stock TF ("unscale_tf") and against Keras
+# ("unscale_keras"). The control is stock TF's sequence against a copy.
+UNSCALE_DTYPES = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+LOSS_SCALE = 1024.0
+UNSCALE_OPS = ("unscale_tf", "unscale_keras")
+OURS_UNSCALE = "ours:unscale_clip"
+STOCK_UNSCALE = "stock:unscale_clip"
+KERAS_UNSCALE = "keras:unscale_clip"
+CONTROL_UNSCALE = "control:unscale_clip"
+# Each row's baseline variant, and its name in the table.
+UNSCALE_BASELINES = {
+    "unscale_tf": (STOCK_UNSCALE, "stock TF"),
+    "unscale_keras": (KERAS_UNSCALE, "Keras 3"),
+}
+OP_TITLES.update(
+    {
+        "unscale_tf": "unscale+check+clip\nvs stock TF",
+        "unscale_keras": "unscale+check+clip\nvs Keras LossScaleOptimizer",
+    }
+)
+
 
 class Workload:
-    """A list of float32 gradients: dense shapes, or one IndexedSlices."""
+    """A list of gradients: dense shapes, or one IndexedSlices.
 
-    def __init__(self, name, title, shapes=(), sparse=None, rounds=40):
+    kind "clip" (float32): the ops of OPS. kind "unscale": loss-scaled
+    gradients of `dtype`, unscaled, checked for inf/NaN and clipped
+    (UNSCALE_OPS).
+    """
+
+    def __init__(self, name, title, shapes=(), sparse=None, rounds=40, dtype="float32", kind=CLIP):
+        if kind not in (CLIP, UNSCALE):
+            raise ValueError(f"no workload kind {kind!r}")
+        if kind == CLIP and dtype != "float32":
+            raise ValueError("the clip workloads are float32")
+        if kind == UNSCALE and sparse:
+            raise ValueError("the unscale workloads are dense")
         self.name = name
         self.title = title
         self.shapes = tuple(tuple(s) for s in shapes)
         # sparse: (rows, width, table_rows) of an IndexedSlices gradient.
         self.sparse = sparse
         self.rounds = rounds
+        self.dtype = dtype
+        self.kind = kind
+
+    @property
+    def itemsize(self):
+        return DTYPE_BYTES[self.dtype]
+
+    @property
+    def nbytes(self):
+        """The gradients' bytes."""
+        return self.itemsize * self.num_elements
+
+    @property
+    def floor_floats(self):
+        """The float32 elements the compiled floor runs over: the same bytes."""
+        return max(1, self.nbytes // 4)
+
+    @property
+    def ops(self):
+        return UNSCALE_OPS if self.kind == UNSCALE else OPS
 
     @property
     def num_tensors(self):
@@ -156,11 +234,14 @@ class Workload:
                 self.name, title, sparse=(max(1, rows // factor), width, table), rounds=self.rounds
             )
         shapes = [(max(1, int(np.prod(s)) // factor),) for s in self.shapes]
-        return Workload(self.name, title, shapes, rounds=self.rounds)
+        return Workload(
+            self.name, title, shapes, rounds=self.rounds, dtype=self.dtype, kind=self.kind
+        )
 
 
 def default_workloads(dense_shapes=DENSE_SHAPES):
-    """The four workloads of the benchmark, in order."""
+    """The workloads of the benchmark, in order: the four clipping workloads,
+    then the loss-scaled dense shapes in each of UNSCALE_DTYPES."""
     return [
         Workload("dense53", f"{len(dense_shapes)} dense shapes", dense_shapes, rounds=60),
         Workload("1000x100", "1,000 x 100 floats", [(100,)] * 1000, rounds=150),
@@ -171,11 +252,56 @@ def default_workloads(dense_shapes=DENSE_SHAPES):
             sparse=(20000, 64, 1000000),
             rounds=100,
         ),
+    ] + [
+        Workload(
+            f"unscale_{UNSCALE_DTYPES[dtype]}",
+            f"{len(dense_shapes)} dense shapes, {dtype}, loss scale {LOSS_SCALE:g}",
+            dense_shapes,
+            rounds=60,
+            dtype=dtype,
+            kind=UNSCALE,
+        )
+        for dtype in UNSCALE_DTYPES
     ]
 
 
 # --------------------------------------------------------------------------
 # The graph of one workload: inputs, every variant, and a session to run them.
+
+# Our kernel of a clip with inverse_scale.
+OURS_UNSCALE_KERNEL = "MonolithClipByGlobalNormV2"
+
+
+def _flatten(tf, outs):
+    """A list of outputs with each IndexedSlices as its values and indices."""
+    flat = []
+    for o in outs:
+        flat += [o.values, o.indices] if isinstance(o, tf.IndexedSlices) else [o]
+    return flat
+
+
+def keras3():
+    """The keras module if it is Keras 3 (with LossScaleOptimizer), else None."""
+    try:
+        import keras  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return None
+    if not keras.__version__.startswith("3.") or not hasattr(
+        keras.optimizers, "LossScaleOptimizer"
+    ):
+        return None
+    return keras
+
+
+def _keras_loss_scale_optimizer():
+    """keras.optimizers.LossScaleOptimizer over SGD with global_clipnorm (set
+    to the workload's clip_norm later), or None without Keras 3."""
+    keras = keras3()
+    if keras is None:
+        return None
+    return keras.optimizers.LossScaleOptimizer(
+        keras.optimizers.SGD(1e-3, global_clipnorm=1.0), initial_scale=LOSS_SCALE
+    )
 
 
 def _op_type(label):
@@ -187,69 +313,47 @@ def _op_type(label):
 class WorkloadGraph:
     """Variables holding a workload's inputs, and every variant's target.
 
-    Variants: "inputs" (read and consume the inputs only), "ours:<op>" and
-    "stock:<op>" for each op in OPS, and the control "control:global_norm"
-    (stock TF again, a second copy).
+    Variants of a clip workload: "inputs" (read and consume the inputs only),
+    "ours:<op>" and "stock:<op>" for each op in OPS, and the control
+    "control:global_norm" (stock TF again, a second copy). Of an unscale
+    workload: "inputs" (which also reads the loss scale), OURS_UNSCALE,
+    STOCK_UNSCALE, KERAS_UNSCALE (when Keras 3 imports) and CONTROL_UNSCALE.
+    Both have PASSTHROUGH.
     """
 
     def __init__(self, workload, seed=0, config=None):
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-        from monolith_ops import clip_ops  # pylint: disable=import-outside-toplevel
 
         self.workload = workload
         self.graph = tf.Graph()
         self.targets = {}  # variant -> the IdentityN op to run
         self.outputs = {}  # variant -> (list of output tensors, norm tensor)
         self.expected = {}  # variant -> {op type: min count that must run}
-        n = workload.num_tensors
+        self.variables = []  # the variables the inputs are read from, in order
+        self.clip_norm = None  # of an unscale workload: a float
+        # Keras' optimizer, made outside the graph (eagerly): only its
+        # methods are called in the graph, which touch none of its variables.
+        keras_optimizer = _keras_loss_scale_optimizer() if workload.kind == UNSCALE else None
         with self.graph.as_default():
             with tf.name_scope("inputs"):
-                inputs, consumed, init, feed, self.norm = self._build_inputs(tf, workload, seed)
-            self._add(tf, INPUTS, consumed, None, {"ReadVariableOp": n})
+                inputs, consumed, feed, self.norm = self._build_inputs(tf, workload, seed)
+                self.loss_scale = None
+                if workload.kind == UNSCALE:
+                    # A variable, as a dynamic loss scale is; read by every run.
+                    self.loss_scale = tf.compat.v1.Variable(
+                        LOSS_SCALE, dtype=tf.float32, name="loss_scale", use_resource=True
+                    ).value()
+                    consumed = consumed + [self.loss_scale]
+                self.variables = tf.compat.v1.global_variables()
+                init = tf.compat.v1.global_variables_initializer()
+            reads = workload.num_tensors + (workload.kind == UNSCALE)
+            self._add(tf, INPUTS, consumed, None, {"ReadVariableOp": reads})
             self.session = tf.compat.v1.Session(graph=self.graph, config=config)
             self.session.run(init, feed_dict=feed)
-            clip_norms = {"clip_scales": self.norm / 2, "clip_passes": self.norm * 2}
-
-            def flatten(outs):
-                flat = []
-                for o in outs:
-                    flat += [o.values, o.indices] if isinstance(o, tf.IndexedSlices) else [o]
-                return flat
-
-            # A list longer than clip_ops.PACK_ABOVE runs as packed ops.
-            parts = len(clip_ops._parts(list(inputs)))  # noqa: WPS437
-            reduce_kernels, clip_kernels = (
-                ({"GlobalL2Reduce": 1}, {"MonolithClipByGlobalNormFused": 1})
-                if parts == 1
-                else ({"MonolithPackedL2Reduce": 1}, {"MonolithClipBySumOfSquares": parts})
-            )
-            with tf.name_scope("ours"):
-                with tf.name_scope("global_norm"):
-                    norm = clip_ops.global_norm(inputs)
-                self._add(tf, "ours:global_norm", consumed + [norm], norm, reduce_kernels)
-                for op, clip_norm in clip_norms.items():
-                    with tf.name_scope(op):
-                        outs, norm = clip_ops.clip_by_global_norm(inputs, clip_norm)
-                    self._add(tf, "ours:" + op, flatten(outs) + [norm], norm, clip_kernels, outs)
-            with tf.name_scope("stock"):
-                with tf.name_scope("global_norm"):
-                    norm = tf.linalg.global_norm(inputs)
-                self._add(tf, "stock:global_norm", consumed + [norm], norm, {"L2Loss": n})
-                for op, clip_norm in clip_norms.items():
-                    with tf.name_scope(op):
-                        outs, norm = tf.clip_by_global_norm(inputs, clip_norm)
-                    self._add(
-                        tf,
-                        "stock:" + op,
-                        flatten(outs) + [norm],
-                        norm,
-                        {"L2Loss": n, "Mul": n},
-                        outs,
-                    )
-            with tf.name_scope("control"):
-                norm = tf.linalg.global_norm(inputs)
-                self._add(tf, CONTROL, consumed + [norm], norm, {"L2Loss": n})
+            if workload.kind == UNSCALE:
+                self._build_unscale(tf, inputs, keras_optimizer)
+            else:
+                self._build_clip(tf, inputs, consumed)
             with tf.name_scope("reference"):
                 # Returns the inputs unchanged, as a clip that does not scale
                 # does: what an op with these N outputs costs at the least.
@@ -264,8 +368,114 @@ class WorkloadGraph:
                     else o
                     for v, o in zip(inputs, passed)
                 ]
-                self._add(tf, PASSTHROUGH, flatten(outs) + [passed[-1]], None, {"IdentityN": 2})
+                self._add(
+                    tf, PASSTHROUGH, _flatten(tf, outs) + [passed[-1]], None, {"IdentityN": 2}
+                )
         self.graph.finalize()
+
+    def _build_clip(self, tf, inputs, consumed):
+        """The variants of a clip workload (OPS, stock TF and ours)."""
+        from monolith_ops import clip_ops  # pylint: disable=import-outside-toplevel
+
+        n = self.workload.num_tensors
+        clip_norms = {"clip_scales": self.norm / 2, "clip_passes": self.norm * 2}
+
+        def flatten(outs):
+            return _flatten(tf, outs)
+
+        # A list longer than clip_ops.PACK_ABOVE runs as packed ops.
+        parts = len(clip_ops._parts(list(inputs)))  # noqa: WPS437
+        reduce_kernels, clip_kernels = (
+            ({"GlobalL2Reduce": 1}, {"MonolithClipByGlobalNormFused": 1})
+            if parts == 1
+            else ({"MonolithPackedL2Reduce": 1}, {"MonolithClipBySumOfSquares": parts})
+        )
+        with tf.name_scope("ours"):
+            with tf.name_scope("global_norm"):
+                norm = clip_ops.global_norm(inputs)
+            self._add(tf, "ours:global_norm", consumed + [norm], norm, reduce_kernels)
+            for op, clip_norm in clip_norms.items():
+                with tf.name_scope(op):
+                    outs, norm = clip_ops.clip_by_global_norm(inputs, clip_norm)
+                self._add(tf, "ours:" + op, flatten(outs) + [norm], norm, clip_kernels, outs)
+        with tf.name_scope("stock"):
+            with tf.name_scope("global_norm"):
+                norm = tf.linalg.global_norm(inputs)
+            self._add(tf, "stock:global_norm", consumed + [norm], norm, {"L2Loss": n})
+            for op, clip_norm in clip_norms.items():
+                with tf.name_scope(op):
+                    outs, norm = tf.clip_by_global_norm(inputs, clip_norm)
+                self._add(
+                    tf,
+                    "stock:" + op,
+                    flatten(outs) + [norm],
+                    norm,
+                    {"L2Loss": n, "Mul": n},
+                    outs,
+                )
+        with tf.name_scope("control"):
+            norm = tf.linalg.global_norm(inputs)
+            self._add(tf, CONTROL, consumed + [norm], norm, {"L2Loss": n})
+
+    def _build_unscale(self, tf, inputs, keras_optimizer):
+        """The variants of an unscale workload: every one returns the N
+        unscaled, clipped gradients and the all-finite flag (N + 1 tensors,
+        as the inputs-only run consumes N inputs and the loss scale).
+        `self.outputs` holds (clipped, finite flag)."""
+        from monolith_ops import clip_ops  # pylint: disable=import-outside-toplevel
+
+        n = self.workload.num_tensors
+        scale = self.loss_scale
+        # The norm of the unscaled gradients, and a clip_norm under it.
+        self.clip_norm = self.norm / LOSS_SCALE / 2
+        clip_norm = self.clip_norm
+
+        def stock_sequence():
+            # TF's own loss-scale optimizer's steps: multiply each gradient
+            # by the inverse scale in its dtype, then one all-finite flag.
+            inv = tf.math.reciprocal(scale)
+            unscaled = [g * tf.cast(inv, g.dtype) for g in inputs]
+            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in unscaled])
+            clipped, _ = tf.clip_by_global_norm(unscaled, clip_norm)
+            return clipped, finite
+
+        stock_kernels = {"L2Loss": n, "Mul": 2 * n, "IsFinite": n}
+        with tf.name_scope("ours"):
+            clipped, norm = clip_ops.clip_by_global_norm(
+                inputs, clip_norm, inverse_scale=tf.math.reciprocal(scale)
+            )
+            finite = tf.math.is_finite(norm)
+            self._add(
+                tf, OURS_UNSCALE, clipped + [finite], finite, {OURS_UNSCALE_KERNEL: 1}, clipped
+            )
+        with tf.name_scope("stock"):
+            clipped, finite = stock_sequence()
+            self._add(tf, STOCK_UNSCALE, clipped + [finite], finite, stock_kernels, clipped)
+        with tf.name_scope("control"):
+            clipped, finite = stock_sequence()
+            self._add(tf, CONTROL_UNSCALE, clipped + [finite], finite, stock_kernels, clipped)
+        if keras_optimizer is not None:
+            import keras  # pylint: disable=import-outside-toplevel
+
+            keras_optimizer.inner_optimizer.global_clipnorm = clip_norm
+            with tf.name_scope("keras"):
+                # LossScaleOptimizer.apply: check_finite(grads); when finite,
+                # unscale (its _stateful_handle_finite_grads divides each
+                # gradient by its dynamic_scale variable, a float32) and the
+                # inner optimizer's apply, whose first step on the gradients
+                # is _clip_gradients (global_clipnorm: Keras'
+                # clip_by_global_norm). The cond and the update are not timed.
+                finite = keras_optimizer.check_finite(inputs)
+                unscaled = [keras.ops.divide(g, scale) for g in inputs]
+                clipped = keras_optimizer.inner_optimizer._clip_gradients(unscaled)  # noqa: WPS437
+                self._add(
+                    tf,
+                    KERAS_UNSCALE,
+                    list(clipped) + [finite],
+                    finite,
+                    {"Square": n, "IsFinite": n, "RealDiv": n, "Mul": n},
+                    list(clipped),
+                )
 
     @staticmethod
     def _build_inputs(tf, workload, seed):
@@ -273,7 +483,8 @@ class WorkloadGraph:
 
         Returns:
           (inputs as given to the ops, the tensors the inputs-only run
-          consumes, the initializer op, its feed dict, the values' norm).
+          consumes, the initializers' feed dict, the values' norm (of the
+          values as rounded to the workload's dtype)).
         """
         rng = np.random.default_rng(seed)
         sizes = (
@@ -282,7 +493,9 @@ class WorkloadGraph:
             else [int(np.prod(s, dtype=np.int64)) for s in workload.shapes]
         )
         values = rng.standard_normal(sum(sizes), dtype=np.float32)
-        norm = float(np.sqrt(np.sum(np.square(values, dtype=np.float64))))
+        dtype = tf.as_dtype(workload.dtype)
+        rounded = values.astype(dtype.as_numpy_dtype).astype(np.float64)
+        norm = float(np.sqrt(np.sum(np.square(rounded))))
         feed = tf.compat.v1.placeholder(tf.float32, [len(values)], name="initial_values")
         pieces = tf.split(feed, sizes) if len(sizes) > 1 else [feed]
         if workload.sparse:
@@ -302,12 +515,11 @@ class WorkloadGraph:
             inputs = []
             for i, (shape, piece) in enumerate(zip(workload.shapes, pieces)):
                 var = tf.compat.v1.Variable(
-                    tf.reshape(piece, shape), name=f"grad_{i}", use_resource=True
+                    tf.cast(tf.reshape(piece, shape), dtype), name=f"grad_{i}", use_resource=True
                 )
                 inputs.append(var.value())
             consumed = list(inputs)
-        init = tf.compat.v1.global_variables_initializer()
-        return inputs, consumed, init, {feed: values}, norm
+        return inputs, consumed, {feed: values}, norm
 
     def _add(self, tf, variant, consumed, norm, expected, outs=None):
         sink = tf.raw_ops.IdentityN(input=consumed, name="consume")
@@ -365,7 +577,8 @@ def floor_summary(workload, times):
 
     The read floor is the fastest (median) of the reading loops, the
     read+write floor the fastest of the scaling loops, each over 1 thread
-    and the benchmark's thread count.
+    and the benchmark's thread count. The loops run over float32 buffers of
+    the workload's bytes (workload.floor_floats).
     """
     ms = 1e3
     loops = {}
@@ -380,25 +593,57 @@ def floor_summary(workload, times):
         best = min((v for v in loops.values() if v["loop"] in names), key=lambda v: v["ms"])
         return best["ms"], f"{best['loop']}:{best['threads']}"
 
-    n = workload.num_elements
+    nbytes = workload.nbytes
     read_ms, read_by = fastest(compiled_floor.READ_LOOPS)
     write_ms, write_by = fastest(compiled_floor.WRITE_LOOPS)
     return {
         "workload": workload.name,
-        "bytes": 4 * n,
+        "bytes": nbytes,
         "read_ms": read_ms,
         "read_by": read_by,
-        "read_GBps": 4 * n / read_ms / 1e6,
+        "read_GBps": nbytes / read_ms / 1e6,
         "write_ms": write_ms,
         "write_by": write_by,
-        "write_GBps": 8 * n / write_ms / 1e6,
+        "write_GBps": 2 * nbytes / write_ms / 1e6,
         "loops": loops,
+    }
+
+
+def _op_row(workload, op, ours, ours_iqr, stock, stock_iqr, nbytes, floor_s):
+    """One row of the table: times in seconds, nbytes the bytes the op must
+    move, floor_s its floor."""
+    ms = 1e3
+    return {
+        "workload": workload.name,
+        "workload_title": workload.title,
+        "op": op,
+        "dtype": workload.dtype,
+        "tensors": workload.num_tensors,
+        "elements": workload.num_elements,
+        "bytes": nbytes,
+        "ours_ms": ours * ms,
+        "ours_iqr_ms": ours_iqr * ms,
+        "stock_ms": stock * ms,
+        "stock_iqr_ms": stock_iqr * ms,
+        "speedup": ratio(stock, ours),
+        "ours_GBps": nbytes / ours / 1e9 if ours > 0 else float("nan"),
+        "stock_GBps": nbytes / stock / 1e9 if stock > 0 else float("nan"),
+        "floor_ms": floor_s * ms,
+        "ours_floor_fraction": ratio(floor_s, ours),
+        "stock_floor_fraction": ratio(floor_s, stock),
     }
 
 
 def summarize(workload, times):
     """Rows of results for one workload, from round-robin `times` (seconds):
-    (rows, floor, control, inputs-only)."""
+    (rows, floor, control, inputs-only).
+
+    An unscale workload's rows: ours against stock TF's sequence
+    ("unscale_tf") and against Keras' ("unscale_keras", when it ran), each
+    in the `stock_*` fields (`baseline` names it); bytes: a read, then a
+    read and a write of the gradients; floor: the read floor plus the
+    read+write floor.
+    """
     n = workload.num_elements
     ms = 1e3
 
@@ -410,37 +655,37 @@ def summarize(workload, times):
     floor["passthrough_ms"] = passthrough * ms
     floor["passthrough_iqr_ms"] = passthrough_iqr * ms
     read, write = floor["read_ms"] / ms, floor["write_ms"] / ms
-    floor_of = {"global_norm": read, "clip_scales": read + write, "clip_passes": read}
     rows = []
-    for op in OPS:
-        ours, ours_iqr = own("ours:" + op)
-        stock, stock_iqr = own("stock:" + op)
-        nbytes = OP_BYTES_PER_ELEMENT[op] * n
-        rows.append(
-            {
-                "workload": workload.name,
-                "workload_title": workload.title,
-                "op": op,
-                "tensors": workload.num_tensors,
-                "elements": n,
-                "bytes": nbytes,
-                "ours_ms": ours * ms,
-                "ours_iqr_ms": ours_iqr * ms,
-                "stock_ms": stock * ms,
-                "stock_iqr_ms": stock_iqr * ms,
-                "speedup": ratio(stock, ours),
-                "ours_GBps": nbytes / ours / 1e9 if ours > 0 else float("nan"),
-                "stock_GBps": nbytes / stock / 1e9 if stock > 0 else float("nan"),
-                "floor_ms": floor_of[op] * ms,
-                "ours_floor_fraction": ratio(floor_of[op], ours),
-                "stock_floor_fraction": ratio(floor_of[op], stock),
-            }
-        )
-    control_a, control_a_iqr = own("stock:global_norm")
-    control_b, control_b_iqr = own(CONTROL)
+    if workload.kind == UNSCALE:
+        ours, ours_iqr = own(OURS_UNSCALE)
+        for op in UNSCALE_OPS:
+            baseline, name = UNSCALE_BASELINES[op]
+            if baseline not in times:
+                continue
+            stock, stock_iqr = own(baseline)
+            row = _op_row(
+                workload, op, ours, ours_iqr, stock, stock_iqr, 3 * workload.nbytes, read + write
+            )
+            row["baseline"] = name
+            rows.append(row)
+        control_variants = (STOCK_UNSCALE, CONTROL_UNSCALE)
+        control_op = "unscale+check+clip (stock TF vs stock TF)"
+    else:
+        floor_of = {"global_norm": read, "clip_scales": read + write, "clip_passes": read}
+        for op in OPS:
+            ours, ours_iqr = own("ours:" + op)
+            stock, stock_iqr = own("stock:" + op)
+            nbytes = OP_BYTES_PER_ELEMENT[op] * n
+            rows.append(
+                _op_row(workload, op, ours, ours_iqr, stock, stock_iqr, nbytes, floor_of[op])
+            )
+        control_variants = ("stock:global_norm", CONTROL)
+        control_op = "global_norm (stock vs stock)"
+    control_a, control_a_iqr = own(control_variants[0])
+    control_b, control_b_iqr = own(control_variants[1])
     control = {
         "workload": workload.name,
-        "op": "global_norm (stock vs stock)",
+        "op": control_op,
         "a_ms": control_a * ms,
         "a_iqr_ms": control_a_iqr * ms,
         "b_ms": control_b * ms,
@@ -556,7 +801,7 @@ def _fmt(value, spec):
 def format_table(rows, floors, controls, baselines):
     lines = []
     header = (
-        f"{'workload':<10} {'op':<12} {'ours ms':>9} {'(IQR)':>8} "
+        f"{'workload':<12} {'op':<13} {'ours ms':>9} {'(IQR)':>8} "
         f"{'stock ms':>9} {'(IQR)':>8} {'stock/ours':>10} "
         f"{'ours GB/s':>9} {'floor ms':>9} {'% of floor':>10}"
     )
@@ -564,7 +809,7 @@ def format_table(rows, floors, controls, baselines):
     lines.append("-" * len(header))
     for r in rows:
         lines.append(
-            f"{r['workload']:<10} {r['op']:<12} {_fmt(r['ours_ms'], '9.3f')} "
+            f"{r['workload']:<12} {r['op']:<13} {_fmt(r['ours_ms'], '9.3f')} "
             f"{_fmt(r['ours_iqr_ms'], '8.3f')} {_fmt(r['stock_ms'], '9.3f')} "
             f"{_fmt(r['stock_iqr_ms'], '8.3f')} {_fmt(r['speedup'], '10.2f'):>10} "
             f"{_fmt(r['ours_GBps'], '9.1f'):>9} {_fmt(r['floor_ms'], '9.3f')} "
@@ -577,11 +822,20 @@ def format_table(rows, floors, controls, baselines):
         "not scale: a read; of a clip that scales: a read, then a "
         "read+write."
     )
+    if any(r["op"] in UNSCALE_OPS for r in rows):
+        lines.append(
+            "unscale_*: loss-scaled gradients unscaled, checked for inf/NaN and "
+            "clipped; ours: clip_by_global_norm(inverse_scale=) and "
+            "is_finite(norm); 'stock' is stock TF's sequence (unscale_tf) or "
+            "Keras 3's (unscale_keras: LossScaleOptimizer's check_finite and "
+            "unscaling, the inner optimizer's global_clipnorm clip); floor: a "
+            "read, then a read+write of the gradients' bytes."
+        )
     lines.append("")
     lines.append("Control, stock TF on both sides (should be ~1.0):")
     for c in controls:
         lines.append(
-            f"  {c['workload']:<10} {c['a_ms']:.3f} ms vs "
+            f"  {c['workload']:<12} {c['a_ms']:.3f} ms vs "
             f"{c['b_ms']:.3f} ms: ratio {_fmt(c['ratio'], '.2f')}"
         )
     lines.append("")
@@ -597,7 +851,7 @@ def format_table(rows, floors, controls, baselines):
             best = min(f64, key=lambda v: v["ms"])
             extra = f"; sum of squares in double {best['ms']:.3f} ms ({best['threads']} thr)"
         lines.append(
-            f"  {f['workload']:<10} {f['bytes'] / 1e6:8.1f} MB: read "
+            f"  {f['workload']:<12} {f['bytes'] / 1e6:8.1f} MB: read "
             f"{f['read_ms']:.3f} ms ({f['read_GBps']:.1f} GB/s, "
             f"{f['read_by']}), read+write {f['write_ms']:.3f} ms "
             f"({f['write_GBps']:.1f} GB/s, {f['write_by']}){extra}; "
@@ -610,7 +864,7 @@ def format_table(rows, floors, controls, baselines):
     )
     for f in floors:
         lines.append(
-            f"  {f['workload']:<10} {_fmt(f['passthrough_ms'], '.3f')} "
+            f"  {f['workload']:<12} {_fmt(f['passthrough_ms'], '.3f')} "
             f"ms (IQR {_fmt(f['passthrough_iqr_ms'], '.3f')})"
         )
     return "\n".join(lines)
@@ -663,6 +917,9 @@ def format_targets(targets):
     return "\n".join(lines)
 
 
+KERAS_COLOR = "#ff7f0e"
+
+
 def write_chart(path, rows, controls):
     """A bar chart of ms per op: the compiled floor, ours and stock, one
     panel per workload."""
@@ -680,10 +937,17 @@ def write_chart(path, rows, controls):
     for ax, name in zip(axes.flat, names):
         wrows = [r for r in rows if r["workload"] == name]
         x = np.arange(len(wrows))
+        # An unscale workload's "stock" bars are stock TF's sequence and
+        # Keras' (in its own colour).
         series = [
             ("compiled floor", "floor_ms", None, "#999999"),
             ("monolith_ops", "ours_ms", "ours_iqr_ms", "#1f77b4"),
-            ("stock TF", "stock_ms", "stock_iqr_ms", "#d62728"),
+            (
+                "stock TF",
+                "stock_ms",
+                "stock_iqr_ms",
+                [KERAS_COLOR if r.get("baseline") == "Keras 3" else "#d62728" for r in wrows],
+            ),
         ]
         for k, (label, key, iqr, color) in enumerate(series):
             vals = [max(r[key], 1e-4) if r[key] == r[key] else 0 for r in wrows]
@@ -721,10 +985,16 @@ def write_chart(path, rows, controls):
         ax.margins(y=0.25)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if any(r.get("baseline") == "Keras 3" for r in rows):
+        from matplotlib.patches import Patch  # pylint: disable=import-outside-toplevel
+
+        handles.append(Patch(color=KERAS_COLOR))
+        labels.append("Keras 3 (unscale_keras)")
+    axes.flat[0].legend(handles, labels, fontsize=8)
     fig.suptitle(
         "Global-norm clipping on CPU: each op's own time, median "
-        "(whiskers: IQR; labels: stock TF time / ours)",
+        "(whiskers: IQR; labels: stock TF's (or Keras') time / ours)",
         fontsize=10,
     )
     fig.tight_layout()
@@ -825,7 +1095,7 @@ def run_workload(workload, rounds, warmup, seed=0, log=None, hot=True, threads=N
     bench = WorkloadGraph(workload, seed=seed, config=config)
     floor = None
     try:
-        floor = compiled_floor.CompiledFloor(workload.num_elements, threads)
+        floor = compiled_floor.CompiledFloor(workload.floor_floats, threads)
         for variant in bench.targets:
             bench.check_executed(variant)
         fns = {v: bench.callable(v) for v in bench.targets}
@@ -926,9 +1196,10 @@ def run(
     total = len(workloads) + len(steps_to_run)
     for i, workload in enumerate(workloads):
         n_rounds = rounds or workload.rounds
+        values = "floats" if workload.dtype == "float32" else f"{workload.dtype} values"
         log(
             f"[{i + 1}/{total}] {workload.title}: "
-            f"{workload.num_tensors} tensors, {workload.num_elements:,} floats"
+            f"{workload.num_tensors} tensors, {workload.num_elements:,} {values}"
         )
         (w_rows, w_floor, w_control, w_base), raw[workload.name] = run_workload(
             workload, n_rounds, warmup, seed=seed, log=log, hot=hot, threads=threads

@@ -66,13 +66,30 @@ def test_built_in_shapes_are_monoliths_53_dense_shapes():
     assert workload.num_elements == 7_686_760
 
 
-def test_default_workloads_are_the_four_clipping_workloads():
+UNSCALE_WORKLOADS = ["unscale_f32", "unscale_f16", "unscale_bf16"]
+
+
+def test_default_workloads_are_the_clipping_then_the_unscale_workloads():
     by_name = {w.name: w for w in benchmark.default_workloads()}
-    assert list(by_name) == ["dense53", "1000x100", "4x16M", "embedding"]
+    assert list(by_name) == ["dense53", "1000x100", "4x16M", "embedding"] + UNSCALE_WORKLOADS
     assert by_name["1000x100"].num_tensors == 1000
     assert by_name["1000x100"].num_elements == 100_000
     assert by_name["4x16M"].num_elements == 4 * 16 * 2**20
     assert by_name["embedding"].sparse == (20_000, 64, 1_000_000)
+    assert all(by_name[w].kind == benchmark.CLIP for w in list(by_name)[:4])
+    # The unscale workloads: the 53 dense shapes in each dtype; the floor
+    # runs over the same bytes.
+    for name, dtype, itemsize in zip(
+        UNSCALE_WORKLOADS, ("float32", "float16", "bfloat16"), (4, 2, 2)
+    ):
+        workload = by_name[name]
+        assert workload.kind == benchmark.UNSCALE and workload.dtype == dtype
+        assert workload.shapes == benchmark.DENSE_SHAPES
+        assert workload.nbytes == itemsize * 7_686_760
+        assert workload.floor_floats == workload.nbytes // 4
+        assert workload.ops == benchmark.UNSCALE_OPS
+        scaled = workload.scaled(1000)
+        assert (scaled.kind, scaled.dtype) == (benchmark.UNSCALE, dtype)
 
 
 def test_own_times_subtract_the_inputs_only_run_of_the_same_round():
@@ -134,6 +151,41 @@ def test_summarize_uses_paired_medians_and_the_compiled_floor():
     assert control["ratio"] == pytest.approx(1.0)
     assert base["inputs_only_ms"] == pytest.approx(300.0)
     assert floors["passthrough_ms"] == pytest.approx(0.5)
+
+
+def test_summarize_an_unscale_workload_against_stock_tf_and_keras():
+    workload = benchmark.Workload("u", "u", [(1000,)], dtype="float16", kind=benchmark.UNSCALE)
+    rounds = 5
+    times = _floor_times(rounds)
+    times["inputs"] = [0.100, 0.200, 0.300, 0.400, 0.500]
+    for variant, own in [
+        (benchmark.OURS_UNSCALE, 0.002),
+        (benchmark.STOCK_UNSCALE, 0.006),
+        (benchmark.CONTROL_UNSCALE, 0.006),
+        (benchmark.KERAS_UNSCALE, 0.010),
+        (benchmark.PASSTHROUGH, 0.0005),
+    ]:
+        times[variant] = [b + own for b in times["inputs"]]
+    rows, floors, control, _ = benchmark.summarize(workload, times)
+    by_op = {r["op"]: r for r in rows}
+    assert list(by_op) == ["unscale_tf", "unscale_keras"]
+    assert by_op["unscale_tf"]["baseline"] == "stock TF"
+    assert by_op["unscale_keras"]["baseline"] == "Keras 3"
+    for row in rows:
+        assert row["ours_ms"] == pytest.approx(2.0)
+        assert row["dtype"] == "float16"
+        # A read, then a read and a write of 2-byte gradients.
+        assert row["bytes"] == 3 * 2 * 1000
+        assert row["floor_ms"] == pytest.approx(1.0 + 1.5)
+        assert row["ours_floor_fraction"] == pytest.approx(2.5 / 2.0)
+    assert by_op["unscale_tf"]["speedup"] == pytest.approx(3.0)
+    assert by_op["unscale_keras"]["speedup"] == pytest.approx(5.0)
+    assert floors["bytes"] == 2 * 1000
+    assert control["ratio"] == pytest.approx(1.0) and "unscale" in control["op"]
+    # Without Keras' variant (no Keras 3), its row is left out.
+    del times[benchmark.KERAS_UNSCALE]
+    rows, _, _, _ = benchmark.summarize(workload, times)
+    assert [r["op"] for r in rows] == ["unscale_tf"]
 
 
 def test_the_sum_of_squares_in_double_is_no_floor():
@@ -306,6 +358,81 @@ def test_every_expected_kernel_runs_and_ours_agrees_with_stock(name):
         graph.close()
 
 
+# Tolerances of the unscale variants against each other and the exact
+# result: a few units in the last place of the dtype; float16's subnormals
+# (unscaled gradients below 6e-5) are rounded at 6e-8 apart.
+UNSCALE_TOLERANCE = {
+    "float32": {"rtol": 1e-5, "atol": 0},
+    "float16": {"rtol": 4e-3, "atol": 2e-7},
+    "bfloat16": {"rtol": 2e-2, "atol": 0},
+}
+
+
+def _unscale_graph(dtype):
+    name = {"float32": "unscale_f32", "float16": "unscale_f16", "bfloat16": "unscale_bf16"}
+    return benchmark.WorkloadGraph(_tiny(name[dtype]))
+
+
+def _unscale_variants():
+    variants = [benchmark.OURS_UNSCALE, benchmark.STOCK_UNSCALE, benchmark.CONTROL_UNSCALE]
+    if benchmark.keras3() is not None:
+        variants.append(benchmark.KERAS_UNSCALE)
+    return variants
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_unscale_variants_compute_the_same_unscaled_clipped_gradients(dtype):
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    graph = _unscale_graph(dtype)
+    try:
+        assert benchmark.KERAS_UNSCALE in graph.targets or benchmark.keras3() is None
+        for variant in graph.targets:
+            graph.check_executed(variant)  # every expected kernel runs
+        # The exact result from the stored (scaled) gradients, in float64.
+        scaled = graph.session.run(graph.variables[:-1])
+        scaled = [np.asarray(g, np.float64) for g in scaled]
+        assert graph.session.run(graph.loss_scale) == benchmark.LOSS_SCALE
+        unscaled = [g / benchmark.LOSS_SCALE for g in scaled]
+        norm = math.sqrt(sum(float(np.sum(np.square(u))) for u in unscaled))
+        assert norm == pytest.approx(graph.norm / benchmark.LOSS_SCALE, rel=1e-9)
+        # The clip scales: clip_norm is half the unscaled gradients' norm.
+        assert graph.clip_norm == pytest.approx(norm / 2, rel=1e-6)
+        exact = [u * graph.clip_norm / norm for u in unscaled]
+        tolerance = UNSCALE_TOLERANCE[dtype]
+        for variant in _unscale_variants():
+            clipped, finite = graph.fetch(variant)
+            assert bool(finite) is True, variant
+            assert len(clipped) == len(exact)
+            # Keras divides by its float32 scale: 16-bit gradients come out
+            # as float32. The others keep the gradients' dtype.
+            out_dtype = "float32" if variant == benchmark.KERAS_UNSCALE else dtype
+            for got, want in zip(clipped, exact):
+                assert got.dtype == tf.as_dtype(out_dtype).as_numpy_dtype
+                np.testing.assert_allclose(
+                    np.asarray(got, np.float64), want, err_msg=variant, **tolerance
+                )
+    finally:
+        graph.close()
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_unscale_variants_flag_a_nonfinite_gradient(bad):
+    graph = _unscale_graph("float16")
+    try:
+        var = graph.variables[3]
+        value = graph.session.run(var)
+        value.flat[len(value.flat) // 2] = bad
+        # Loads the value through the variable's initializer (the graph is
+        # finalized: no new op).
+        graph.session.run(var.initializer, feed_dict={var.initializer.inputs[1]: value})
+        for variant in _unscale_variants():
+            _, finite = graph.fetch(variant)
+            assert not bool(finite), variant
+    finally:
+        graph.close()
+
+
 def test_a_dropped_kernel_is_caught():
     graph = benchmark.WorkloadGraph(_tiny("dense53"))
     try:
@@ -444,6 +571,30 @@ def test_main_runs_the_step_workloads(tmp_path, capsys, monkeypatch):
     assert result["steps"]["keras"]["ours_ms"] > 0
     assert sorted(result["raw_ms"]) == ["dense53", "keras", "recsys"]
     assert result["settings"]["rounds"] == 2
+
+
+def test_main_writes_the_unscale_rows(tmp_path, capsys):
+    code = _tiny_run(tmp_path, *UNSCALE_WORKLOADS)
+    assert code == 0
+    out, err = capsys.readouterr()
+    assert "unscale_keras" in out and "unscale_tf" in out
+    assert "float16 values" in err and "round 2/2" in err
+    with open(tmp_path / "benchmark.json") as f:
+        result = json.load(f)
+    ops = ["unscale_tf"] + (["unscale_keras"] if benchmark.keras3() is not None else [])
+    assert [(r["workload"], r["op"]) for r in result["rows"]] == [
+        (w, op) for w in UNSCALE_WORKLOADS for op in ops
+    ]
+    for row in result["rows"]:
+        assert row["ours_ms"] == row["ours_ms"] and row["stock_ms"] == row["stock_ms"]
+        assert row["floor_ms"] > 0
+    assert [c["workload"] for c in result["controls"]] == UNSCALE_WORKLOADS
+    for name in UNSCALE_WORKLOADS:
+        raw = result["raw_ms"][name]
+        assert {benchmark.OURS_UNSCALE, benchmark.STOCK_UNSCALE, benchmark.INPUTS} <= set(raw)
+    floors = {f["workload"]: f for f in result["floors"]}
+    assert floors["unscale_f16"]["bytes"] * 2 == floors["unscale_f32"]["bytes"]
+    assert (tmp_path / "benchmark.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_main_without_steps_has_no_step_rows(tmp_path):

@@ -14,7 +14,10 @@ rounding. ``clip_by_global_norm`` builds one of three paths
   (or ``use_norm``), the clip by ``MonolithClipByGlobalNorm`` per dtype with
   ``clip_norm`` as its attr;
 * ``ClipPath.TF_OPS``: the clip in TF ops (``clip_scale``), under XLA, which
-  cannot compile the kernels, and where ``clip_norm`` cannot be an attr.
+  cannot compile the kernels, and where ``clip_norm`` cannot be an attr;
+* ``ClipPath.FUSED_V2``: one ``MonolithClipByGlobalNormV2`` kernel, when
+  ``norm_type``, ``per_tensor``, ``inverse_scale`` or ``error_if_nonfinite``
+  asks for more than TF's clip (docs/clip_features.md).
 
 The supported dtypes are those the ops are registered for
 (``SUPPORTED_DTYPES``). The ops' gradients are registered here. The README
@@ -154,11 +157,12 @@ def _scalar(value, arg, dtype_hint):
     return tensor
 
 
-def _check_positive_finite(value, held=""):
-    """`value` (a float); ValueError unless positive and finite (denormals are).
-    `held` tells how the value came from what the caller gave."""
+def _check_positive_finite(value, held="", arg="clip_norm"):
+    """`value` (a float); ValueError naming `arg` unless positive and finite
+    (denormals are). `held` tells how the value came from what the caller
+    gave."""
     if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"clip_norm should be positive and finite, got {value}{held}")
+        raise ValueError(f"{arg} should be positive and finite, got {value}{held}")
     return value
 
 
@@ -181,19 +185,19 @@ def check_clip_norm(clip_norm: Union[float, np.number]) -> float:
     return _check_positive_finite(float(clip_norm))
 
 
-def _static_clip_norm(clip_norm_tensor, clip_norm):
-    """clip_norm_tensor (the scalar tensor made of the argument `clip_norm`)
-    as a float when known now, else None.
+def _static_positive(tensor, given, arg="clip_norm"):
+    """`tensor` (the scalar tensor made of the argument `arg`, given as
+    `given`) as a float when known now, else None.
 
     A value known now must be positive and finite (denormals are)."""
-    static = tf.get_static_value(clip_norm_tensor)
+    static = tf.get_static_value(tensor)
     if static is None:
         return None
     value = float(static)
     held = ""
-    if isinstance(clip_norm, (int, float, np.number)) and float(clip_norm) != value:
-        held = f" ({clip_norm!r} is {value} in {clip_norm_tensor.dtype.name})"
-    return _check_positive_finite(value, held)
+    if isinstance(given, (int, float, np.number)) and float(given) != value:
+        held = f" ({given!r} is {value} in {tensor.dtype.name})"
+    return _check_positive_finite(value, held, arg)
 
 
 def _in_xla_context():
@@ -274,12 +278,13 @@ def clip_scale(norm: tf.Tensor, clip_norm: tf.Tensor) -> tf.Tensor:
     return clip_norm * tf.minimum(1.0 / norm, 1.0 / clip_norm) + nan_if_not_finite
 
 
-def _clip_in_tf_ops(values, norm, clip_norm):
+def _clip_in_tf_ops(values, norm, clip_norm, inverse_scale=None):
     """The clip of MonolithClipByGlobalNorm in TF ops, for a clip_norm the
     kernel cannot take as its attr: one known only at run time (or watched
-    by a tape), or a float64 one that float32 cannot hold; and under XLA.
-    clip_norm and the norm are checked when it runs, as the kernel checks
-    them; below clip_norm the inputs pass through bitwise."""
+    by a tape), or a float64 one that float32 cannot hold; under XLA; and
+    for an inverse_scale with a given norm. clip_norm and the norm are
+    checked when it runs, as the kernel checks them; below clip_norm the
+    inputs pass through bitwise."""
     checks = [
         tf.debugging.Assert(
             _is_positive_finite(clip_norm),
@@ -289,14 +294,39 @@ def _clip_in_tf_ops(values, norm, clip_norm):
             tf.logical_not(norm < 0), ["global_norm (use_norm) must be non-negative, got", norm]
         ),
     ]
+    if inverse_scale is not None:
+        checks.append(
+            tf.debugging.Assert(
+                _is_positive_finite(inverse_scale),
+                ["inverse_scale must be positive and finite, got", inverse_scale],
+            )
+        )
     with tf.control_dependencies(checks):
-        formula = clip_scale(norm, clip_norm)
-        # Below clip_norm the formula is within an ulp of 1: the scale is
-        # made exactly 1 there, while its gradient stays the formula's, as
-        # TF's (which takes the clipping branch at norm == clip_norm).
-        to_one = tf.where(norm <= clip_norm, 1 - formula, tf.zeros_like(norm))
-        scale = formula + tf.stop_gradient(to_one)
-        return [tf.identity(v * tf.cast(scale, v.dtype)) for v in values]
+        return [tf.identity(v) for v in _scaled_in_tf_ops(values, norm, clip_norm, inverse_scale)]
+
+
+def _scaled_in_tf_ops(values, norm, clip_norm, inverse_scale):
+    """`values` times inverse_scale (None for none) and the clip factor of
+    `norm`, in TF ops, as the kernels compute them (DecideUnscaledClip in
+    cc/kernels/clip_decision.h)."""
+    formula = clip_scale(norm, clip_norm)
+    # Below clip_norm the formula is within an ulp of 1: the scale is made
+    # exactly 1 there, while its gradient stays the formula's, as TF's
+    # (which takes the clipping branch at norm == clip_norm).
+    to_one = tf.where(norm <= clip_norm, 1 - formula, tf.zeros_like(norm))
+    scale = formula + tf.stop_gradient(to_one)
+    if inverse_scale is None:
+        return [v * tf.cast(scale, v.dtype) for v in values]
+    scale = inverse_scale * scale
+    out = []
+    for v in values:
+        # The scale is rounded to the element type first only when
+        # inverse_scale is 1; otherwise it multiplies in the compute type.
+        compute = tf.float64 if v.dtype == tf.float64 else tf.float32
+        rounded = tf.cast(tf.cast(scale, v.dtype), compute)
+        s = tf.where(tf.equal(inverse_scale, 1), rounded, tf.cast(scale, compute))
+        out.append(tf.cast(tf.cast(v, compute) * s, v.dtype))
+    return out
 
 
 def _clip_with_kernel(values, norm, clip_norm_attr):
@@ -340,9 +370,15 @@ class ClipPath(enum.Enum):
     # MonolithClipByGlobalNorm per dtype, clip_norm an attr of the op.
     KERNEL_WITH_CLIP_NORM_ATTR = "kernel_with_clip_norm_attr"
     # The clip made of TF ops: under XLA, which cannot compile the kernels,
-    # and where clip_norm cannot be an attr (known only at run time, watched
-    # by a tape, or a float64 value that float32 does not hold).
+    # where clip_norm cannot be an attr (known only at run time, watched by a
+    # tape, or a float64 value that float32 does not hold), and for a norm
+    # given with a feature below.
     TF_OPS = "tf_ops"
+    # One MonolithClipByGlobalNormV2 kernel computes the norms and clips, for
+    # a list of any dtypes without use_norm, when a feature of the V2 ops is
+    # asked for: an infinity norm, per-tensor norms, an inverse_scale or the
+    # finite check.
+    FUSED_V2 = "fused_v2"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -358,6 +394,7 @@ def choose_clip_path(
     norm_dtype: tf.DType,
     has_use_norm: bool,
     static_clip_norm: Optional[float],
+    v2_features: bool = False,
 ) -> ClipPlan:
     """The path ``clip_by_global_norm`` takes for a non-empty list.
 
@@ -367,9 +404,13 @@ def choose_clip_path(
       has_use_norm: Whether the norm is given (`use_norm`).
       static_clip_norm: clip_norm as a float when it may be an op's attr
         (known when the graph is built, no tape watching it), else None.
+      v2_features: Whether a feature of the V2 ops is asked for (see
+        ``ClipPath.FUSED_V2``).
     """
     if _in_xla_context():
         return ClipPlan(ClipPath.TF_OPS)
+    if v2_features:
+        return ClipPlan(ClipPath.TF_OPS if has_use_norm else ClipPath.FUSED_V2)
     if not has_use_norm and len(set(dtypes)) == 1:
         return ClipPlan(ClipPath.FUSED)
     attr_is_exact = static_clip_norm is not None and (
@@ -484,35 +525,214 @@ def _clip_by_sum_of_squares_grad(op, *grads):
     return dxs + [dclip, dnorm / (2 * op.outputs[-1])]
 
 
+# The features of the V2 ops: norm_type, per-tensor norms, inverse_scale and
+# error_if_nonfinite. docs/clip_features.md describes them.
+
+_INF_NORM = "inf"
+_L2_NORM = "l2"
+
+
+def _norm_kind(norm_type):
+    """The V2 ops' norm_type attr ("l2" or "inf") for the argument
+    `norm_type`: 2 or infinity (a number, or the string "inf")."""
+    if isinstance(norm_type, (bool, np.bool_)):
+        raise TypeError("norm_type should be 2 or inf, but received bool")
+    if isinstance(norm_type, str):
+        if norm_type == "inf":
+            return _INF_NORM
+    elif isinstance(norm_type, numbers.Real):
+        if float(norm_type) == 2:
+            return _L2_NORM
+        if float(norm_type) == float("inf"):
+            return _INF_NORM
+    else:
+        raise TypeError(
+            "norm_type should be 2 or inf, but received "
+            f"{type(norm_type).__name__}: {norm_type!r:.100}"
+        )
+    raise ValueError(f"norm_type should be 2 or inf (float('inf') or 'inf'), got {norm_type!r}")
+
+
+def _norms_in_tf_ops(values, norm_dtype, kind, inverse_scale):
+    """MonolithGlobalNormV2 in TF ops: (the global norm, the vector of the
+    tensors' norms) of `values` times inverse_scale, in norm_dtype. Used
+    under XLA and to differentiate the V2 ops."""
+    reductions = []
+    for v in values:
+        x = tf.reshape(tf.cast(v, norm_dtype), [-1])
+        if kind == _L2_NORM:
+            reductions.append(tf.reduce_sum(tf.square(x)))
+        else:
+            largest = tf.reduce_max(tf.concat([tf.zeros([1], norm_dtype), tf.abs(x)], 0))
+            nan = tf.reduce_any(tf.math.is_nan(x))
+            reductions.append(tf.where(nan, tf.constant(np.nan, norm_dtype), largest))
+    reductions = tf.stack(reductions)
+    if kind == _L2_NORM:
+        combined = tf.reduce_sum(reductions)
+        scale = inverse_scale * inverse_scale
+        return tf.sqrt(combined * scale), tf.sqrt(reductions * scale)
+    nan = tf.reduce_any(tf.math.is_nan(reductions))
+    combined = tf.where(nan, tf.constant(np.nan, norm_dtype), tf.reduce_max(reductions))
+    return combined * inverse_scale, reductions * inverse_scale
+
+
+def _norms(values, norm_dtype, kind, inverse_scale):
+    """(The global norm, the vector of the tensors' norms) of the unscaled
+    `values`, by the MonolithGlobalNormV2 kernel (TF ops under XLA)."""
+    if _in_xla_context():
+        return _norms_in_tf_ops(values, norm_dtype, kind, inverse_scale)
+    return tuple(ops.monolith_global_norm_v2(values, inverse_scale, norm_type=kind))
+
+
+def _names(entries, positions):
+    """How the finite check names each tensor: its index in the caller's
+    list and, where the graph gives one, its name."""
+    names = []
+    for i in positions:
+        name = None if tf.executing_eagerly() else getattr(entries[i], "name", None)
+        names.append(f"t_list[{i}] ({name})" if name else f"t_list[{i}]")
+    return names
+
+
+def _check_finite(norm, tensor_norms, names):
+    """`norm`, once checked finite by MonolithCheckNormsFinite (which names
+    the first tensor whose norm is not)."""
+    return ops.monolith_check_norms_finite(norm, tensor_norms, names=names)
+
+
+def _after(check, tensors):
+    """`tensors` (None kept) computed after `check` has run."""
+    with tf.control_dependencies([check]):
+        return [None if t is None else tf.identity(t) for t in tensors]
+
+
+def _tensor_norm_list(tensor_norms, positions, length, dtype):
+    """The vector of the tensors' norms as a list over the caller's list:
+    None where t_list holds None."""
+    result = [None] * length
+    if positions:
+        for i, n in zip(positions, tf.unstack(tf.cast(tensor_norms, dtype), num=len(positions))):
+            result[i] = n
+    return result
+
+
+def _v2_inputs_grads(op, forward, grads):
+    """Gradients of a V2 op's inputs: those of `forward`, the op in TF ops,
+    given the gradients reaching the op's outputs."""
+    inputs = list(op.inputs)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        outputs = forward(inputs)
+    outputs = list(outputs)
+    grads = [tf.zeros_like(o) if g is None else _dense(g) for o, g in zip(outputs, grads)]
+    return tape.gradient(
+        outputs, inputs, output_gradients=grads, unconnected_gradients=tf.UnconnectedGradients.ZERO
+    )
+
+
+@tf.RegisterGradient("MonolithGlobalNormV2")
+def _global_norm_v2_grad(op, dnorm, dtensor_norms):
+    kind = op.get_attr("norm_type").decode()
+
+    def forward(inputs):
+        xs, inverse_scale = inputs[:-1], inputs[-1]
+        return _norms_in_tf_ops(xs, inverse_scale.dtype, kind, inverse_scale)
+
+    return _v2_inputs_grads(op, forward, [dnorm, dtensor_norms])
+
+
+@tf.RegisterGradient("MonolithClipByGlobalNormV2")
+def _clip_by_global_norm_v2_grad(op, *grads):
+    kind = op.get_attr("norm_type").decode()
+
+    def forward(inputs):
+        xs, clip_norm, inverse_scale = inputs[:-2], inputs[-2], inputs[-1]
+        norm, tensor_norms = _norms_in_tf_ops(xs, clip_norm.dtype, kind, inverse_scale)
+        return [*_scaled_in_tf_ops(xs, norm, clip_norm, inverse_scale), norm, tensor_norms]
+
+    return _v2_inputs_grads(op, forward, list(grads))
+
+
+@tf.RegisterGradient("MonolithCheckNormsFinite")
+def _check_norms_finite_grad(op, grad):
+    return [grad, None]
+
+
 _Entry = Optional[Union[tf.Tensor, tf.IndexedSlices]]
 _Scalar = Union[float, tf.Tensor, tf.Variable, np.number]
 
 
-def global_norm(t_list: Sequence[_Entry], name: Optional[str] = None) -> tf.Tensor:
-    """The global L2 norm of a list of tensors: sqrt(sum of all squares).
+def global_norm(
+    t_list: Sequence[_Entry],
+    name: Optional[str] = None,
+    *,
+    norm_type: Union[float, str] = 2,
+    per_tensor: bool = False,
+    error_if_nonfinite: bool = False,
+) -> Union[tf.Tensor, tuple[tf.Tensor, list[Optional[tf.Tensor]]]]:
+    """The global norm of a list of tensors: sqrt(sum of all squares).
 
-    Like `tf.linalg.global_norm`, computed by the `GlobalL2Reduce` kernel.
+    Like `tf.linalg.global_norm`, computed by the `GlobalL2Reduce` kernel;
+    with any of the keyword arguments, by `MonolithGlobalNormV2`, in one pass
+    over the data (docs/clip_features.md).
 
     Args:
       t_list: A list or tuple of Tensors, IndexedSlices (their values count)
         or None (skipped).
       name: Optional name scope for the ops created.
+      norm_type: 2 (the L2 norm) or infinity (``float("inf")``, ``np.inf``
+        or ``"inf"``: the largest absolute value, NaN if any value is NaN).
+      per_tensor: Also return the norm of each entry.
+      error_if_nonfinite: Raise, when run, instead of returning a norm that
+        is inf or NaN; the error names the first entry whose norm is not
+        finite. Not under XLA.
 
     Returns:
-      A scalar Tensor: float32 0 for a list with no tensors; else the inputs'
-      dtype when they share one, float64 if any is float64, else float32.
-      It is inf or NaN when an input holds inf or NaN.
+      The norm: a scalar Tensor, float32 0 for a list with no tensors; else
+      the inputs' dtype when they share one, float64 if any is float64, else
+      float32. It is inf or NaN when an input holds inf or NaN. With
+      per_tensor, (norm, tensor_norms): tensor_norms has one entry per
+      entry of t_list, None for None, else a scalar of the norm's dtype.
 
     Raises:
-      TypeError: `t_list` is not a list or tuple, or holds a non-float tensor.
+      TypeError: `t_list` is not a list or tuple, or holds a non-float
+        tensor; `norm_type` is not a number or string.
+      ValueError: `norm_type` is neither 2 nor infinity; error_if_nonfinite
+        under XLA.
+      tf.errors.InvalidArgumentError: when run with error_if_nonfinite, the
+        norm is not finite.
     """
     _check_list(t_list)
+    kind = _norm_kind(norm_type)
+    v2 = kind != _L2_NORM or per_tensor or error_if_nonfinite
+    _check_not_in_xla(error_if_nonfinite)
     with tf.name_scope(name or "global_norm"):
-        values = [_values(e) for e in _entries(t_list) if e is not None]
+        entries = _entries(t_list)
+        positions = [i for i, e in enumerate(entries) if e is not None]
+        values = [_values(entries[i]) for i in positions]
         if not values:
-            return tf.constant(0.0, tf.float32)
-        norm = tf.sqrt(_sum_of_squares(values, _norm_dtype(values)))
-        return tf.cast(norm, _result_dtype(values))
+            norm = tf.constant(0.0, tf.float32)
+            return (norm, [None] * len(entries)) if per_tensor else norm
+        if not v2:
+            norm = tf.sqrt(_sum_of_squares(values, _norm_dtype(values)))
+            return tf.cast(norm, _result_dtype(values))
+        norm_dtype = _norm_dtype(values)
+        norm, tensor_norms = _norms(values, norm_dtype, kind, tf.constant(1, norm_dtype))
+        if error_if_nonfinite:
+            norm = _check_finite(norm, tensor_norms, _names(entries, positions))
+        norm = tf.cast(norm, _result_dtype(values))
+        if not per_tensor:
+            return norm
+        return norm, _tensor_norm_list(tensor_norms, positions, len(entries), norm.dtype)
+
+
+def _check_not_in_xla(error_if_nonfinite):
+    if error_if_nonfinite and _in_xla_context():
+        raise ValueError(
+            "error_if_nonfinite=True cannot be compiled by XLA (jit_compile), "
+            "which cannot raise an error when it runs; check "
+            "tf.math.is_finite(global_norm) instead"
+        )
 
 
 def clip_by_global_norm(
@@ -520,73 +740,139 @@ def clip_by_global_norm(
     clip_norm: _Scalar,
     use_norm: Optional[_Scalar] = None,
     name: Optional[str] = None,
-) -> tuple[list[_Entry], tf.Tensor]:
+    *,
+    norm_type: Union[float, str] = 2,
+    inverse_scale: Optional[_Scalar] = None,
+    per_tensor: bool = False,
+    error_if_nonfinite: bool = False,
+) -> Union[
+    tuple[list[_Entry], tf.Tensor],
+    tuple[list[_Entry], tf.Tensor, list[Optional[tf.Tensor]]],
+]:
     """Clips tensors by the ratio of the sum of their norms, like TF's.
 
     out[i] = t_list[i] * clip_norm / max(global_norm, clip_norm).
+
+    With any of the keyword arguments the norms and the clip are computed by
+    one `MonolithClipByGlobalNormV2` kernel (docs/clip_features.md).
 
     Args:
       t_list: A list or tuple of Tensors, IndexedSlices or None.
       clip_norm: A positive number or scalar Tensor, the clipping ratio.
       use_norm: Optional scalar: the global norm to use instead of computing
-        it. It is returned as is.
+        it (of the unscaled list, with inverse_scale). It is returned as is.
       name: Optional name scope for the ops created.
+      norm_type: 2 (the L2 norm) or infinity (``float("inf")``, ``np.inf``
+        or ``"inf"``): the norm clipped by.
+      inverse_scale: Optional positive scalar, such as 1 / loss scale: the
+        list is unscaled and clipped in one pass, out[i] = t_list[i] *
+        inverse_scale * clip_norm / max(global_norm, clip_norm), where
+        global_norm is the norm of t_list * inverse_scale.
+      per_tensor: Also return the norm of each entry (unscaled).
+      error_if_nonfinite: Raise, when run, instead of returning NaN outputs
+        when the norm is inf or NaN; the error names the first entry whose
+        norm is not finite. Not under XLA.
 
     Returns:
-      (list_clipped, global_norm). list_clipped has one entry per input: None
-      for None, IndexedSlices (same indices and dense_shape) for
-      IndexedSlices, else a Tensor of the input's shape and dtype. When the
-      norm is at most clip_norm they equal the inputs; when it is inf or NaN
-      they are entirely NaN. global_norm is float32 0 for a list with no
-      tensors, else as `global_norm` returns, or use_norm when given.
+      (list_clipped, global_norm), and tensor_norms with per_tensor.
+      list_clipped has one entry per input: None for None, IndexedSlices
+      (same indices and dense_shape) for IndexedSlices, else a Tensor of the
+      input's shape and dtype. When the norm is at most clip_norm (and no
+      inverse_scale other than 1 is given) they equal the inputs; when it is
+      inf or NaN they are entirely NaN. global_norm is float32 0 for a list
+      with no tensors, else as `global_norm` returns, or use_norm when given.
+      tensor_norms is as `global_norm` returns it.
 
     Raises:
       TypeError: `t_list` is not a list or tuple, holds a non-float tensor,
-        or clip_norm / use_norm is not numeric.
-      ValueError: clip_norm or use_norm is not a scalar, or a clip_norm known
-        at graph-build time (or eager) is not positive and finite.
-      tf.errors.InvalidArgumentError: when run, a clip_norm known only then
-        is not positive and finite.
+        or clip_norm / use_norm / inverse_scale is not numeric, or
+        norm_type is not a number or string.
+      ValueError: clip_norm, use_norm or inverse_scale is not a scalar; a
+        clip_norm or inverse_scale known at graph-build time (or eager) is
+        not positive and finite; norm_type is neither 2 nor infinity;
+        error_if_nonfinite under XLA.
+      tf.errors.InvalidArgumentError: when run, a clip_norm or inverse_scale
+        known only then is not positive and finite; with error_if_nonfinite,
+        the norm is not finite.
     """
     _check_list(t_list)
+    kind = _norm_kind(norm_type)
+    v2 = kind != _L2_NORM or per_tensor or error_if_nonfinite or inverse_scale is not None
+    _check_not_in_xla(error_if_nonfinite)
     with tf.name_scope(name or "clip_by_global_norm"):
         entries = _entries(t_list)
         positions = [i for i, e in enumerate(entries) if e is not None]
         values = [_values(entries[i]) for i in positions]
         norm_dtype = _norm_dtype(values)
         clip_norm_tensor = _scalar(clip_norm, "clip_norm", norm_dtype)
-        static_clip_norm = _static_clip_norm(clip_norm_tensor, clip_norm)
+        static_clip_norm = _static_positive(clip_norm_tensor, clip_norm)
         if tf.executing_eagerly() and isinstance(clip_norm, (tf.Tensor, tf.Variable)):
             # Its value is known now, but a tape may be watching it: it stays
             # a tensor, not an attr, so that it can get a gradient.
             static_clip_norm = None
         if use_norm is not None:
             use_norm = _scalar(use_norm, "use_norm", norm_dtype)
+        inverse = None
+        if inverse_scale is not None:
+            inverse = _scalar(inverse_scale, "inverse_scale", norm_dtype)
+            _static_positive(inverse, inverse_scale, "inverse_scale")
+            inverse = tf.cast(inverse, norm_dtype)
         if not values:
             norm_out = tf.constant(0.0, tf.float32) if use_norm is None else use_norm
+            if per_tensor:
+                return list(entries), norm_out, [None] * len(entries)
             return list(entries), norm_out
         clip_norm_tensor = tf.cast(clip_norm_tensor, norm_dtype)
         plan = choose_clip_path(
-            [v.dtype for v in values], norm_dtype, use_norm is not None, static_clip_norm
+            [v.dtype for v in values],
+            norm_dtype,
+            use_norm is not None,
+            static_clip_norm,
+            v2_features=v2,
         )
-        if plan.path is ClipPath.FUSED:
+        tensor_norms = None
+        if v2 and inverse is None:
+            inverse = tf.constant(1, norm_dtype)
+        if plan.path is ClipPath.FUSED_V2:
+            clipped, norm, tensor_norms = ops.monolith_clip_by_global_norm_v2(
+                values, clip_norm_tensor, inverse, norm_type=kind
+            )
+            norm_out = tf.cast(norm, _result_dtype(values))
+        elif plan.path is ClipPath.FUSED:
             clipped, norm = _fused_norm_and_clip(values, clip_norm_tensor, norm_dtype)
             norm_out = tf.cast(norm, _result_dtype(values))
         else:
-            if use_norm is None:
-                norm = tf.sqrt(_sum_of_squares(values, norm_dtype))
-                norm_out = tf.cast(norm, _result_dtype(values))
-            else:
+            if use_norm is not None:
                 norm = tf.cast(use_norm, norm_dtype)
                 norm_out = use_norm
+                if per_tensor:
+                    tensor_norms = _norms(values, norm_dtype, kind, inverse)[1]
+            elif v2:
+                norm, tensor_norms = _norms(values, norm_dtype, kind, inverse)
+                norm_out = tf.cast(norm, _result_dtype(values))
+            else:
+                norm = tf.sqrt(_sum_of_squares(values, norm_dtype))
+                norm_out = tf.cast(norm, _result_dtype(values))
             if plan.path is ClipPath.KERNEL_WITH_CLIP_NORM_ATTR:
                 clipped = _clip_with_kernel(values, norm, plan.clip_norm_attr)
             else:
-                clipped = _clip_in_tf_ops(values, norm, clip_norm_tensor)
+                clipped = _clip_in_tf_ops(values, norm, clip_norm_tensor, inverse)
+        if error_if_nonfinite:
+            checked_by = tensor_norms if tensor_norms is not None else tf.zeros([0], norm_dtype)
+            names = _names(entries, positions) if tensor_norms is not None else []
+            check = _check_finite(norm, checked_by, names)
+            clipped = _after(check, clipped)
+            (norm_out,) = _after(check, [norm_out])
         result = list(entries)
         for i, out in zip(positions, clipped):
             entry = entries[i]
             if isinstance(entry, tf.IndexedSlices):
                 out = tf.IndexedSlices(out, entry.indices, entry.dense_shape)
             result[i] = out
-        return result, norm_out
+        if not per_tensor:
+            return result, norm_out
+        return (
+            result,
+            norm_out,
+            _tensor_norm_list(tensor_norms, positions, len(entries), norm_out.dtype),
+        )

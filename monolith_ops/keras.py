@@ -42,8 +42,9 @@ def _keep_on_first_replica(first, grad):
     return tf.where(first, grad, tf.zeros_like(grad))
 
 
-def _clip_summed(grads, clip_norm, resummed):
-    """Clips `grads` (a list that may hold None) by their global norm.
+def _clip_summed(grads, clip_norm, resummed, inverse_scale=None):
+    """Clips `grads` (a list that may hold None) by their global norm,
+    unscaling them by `inverse_scale` (None for none) in the same pass.
 
     In a replica context of a strategy with several replicas the gradients
     are first summed over the replicas, and the clip is that of the sum.
@@ -54,12 +55,12 @@ def _clip_summed(grads, clip_norm, resummed):
     grads = list(grads)
     ctx = tf.distribute.get_replica_context()
     if ctx is None or ctx.num_replicas_in_sync == 1:
-        return clip_ops.clip_by_global_norm(grads, clip_norm)[0]
+        return clip_ops.clip_by_global_norm(grads, clip_norm, inverse_scale=inverse_scale)[0]
     positions = [i for i, g in enumerate(grads) if g is not None]
     if not positions:
         return grads
     summed = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [grads[i] for i in positions])
-    clipped, _ = clip_ops.clip_by_global_norm(list(summed), clip_norm)
+    clipped, _ = clip_ops.clip_by_global_norm(list(summed), clip_norm, inverse_scale=inverse_scale)
     if resummed:
         first = tf.equal(ctx.replica_id_in_sync_group, 0)
         clipped = [_keep_on_first_replica(first, g) for g in clipped]
@@ -175,10 +176,12 @@ if _K3 is not None:
                 trainable_variables = list(trainable_variables)
                 if not self.built:
                     self.build(trainable_variables)
+            # The loss scale is undone in the clip's pass over the gradients.
+            inverse_scale = None
             if self.loss_scale_factor is not None:
-                grads = [g if g is None else g / self.loss_scale_factor for g in grads]
+                inverse_scale = 1.0 / self.loss_scale_factor
             # The inner optimizer sums the gradients over the replicas again.
-            grads = _clip_summed(grads, self.clip_norm, resummed=True)
+            grads = _clip_summed(grads, self.clip_norm, resummed=True, inverse_scale=inverse_scale)
             self.inner_optimizer.apply(grads, trainable_variables)
 
         def apply_gradients(self, grads_and_vars):

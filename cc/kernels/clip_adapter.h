@@ -122,7 +122,8 @@ class CheckNormsFiniteOp : public ::tensorflow::OpKernel {
     const ::tensorflow::Tensor& norm = ctx->input(0);
     const ::tensorflow::Tensor& tensor_norms = ctx->input(1);
     OP_REQUIRES_OK(ctx, CheckScalar(norm, "global_norm"));
-    OP_REQUIRES(ctx, ::tensorflow::TensorShapeUtils::IsVector(tensor_norms.shape()),
+    OP_REQUIRES(ctx,
+                ::tensorflow::TensorShapeUtils::IsVector(tensor_norms.shape()),
                 ::tensorflow::errors::InvalidArgument(
                     "tensor_norms must be a vector, got shape ",
                     tensor_norms.shape().DebugString()));
@@ -138,8 +139,7 @@ class CheckNormsFiniteOp : public ::tensorflow::OpKernel {
                                    ? names_[i]
                                    : "tensor " + std::to_string(i);
       ctx->CtxFailure(::tensorflow::errors::InvalidArgument(
-          name, " is not finite: its norm is ",
-          static_cast<double>(norms(i)),
+          name, " is not finite: its norm is ", static_cast<double>(norms(i)),
           " (it holds inf or NaN, or its norm overflows the norm's dtype)"));
       return;
     }

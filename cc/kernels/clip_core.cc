@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <limits>
 #include <string>
@@ -576,6 +577,73 @@ double SumOfSquares(const T* const* inputs, const int64_t* sizes, int64_t count,
   return sum;
 }
 
+// The largest absolute value of x[0, n), in T's compute type (exact), NaN if
+// any element is NaN.
+template <typename T>
+double MaxAbs(const T* x, int64_t n) {
+  using C = typename ComputeType<T>::type;
+  C largest = 0;
+  bool nan = false;
+  for (int64_t i = 0; i < n; ++i) {
+    const C a = std::abs(static_cast<C>(x[i]));
+    largest = a > largest ? a : largest;
+    nan |= a != a;
+  }
+  return nan ? std::numeric_limits<double>::quiet_NaN()
+             : static_cast<double>(largest);
+}
+
+template <typename T>
+void ReducePerTensor(const T* const* inputs, const int64_t* sizes,
+                     int64_t count, NormType type, double* per_tensor,
+                     const ParallelFor& parallel_for) {
+  // The units of work: block b of tensor t is unit first_unit[t] + b.
+  std::vector<int64_t> first_unit(count + 1, 0);
+  int64_t total = 0;
+  for (int64_t t = 0; t < count; ++t) {
+    first_unit[t + 1] = first_unit[t] + NumBlocks(sizes[t]);
+    total += sizes[t];
+  }
+  const int64_t units = first_unit[count];
+  std::vector<double> partials(units, 0.0);
+  const Isa isa = SumSqIsa();
+  auto reduce_units = [&](int64_t begin, int64_t end) {
+    int64_t t = std::upper_bound(first_unit.begin(), first_unit.end(), begin) -
+                first_unit.begin() - 1;
+    for (int64_t u = begin; u < end; ++u) {
+      while (first_unit[t + 1] <= u) ++t;
+      const int64_t start = (u - first_unit[t]) * kReduceBlock;
+      const int64_t len = std::min(kReduceBlock, sizes[t] - start);
+      const T* x = inputs[t] + start;
+      if (type == NormType::kInf) {
+        partials[u] = MaxAbs(x, len);
+        continue;
+      }
+      double acc[kLanes] = {};
+      if (isa == Isa::kAvx512) {
+        SumSqAvx512(x, len, sizes[t] - start, acc);
+      } else if (isa == Isa::kAvx2) {
+        SumSqAvx2(x, len, sizes[t] - start, acc);
+      } else {
+        SumSqBase(x, len, sizes[t] - start, acc);
+      }
+      partials[u] = ReduceLanes(acc);
+    }
+  };
+  if (total <= kSerialElements) {
+    SerialFor(units, kReduceBlock, reduce_units);
+  } else {
+    parallel_for(units, kReduceBlock * 2, reduce_units);
+  }
+  for (int64_t t = 0; t < count; ++t) {
+    double reduction = 0.0;
+    for (int64_t u = first_unit[t]; u < first_unit[t + 1]; ++u) {
+      reduction = CombineReductions(type, reduction, partials[u]);
+    }
+    per_tensor[t] = reduction;
+  }
+}
+
 template <typename T, typename S>
 void Scale(const T* const* inputs, T* const* outputs, const int64_t* sizes,
            int64_t count, S scale, const ParallelFor& parallel_for) {
@@ -608,13 +676,15 @@ void FillNaN(T* const* outputs, const int64_t* sizes, int64_t count,
                        });
 }
 
-#define MONOLITH_OPS_INSTANTIATE(T, tf_name, gpu_dtype, S, ...)             \
-  template double SumOfSquares<T>(const T* const*, const int64_t*, int64_t, \
-                                  const ParallelFor&);                      \
-  template void Scale<T, S>(const T* const*, T* const*, const int64_t*,     \
-                            int64_t, S, const ParallelFor&);                \
-  template void FillNaN<T>(T* const*, const int64_t*, int64_t,              \
-                           const ParallelFor&);
+#define MONOLITH_OPS_INSTANTIATE(T, tf_name, gpu_dtype, S, ...)              \
+  template double SumOfSquares<T>(const T* const*, const int64_t*, int64_t,  \
+                                  const ParallelFor&);                       \
+  template void Scale<T, S>(const T* const*, T* const*, const int64_t*,      \
+                            int64_t, S, const ParallelFor&);                 \
+  template void FillNaN<T>(T* const*, const int64_t*, int64_t,               \
+                           const ParallelFor&);                              \
+  template void ReducePerTensor<T>(const T* const*, const int64_t*, int64_t, \
+                                   NormType, double*, const ParallelFor&);
 
 MONOLITH_OPS_FOR_EACH_DTYPE(MONOLITH_OPS_INSTANTIATE)
 #undef MONOLITH_OPS_INSTANTIATE

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cc/kernels/clip_adapter.h"
@@ -260,6 +261,143 @@ class ClipByGlobalNormFusedOp : public GradListOpKernel {
   }
 };
 
+// Calls fn(static_cast<const T*>(nullptr), positions) for each element type
+// T of the dtype table present in `list`, with the positions of its tensors:
+// the V2 ops take lists of several dtypes (their type constraint has
+// checked each one).
+template <typename Fn>
+void ForEachDTypeGroup(const OpInputList& list, Fn&& fn) {
+#define MONOLITH_OPS_DTYPE_GROUP(T, tf_name, gpu_dtype, ComputeT, ...)     \
+  {                                                                        \
+    std::vector<int> positions;                                            \
+    for (int i = 0; i < list.size(); ++i) {                                \
+      if (list[i].dtype() == ::tensorflow::DataTypeToEnum<T>::v()) {       \
+        positions.push_back(i);                                            \
+      }                                                                    \
+    }                                                                      \
+    if (!positions.empty()) fn(static_cast<const T*>(nullptr), positions); \
+  }
+  MONOLITH_OPS_FOR_EACH_DTYPE(MONOLITH_OPS_DTYPE_GROUP)
+#undef MONOLITH_OPS_DTYPE_GROUP
+}
+
+// What MonolithGlobalNormV2 and MonolithClipByGlobalNormV2 share: the norms
+// of the list, written to outputs `first_output` (the global norm) and
+// first_output + 1 (the tensors' norms).
+template <typename Tn>
+class NormsV2OpKernel : public GradListOpKernel {
+ public:
+  explicit NormsV2OpKernel(OpKernelConstruction* ctx) : GradListOpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ReadNormType(ctx, &type_));
+  }
+
+ protected:
+  // Reads and checks the scalar input `inverse_scale`, at index `index`.
+  ::tensorflow::Status ReadInverseScale(OpKernelContext* ctx, int index,
+                                        Tn* inverse_scale) {
+    TF_RETURN_IF_ERROR(ReadScalar(ctx, index, "inverse_scale", inverse_scale));
+    return CheckInverseScale(*inverse_scale);
+  }
+
+  // Computes the norms of the unscaled list and writes them; *norm is the
+  // global norm.
+  ::tensorflow::Status WriteNorms(OpKernelContext* ctx, const OpInputList& list,
+                                  Tn inverse_scale, int first_output,
+                                  Tn* norm) {
+    std::vector<double> reductions(list.size(), 0.0);
+    ForEachDTypeGroup(list, [&](auto type_tag,
+                                const std::vector<int>& positions) {
+      using T = std::remove_const_t<std::remove_pointer_t<decltype(type_tag)>>;
+      GradList<T> grads;
+      for (int i : positions) grads.Add(list[i]);
+      std::vector<double> group(positions.size());
+      ReducePerTensor(grads.data.data(), grads.sizes.data(), grads.count(),
+                      type_, group.data(), WorkerThreads(ctx));
+      for (size_t k = 0; k < positions.size(); ++k) {
+        reductions[positions[k]] = group[k];
+      }
+    });
+    Tensor* norm_out = nullptr;
+    Tensor* tensor_norms = nullptr;
+    TF_RETURN_IF_ERROR(ctx->allocate_output(first_output, {}, &norm_out));
+    TF_RETURN_IF_ERROR(
+        ctx->allocate_output(first_output + 1, {list.size()}, &tensor_norms));
+    auto norms = tensor_norms->vec<Tn>();
+    double combined = 0.0;
+    for (int i = 0; i < list.size(); ++i) {
+      norms(i) = UnscaledNorm(type_, reductions[i], inverse_scale);
+      combined = CombineReductions(type_, combined, reductions[i]);
+    }
+    *norm = UnscaledNorm(type_, combined, inverse_scale);
+    norm_out->scalar<Tn>()() = *norm;
+    return ::tensorflow::Status();
+  }
+
+ private:
+  NormType type_ = NormType::kL2;
+};
+
+template <typename Tn>
+class GlobalNormV2Op : public NormsV2OpKernel<Tn> {
+ public:
+  using NormsV2OpKernel<Tn>::NormsV2OpKernel;
+
+  void ComputeList(OpKernelContext* ctx, const OpInputList& list) override {
+    Tn inverse_scale = 1;
+    OP_REQUIRES_OK(ctx,
+                   this->ReadInverseScale(ctx, list.size(), &inverse_scale));
+    Tn norm = 0;
+    OP_REQUIRES_OK(ctx, this->WriteNorms(ctx, list, inverse_scale, 0, &norm));
+  }
+};
+
+template <typename Tn>
+class ClipByGlobalNormV2Op : public NormsV2OpKernel<Tn> {
+ public:
+  using NormsV2OpKernel<Tn>::NormsV2OpKernel;
+
+  void ComputeList(OpKernelContext* ctx, const OpInputList& list) override {
+    Tn clip_norm = 0, inverse_scale = 1;
+    OP_REQUIRES_OK(ctx, ReadScalar(ctx, list.size(), "clip_norm", &clip_norm));
+    OP_REQUIRES_OK(ctx, CheckClipNorm(clip_norm));
+    OP_REQUIRES_OK(
+        ctx, this->ReadInverseScale(ctx, list.size() + 1, &inverse_scale));
+    Tn norm = 0;
+    OP_REQUIRES_OK(
+        ctx, this->WriteNorms(ctx, list, inverse_scale, list.size(), &norm));
+    Tn scale = 0;
+    const ClipAction action =
+        DecideUnscaledClip(norm, clip_norm, inverse_scale, &scale);
+    if (action == ClipAction::kPassThrough) {
+      for (int i = 0; i < list.size(); ++i) ctx->set_output(i, list[i]);
+      return;
+    }
+    std::vector<void*> raw(list.size());
+    OP_REQUIRES_OK(ctx, AllocateCpuOutputs(ctx, list, raw.data()));
+    const bool through_element_type = ScaleThroughElementType(inverse_scale);
+    ForEachDTypeGroup(list, [&](auto type_tag,
+                                const std::vector<int>& positions) {
+      using T = std::remove_const_t<std::remove_pointer_t<decltype(type_tag)>>;
+      using S = typename ComputeType<T>::type;
+      GradList<T> grads;
+      std::vector<T*> out;
+      for (int i : positions) {
+        grads.Add(list[i]);
+        out.push_back(static_cast<T*>(raw[i]));
+      }
+      if (action == ClipAction::kFillNaN) {
+        FillNaN(out.data(), grads.sizes.data(), grads.count(),
+                WorkerThreads(ctx));
+        return;
+      }
+      const S s = through_element_type ? static_cast<S>(static_cast<T>(scale))
+                                       : static_cast<S>(scale);
+      Scale(grads.data.data(), out.data(), grads.sizes.data(), grads.count(), s,
+            WorkerThreads(ctx));
+    });
+  }
+};
+
 // Every op for every (T, Tnorm) pair of the dtype tables.
 #define MONOLITH_OPS_REGISTER_CPU(T, Tn)                                       \
   MONOLITH_OPS_REGISTER_PAIR_KERNEL("GlobalL2Reduce", DEVICE_CPU, T, Tn,       \
@@ -276,6 +414,23 @@ class ClipByGlobalNormFusedOp : public GradListOpKernel {
                                     Tn, PackedL2ReduceOp<T, Tn>)
 MONOLITH_OPS_FOR_EACH_DTYPE_PAIR(MONOLITH_OPS_REGISTER_CPU)
 #undef MONOLITH_OPS_REGISTER_CPU
+
+// The V2 ops (attr T a list of element types) and the finite check.
+#define MONOLITH_OPS_REGISTER_CPU_V2(Tn, tf_name, gpu_dtype, ComputeT, ...) \
+  REGISTER_KERNEL_BUILDER(Name("MonolithGlobalNormV2")                      \
+                              .Device(DEVICE_CPU)                           \
+                              .TypeConstraint<Tn>("Tnorm"),                 \
+                          GlobalNormV2Op<Tn>);                              \
+  REGISTER_KERNEL_BUILDER(Name("MonolithClipByGlobalNormV2")                \
+                              .Device(DEVICE_CPU)                           \
+                              .TypeConstraint<Tn>("Tnorm"),                 \
+                          ClipByGlobalNormV2Op<Tn>);                        \
+  REGISTER_KERNEL_BUILDER(Name("MonolithCheckNormsFinite")                  \
+                              .Device(DEVICE_CPU)                           \
+                              .TypeConstraint<Tn>("Tnorm"),                 \
+                          CheckNormsFiniteOp<Tn>);
+MONOLITH_OPS_FOR_EACH_NORM_DTYPE(MONOLITH_OPS_REGISTER_CPU_V2)
+#undef MONOLITH_OPS_REGISTER_CPU_V2
 
 // MonolithPackGradList has attr T only.
 #define MONOLITH_OPS_REGISTER_PACK(T, tf_name, gpu_dtype, ComputeT, ...)      \

@@ -76,8 +76,11 @@ void AdviseHugePages(const char* data, int64_t bytes) {
   int64_t element_bytes = 0;
   for (int i = 0; i < n; ++i) {
     const int64_t bytes = list[i].TotalBytes();
+    // One shared buffer has one dtype: in a list of several (the V2 ops),
+    // small outputs of the first small tensor's dtype share it.
     if (!list[i].RefCountIsOne() && bytes > 0 &&
-        bytes <= kSharedOutputMaxBytes) {
+        bytes <= kSharedOutputMaxBytes &&
+        (dtype == ::tensorflow::DT_INVALID || dtype == list[i].dtype())) {
       shared[i] = true;
       dtype = list[i].dtype();
       element_bytes = ::tensorflow::DataTypeSize(dtype);

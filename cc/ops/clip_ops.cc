@@ -226,8 +226,8 @@ REGISTER_OP("MonolithGlobalNormV2")
     .Attr(kNormKindAttr)
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle unused;
-      TF_RETURN_IF_ERROR(c->WithRank(c->input(c->num_inputs() - 1), 0,
-                                     &unused));
+      TF_RETURN_IF_ERROR(
+          c->WithRank(c->input(c->num_inputs() - 1), 0, &unused));
       return NormsShapes(c, 0);
     })
     .Doc(R"doc(
@@ -289,6 +289,9 @@ REGISTER_OP("MonolithCheckNormsFinite")
     .Output("checked_norm: Tnorm")
     .Attr(NormTypeAttr())
     .Attr("names: list(string) = []")
+    // Stateful, as TensorFlow's Assert: graph optimizers must neither fold it
+    // away on constant inputs nor drop the control edges on it.
+    .SetIsStateful()
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle unused;
       TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 0, &unused));

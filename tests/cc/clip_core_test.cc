@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cmath>
 #include <cstdint>
@@ -84,6 +85,58 @@ long double Bound(bool exact_squares, int64_t n, int64_t tensors) {
   return static_cast<long double>(roundings) * 0x1.0p-53L * 1.01L;
 }
 
+// A ParallelFor that runs shards of 3 units each, last shard first: a
+// different sharding and order from SerialFor, to show that results do not
+// depend on them.
+void ReversedShards(int64_t n, int64_t,
+                    const std::function<void(int64_t, int64_t)>& fn) {
+  for (int64_t end = n; end > 0; end -= 3)
+    fn(std::max<int64_t>(0, end - 3), end);
+}
+
+// Checks ReducePerTensor on the list against per-tensor long-double sums of
+// squares (within the bound for one tensor) and exact maxima, and that two
+// shardings agree bitwise. Returns a hash of the per-tensor results.
+template <typename T>
+uint64_t CheckPerTensor(const char* dtype, const char* name,
+                        const std::vector<const T*>& inputs,
+                        const std::vector<int64_t>& sizes,
+                        const std::vector<long double>& sums,
+                        const std::vector<double>& maxima) {
+  using monolith_ops::NormType;
+  const int64_t count = static_cast<int64_t>(sizes.size());
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (NormType type : {NormType::kL2, NormType::kInf}) {
+    std::vector<double> serial(count), reversed(count);
+    monolith_ops::ReducePerTensor<T>(inputs.data(), sizes.data(), count, type,
+                                     serial.data(), SerialFor);
+    monolith_ops::ReducePerTensor<T>(inputs.data(), sizes.data(), count, type,
+                                     reversed.data(), ReversedShards);
+    for (int64_t i = 0; i < count; ++i) {
+      bool ok = Bits(serial[i]) == Bits(reversed[i]);
+      if (type == NormType::kL2) {
+        const long double tolerance =
+            sums[i] * Bound(!std::is_same<T, double>::value, sizes[i], 1);
+        ok = ok && std::fabs(static_cast<long double>(serial[i]) - sums[i]) <=
+                       tolerance;
+      } else {
+        ok = ok && serial[i] == maxima[i];
+      }
+      if (!ok) {
+        std::fprintf(stderr,
+                     "%s %s: tensor %lld, %s reduction %.17g (other sharding "
+                     "%.17g), reference %.17Lg / max %.17g\n",
+                     dtype, name, static_cast<long long>(i),
+                     type == NormType::kL2 ? "l2" : "inf", serial[i],
+                     reversed[i], sums[i], maxima[i]);
+        ++failures;
+      }
+    }
+    h = Hash(serial.data(), serial.size() * sizeof(double), h);
+  }
+  return h;
+}
+
 // Element values: value(rng, tensor).
 using Fill = std::function<double(Rng&, size_t)>;
 double Random4(Rng& rng, size_t) { return rng.Value(4.0); }
@@ -98,15 +151,21 @@ void RunCase(const char* dtype, const char* name,
   std::vector<std::vector<T>> data(sizes.size());
   std::vector<const T*> inputs;
   long double reference = 0;
+  std::vector<long double> sums(sizes.size(), 0);
+  std::vector<double> maxima(sizes.size(), 0);
   for (size_t i = 0; i < sizes.size(); ++i) {
     data[i].resize(sizes[i]);
     for (T& x : data[i]) {
       x = static_cast<T>(value(rng, i));
       const long double v = static_cast<double>(static_cast<S>(x));
       reference += v * v;
+      sums[i] += v * v;
+      maxima[i] = std::max(maxima[i], static_cast<double>(std::fabs(v)));
     }
     inputs.push_back(data[i].empty() ? nullptr : data[i].data());
   }
+  const uint64_t per_tensor =
+      CheckPerTensor<T>(dtype, name, inputs, sizes, sums, maxima);
   const int64_t count = static_cast<int64_t>(sizes.size());
   const double sum = monolith_ops::SumOfSquares<T>(inputs.data(), sizes.data(),
                                                    count, SerialFor);
@@ -138,9 +197,10 @@ void RunCase(const char* dtype, const char* name,
   char line[256];
   std::snprintf(line, sizeof(line),
                 "%-8s %-10s n=%-8" PRId64 " sum=%016" PRIx64
-                " action=%d scale=%016" PRIx64 " outputs=%016" PRIx64 "\n",
+                " action=%d scale=%016" PRIx64 " outputs=%016" PRIx64
+                " per_tensor=%016" PRIx64 "\n",
                 dtype, name, total, Bits(sum), static_cast<int>(action),
-                Bits(static_cast<double>(scale)), h);
+                Bits(static_cast<double>(scale)), h, per_tensor);
   lines += line;
 }
 

@@ -3,7 +3,9 @@
 """Checks of the CUDA build that need no GPU, so that CI can run them.
 
 * The library records whether it was built with CUDA, and a CUDA build
-  registers a DEVICE_GPU kernel for every op and dtype pair (a CPU build none).
+  registers a DEVICE_GPU kernel for every op and dtype pair (a CPU build none);
+  the ops whose list may mix dtypes, for every norm dtype, with the finite
+  check's arguments in host memory.
 * A CUDA build has no undefined dynamic cuda* / cu* symbol and needs no CUDA
   library: the runtime is linked in statically, so it loads under TensorFlow's
   CPU wheel (this test module importing it proves the load).
@@ -13,7 +15,8 @@
   headers it includes (the clip rule, the dtype tables) no CUDA one.
 * The CUDA core's kernels, run on the CPU under tests/gpu/emulation, give the
   right sums and clips, bit for bit as the CPU kernel's rule.
-* Where TensorFlow sees a GPU (never in CI), the GPU kernels match the CPU ones.
+* Where TensorFlow sees a GPU (never in CI), the GPU kernels match the CPU
+  ones, the V2 ops' too (lists of mixed dtypes, inverse_scale).
 
 scripts/ci_cuda.sh builds with MONOLITH_OPS_CUDA=1 and runs the whole suite
 with MONOLITH_OPS_EXPECT_CUDA=1, which makes the first test insist on it.
@@ -42,6 +45,10 @@ SHARED_HEADERS = [
 ]
 EMULATION = os.path.join(ROOT, "tests", "gpu", "emulation")
 OPS = ("GlobalL2Reduce", "MonolithClipByGlobalNorm", "MonolithClipByGlobalNormFused")
+# Ops whose input list may mix dtypes: GPU kernels constrain Tnorm only.
+V2_OPS = ("MonolithGlobalNormV2", "MonolithClipByGlobalNormV2", "MonolithCheckNormsFinite")
+# Arguments that the GPU kernel of an op keeps in host memory.
+HOST_MEMORY = {"MonolithCheckNormsFinite": {"global_norm", "tensor_norms", "checked_norm"}}
 TYPE_PAIRS = {
     (t, n)
     for t in ("DT_FLOAT", "DT_DOUBLE", "DT_HALF", "DT_BFLOAT16")
@@ -89,6 +96,22 @@ def test_gpu_kernels_registered_exactly_in_a_cuda_build(op):
         assert pairs == TYPE_PAIRS
     else:
         assert pairs == set()
+
+
+@pytest.mark.parametrize("op", V2_OPS)
+def test_v2_gpu_kernels_registered_exactly_in_a_cuda_build(op):
+    _library()
+    gpu = [k for k in kernels.get_registered_kernels_for_op(op).kernel if k.device_type == "GPU"]
+    if not _loader.built_with_cuda():
+        assert gpu == []
+        return
+    tnorms = []
+    for k in gpu:
+        types = {c.name: list(c.allowed_values.list.type) for c in k.constraint}
+        assert set(types) == {"Tnorm"}, types
+        tnorms += [types_pb2.DataType.Name(t) for t in types["Tnorm"]]
+        assert set(k.host_memory_arg) == HOST_MEMORY.get(op, set())
+    assert sorted(tnorms) == ["DT_DOUBLE", "DT_FLOAT"]
 
 
 def _tool(name):
@@ -257,4 +280,44 @@ def test_gpu_kernels_match_cpu_kernels(dtype, tnorm):
     for v, g in zip(values, gpu[3]):
         np.testing.assert_array_equal(g.numpy(), tf.cast(tf.constant(v), dtype).numpy())
     for g in gpu[4]:
+        assert np.isnan(tf.cast(g, tf.float32).numpy()).all()
+
+
+@pytest.mark.parametrize("norm_type", ["l2", "inf"])
+@pytest.mark.parametrize("tnorm", [tf.float32, tf.float64])
+def test_v2_gpu_kernels_match_cpu_kernels(norm_type, tnorm):
+    _gpu_or_skip()
+    ops = _loader.ops
+    rng = np.random.default_rng(11)
+    dtypes = [tf.float32, tf.float16, tf.float64, tf.bfloat16, tf.float32, tf.float16]
+    values = [rng.normal(size=n).astype(np.float32) * 3 for n in (1, 0, 70001, 1000, 17, 9000)]
+
+    def run(device, inverse_scale):
+        with tf.device(device):
+            ts = [tf.cast(tf.constant(v), d) for v, d in zip(values, dtypes)]
+            inv = tf.constant(inverse_scale, tnorm)
+            norm, norms = ops.monolith_global_norm_v2(ts, inv, norm_type=norm_type)
+            clip = norm * 0.5
+            clipped, clip_norm, clip_norms = ops.monolith_clip_by_global_norm_v2(
+                ts, clip, inv, norm_type=norm_type
+            )
+            return norm, norms, clipped, clip_norm, clip_norms
+
+    for inverse_scale in (1.0, 0.25):
+        cpu, gpu = run("/CPU:0", inverse_scale), run("/GPU:0", inverse_scale)
+        for i in (0, 1, 3, 4):
+            np.testing.assert_allclose(gpu[i].numpy(), cpu[i].numpy(), rtol=1e-6)
+        for c, g in zip(cpu[2], gpu[2]):
+            np.testing.assert_allclose(
+                tf.cast(g, tf.float64).numpy(), tf.cast(c, tf.float64).numpy(), rtol=1e-2
+            )
+    # What the CPU kernel rejects fills the GPU outputs with NaN.
+    with tf.device("/GPU:0"):
+        ts = [tf.cast(tf.constant(v), d) for v, d in zip(values, dtypes)]
+        norm, norms = ops.monolith_global_norm_v2(ts, tf.constant(0.0, tnorm), norm_type=norm_type)
+        clipped, _, _ = ops.monolith_clip_by_global_norm_v2(
+            ts, tf.constant(1.0, tnorm), tf.constant(-1.0, tnorm), norm_type=norm_type
+        )
+    assert np.isnan(norm.numpy()) and np.isnan(norms.numpy()).all()
+    for g in clipped:
         assert np.isnan(tf.cast(g, tf.float32).numpy()).all()

@@ -375,20 +375,16 @@ __device__ typename Elem<D>::Compute ElementScale(Tn scale) {
   return E::ToCompute(E::FromCompute(static_cast<typename E::Compute>(scale)));
 }
 
-template <DType D, typename Tn>
-__global__ void __launch_bounds__(kThreads)
-    ClipKernel(TensorTable table, const Tn* norm, const Tn* clip_norm_ptr,
-               Tn clip_norm_value) {
+// Applies a decided clip to the table: every output NaN (kFillNaN), a copy
+// of the inputs (kPassThrough; nothing written where in place), or each
+// element times `scale` in its compute type, then rounded (kScale).
+template <DType D>
+__device__ void ApplyClip(const TensorTable& table, ClipAction action,
+                          typename Elem<D>::Compute scale) {
   using E = Elem<D>;
   using Storage = typename E::Storage;
   constexpr int V = VectorWidth<D>();
-  const Tn clip_norm =
-      clip_norm_ptr != nullptr ? *clip_norm_ptr : clip_norm_value;
-  Tn scale_tn = Tn(1);
-  // The clip rule of clip_decision.h; inputs the CPU kernels reject give NaN.
-  const ClipAction action = DecideClipOrNaN(*norm, clip_norm, &scale_tn);
   if (action == ClipAction::kPassThrough && table.all_in_place) return;
-  const typename E::Compute scale = ElementScale<D>(scale_tn);
   auto on_group = [&](const Slot<D>(&slots)[kUnroll]) {
     Storage v[kUnroll][V];
     // A pass-through leaves alone a tensor that is its own output.
@@ -425,6 +421,244 @@ __global__ void __launch_bounds__(kThreads)
     }
   };
   ForEachChunk<D>(table, on_group, [](int64_t) {});
+}
+
+template <DType D, typename Tn>
+__global__ void __launch_bounds__(kThreads)
+    ClipKernel(TensorTable table, const Tn* norm, const Tn* clip_norm_ptr,
+               Tn clip_norm_value) {
+  const Tn clip_norm =
+      clip_norm_ptr != nullptr ? *clip_norm_ptr : clip_norm_value;
+  Tn scale_tn = Tn(1);
+  // The clip rule of clip_decision.h; inputs the CPU kernels reject give NaN.
+  const ClipAction action = DecideClipOrNaN(*norm, clip_norm, &scale_tn);
+  ApplyClip<D>(table, action, ElementScale<D>(scale_tn));
+}
+
+// ------------------------------------------------- per-tensor reductions
+
+// Adds one element into a thread's reduction: its square (kL2) or its
+// absolute value's NaN-propagating maximum (kInf).
+template <NormType kType>
+__device__ double Accumulate(double acc, double x) {
+  if (kType == NormType::kL2) return fma(x, x, acc);
+  return MaxOrNaN(acc, fabs(x));
+}
+
+// CombineReductions() over a warp, in a fixed order; valid in lane 0. Every
+// lane of the warp must call it.
+template <NormType kType>
+__device__ double WarpReduce(double v) {
+  for (int offset = 16; offset > 0; offset /= 2) {
+    v = CombineReductions(kType, v, __shfl_down_sync(0xffffffffu, v, offset));
+  }
+  return v;
+}
+
+// CombineReductions() over the block, in a fixed order; valid in thread 0.
+// `scratch` holds one double per warp.
+template <NormType kType>
+__device__ double BlockReduce(double v, double* scratch) {
+  const int lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32;
+  const int num_warps = blockDim.x / 32;
+  v = WarpReduce<kType>(v);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    v = WarpReduce<kType>(lane < num_warps ? scratch[lane] : 0.0);
+  }
+  return v;
+}
+
+// The reduction of one thread's V lanes, combined pairwise in a fixed order.
+template <NormType kType, int V>
+__device__ double LaneReduce(double (&acc)[V]) {
+#pragma unroll
+  for (int width = V / 2; width > 0; width /= 2) {
+#pragma unroll
+    for (int k = 0; k < width; ++k) {
+      acc[k] = CombineReductions(kType, acc[k], acc[k + width]);
+    }
+  }
+  return acc[0];
+}
+
+// The vector of tensor t at padded position p (offsets[t] <= p < offsets[t
+// + 1]).
+template <DType D>
+__device__ Slot<D> TensorSlot(const TensorTable& table, int64_t t, int64_t p) {
+  using Storage = typename Elem<D>::Storage;
+  constexpr int V = VectorWidth<D>();
+  const int64_t local = p - table.offsets[t];
+  Slot<D> slot;
+  slot.in = static_cast<const Storage*>(table.inputs[t]) + local;
+  slot.valid =
+      static_cast<int>(min(static_cast<int64_t>(V), table.sizes[t] - local));
+  return slot;
+}
+
+// Reduces each chunk's part of each tensor: workspace[chunk + t] = the
+// reduction of the elements of tensor t in chunk `chunk` (chunk + t is one
+// to one over the pairs that share elements, since both grow with the
+// position). A chunk inside one tensor is reduced by the whole block, as the
+// sum of squares is; a chunk shared by several tensors gives each tensor's
+// part to one warp (warp w takes the chunk's tensors w, w + warps, ...). Which
+// thread reads which element depends only on the chunk, so the results do
+// not depend on the grid size.
+template <DType D, NormType kType>
+__global__ void __launch_bounds__(kThreads)
+    PerTensorChunkKernel(TensorTable table, double* workspace) {
+  using E = Elem<D>;
+  constexpr int V = VectorWidth<D>();
+  constexpr int kWarps = kThreads / 32;
+  __shared__ double scratch[kWarps];
+  const int lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32;
+  const int64_t chunks_per_block =
+      (table.num_chunks + gridDim.x - 1) / gridDim.x;
+  const int64_t first_chunk = blockIdx.x * chunks_per_block;
+  const int64_t end_chunk =
+      min(first_chunk + chunks_per_block, table.num_chunks);
+  for (int64_t chunk = first_chunk; chunk < end_chunk; ++chunk) {
+    const int64_t begin = chunk * kChunkElements;
+    const int64_t end = min(begin + kChunkElements, table.padded_total);
+    const int64_t first = BlockFindTensor(table.offsets, table.count, begin);
+    const int64_t last = BlockFindTensor(table.offsets, table.count, end - 1);
+    if (first == last) {
+      double acc[V];
+#pragma unroll
+      for (int k = 0; k < V; ++k) acc[k] = 0.0;
+      for (int j = 0; j < VectorsPerThread<D>(); ++j) {
+        const int64_t p =
+            begin + (static_cast<int64_t>(j) * kThreads + threadIdx.x) * V;
+        if (p >= end) break;
+        typename E::Storage v[V];
+        TensorSlot<D>(table, first, p).Read(v);
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+          acc[k] = Accumulate<kType>(acc[k],
+                                     static_cast<double>(E::ToCompute(v[k])));
+        }
+      }
+      const double r = BlockReduce<kType>(LaneReduce<kType>(acc), scratch);
+      if (threadIdx.x == 0) workspace[chunk + first] = r;
+      __syncthreads();  // scratch is reused by the next chunk
+      continue;
+    }
+    for (int64_t t = first + warp; t <= last; t += kWarps) {
+      const int64_t seg_begin = max(begin, table.offsets[t]);
+      const int64_t seg_end = min(end, table.offsets[t + 1]);
+      if (seg_begin >= seg_end) continue;  // an empty tensor
+      double acc[V];
+#pragma unroll
+      for (int k = 0; k < V; ++k) acc[k] = 0.0;
+      for (int64_t p = seg_begin + static_cast<int64_t>(lane) * V; p < seg_end;
+           p += 32 * V) {
+        typename E::Storage v[V];
+        TensorSlot<D>(table, t, p).Read(v);
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+          acc[k] = Accumulate<kType>(acc[k],
+                                     static_cast<double>(E::ToCompute(v[k])));
+        }
+      }
+      const double r = WarpReduce<kType>(LaneReduce<kType>(acc));
+      if (lane == 0) workspace[chunk + t] = r;
+    }
+  }
+}
+
+// per_tensor[position of t] = the combination of tensor t's chunk parts,
+// each tensor by one warp (lane l takes its chunks l, l + 32, ...), 0 for an
+// empty tensor.
+template <NormType kType>
+__global__ void __launch_bounds__(kThreads)
+    PerTensorGatherKernel(TensorTable table, const double* workspace,
+                          double* per_tensor) {
+  const int lane = threadIdx.x % 32;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * (kThreads / 32);
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * (kThreads / 32) +
+                   threadIdx.x / 32;
+       t < table.count; t += warps) {
+    const int64_t begin = table.offsets[t];
+    const int64_t end = table.offsets[t + 1];
+    double acc = 0.0;
+    if (begin < end) {
+      const int64_t first_chunk = begin / kChunkElements;
+      const int64_t last_chunk = (end - 1) / kChunkElements;
+      for (int64_t c = first_chunk + lane; c <= last_chunk; c += 32) {
+        acc = CombineReductions(kType, acc, workspace[c + t]);
+      }
+    }
+    acc = WarpReduce<kType>(acc);
+    if (lane == 0) {
+      per_tensor[table.positions != nullptr ? table.positions[t] : t] = acc;
+    }
+  }
+}
+
+template <typename Tn>
+__device__ Tn QuietNaN();
+template <>
+__device__ float QuietNaN<float>() {
+  return Elem<DType::kFloat>::NaN();
+}
+template <>
+__device__ double QuietNaN<double>() {
+  return Elem<DType::kDouble>::NaN();
+}
+
+// The norms from the per-tensor reductions (LaunchFinishNorms()). Every
+// thread writes the norms of its tensors; thread 0 combines the reductions
+// in list order, a tile of kFinalThreads at a time through shared memory.
+template <typename Tn>
+__global__ void __launch_bounds__(kFinalThreads)
+    FinishNormsKernel(NormType type, const double* per_tensor, int64_t count,
+                      const Tn* inverse_scale_ptr, Tn* global_norm,
+                      Tn* tensor_norms) {
+  __shared__ double tile[kFinalThreads];
+  const Tn inverse_scale =
+      inverse_scale_ptr != nullptr ? *inverse_scale_ptr : Tn(1);
+  const bool valid = IsFinite(inverse_scale) && inverse_scale > Tn(0);
+  double acc = 0.0;
+  for (int64_t base = 0; base < count; base += kFinalThreads) {
+    const int64_t i = base + threadIdx.x;
+    if (i < count) {
+      const double r = per_tensor[i];
+      tile[threadIdx.x] = r;
+      tensor_norms[i] =
+          valid ? UnscaledNorm<Tn>(type, r, inverse_scale) : QuietNaN<Tn>();
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      const int n = static_cast<int>(
+          min(static_cast<int64_t>(kFinalThreads), count - base));
+      for (int k = 0; k < n; ++k) acc = CombineReductions(type, acc, tile[k]);
+    }
+    __syncthreads();  // the tile is reused
+  }
+  if (threadIdx.x == 0) {
+    *global_norm =
+        valid ? UnscaledNorm<Tn>(type, acc, inverse_scale) : QuietNaN<Tn>();
+  }
+}
+
+// The clip with unscaling (LaunchClipUnscaled()).
+template <DType D, typename Tn>
+__global__ void __launch_bounds__(kThreads)
+    ClipUnscaledKernel(TensorTable table, const Tn* norm, const Tn* clip_norm,
+                       const Tn* inverse_scale_ptr) {
+  using Compute = typename Elem<D>::Compute;
+  const Tn inverse_scale =
+      inverse_scale_ptr != nullptr ? *inverse_scale_ptr : Tn(1);
+  Tn scale_tn = Tn(1);
+  const ClipAction action =
+      DecideUnscaledClipOrNaN(*norm, *clip_norm, inverse_scale, &scale_tn);
+  const Compute scale = ScaleThroughElementType(inverse_scale)
+                            ? ElementScale<D>(scale_tn)
+                            : static_cast<Compute>(scale_tn);
+  ApplyClip<D>(table, action, scale);
 }
 
 // Blocks to launch for `work` chunks: all that fit on the device at once, at
@@ -585,6 +819,99 @@ cudaError_t FinalSumAny(DType tnorm, const double* partials, int64_t n,
   return ByNormDType(tnorm, FinalSumFn{partials, n, sum_out, norm_out, stream});
 }
 
+template <DType D, NormType kType>
+cudaError_t PerTensorReduceFor(const TensorTable& table, double* workspace,
+                               double* per_tensor, cudaStream_t stream) {
+  if (table.count == 0) return cudaSuccess;
+  int grid = 0;
+  cudaError_t err;
+  if (table.num_chunks > 0) {
+    err = GridSize(PerTensorChunkKernel<D, kType>, kThreads, table.num_chunks,
+                   &grid);
+    if (err != cudaSuccess) return err;
+    auto* const chunk_kernel = PerTensorChunkKernel<D, kType>;
+    chunk_kernel<<<grid, kThreads, 0, stream>>>(table, workspace);
+    err = cudaGetLastError();
+    if (err != cudaSuccess) return err;
+  }
+  const int64_t gather_blocks =
+      (table.count + kThreads / 32 - 1) / (kThreads / 32);
+  err = GridSize(PerTensorGatherKernel<kType>, kThreads, gather_blocks, &grid);
+  if (err != cudaSuccess) return err;
+  auto* const gather_kernel = PerTensorGatherKernel<kType>;
+  gather_kernel<<<grid, kThreads, 0, stream>>>(table, workspace, per_tensor);
+  return cudaGetLastError();
+}
+
+struct PerTensorReduceFn {
+  const TensorTable& table;
+  NormType type;
+  double* workspace;
+  double* per_tensor;
+  cudaStream_t stream;
+  template <DType D>
+  cudaError_t operator()() const {
+    if (type == NormType::kInf) {
+      return PerTensorReduceFor<D, NormType::kInf>(table, workspace, per_tensor,
+                                                   stream);
+    }
+    return PerTensorReduceFor<D, NormType::kL2>(table, workspace, per_tensor,
+                                                stream);
+  }
+};
+
+struct FinishNormsFn {
+  NormType type;
+  const double* per_tensor;
+  int64_t count;
+  const void* inverse_scale;
+  void* global_norm;
+  void* tensor_norms;
+  cudaStream_t stream;
+  template <typename NormT>
+  cudaError_t operator()() const {
+    FinishNormsKernel<NormT><<<1, kFinalThreads, 0, stream>>>(
+        type, per_tensor, count, static_cast<const NormT*>(inverse_scale),
+        static_cast<NormT*>(global_norm), static_cast<NormT*>(tensor_norms));
+    return cudaGetLastError();
+  }
+};
+
+// The arguments of an unscaled clip; operator()<NormT>() launches it for the
+// norm type NormT and the table's dtype.
+struct ClipUnscaledFn {
+  const TensorTable& table;
+  const void* norm;
+  const void* clip_norm;
+  const void* inverse_scale;
+  cudaStream_t stream;
+
+  template <typename NormT>
+  struct WithNorm {
+    const ClipUnscaledFn& clip;
+    template <DType D>
+    cudaError_t operator()() const {
+      const TensorTable& table = clip.table;
+      if (table.num_chunks == 0) return cudaSuccess;
+      int grid = 0;
+      cudaError_t err = GridSize(ClipUnscaledKernel<D, NormT>, kThreads,
+                                 table.num_chunks, &grid);
+      if (err != cudaSuccess) return err;
+      cudaStream_t stream = clip.stream;
+      ClipUnscaledKernel<D, NormT><<<grid, kThreads, 0, stream>>>(
+          table, static_cast<const NormT*>(clip.norm),
+          static_cast<const NormT*>(clip.clip_norm),
+          static_cast<const NormT*>(clip.inverse_scale));
+      return cudaGetLastError();
+    }
+  };
+
+  template <typename NormT>
+  cudaError_t operator()() const {
+    return ByDType(table.dtype, WithNorm<NormT>{*this});
+  }
+};
+
 }  // namespace
 
 size_t TableBytes(int64_t count, bool with_outputs) {
@@ -682,6 +1009,36 @@ int LaunchClipFused(const TensorTable& table, DType tnorm,
       FinalSumAny(tnorm, partials, table.num_chunks, nullptr, norm_out, stream);
   if (err != cudaSuccess) return err;
   return ClipAny(table, tnorm, norm_out, clip_norm_ptr, 0.0, stream);
+}
+
+int64_t PerTensorWorkspace(const TensorTable& table) {
+  if (table.count <= 0) return 0;
+  return table.num_chunks + table.count;
+}
+
+int LaunchPerTensorReduce(const TensorTable& table, NormType type,
+                          double* workspace, double* per_tensor,
+                          Stream stream) {
+  return ByDType(table.dtype,
+                 PerTensorReduceFn{table, type, workspace, per_tensor, stream});
+}
+
+int LaunchFinishNorms(NormType type, DType tnorm, const double* per_tensor,
+                      int64_t count, const void* inverse_scale,
+                      void* global_norm, void* tensor_norms, Stream stream) {
+  if (count > 0 && tensor_norms == nullptr) return cudaErrorInvalidValue;
+  return ByNormDType(
+      tnorm, FinishNormsFn{type, per_tensor, count, inverse_scale, global_norm,
+                           tensor_norms, stream});
+}
+
+int LaunchClipUnscaled(const TensorTable& table, DType tnorm, const void* norm,
+                       const void* clip_norm, const void* inverse_scale,
+                       Stream stream) {
+  if (!IsNormDType(tnorm)) return cudaErrorInvalidValue;
+  if (table.count > 0 && table.outputs == nullptr) return cudaErrorInvalidValue;
+  return ByNormDType(
+      tnorm, ClipUnscaledFn{table, norm, clip_norm, inverse_scale, stream});
 }
 
 const char* ErrorString(int code) {

@@ -32,6 +32,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "cc/kernels/clip_decision.h"
 #include "cc/kernels/dtypes.h"
 
 struct CUstream_st;
@@ -65,6 +66,11 @@ struct TensorTable {
   int64_t num_chunks = 0;          // chunks of the padded list
   DType dtype = DType::kFloat;
   bool all_in_place = false;  // outputs[i] == inputs[i] for every i
+  // Optional, set by the caller after PackTable(): device memory holding,
+  // for each entry, its position in the op's whole list (a list of several
+  // dtypes is one table per dtype). Null: entry i is position i. Only the
+  // per-tensor reduction reads it.
+  const int64_t* positions = nullptr;
 };
 
 // Bytes of host and device memory that PackTable() needs for a list of
@@ -124,6 +130,54 @@ int LaunchClip(const TensorTable& table, DType tnorm, const void* norm,
 int LaunchClipFused(const TensorTable& table, DType tnorm,
                     const void* clip_norm_ptr, double* partials, void* norm_out,
                     Stream stream);
+
+// The norms of MonolithGlobalNormV2 and MonolithClipByGlobalNormV2
+// (NormType, CombineReductions and UnscaledNorm of clip_decision.h). A list
+// whose tensors have several dtypes is one table per dtype: each table's
+// per-tensor reductions go into one array indexed by list position
+// (TensorTable::positions), then one launch finishes the norms of the list.
+
+// Doubles of workspace that LaunchPerTensorReduce() needs for `table`:
+// one per (chunk, tensor) pair that shares elements, at most num_chunks +
+// count (0 for an empty table).
+int64_t PerTensorWorkspace(const TensorTable& table);
+
+// per_tensor[position of entry i] = the reduction of entry i, in double: the
+// sum of the squares of its elements (kL2) or the largest absolute value
+// (kInf; NaN when it holds a NaN), 0 for an empty tensor. Each tensor is
+// reduced on its own, in an order that depends only on the tensor sizes and
+// dtype (never on the grid size): each chunk's part of a tensor is reduced by
+// the whole block (a chunk inside one tensor) or by one warp (a chunk shared
+// by several), and a tensor's chunk parts are then combined by one warp.
+// Two launches; `workspace` holds PerTensorWorkspace() doubles.
+int LaunchPerTensorReduce(const TensorTable& table, NormType type,
+                          double* workspace, double* per_tensor, Stream stream);
+
+// One block: combines per_tensor[0 .. count) in list order with
+// CombineReductions() and writes, in Tnorm on the device,
+//   tensor_norms[i] = UnscaledNorm(type, per_tensor[i], inverse_scale),
+//   *global_norm    = UnscaledNorm(type, the combination, inverse_scale),
+// with inverse_scale = *inverse_scale (a Tnorm on the device), or 1 when
+// that pointer is null. An inverse_scale that is not positive and finite
+// (which the CPU kernels reject) makes every norm NaN. tensor_norms may be
+// null when count is 0.
+int LaunchFinishNorms(NormType type, DType tnorm, const double* per_tensor,
+                      int64_t count, const void* inverse_scale,
+                      void* global_norm, void* tensor_norms, Stream stream);
+
+// LaunchClip() with the loss-scale unscaling of MonolithClipByGlobalNormV2:
+// decided on the device by DecideUnscaledClipOrNaN(*norm, *clip_norm,
+// inverse_scale) (every pointer a Tnorm on the device; inverse_scale null
+// means 1). With inverse_scale == 1 (ScaleThroughElementType) the scale is
+// rounded to the element type before it multiplies, and the clip is
+// LaunchClip()'s; otherwise each element is multiplied by the Tnorm scale
+// taken in the element's compute type (float for float, half and bfloat16,
+// double for double), then rounded. A clip_norm or inverse_scale that is not
+// positive and finite, a negative norm, or an inf or NaN norm make every
+// output NaN. The table must have outputs.
+int LaunchClipUnscaled(const TensorTable& table, DType tnorm, const void* norm,
+                       const void* clip_norm, const void* inverse_scale,
+                       Stream stream);
 
 // The CUDA runtime's description of an error code.
 const char* ErrorString(int code);

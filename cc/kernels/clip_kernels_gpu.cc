@@ -17,8 +17,19 @@
 //   forwarded), never aliases decided on the host.
 // - Values that the CPU kernels reject with InvalidArgument after reading
 //   them (a negative global_norm, a clip_norm tensor that is not positive and
-//   finite) cannot raise here: they make every output NaN.
+//   finite) cannot raise here: they make every output NaN. So does an
+//   inverse_scale that is not positive and finite (the V2 ops).
+//
+// The V2 ops (MonolithGlobalNormV2, MonolithClipByGlobalNormV2) take a list
+// of several dtypes: it is split into one table per dtype at run time, each
+// table holding its tensors' positions in the list, and every table's
+// per-tensor reductions go into one array in list order, from which one
+// launch finishes the norms. MonolithCheckNormsFinite runs on the host, its
+// arguments in host memory: the norms are copied to the host only when the
+// caller asks for the check (error_if_nonfinite).
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "cc/kernels/clip_adapter.h"
@@ -78,16 +89,34 @@ class DeviceTable {
   // `outputs` is null for a reduction.
   Status Init(OpKernelContext* ctx, gpu::DType dtype, const OpInputList& list,
               const std::vector<void*>* outputs) {
+    std::vector<const Tensor*> tensors;
+    tensors.reserve(list.size());
+    for (const Tensor& t : list) tensors.push_back(&t);
+    return Init(ctx, dtype, tensors, outputs, nullptr);
+  }
+
+  // The table of `tensors`, all of `dtype`; `outputs` (one per tensor) is
+  // null for a reduction. `positions`, when not null, gives each tensor's
+  // position in the op's whole list (TensorTable::positions), copied with
+  // the table.
+  Status Init(OpKernelContext* ctx, gpu::DType dtype,
+              const std::vector<const Tensor*>& tensors,
+              const std::vector<void*>* outputs,
+              const std::vector<int64_t>* positions) {
     std::vector<const void*> inputs;
     std::vector<int64_t> sizes;
-    inputs.reserve(list.size());
-    sizes.reserve(list.size());
-    for (const Tensor& t : list) {
-      inputs.push_back(t.data());
-      sizes.push_back(t.NumElements());
+    inputs.reserve(tensors.size());
+    sizes.reserve(tensors.size());
+    for (const Tensor* t : tensors) {
+      inputs.push_back(t->data());
+      sizes.push_back(t->NumElements());
     }
-    const int64_t count = list.size();
-    const size_t bytes = gpu::TableBytes(count, outputs != nullptr);
+    const int64_t count = static_cast<int64_t>(tensors.size());
+    const size_t table_bytes = gpu::TableBytes(count, outputs != nullptr);
+    const size_t bytes =
+        table_bytes + (positions != nullptr && count > 0
+                           ? static_cast<size_t>(count) * sizeof(int64_t)
+                           : 0);
     void* const* out = outputs != nullptr ? outputs->data() : nullptr;
     if (bytes == 0) {
       table_ =
@@ -105,6 +134,13 @@ class DeviceTable {
         ctx->allocate_temp(tensorflow::DT_INT8, shape, &device_));
     table_ = gpu::PackTable(dtype, inputs.data(), out, sizes.data(), count,
                             host.data(), device_.data());
+    if (positions != nullptr) {
+      // After the table (a multiple of 8 bytes): the positions.
+      char* host_positions = static_cast<char*>(host.data()) + table_bytes;
+      std::memcpy(host_positions, positions->data(), count * sizeof(int64_t));
+      table_.positions = reinterpret_cast<const int64_t*>(
+          static_cast<char*>(device_.data()) + table_bytes);
+    }
     TF_RETURN_IF_ERROR(
         CudaStatus(gpu::CopyTableToDevice(host.data(), device_.data(), bytes,
                                           CudaStream(ctx)),
@@ -217,6 +253,174 @@ class ClipByGlobalNormFusedGpuOp : public GradListOpKernel {
   }
 };
 
+// The core's DType of a TensorFlow dtype of the dtype table.
+bool CoreDTypeOf(::tensorflow::DataType dt, gpu::DType* out) {
+#define MONOLITH_OPS_CORE_DTYPE_OF(T, tf_name, gpu_dtype, ComputeT, ...) \
+  if (dt == ::tensorflow::DataTypeToEnum<T>::value) {                    \
+    *out = gpu::DType::gpu_dtype;                                        \
+    return true;                                                         \
+  }
+  MONOLITH_OPS_FOR_EACH_DTYPE(MONOLITH_OPS_CORE_DTYPE_OF)
+#undef MONOLITH_OPS_CORE_DTYPE_OF
+  return false;
+}
+
+// The tensors of one dtype of a list, with their positions in it.
+struct DTypeGroup {
+  gpu::DType dtype;
+  std::vector<const Tensor*> tensors;
+  std::vector<int64_t> positions;
+  std::vector<void*> outputs;  // for a clip
+};
+
+// Splits `list` by dtype, in the order of the dtype table; `outputs` (one per
+// tensor of the list, or null) follow their tensors.
+Status GroupByDType(const OpInputList& list, const std::vector<void*>* outputs,
+                    std::vector<DTypeGroup>* groups) {
+  groups->clear();
+  for (int i = 0; i < list.size(); ++i) {
+    gpu::DType dtype;
+    if (!CoreDTypeOf(list[i].dtype(), &dtype)) {
+      return errors::InvalidArgument(
+          "grad_list[", i, "] has dtype ",
+          ::tensorflow::DataTypeString(list[i].dtype()),
+          ", which these kernels do not take");
+    }
+    auto it =
+        std::find_if(groups->begin(), groups->end(),
+                     [&](const DTypeGroup& g) { return g.dtype == dtype; });
+    if (it == groups->end()) {
+      groups->push_back(DTypeGroup{dtype, {}, {}, {}});
+      it = groups->end() - 1;
+    }
+    it->tensors.push_back(&list[i]);
+    it->positions.push_back(i);
+    if (outputs != nullptr) it->outputs.push_back((*outputs)[i]);
+  }
+  std::sort(groups->begin(), groups->end(),
+            [](const DTypeGroup& a, const DTypeGroup& b) {
+              return static_cast<int>(a.dtype) < static_cast<int>(b.dtype);
+            });
+  return Status();
+}
+
+// The norms of the V2 ops, on the op's stream: one table per dtype of the
+// list (with outputs when `outputs` is given, for the clip that follows),
+// per-tensor reductions into one array by list position, then the global
+// norm and tensor_norms (of the values times *inverse_scale). `tables`
+// receives the tables, valid on the stream.
+Status ComputeNormsV2(OpKernelContext* ctx, const OpInputList& list,
+                      NormType type, gpu::DType tnorm,
+                      const std::vector<void*>* outputs,
+                      const void* inverse_scale, void* global_norm,
+                      void* tensor_norms, std::vector<DeviceTable>* tables,
+                      std::vector<DTypeGroup>* groups) {
+  TF_RETURN_IF_ERROR(GroupByDType(list, outputs, groups));
+  tables->clear();
+  tables->resize(groups->size());
+  int64_t workspace_size = 1;
+  for (size_t g = 0; g < groups->size(); ++g) {
+    DTypeGroup& group = (*groups)[g];
+    TF_RETURN_IF_ERROR((*tables)[g].Init(
+        ctx, group.dtype, group.tensors,
+        outputs != nullptr ? &group.outputs : nullptr, &group.positions));
+    workspace_size =
+        std::max(workspace_size, gpu::PerTensorWorkspace((*tables)[g].table()));
+  }
+  const int64_t count = list.size();
+  Tensor per_tensor;
+  TF_RETURN_IF_ERROR(ctx->allocate_temp(
+      tensorflow::DT_DOUBLE, {std::max<int64_t>(1, count)}, &per_tensor));
+  // One workspace for every table: they run one after another on the stream.
+  Tensor workspace;
+  TF_RETURN_IF_ERROR(
+      ctx->allocate_temp(tensorflow::DT_DOUBLE, {workspace_size}, &workspace));
+  const gpu::Stream stream = CudaStream(ctx);
+  for (const DeviceTable& table : *tables) {
+    TF_RETURN_IF_ERROR(CudaStatus(
+        gpu::LaunchPerTensorReduce(table.table(), type,
+                                   workspace.flat<double>().data(),
+                                   per_tensor.flat<double>().data(), stream),
+        "the per-tensor reduction"));
+  }
+  return CudaStatus(
+      gpu::LaunchFinishNorms(type, tnorm, per_tensor.flat<double>().data(),
+                             count, inverse_scale, global_norm,
+                             count > 0 ? tensor_norms : nullptr, stream),
+      "the norms");
+}
+
+template <typename Tn>
+class GlobalNormV2GpuOp : public GradListOpKernel {
+ public:
+  explicit GlobalNormV2GpuOp(OpKernelConstruction* ctx)
+      : GradListOpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ReadNormType(ctx, &type_));
+  }
+
+  void ComputeList(OpKernelContext* ctx, const OpInputList& list) override {
+    const Tensor& inverse_scale = ctx->input(list.size());
+    OP_REQUIRES_OK(ctx, CheckScalar(inverse_scale, "inverse_scale"));
+    Tensor* global_norm = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &global_norm));
+    Tensor* tensor_norms = nullptr;
+    OP_REQUIRES_OK(ctx,
+                   ctx->allocate_output(1, {static_cast<int64_t>(list.size())},
+                                        &tensor_norms));
+    std::vector<DeviceTable> tables;
+    std::vector<DTypeGroup> groups;
+    OP_REQUIRES_OK(
+        ctx, ComputeNormsV2(ctx, list, type_, CoreDType<Tn>::value, nullptr,
+                            inverse_scale.data(), global_norm->data(),
+                            tensor_norms->data(), &tables, &groups));
+  }
+
+ private:
+  NormType type_ = NormType::kL2;
+};
+
+template <typename Tn>
+class ClipByGlobalNormV2GpuOp : public GradListOpKernel {
+ public:
+  explicit ClipByGlobalNormV2GpuOp(OpKernelConstruction* ctx)
+      : GradListOpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ReadNormType(ctx, &type_));
+  }
+
+  void ComputeList(OpKernelContext* ctx, const OpInputList& list) override {
+    const int n = list.size();
+    const Tensor& clip_norm = ctx->input(n);
+    const Tensor& inverse_scale = ctx->input(n + 1);
+    OP_REQUIRES_OK(ctx, CheckScalar(clip_norm, "clip_norm"));
+    OP_REQUIRES_OK(ctx, CheckScalar(inverse_scale, "inverse_scale"));
+    std::vector<void*> outputs;
+    OP_REQUIRES_OK(ctx, AllocateClipOutputs(ctx, list, &outputs));
+    Tensor* global_norm = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(n, {}, &global_norm));
+    Tensor* tensor_norms = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(n + 1, {static_cast<int64_t>(n)},
+                                             &tensor_norms));
+    std::vector<DeviceTable> tables;
+    std::vector<DTypeGroup> groups;
+    // The norms first, from the inputs, then the clip (which may write into
+    // forwarded input buffers): both on the op's stream, in that order.
+    OP_REQUIRES_OK(
+        ctx, ComputeNormsV2(ctx, list, type_, CoreDType<Tn>::value, &outputs,
+                            inverse_scale.data(), global_norm->data(),
+                            tensor_norms->data(), &tables, &groups));
+    for (const DeviceTable& table : tables) {
+      OP_REQUIRES_OK(ctx, CudaStatus(gpu::LaunchClipUnscaled(
+                                         table.table(), CoreDType<Tn>::value,
+                                         global_norm->data(), clip_norm.data(),
+                                         inverse_scale.data(), CudaStream(ctx)),
+                                     "MonolithClipByGlobalNormV2"));
+    }
+  }
+
+ private:
+  NormType type_ = NormType::kL2;
+};
+
 // Every op with a GPU kernel for every (T, Tnorm) pair of the dtype tables.
 #define MONOLITH_OPS_REGISTER_GPU(T, Tn)                                       \
   MONOLITH_OPS_REGISTER_PAIR_KERNEL("GlobalL2Reduce", DEVICE_GPU, T, Tn,       \
@@ -228,6 +432,27 @@ class ClipByGlobalNormFusedGpuOp : public GradListOpKernel {
                                     ClipByGlobalNormFusedGpuOp<T, Tn>)
 MONOLITH_OPS_FOR_EACH_DTYPE_PAIR(MONOLITH_OPS_REGISTER_GPU)
 #undef MONOLITH_OPS_REGISTER_GPU
+
+// The V2 ops take a list of any dtypes of the table: one kernel per Tnorm.
+// MonolithCheckNormsFinite reads its arguments on the host.
+#define MONOLITH_OPS_REGISTER_V2_GPU(NormT, tf_name, gpu_dtype, ComputeT, ...) \
+  REGISTER_KERNEL_BUILDER(Name("MonolithGlobalNormV2")                         \
+                              .Device(DEVICE_GPU)                              \
+                              .TypeConstraint<NormT>("Tnorm"),                 \
+                          GlobalNormV2GpuOp<NormT>);                           \
+  REGISTER_KERNEL_BUILDER(Name("MonolithClipByGlobalNormV2")                   \
+                              .Device(DEVICE_GPU)                              \
+                              .TypeConstraint<NormT>("Tnorm"),                 \
+                          ClipByGlobalNormV2GpuOp<NormT>);                     \
+  REGISTER_KERNEL_BUILDER(Name("MonolithCheckNormsFinite")                     \
+                              .Device(DEVICE_GPU)                              \
+                              .TypeConstraint<NormT>("Tnorm")                  \
+                              .HostMemory("global_norm")                       \
+                              .HostMemory("tensor_norms")                      \
+                              .HostMemory("checked_norm"),                     \
+                          CheckNormsFiniteOp<NormT>);
+MONOLITH_OPS_FOR_EACH_NORM_DTYPE(MONOLITH_OPS_REGISTER_V2_GPU)
+#undef MONOLITH_OPS_REGISTER_V2_GPU
 
 }  // namespace
 

@@ -51,6 +51,16 @@ gpu::DType AsDType(int dtype) {
   throw std::invalid_argument("unknown dtype");
 }
 
+monolith_ops::NormType AsNormType(int type) {
+  if (type == static_cast<int>(monolith_ops::NormType::kL2)) {
+    return monolith_ops::NormType::kL2;
+  }
+  if (type == static_cast<int>(monolith_ops::NormType::kInf)) {
+    return monolith_ops::NormType::kInf;
+  }
+  throw std::invalid_argument("unknown norm type");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(clip_core_gpu, m) {
@@ -62,6 +72,8 @@ PYBIND11_MODULE(clip_core_gpu, m) {
     m.attr(name.c_str()) = static_cast<int>(row.dtype);
   }
   m.attr("CHUNK") = gpu::kChunkElements;
+  m.attr("L2") = static_cast<int>(monolith_ops::NormType::kL2);
+  m.attr("INF") = static_cast<int>(monolith_ops::NormType::kInf);
 
   py::class_<gpu::TensorTable>(m, "TensorTable")
       .def_readonly("count", &gpu::TensorTable::count)
@@ -150,6 +162,57 @@ PYBIND11_MODULE(clip_core_gpu, m) {
       },
       py::arg("table"), py::arg("tnorm"), py::arg("clip_norm"),
       py::arg("partials"), py::arg("norm_out"), py::arg("stream"));
+  m.def(
+      "with_positions",
+      [](gpu::TensorTable table, uintptr_t positions) {
+        table.positions = reinterpret_cast<const int64_t*>(positions);
+        return table;
+      },
+      py::arg("table"), py::arg("positions"),
+      "A copy of the table whose entries have the list positions held by "
+      "the device array of int64 at `positions` (0: entry i is position i).");
+  m.def("per_tensor_workspace", &gpu::PerTensorWorkspace, py::arg("table"));
+  m.def(
+      "per_tensor_reduce",
+      [](const gpu::TensorTable& table, int norm_type, uintptr_t workspace,
+         uintptr_t per_tensor, uintptr_t stream) {
+        Check(gpu::LaunchPerTensorReduce(table, AsNormType(norm_type),
+                                         reinterpret_cast<double*>(workspace),
+                                         reinterpret_cast<double*>(per_tensor),
+                                         AsStream(stream)),
+              "per_tensor_reduce");
+      },
+      py::arg("table"), py::arg("norm_type"), py::arg("workspace"),
+      py::arg("per_tensor"), py::arg("stream"));
+  m.def(
+      "finish_norms",
+      [](int norm_type, int tnorm, uintptr_t per_tensor, int64_t count,
+         uintptr_t inverse_scale, uintptr_t global_norm, uintptr_t tensor_norms,
+         uintptr_t stream) {
+        Check(gpu::LaunchFinishNorms(
+                  AsNormType(norm_type), AsDType(tnorm),
+                  reinterpret_cast<const double*>(per_tensor), count,
+                  reinterpret_cast<const void*>(inverse_scale),
+                  reinterpret_cast<void*>(global_norm),
+                  reinterpret_cast<void*>(tensor_norms), AsStream(stream)),
+              "finish_norms");
+      },
+      py::arg("norm_type"), py::arg("tnorm"), py::arg("per_tensor"),
+      py::arg("count"), py::arg("inverse_scale"), py::arg("global_norm"),
+      py::arg("tensor_norms"), py::arg("stream"));
+  m.def(
+      "clip_unscaled",
+      [](const gpu::TensorTable& table, int tnorm, uintptr_t norm,
+         uintptr_t clip_norm, uintptr_t inverse_scale, uintptr_t stream) {
+        Check(
+            gpu::LaunchClipUnscaled(
+                table, AsDType(tnorm), reinterpret_cast<const void*>(norm),
+                reinterpret_cast<const void*>(clip_norm),
+                reinterpret_cast<const void*>(inverse_scale), AsStream(stream)),
+            "clip_unscaled");
+      },
+      py::arg("table"), py::arg("tnorm"), py::arg("norm"), py::arg("clip_norm"),
+      py::arg("inverse_scale"), py::arg("stream"));
   m.def(
       "device_count",
       []() {

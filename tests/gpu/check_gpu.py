@@ -17,6 +17,13 @@ temporary folder, then, with torch as the reference and the allocator:
   sum does not depend on where in memory the same values lie;
 * checks the fused clip inside a captured CUDA graph, replayed on new data
   (scale, pass-through and non-finite cases decided on the device);
+* checks the norms of the V2 ops (per-tensor reductions, L2 and infinity
+  norms, inverse_scale) against numpy float64 references and bit for bit
+  against the norm rule, and the clip with unscaling bit for bit against its
+  rule: every dtype alone and all four in one list (entries at mixed list
+  positions), inf and NaN, float32 overflow, bad inverse_scale and clip_norm,
+  empty lists and tensors, in place, many tiny tensors, determinism, a CUDA
+  graph;
 * benchmarks the global norm and the clip against torch._foreach_norm and
   torch.nn.utils.clip_grad_norm_(foreach=True) on the 53 dense gradient
   shapes, 1,000 x 100 floats and 4 x 16M floats, next to a device-to-device
@@ -45,6 +52,8 @@ import sysconfig
 import tempfile
 import time
 import traceback
+
+import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CORE_SOURCE = os.path.join(ROOT, "cc", "kernels", "clip_core_gpu.cu")
@@ -121,8 +130,8 @@ class Core:
     def stream(self):
         return self.torch.cuda.current_stream().cuda_stream
 
-    def prepare(self, tensors, outputs=None, dtype=None):
-        return Prepared(self, tensors, outputs, dtype)
+    def prepare(self, tensors, outputs=None, dtype=None, positions=None):
+        return Prepared(self, tensors, outputs, dtype, positions)
 
     def sum_of_squares(self, p, tnorm):
         out = self.torch.full((), -1.0, dtype=tnorm, device="cuda")
@@ -160,7 +169,7 @@ class Core:
 class Prepared:
     """A tensor list packed for the core: its table copied to the device."""
 
-    def __init__(self, core, tensors, outputs, dtype):
+    def __init__(self, core, tensors, outputs, dtype, positions=None):
         torch = core.torch
         self.core = core
         self.tensors = list(tensors)
@@ -182,6 +191,10 @@ class Prepared:
         self.partials = torch.empty(
             max(1, self.table.num_chunks), dtype=torch.float64, device="cuda"
         )
+        self.positions = None
+        if positions is not None:  # the entries' positions in a whole list
+            self.positions = torch.tensor(positions, dtype=torch.int64, device="cuda")
+            self.table = core.m.with_positions(self.table, self.positions.data_ptr())
         self.upload()
 
     def upload(self):
@@ -550,6 +563,438 @@ def check_graph(core, res, gen):
         res.add(f"CUDA graph replay, {case}", exact and norm_ok, f"action {action}, norm {got:.6g}")
 
 
+# ------------------------------------------------------------ V2 norms
+
+
+class NormsV2:
+    """MonolithGlobalNormV2 / MonolithClipByGlobalNormV2 on the core.
+
+    A list of any dtypes becomes one table per dtype, each entry at its list
+    position; launch() enqueues the per-tensor reductions, the norms' finish
+    and, when clip_norm is given, the clip with unscaling of every table
+    (outputs required then). Everything is prepared here, so that launch()
+    may be captured in a CUDA graph.
+    """
+
+    def __init__(
+        self, core, xs, norm_type, tnorm, inverse_scale=None, outputs=None, clip_norm=None
+    ):
+        torch = core.torch
+        self.core, self.n, self.tnorm = core, len(xs), tnorm
+        self.code = core.m.L2 if norm_type == "l2" else core.m.INF
+        self.groups = {}
+        for i, x in enumerate(xs):
+            self.groups.setdefault(x.dtype, []).append(i)
+        self.tables = [
+            core.prepare(
+                [xs[i] for i in idx],
+                None if outputs is None else [outputs[i] for i in idx],
+                dtype=dtype,
+                positions=idx,
+            )
+            for dtype, idx in self.groups.items()
+        ]
+        size = max([1] + [core.m.per_tensor_workspace(p.table) for p in self.tables])
+        self.workspace = torch.empty(size, dtype=torch.float64, device="cuda")
+        self.per_tensor = torch.full((max(1, self.n),), -1.0, dtype=torch.float64, device="cuda")
+        self.global_norm = torch.full((), -1.0, dtype=tnorm, device="cuda")
+        self.tensor_norms = torch.full((max(1, self.n),), -1.0, dtype=tnorm, device="cuda")
+        self.inv = None
+        if inverse_scale is not None:
+            self.inv = torch.tensor(inverse_scale, dtype=tnorm, device="cuda")
+        self.clip_norm = None
+        if clip_norm is not None:
+            self.clip_norm = torch.tensor(clip_norm, dtype=tnorm, device="cuda")
+
+    def launch(self):
+        m, stream = self.core.m, self.core.stream()
+        tnorm = self.core.codes[self.tnorm]
+        inv = 0 if self.inv is None else self.inv.data_ptr()
+        for p in self.tables:
+            m.per_tensor_reduce(
+                p.table, self.code, self.workspace.data_ptr(), self.per_tensor.data_ptr(), stream
+            )
+        m.finish_norms(
+            self.code,
+            tnorm,
+            self.per_tensor.data_ptr(),
+            self.n,
+            inv,
+            self.global_norm.data_ptr(),
+            self.tensor_norms.data_ptr(),
+            stream,
+        )
+        if self.clip_norm is not None:
+            for p in self.tables:
+                m.clip_unscaled(
+                    p.table,
+                    tnorm,
+                    self.global_norm.data_ptr(),
+                    self.clip_norm.data_ptr(),
+                    inv,
+                    stream,
+                )
+        return self
+
+    def per_tensor_values(self):
+        return self.per_tensor[: self.n].cpu().numpy()
+
+    def norms(self):
+        return float(self.global_norm), self.tensor_norms[: self.n].double().cpu().tolist()
+
+
+def to_tnorm(x, tnorm_name):
+    """x rounded once to the norm's dtype (float32 overflows to inf)."""
+    if tnorm_name == "float64":
+        return float(x)
+    with np.errstate(over="ignore"):
+        return float(np.float32(x))
+
+
+def np_reductions(torch, xs, norm_type):
+    """Each tensor's reduction in numpy float64: its sum of squares (l2) or its
+    largest absolute value, NaN if it holds one (inf); 0 when empty."""
+    out = []
+    for x in xs:
+        a = x.detach().reshape(-1).double().cpu().numpy()
+        if a.size == 0:
+            out.append(0.0)
+        elif norm_type == "l2":
+            out.append(float(np.sum(a * a)))
+        else:
+            out.append(float(np.max(np.abs(a))))
+    return np.array(out, dtype=np.float64)
+
+
+def np_segment_reductions(flat, sizes, norm_type):
+    """np_reductions of consecutive pieces of `flat` (a numpy float64 array)."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    out = np.zeros(len(sizes), dtype=np.float64)
+    nonempty = sizes > 0
+    starts = (np.cumsum(sizes) - sizes)[nonempty]
+    if len(starts):
+        if norm_type == "l2":
+            out[nonempty] = np.add.reduceat(flat * flat, starts)
+        else:
+            out[nonempty] = np.maximum.reduceat(np.abs(flat), starts)
+    return out
+
+
+def ref_norm(norm_type, r, inv, tnorm_name):
+    """UnscaledNorm written out: sqrt(Tn(r * inv * inv)) or Tn(r * inv), the
+    products in float64; NaN for an inverse_scale not positive and finite."""
+    if not (math.isfinite(inv) and inv > 0):
+        return math.nan
+    if norm_type == "inf":
+        return to_tnorm(r * inv, tnorm_name)
+    s = to_tnorm(r * inv * inv, tnorm_name)
+    return to_tnorm(math.sqrt(s), tnorm_name) if s >= 0 else math.nan
+
+
+def ref_combine(norm_type, reductions):
+    """The list's reduction: the sum in list order, or the maximum (NaN wins)."""
+    acc = 0.0
+    for r in reductions:
+        r = float(r)
+        if norm_type == "l2":
+            acc += r
+        elif math.isnan(r) or math.isnan(acc):
+            acc = math.nan
+        else:
+            acc = max(acc, r)
+    return acc
+
+
+def same_float(a, b):
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+def close_reduction(got, want, norm_type):
+    """A sum within 1e-12 of numpy's; a maximum (exact), inf, NaN or 0 equal."""
+    if norm_type == "inf" or not math.isfinite(want) or want == 0:
+        return same_float(got, want)
+    return abs(got - want) <= 1e-12 * want
+
+
+def v2_rule(torch, x_dtype, norm, clip_norm, inv, tnorm):
+    """The clip of MonolithClipByGlobalNormV2 (DecideUnscaledClipOrNaN): with
+    inverse_scale 1 the rule of cpu_rule(); otherwise the scale inverse_scale *
+    clip factor in Tnorm, taken in the element's compute type."""
+    if not (math.isfinite(inv) and inv > 0):
+        return "nan", None
+    if inv == 1.0:
+        return cpu_rule(torch, x_dtype, norm, clip_norm, tnorm)
+    if not (math.isfinite(clip_norm) and clip_norm > 0) or not math.isfinite(norm) or norm < 0:
+        return "nan", None
+    r = lambda v: rounded(torch, v, tnorm)  # noqa: E731
+    factor = 1.0
+    if norm > clip_norm:
+        factor = r(clip_norm * min(r(1 / norm), r(1 / clip_norm)))
+    scale = torch.tensor(r(inv * factor), dtype=torch.float64)
+    compute = torch.float64 if x_dtype == torch.float64 else torch.float32
+    return "scale", scale.to(compute)
+
+
+def check_v2_list(
+    core, res, name, xs, norm_type, tnorm, inverse_scale, clip_factor, in_place=False, refs=None
+):
+    """Per-tensor reductions, norms and the clip with unscaling of one list.
+
+    refs: the list's np_reductions, when already known.
+    """
+    torch = core.torch
+    tn = str(tnorm)[6:]
+    refs = np_reductions(torch, xs, norm_type) if refs is None else refs
+    inv = to_tnorm(1.0 if inverse_scale is None else inverse_scale, tn)
+    unscaled = ref_norm(norm_type, ref_combine(norm_type, refs), inv, tn)
+    clip_norm = to_tnorm(unscaled * clip_factor if 0 < unscaled < math.inf else 1.0, tn)
+    keep = [x.clone() for x in xs] if in_place else xs
+    outs = xs if in_place else [torch.full_like(x, 7.0) for x in xs]
+    plan = NormsV2(core, xs, norm_type, tnorm, inverse_scale, outs, clip_norm).launch()
+    per = plan.per_tensor_values()
+    bad = [i for i in range(len(xs)) if not close_reduction(float(per[i]), refs[i], norm_type)]
+    res.add(
+        f"{name} per-tensor {norm_type}",
+        not bad,
+        f"{len(bad)} of {len(xs)} wrong" + (f", first {bad[0]}" if bad else ""),
+    )
+    got_global, got_norms = plan.norms()
+    want_norms = [ref_norm(norm_type, float(r), inv, tn) for r in per]
+    want_global = ref_norm(norm_type, ref_combine(norm_type, per), inv, tn)
+    wrong = sum(not same_float(g, w) for g, w in zip(got_norms, want_norms))
+    res.add(
+        f"{name} norms {norm_type}/{tn} inverse_scale {inverse_scale}",
+        wrong == 0 and same_float(got_global, want_global),
+        f"global {got_global:.9g} want {want_global:.9g}, {wrong} tensor norms wrong",
+    )
+    # The clip, per dtype, against the rule for the norm the device computed.
+    exact = True
+    worst = 0.0
+    actions = set()
+    true_scale = inv * clip_norm / max(unscaled, clip_norm) if math.isfinite(unscaled) else 0
+    for dtype, idx in plan.groups.items():
+        action, scale = v2_rule(torch, dtype, got_global, clip_norm, inv, tnorm)
+        actions.add(action)
+        ok, err = compare_outputs(
+            torch, [keep[i] for i in idx], [outs[i] for i in idx], action, scale, true_scale
+        )
+        exact &= ok
+        if action != "nan":
+            worst = max(worst, err / (4 * tolerance(torch, dtype, tnorm)))
+    res.add(
+        f"{name} clip {'/'.join(sorted(actions))} {tn} inverse_scale {inverse_scale}"
+        + (" in place" if in_place else ""),
+        exact and worst <= 1.0,
+        f"bitwise={exact}, worst error / tolerance {worst:.2f}",
+    )
+    return plan
+
+
+INVERSE_SCALES = (None, 1.0, 0.25, 2.0**-16, 1e-3)
+
+
+def check_v2_dtypes(core, res, gen):
+    """Every dtype alone, and one list of all four (entries at mixed positions)."""
+    torch = core.torch
+    sizes = [1, 0, 3, 1000, 8191, 8192, 8193, 0, 65536 + 5, 17, 250000]
+    dtypes = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+    lists = {str(d)[6:]: random_list(torch, d, sizes, gen=gen) for d in dtypes}
+    mixed = []
+    for i, n in enumerate(sizes + sizes[::-1]):  # some start off 16 bytes
+        mixed.append(random_list(torch, dtypes[i % 4], [n] * 3, gen=gen)[i % 3])
+    lists["mixed"] = mixed
+    for name, xs in lists.items():
+        for norm_type in ("l2", "inf"):
+            refs = np_reductions(torch, xs, norm_type)
+            for tnorm in (torch.float32, torch.float64):
+                for inverse_scale in INVERSE_SCALES:
+                    for factor in (0.5, 2.0):
+                        check_v2_list(
+                            core,
+                            res,
+                            name,
+                            xs,
+                            norm_type,
+                            tnorm,
+                            inverse_scale,
+                            factor,
+                            refs=refs,
+                        )
+    # In place: a pass-through with inverse_scale 1 writes nothing; any other
+    # inverse_scale scales every element.
+    for inverse_scale, factor in ((None, 2.0), (1.0, 0.5), (0.25, 2.0), (2.0**-16, 0.5)):
+        xs = random_list(torch, torch.float16, [1000, 77, 40000], gen=gen)
+        check_v2_list(
+            core, res, "float16", xs, "l2", torch.float32, inverse_scale, factor, in_place=True
+        )
+
+
+def check_v2_special(core, res, gen):
+    """inf / NaN elements, norms overflowing float32, bad inverse_scale and
+    clip_norm, empty lists and tensors."""
+    torch = core.torch
+    for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+        xs = random_list(torch, dtype, [100, 5000, 3, 0, 9000, 8193], gen=gen)
+        xs[1][1234] = float("inf")
+        xs[2][1] = float("-inf")
+        xs[4][100] = float("nan")
+        xs[4][200] = float("inf")
+        xs[5][8192] = float("nan")
+        for norm_type in ("l2", "inf"):
+            for inverse_scale in (None, 0.5):
+                plan = check_v2_list(
+                    core,
+                    res,
+                    f"{str(dtype)[6:]} inf/NaN",
+                    xs,
+                    norm_type,
+                    torch.float32,
+                    inverse_scale,
+                    0.5,
+                )
+                g, norms = plan.norms()
+                want = [False, True, True, False, True, True]  # not finite
+                res.add(
+                    f"{str(dtype)[6:]} inf/NaN {norm_type}: which norms are finite",
+                    math.isnan(g) and [not math.isfinite(v) for v in norms] == want,
+                    f"global {g}, norms {norms}",
+                )
+    # Norms that overflow float32 but not float64: inf in float32 only.
+    xs = [torch.full((1000,), 3e19, device="cuda"), torch.ones(10, device="cuda")]
+    for tnorm in (torch.float32, torch.float64):
+        plan = check_v2_list(core, res, f"overflow {str(tnorm)[6:]}", xs, "l2", tnorm, None, 0.5)
+        g, norms = plan.norms()
+        want_inf = tnorm == torch.float32
+        res.add(
+            f"overflow: the float32 norm is inf, the float64 one finite ({str(tnorm)[6:]})",
+            math.isinf(g) == want_inf and math.isinf(norms[0]) == want_inf,
+            f"global {g}",
+        )
+    # What the CPU kernels reject: every norm and output NaN.
+    xs = random_list(torch, torch.float32, [100, 5000], gen=gen)
+    for inverse_scale in (0.0, -1.0, float("inf"), float("nan")):
+        outs = [torch.zeros_like(x) for x in xs]
+        plan = NormsV2(core, xs, "l2", torch.float32, inverse_scale, outs, 1.0).launch()
+        g, norms = plan.norms()
+        ok = math.isnan(g) and all(math.isnan(v) for v in norms)
+        ok &= all(bool(torch.isnan(o).all()) for o in outs)
+        res.add(f"inverse_scale {inverse_scale}: norms and outputs all NaN", ok, f"global {g}")
+    for clip_norm in (0.0, -1.0, float("inf"), float("nan")):
+        outs = [torch.zeros_like(x) for x in xs]
+        NormsV2(core, xs, "l2", torch.float32, 0.5, outs, clip_norm).launch()
+        ok = all(bool(torch.isnan(o).all()) for o in outs)
+        res.add(f"unscaled clip with clip_norm {clip_norm}: outputs all NaN", ok)
+    # Empty list, list of empty tensors.
+    plan = NormsV2(core, [], "l2", torch.float32, 0.5).launch()
+    res.add("V2 empty list: norm 0", float(plan.global_norm) == 0.0)
+    xs = [torch.empty(0, device="cuda"), torch.empty(0, 5, dtype=torch.float16, device="cuda")]
+    for norm_type in ("l2", "inf"):
+        plan = NormsV2(core, xs, norm_type, torch.float64, 0.5).launch()
+        g, norms = plan.norms()
+        res.add(f"V2 empty tensors {norm_type}: norms 0", g == 0.0 and norms == [0.0, 0.0])
+
+
+def check_v2_many(core, res, gen, count):
+    """Many tiny tensors (views of one buffer, most misaligned) and a few over
+    a chunk, the per-tensor reductions against numpy's."""
+    torch = core.torch
+    sizes = torch.randint(0, 129, (count,), generator=gen, device="cuda").tolist()
+    for i in range(0, count, max(1, count // 5)):
+        sizes[i] = 3 * core.m.CHUNK + 5
+    flat = torch.randn(sum(sizes), device="cuda", generator=gen)
+    xs = list(torch.split(flat, sizes))
+    host = flat.double().cpu().numpy()
+    for norm_type in ("l2", "inf"):
+        refs = np_segment_reductions(host, sizes, norm_type)
+        check_v2_list(
+            core, res, f"{count} tensors", xs, norm_type, torch.float32, 0.25, 0.5, refs=refs
+        )
+
+
+def check_v2_determinism(core, res, gen, runs=10):
+    """10 runs give bitwise the same reductions, norms and outputs; the same
+    values at other addresses reduce alike."""
+    torch = core.torch
+    dtypes = (torch.float32, torch.bfloat16, torch.float64, torch.float16)
+    xs = []
+    for i, s in enumerate(dense_shapes()):
+        xs.append(torch.randn(s, device="cuda", generator=gen).to(dtypes[i % 4]))
+    for norm_type in ("l2", "inf"):
+        first, differ = None, 0
+        for _ in range(runs):
+            outs = [torch.empty_like(x) for x in xs]
+            plan = NormsV2(core, xs, norm_type, torch.float32, 2.0**-10, outs, 1e-3).launch()
+            run = [bits(torch, plan.per_tensor), bits(torch, plan.tensor_norms)]
+            run += [bits(torch, o) for o in outs]
+            if first is None:
+                first = run
+            else:
+                differ += not all(torch.equal(a, b) for a, b in zip(first, run))
+        res.add(
+            f"V2 determinism, mixed dense53, {norm_type}, {runs} runs",
+            differ == 0,
+            f"{differ} of {runs - 1} reruns differ from the first",
+        )
+    xs = random_list(torch, torch.float32, [3, 100001, 5000], misalign=False, gen=gen)
+    moved = []
+    for x in xs:
+        base = torch.empty(x.numel() + 1, device="cuda")
+        base[1:].copy_(x)
+        moved.append(base[1:])
+    a = NormsV2(core, xs, "l2", torch.float64).launch().per_tensor
+    b = NormsV2(core, moved, "l2", torch.float64).launch().per_tensor
+    res.add(
+        "V2 per-tensor sums independent of alignment", torch.equal(bits(torch, a), bits(torch, b))
+    )
+
+
+def check_v2_graph(core, res, gen):
+    """Norms and the unscaled clip captured in a CUDA graph, replayed on new
+    data: scale, pass-through (inverse_scale 1) and an inf."""
+    torch = core.torch
+    xs = [torch.randn(s, device="cuda", generator=gen) for s in dense_shapes()]
+    xs = [x.half() if i % 2 else x for i, x in enumerate(xs)]
+    outs = [torch.empty_like(x) for x in xs]
+    plans = {inv: NormsV2(core, xs, "l2", torch.float32, inv, outs, 10.0) for inv in (1.0, 0.5)}
+    for inv, plan in plans.items():
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            plan.launch()  # warm-up: module load, grid sizes
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                plan.launch()
+        except RuntimeError as err:
+            res.add(f"V2 CUDA graph capture, inverse_scale {inv}", False, str(err))
+            continue
+        for case, factor in (("over clip_norm", 1.0), ("under clip_norm", 1e-4), ("inf", None)):
+            for x in xs:
+                x.copy_(torch.randn(x.shape, device="cuda", generator=gen) * (factor or 1.0))
+            if factor is None:
+                xs[7][3, 3] = float("inf")
+            for o in outs:
+                o.fill_(7.0)
+            graph.replay()
+            torch.cuda.synchronize()
+            ref = inv * math.sqrt(float(np_reductions(torch, xs, "l2").sum()))
+            got = float(plan.global_norm)
+            exact = True
+            for dtype, idx in plan.groups.items():
+                action, scale = v2_rule(torch, dtype, got, 10.0, inv, torch.float32)
+                ok, _ = compare_outputs(
+                    torch, [xs[i] for i in idx], [outs[i] for i in idx], action, scale, 0.0
+                )
+                exact &= ok
+            norm_ok = math.isinf(got) if factor is None else abs(got - ref) <= 1e-6 * ref
+            res.add(
+                f"V2 CUDA graph replay, inverse_scale {inv}, {case}",
+                exact and norm_ok,
+                f"norm {got:.6g}",
+            )
+
+
 # --------------------------------------------------------------- benchmarks
 
 
@@ -817,6 +1262,11 @@ def main():
         res.run("over 2**31 elements", check_huge, core, res, gen)
     res.run("determinism", check_determinism, core, res, gen)
     res.run("CUDA graph", check_graph, core, res, gen)
+    res.run("V2 dtypes", check_v2_dtypes, core, res, gen)
+    res.run("V2 special values", check_v2_special, core, res, gen)
+    res.run(f"V2 {many:,} tensors", check_v2_many, core, res, gen, many)
+    res.run("V2 determinism", check_v2_determinism, core, res, gen)
+    res.run("V2 CUDA graph", check_v2_graph, core, res, gen)
     copy_bw, rows = 0.0, []
     if not args.skip_bench:
         try:

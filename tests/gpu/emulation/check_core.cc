@@ -6,7 +6,12 @@
 // grid size and from the tensors' alignment, and every clip output bit for
 // bit against the CPU kernel's rule (clip_core.h's DecideClip, the scale cast
 // to the element type, multiplied in float for 16-bit types, NaN for a
-// non-finite norm), out of place and in place, fused or not.
+// non-finite norm), out of place and in place, fused or not; and the norms
+// of the V2 ops: per-tensor reductions (sums of squares against long double
+// sums, maxima bit for bit, NaN and inf, empty tensors, tables of several
+// dtypes writing by list position, bitwise independence from the grid size),
+// the finished norms with and without inverse_scale, and the clip with
+// unscaling, every output bit for bit against the rule written out here.
 //
 // tests/test_cuda_build.py builds it: it rewrites the kernel launches of
 // cc/kernels/clip_core_gpu.cu into EmulatedLaunch() calls, saves that as
@@ -16,7 +21,10 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -24,14 +32,19 @@
 
 namespace {
 
+using monolith_ops::NormType;
 using monolith_ops::gpu::CopyTableToDevice;
 using monolith_ops::gpu::DType;
 using monolith_ops::gpu::kChunkElements;
 using monolith_ops::gpu::LaunchClip;
 using monolith_ops::gpu::LaunchClipFused;
+using monolith_ops::gpu::LaunchClipUnscaled;
+using monolith_ops::gpu::LaunchFinishNorms;
+using monolith_ops::gpu::LaunchPerTensorReduce;
 using monolith_ops::gpu::LaunchSumOfSquares;
 using monolith_ops::gpu::NumChunks;
 using monolith_ops::gpu::PackTable;
+using monolith_ops::gpu::PerTensorWorkspace;
 using monolith_ops::gpu::TableBytes;
 using monolith_ops::gpu::TensorTable;
 
@@ -102,6 +115,22 @@ struct List {
     for (size_t i = 0; i < sizes.size(); ++i) {
       std::memcpy(at(i), other.at(i), sizes[i] * sizeof(S));
     }
+  }
+  // Tensor i's reduction: its sum of squares in long double (kL2), or its
+  // largest absolute value, NaN if it holds a NaN (kInf).
+  long double ReferenceReduce(size_t i, NormType type) {
+    long double r = 0;
+    for (int64_t j = 0; j < sizes[i]; ++j) {
+      const long double v = ToDouble(at(i)[j], dtype);
+      if (type == NormType::kL2) {
+        r += v * v;
+      } else if (std::isnan(v) || std::isnan(r)) {
+        r = NAN;
+      } else {
+        r = std::max(r, std::fabs(v));
+      }
+    }
+    return r;
   }
   long double ReferenceSum() {
     long double sum = 0;
@@ -274,6 +303,337 @@ void CheckDType(DType d, const char* name, std::mt19937_64& rng) {
   std::printf("%s: checked\n", name);
 }
 
+// ------------------------------------------------------------- V2 norms
+
+const char* TypeName(NormType type) {
+  return type == NormType::kL2 ? "l2" : "inf";
+}
+
+bool SameDouble(double a, double b) {
+  return (std::isnan(a) && std::isnan(b)) || std::memcmp(&a, &b, 8) == 0;
+}
+
+// Reduces one table per tensor into per_tensor (by list position when
+// `positions` is given), on an emulated device of `multiprocessors`.
+template <typename S>
+int ReduceTable(List<S>& list, const std::vector<int64_t>* positions,
+                NormType type, std::vector<double>* per_tensor,
+                int multiprocessors) {
+  emulation::multiprocessors = multiprocessors;
+  Table t(list.dtype, list.data, nullptr, list.sizes);
+  if (positions != nullptr) t.table.positions = positions->data();
+  std::vector<double> workspace(PerTensorWorkspace(t.table) + 1, -7.0);
+  return LaunchPerTensorReduce(t.table, type, workspace.data(),
+                               per_tensor->data(), nullptr);
+}
+
+// Entry i's reduction, per_tensor[i], against the long double reference:
+// sums within 1e-12, maxima (exact) bit for bit, NaN for NaN.
+template <typename S>
+void ExpectReduction(List<S>& list, size_t i, NormType type, double got,
+                     const char* what) {
+  const long double want = list.ReferenceReduce(i, type);
+  const double w = static_cast<double>(want);
+  bool ok;
+  if (std::isnan(w) || std::isinf(w) || type == NormType::kInf || w == 0) {
+    ok = SameDouble(got, w);
+  } else {
+    ok = std::fabs(got - w) <= 1e-12 * w;
+  }
+  EXPECT(ok, "%s, %s: tensor %zu (%lld elements) reduces to %.17g, want %.17g",
+         what, TypeName(type), i, (long long)list.sizes[i], got, w);
+}
+
+// Per-tensor reductions of one table, on grids of 1, 3 and 7 blocks: each
+// entry right, nothing written past the list, bitwise the same on each grid.
+template <typename S>
+void CheckPerTensor(List<S>& list, const char* what) {
+  for (NormType type : {NormType::kL2, NormType::kInf}) {
+    std::vector<double> first;
+    for (int multiprocessors : {1, 3, 7}) {
+      std::vector<double> got(list.sizes.size() + 1, -1.0);
+      EXPECT(ReduceTable(list, nullptr, type, &got, multiprocessors) == 0,
+             "%s: LaunchPerTensorReduce", what);
+      for (size_t i = 0; i < list.sizes.size(); ++i) {
+        ExpectReduction(list, i, type, got[i], what);
+      }
+      EXPECT(got.back() == -1.0, "%s: written past the list", what);
+      if (first.empty()) {
+        first = got;
+      } else {
+        EXPECT(std::memcmp(first.data(), got.data(), 8 * got.size()) == 0,
+               "%s, %s: reductions differ with the grid size", what,
+               TypeName(type));
+      }
+    }
+  }
+}
+
+// The norm of a reduction, written out: sqrt(Tn(r * inv * inv)) for kL2,
+// Tn(r * inv) for kInf, the products in double; NaN for a bad inv.
+template <typename Tn>
+Tn ReferenceNorm(NormType type, double r, Tn inv) {
+  if (!(std::isfinite(inv) && inv > 0)) return static_cast<Tn>(NAN);
+  const double i = static_cast<double>(inv);
+  if (type == NormType::kInf) return static_cast<Tn>(r * i);
+  return std::sqrt(static_cast<Tn>(r * i * i));
+}
+
+template <typename Tn>
+bool SameNorm(Tn a, Tn b) {
+  return (std::isnan(a) && std::isnan(b)) || std::memcmp(&a, &b, sizeof a) == 0;
+}
+
+// LaunchFinishNorms() on given reductions, with inverse_scale absent, good
+// and bad: every norm bit for bit against the reference, the list combined
+// in list order (sums) or as a NaN-propagating maximum.
+template <typename Tn>
+void CheckFinish(DType tnorm, NormType type, const std::vector<double>& r,
+                 const char* what) {
+  const int64_t n = static_cast<int64_t>(r.size());
+  double combined = 0;
+  for (double x : r) {
+    if (type == NormType::kL2) {
+      combined += x;
+    } else if (std::isnan(x) || std::isnan(combined)) {
+      combined = NAN;
+    } else {
+      combined = std::max(combined, x);
+    }
+  }
+  const double inverse_scales[] = {-99,        1.0,         0.25,
+                                   3.0,        1.0 / 65536, 1e-30,
+                                   0.0,        -1.0,        (double)INFINITY,
+                                   (double)NAN};
+  for (double s : inverse_scales) {
+    const bool given = s != -99;
+    const Tn inv = static_cast<Tn>(given ? s : 1.0);
+    std::vector<Tn> norms(n + 1, Tn(-5));
+    Tn global = Tn(-5);
+    EXPECT(LaunchFinishNorms(type, tnorm, r.data(), n, given ? &inv : nullptr,
+                             &global, n > 0 ? norms.data() : nullptr,
+                             nullptr) == 0,
+           "%s: LaunchFinishNorms", what);
+    const Tn want = ReferenceNorm<Tn>(type, combined, inv);
+    EXPECT(SameNorm(global, want),
+           "%s, %s, inverse_scale %g: global norm %.9g, want %.9g", what,
+           TypeName(type), s, (double)global, (double)want);
+    for (int64_t i = 0; i < n; ++i) {
+      const Tn w = ReferenceNorm<Tn>(type, r[i], inv);
+      EXPECT(SameNorm(norms[i], w),
+             "%s, %s, inverse_scale %g: norm %lld %.9g, want %.9g", what,
+             TypeName(type), s, (long long)i, (double)norms[i], (double)w);
+    }
+    EXPECT(norms[n] == Tn(-5), "%s: written past the norms", what);
+  }
+}
+
+// The output of MonolithClipByGlobalNormV2's clip for element x, written out
+// from the op's documentation: NaN for bad inputs or a non-finite norm; with
+// inverse_scale 1 the clip of MonolithClipByGlobalNorm (Expected()); else
+// x * (inverse_scale * clip factor), the scale in Tn, multiplied in the
+// element's compute type and rounded.
+template <typename S, typename Tn>
+S ExpectedUnscaled(S x, DType d, Tn norm, Tn clip_norm, Tn inv) {
+  if (!(std::isfinite(inv) && inv > 0) ||
+      !(std::isfinite(clip_norm) && clip_norm > 0) || !std::isfinite(norm) ||
+      norm < 0) {
+    return QuietNaN<S>(d);
+  }
+  if (inv == Tn(1)) return Expected(x, d, norm, clip_norm);
+  Tn factor = Tn(1);
+  if (norm > clip_norm) {
+    const Tn inv_norm = Tn(1) / norm;
+    const Tn inv_clip = Tn(1) / clip_norm;
+    factor = clip_norm * (inv_norm < inv_clip ? inv_norm : inv_clip);
+  }
+  const Tn scale = inv * factor;
+  if (d == DType::kDouble) {
+    return static_cast<S>(ToDouble(x, d) * static_cast<double>(scale));
+  }
+  return FromFloat<S>(
+      static_cast<float>(ToDouble(x, d)) * static_cast<float>(scale), d);
+}
+
+// One LaunchClipUnscaled() into fresh outputs (or in place), every element
+// checked; `inv` < -50 passes no inverse_scale (1).
+template <typename S, typename Tn>
+void CheckClipUnscaled(List<S>& list, DType tnorm, Tn norm, Tn clip_norm,
+                       double inv_value, bool in_place, const char* what) {
+  const bool given = inv_value > -50;
+  const Tn inv = static_cast<Tn>(given ? inv_value : 1.0);
+  List<S> work(list.dtype, list.sizes, true);
+  work.CopyFrom(list);
+  List<S> out(list.dtype, list.sizes, false);
+  for (size_t i = 0; i < list.sizes.size(); ++i) {
+    for (int64_t j = 0; j < list.sizes[i]; ++j)
+      out.at(i)[j] = FromFloat<S>(7.0f, list.dtype);
+  }
+  List<S>& target = in_place ? work : out;
+  std::vector<void*> outputs;
+  for (size_t i = 0; i < list.sizes.size(); ++i)
+    outputs.push_back(target.at(i));
+  Table t(list.dtype, work.data, &outputs, list.sizes);
+  EXPECT(LaunchClipUnscaled(t.table, tnorm, &norm, &clip_norm,
+                            given ? &inv : nullptr, nullptr) == 0,
+         "%s: LaunchClipUnscaled", what);
+  int64_t wrong = 0;
+  for (size_t i = 0; i < list.sizes.size(); ++i) {
+    for (int64_t j = 0; j < list.sizes[i]; ++j) {
+      const S want =
+          ExpectedUnscaled(list.at(i)[j], list.dtype, norm, clip_norm, inv);
+      const S got = target.at(i)[j];
+      if (std::memcmp(&want, &got, sizeof(S)) != 0 && wrong++ < 3) {
+        std::printf("  %s: tensor %zu [%lld] = %.9g, want %.9g\n", what, i,
+                    (long long)j, ToDouble(got, list.dtype),
+                    ToDouble(want, list.dtype));
+      }
+    }
+  }
+  EXPECT(wrong == 0,
+         "%s (norm %.9g, clip_norm %.9g, inverse_scale %g, in place %d): %lld "
+         "wrong elements",
+         what, (double)norm, (double)clip_norm, inv_value, (int)in_place,
+         (long long)wrong);
+}
+
+template <typename S>
+void CheckNormsV2(DType d, const char* name, std::mt19937_64& rng) {
+  std::vector<std::vector<int64_t>> cases = {
+      {0},
+      {3, 0, 5},
+      {kChunkElements - 1, 2, kChunkElements + 3},
+      {7, 0, 40000, 1, 0, 9, 33000, 0},
+      {3 * kChunkElements, 0, 0, 0, 1},
+  };
+  std::vector<int64_t> many;
+  std::uniform_int_distribution<int> small(0, 40);
+  for (int i = 0; i < 3000; ++i) many.push_back(i % 17 == 0 ? 0 : small(rng));
+  cases.push_back(many);
+  for (const auto& sizes : cases) {
+    List<S> list(d, sizes, true);
+    list.Fill(rng, 3.0);
+    CheckPerTensor(list, name);
+    std::vector<double> r(sizes.size());
+    for (NormType type : {NormType::kL2, NormType::kInf}) {
+      EXPECT(ReduceTable(list, nullptr, type, &r, 3) == 0, "reduce");
+      CheckFinish<float>(DType::kFloat, type, r, name);
+      CheckFinish<double>(DType::kDouble, type, r, name);
+    }
+    const double norm = std::sqrt(static_cast<double>(list.ReferenceSum()));
+    for (bool in_place : {false, true}) {
+      for (double inv : {-99.0, 1.0, 0.5, 1.0 / 65536, 1e-3}) {
+        const double unscaled = norm * (inv > 0 ? inv : 1.0);
+        for (double clip : {unscaled * 0.5 + 1e-9, unscaled * 2 + 1.0}) {
+          CheckClipUnscaled<S, float>(list, DType::kFloat,
+                                      static_cast<float>(unscaled),
+                                      static_cast<float>(clip), inv, in_place,
+                                      "unscaled clip, float norm");
+          CheckClipUnscaled<S, double>(list, DType::kDouble, unscaled, clip,
+                                       inv, in_place,
+                                       "unscaled clip, double norm");
+        }
+      }
+      for (double inv : {0.0, -1.0, (double)INFINITY, (double)NAN}) {
+        CheckClipUnscaled<S, double>(list, DType::kDouble, 1.0, 2.0, inv,
+                                     in_place, "bad inverse_scale");
+      }
+      for (double bad_norm : {(double)INFINITY, (double)NAN, -1.0}) {
+        CheckClipUnscaled<S, float>(list, DType::kFloat,
+                                    static_cast<float>(bad_norm), 1.0f, 0.5,
+                                    in_place, "bad norm");
+      }
+      for (double bad_clip : {0.0, (double)NAN, (double)INFINITY}) {
+        CheckClipUnscaled<S, double>(list, DType::kDouble, 1.0, bad_clip, 0.5,
+                                     in_place, "bad clip_norm");
+      }
+    }
+  }
+  // Inf and NaN elements: the tensors holding them reduce to inf or NaN
+  // (NaN wins over inf), the others are unaffected.
+  List<S> special(d, {5, 20000, 3, 0, 9000, kChunkElements + 1}, true);
+  special.Fill(rng, 1.0);
+  special.at(1)[12345] = FromFloat<S>(INFINITY, d);
+  special.at(2)[1] = FromFloat<S>(-INFINITY, d);
+  special.at(4)[100] = QuietNaN<S>(d);
+  special.at(4)[200] = FromFloat<S>(INFINITY, d);
+  special.at(5)[kChunkElements] = QuietNaN<S>(d);
+  CheckPerTensor(special, name);
+  std::printf("%s: V2 norms checked\n", name);
+}
+
+// A list of four dtypes, its entries at shuffled list positions: one table
+// per dtype writes into one array of reductions by position.
+void CheckMixedPositions(std::mt19937_64& rng) {
+  List<float> a(DType::kFloat, {5, 0, 9000, 3}, true);
+  List<unsigned short> b(DType::kHalf, {70001, 1, 0}, true);
+  List<double> c(DType::kDouble, {kChunkElements + 3, 2}, true);
+  List<unsigned short> e(DType::kBFloat16, {17, 33000}, true);
+  a.Fill(rng, 2.0);
+  b.Fill(rng, 2.0);
+  c.Fill(rng, 2.0);
+  e.Fill(rng, 2.0);
+  std::vector<int64_t> order(11);
+  for (int i = 0; i < 11; ++i) order[i] = i;
+  std::shuffle(order.begin(), order.end(), rng);
+  std::vector<int64_t> pa(order.begin(), order.begin() + 4);
+  std::vector<int64_t> pb(order.begin() + 4, order.begin() + 7);
+  std::vector<int64_t> pc(order.begin() + 7, order.begin() + 9);
+  std::vector<int64_t> pe(order.begin() + 9, order.end());
+  for (NormType type : {NormType::kL2, NormType::kInf}) {
+    std::vector<double> r(12, -1.0);
+    EXPECT(ReduceTable(a, &pa, type, &r, 2) == 0, "mixed: float");
+    EXPECT(ReduceTable(b, &pb, type, &r, 2) == 0, "mixed: half");
+    EXPECT(ReduceTable(c, &pc, type, &r, 2) == 0, "mixed: double");
+    EXPECT(ReduceTable(e, &pe, type, &r, 2) == 0, "mixed: bfloat16");
+    for (size_t i = 0; i < pa.size(); ++i)
+      ExpectReduction(a, i, type, r[pa[i]], "mixed float");
+    for (size_t i = 0; i < pb.size(); ++i)
+      ExpectReduction(b, i, type, r[pb[i]], "mixed half");
+    for (size_t i = 0; i < pc.size(); ++i)
+      ExpectReduction(c, i, type, r[pc[i]], "mixed double");
+    for (size_t i = 0; i < pe.size(); ++i)
+      ExpectReduction(e, i, type, r[pe[i]], "mixed bfloat16");
+    EXPECT(r[11] == -1.0, "mixed: written past the list");
+    r.pop_back();
+    CheckFinish<double>(DType::kDouble, type, r, "mixed");
+    CheckFinish<float>(DType::kFloat, type, r, "mixed");
+  }
+  std::printf("mixed dtypes and positions: checked\n");
+}
+
+void CheckV2Edges() {
+  // An empty table writes nothing; an empty list's norm is 0.
+  List<float> none(DType::kFloat, {}, false);
+  std::vector<double> r(1, -1.0);
+  EXPECT(ReduceTable(none, nullptr, NormType::kL2, &r, 3) == 0, "empty");
+  EXPECT(r[0] == -1.0, "empty table wrote a reduction");
+  for (NormType type : {NormType::kL2, NormType::kInf}) {
+    float global = -1, inv = 0.5f;
+    EXPECT(LaunchFinishNorms(type, DType::kFloat, nullptr, 0, &inv, &global,
+                             nullptr, nullptr) == 0 &&
+               global == 0.0f,
+           "empty list's norm %g", (double)global);
+  }
+  // Norm dtypes other than float and double, and clips without outputs.
+  float global = 0, clip = 1, norm = 1;
+  double one = 1;
+  EXPECT(LaunchFinishNorms(NormType::kL2, DType::kHalf, &one, 1, nullptr,
+                           &global, &norm, nullptr) != 0,
+         "finish with a half norm");
+  EXPECT(LaunchFinishNorms(NormType::kL2, DType::kFloat, &one, 1, nullptr,
+                           &global, nullptr, nullptr) != 0,
+         "finish without tensor_norms");
+  List<float> list(DType::kFloat, {10}, false);
+  Table t(DType::kFloat, list.data, nullptr, list.sizes);
+  EXPECT(LaunchClipUnscaled(t.table, DType::kFloat, &norm, &clip, nullptr,
+                            nullptr) != 0,
+         "unscaled clip without outputs");
+  EXPECT(LaunchClipUnscaled(t.table, DType::kHalf, &norm, &clip, nullptr,
+                            nullptr) != 0,
+         "unscaled clip with a half norm");
+}
+
 }  // namespace
 
 int main() {
@@ -294,6 +654,12 @@ int main() {
                            &norm, nullptr) != 0,
            "fused clip without outputs");
   }
+  CheckNormsV2<float>(DType::kFloat, "float", rng);
+  CheckNormsV2<double>(DType::kDouble, "double", rng);
+  CheckNormsV2<unsigned short>(DType::kHalf, "half", rng);
+  CheckNormsV2<unsigned short>(DType::kBFloat16, "bfloat16", rng);
+  CheckMixedPositions(rng);
+  CheckV2Edges();
   std::printf(failures ? "%d FAILED\n" : "ALL OK\n", failures);
   return failures != 0;
 }

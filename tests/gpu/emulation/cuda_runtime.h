@@ -52,6 +52,10 @@ template <typename T>
 inline T min(T a, T b) {
   return a < b ? a : b;
 }
+template <typename T>
+inline T max(T a, T b) {
+  return a < b ? b : a;
+}
 
 namespace emulation {
 
@@ -209,8 +213,10 @@ cudaError_t EmulatedLaunch(void (*kernel)(Params...), int grid, int threads,
   return cudaSuccess;
 }
 
+// Each value of emulation::multiprocessors acts as a device of its own, so
+// that the core's per-device cache of grid sizes follows it.
 inline cudaError_t cudaGetDevice(int* device) {
-  *device = 0;
+  *device = emulation::multiprocessors;
   return cudaSuccess;
 }
 inline cudaError_t cudaGetDeviceCount(int* count) {

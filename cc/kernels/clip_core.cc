@@ -22,6 +22,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "Eigen/Core"
@@ -139,16 +140,16 @@ void ScaleBase(const T* in, T* out, int64_t n, S scale) {
 
 #if MONOLITH_OPS_X86
 template <typename T>
-__attribute__((target("avx2,f16c"))) void SumSqAvx2(const T* x, int64_t n,
-                                                    int64_t avail,
-                                                    double* acc) {
+__attribute__((target("avx2,f16c,fma"))) void SumSqAvx2(const T* x, int64_t n,
+                                                        int64_t avail,
+                                                        double* acc) {
   SumSqImpl(x, n, avail, acc);
 }
 // Loads of elements widened to float, exactly: float, and half and bfloat16
 // by instructions (Eigen converts half with F16C only when the whole file is
 // compiled for it, and its portable conversion costs more than the memory
 // it reads). Load4 reads 4 elements, Load8 8.
-#define MONOLITH_OPS_AVX2 "avx2,f16c"
+#define MONOLITH_OPS_AVX2 "avx2,f16c,fma"
 template <typename T>
 __m128 Load4(const T* x);
 template <>
@@ -185,9 +186,11 @@ Load4Tail(const float* x, int64_t left) {
   return _mm_maskload_ps(x, _mm_cmpgt_epi32(count, lane));
 }
 
-// float, half and bfloat16 by hand: the same lanes and the same separate
-// multiply and add as SumSqImpl, so the result is bitwise that of the
-// baseline loop. The lanes are the kLanes / 4 registers a. The last
+// float, half and bfloat16 by hand: the same lanes and the same additions
+// as SumSqImpl, so the result is bitwise that of the baseline loop. (A fused
+// multiply-add rounds once where SumSqImpl rounds the square and then the
+// sum; the square of a float, half or bfloat16 is exact in double, so both
+// round the same sum once.) The lanes are the kLanes / 4 registers a. The last
 // n % kLanes elements go to lanes 0, 1, ... as in SumSqImpl; lanes past the
 // end add +0.0, which leaves an accumulator unchanged (it is never -0.0: it
 // starts at +0.0 and only squares are added to it).
@@ -200,19 +203,19 @@ AddSquaresAvx2(const T* x, int64_t n, int64_t avail, __m256d* a) {
     PrefetchLanes(x, i);
     for (int k = 0; k < kLanes / 4; ++k) {
       const __m256d v = _mm256_cvtps_pd(Load4(x + i + 4 * k));
-      a[k] = _mm256_add_pd(a[k], _mm256_mul_pd(v, v));
+      a[k] = _mm256_fmadd_pd(v, v, a[k]);
     }
   }
   for (; i + kLanes <= n; i += kLanes) {
     for (int k = 0; k < kLanes / 4; ++k) {
       const __m256d v = _mm256_cvtps_pd(Load4(x + i + 4 * k));
-      a[k] = _mm256_add_pd(a[k], _mm256_mul_pd(v, v));
+      a[k] = _mm256_fmadd_pd(v, v, a[k]);
     }
   }
   for (int k = 0; i < n; ++k, i += 4) {
     const __m256d v =
         _mm256_cvtps_pd(n - i >= 4 ? Load4(x + i) : Load4Tail(x + i, n - i));
-    a[k] = _mm256_add_pd(a[k], _mm256_mul_pd(v, v));
+    a[k] = _mm256_fmadd_pd(v, v, a[k]);
   }
 }
 template <typename T>
@@ -280,7 +283,7 @@ MONOLITH_OPS_MAXABS_BY_HAND(Eigen::bfloat16)
 // compiled for AVX-512; float, half and bfloat16 by hand, the kLanes lanes
 // being two registers of eight doubles, the last n % kLanes elements loaded
 // under masks into lanes 0, 1, ... as in AddSquaresAvx2.
-#define MONOLITH_OPS_AVX512 "avx512f,avx512bw,avx512vl,avx2,f16c"
+#define MONOLITH_OPS_AVX512 "avx512f,avx512bw,avx512vl,avx2,f16c,fma"
 template <typename T>
 __attribute__((target(MONOLITH_OPS_AVX512))) void SumSqAvx512(const T* x,
                                                               int64_t n,
@@ -318,14 +321,14 @@ AddSquaresAvx512(const T* x, int64_t n, int64_t avail, __m512d* a) {
     PrefetchLanes(x, i);
     const __m512d v0 = _mm512_cvtps_pd(Load8(x + i, kAll));
     const __m512d v1 = _mm512_cvtps_pd(Load8(x + i + 8, kAll));
-    a[0] = _mm512_add_pd(a[0], _mm512_mul_pd(v0, v0));
-    a[1] = _mm512_add_pd(a[1], _mm512_mul_pd(v1, v1));
+    a[0] = _mm512_fmadd_pd(v0, v0, a[0]);
+    a[1] = _mm512_fmadd_pd(v1, v1, a[1]);
   }
   for (; i + kLanes <= n; i += kLanes) {
     const __m512d v0 = _mm512_cvtps_pd(Load8(x + i, kAll));
     const __m512d v1 = _mm512_cvtps_pd(Load8(x + i + 8, kAll));
-    a[0] = _mm512_add_pd(a[0], _mm512_mul_pd(v0, v0));
-    a[1] = _mm512_add_pd(a[1], _mm512_mul_pd(v1, v1));
+    a[0] = _mm512_fmadd_pd(v0, v0, a[0]);
+    a[1] = _mm512_fmadd_pd(v1, v1, a[1]);
   }
   if (i < n) {
     const int64_t left = n - i;  // 1 to 15
@@ -335,8 +338,8 @@ AddSquaresAvx512(const T* x, int64_t n, int64_t avail, __m512d* a) {
         static_cast<__mmask8>((1u << std::max<int64_t>(left - 8, 0)) - 1);
     const __m512d v0 = _mm512_cvtps_pd(Load8(x + i, m0));
     const __m512d v1 = _mm512_cvtps_pd(Load8(x + i + 8, m1));
-    a[0] = _mm512_add_pd(a[0], _mm512_mul_pd(v0, v0));
-    a[1] = _mm512_add_pd(a[1], _mm512_mul_pd(v1, v1));
+    a[0] = _mm512_fmadd_pd(v0, v0, a[0]);
+    a[1] = _mm512_fmadd_pd(v1, v1, a[1]);
   }
 }
 template <typename T>
@@ -353,8 +356,8 @@ MONOLITH_OPS_SUMSQ_BY_HAND(Eigen::bfloat16, Avx512)
 #undef MONOLITH_OPS_SUMSQ_BY_HAND
 
 template <typename T, typename S>
-__attribute__((target("avx2,f16c"))) void ScaleAvx2(const T* in, T* out,
-                                                    int64_t n, S scale) {
+__attribute__((target("avx2,f16c,fma"))) void ScaleAvx2(const T* in, T* out,
+                                                        int64_t n, S scale) {
   ScaleImpl(in, out, n, scale);
 }
 // half by hand: Eigen converts float to half with F16C instructions only when
@@ -364,7 +367,7 @@ __attribute__((target("avx2,f16c"))) void ScaleAvx2(const T* in, T* out,
 // back, which rounds to nearest even as Eigen's does; so the values are
 // bitwise the same (a NaN stays a NaN, its payload aside).
 template <>
-__attribute__((target("avx2,f16c"))) void ScaleAvx2<Eigen::half, float>(
+__attribute__((target("avx2,f16c,fma"))) void ScaleAvx2<Eigen::half, float>(
     const Eigen::half* in, Eigen::half* out, int64_t n, float scale) {
   const __m256 s = _mm256_set1_ps(scale);
   int64_t i = 0;
@@ -381,8 +384,9 @@ __attribute__((target("avx2,f16c"))) void ScaleAvx2<Eigen::half, float>(
 // third of the memory traffic. Each 32-byte piece is computed by ScaleAvx2,
 // so the values are bitwise those of the other loops.
 template <typename T, typename S>
-__attribute__((target("avx2,f16c"))) void ScaleStreamAvx2(const T* in, T* out,
-                                                          int64_t n, S scale) {
+__attribute__((target("avx2,f16c,fma"))) void ScaleStreamAvx2(const T* in,
+                                                              T* out, int64_t n,
+                                                              S scale) {
   constexpr int64_t kVec = 32 / sizeof(T);
   const int64_t misalign = reinterpret_cast<uintptr_t>(out) % 32;
   int64_t i = misalign % sizeof(T) != 0
@@ -400,8 +404,9 @@ __attribute__((target("avx2,f16c"))) void ScaleStreamAvx2(const T* in, T* out,
 }
 
 bool HasAvx2() {
-  static const bool has =
-      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  static const bool has = __builtin_cpu_supports("avx2") &&
+                          __builtin_cpu_supports("f16c") &&
+                          __builtin_cpu_supports("fma");
   return has;
 }
 bool HasAvx512() {
@@ -559,7 +564,7 @@ void SumSqRangeAvx512(const T* const* inputs, const int64_t* sizes,
 // small tensors, loading and storing them for every tensor (as SumSqAvx2
 // does) cost more than the arithmetic.
 template <>
-__attribute__((target("avx2,f16c"))) void SumSqRangeAvx2<float>(
+__attribute__((target("avx2,f16c,fma"))) void SumSqRangeAvx2<float>(
     const float* const* inputs, const int64_t* sizes, int64_t count,
     const std::vector<int64_t>& offsets, int64_t begin, int64_t end,
     double* acc) {
@@ -576,7 +581,7 @@ __attribute__((target("avx2,f16c"))) void SumSqRangeAvx2<float>(
   for (int k = 0; k < kLanes / 4; ++k) _mm256_storeu_pd(acc + 4 * k, a[k]);
 }
 template <>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx2,f16c"))) void
+__attribute__((target("avx512f,avx512bw,avx512vl,avx2,f16c,fma"))) void
 SumSqRangeAvx512<float>(const float* const* inputs, const int64_t* sizes,
                         int64_t count, const std::vector<int64_t>& offsets,
                         int64_t begin, int64_t end, double* acc) {
@@ -654,9 +659,112 @@ int64_t NumBlocks(int64_t total) {
   return (total + kReduceBlock - 1) / kReduceBlock;
 }
 
+#if MONOLITH_OPS_X86
+// The sum of squares of the blocks [first, last) (at most kStreams) into
+// acc[0, last - first), chunk by chunk as InterleaveBlocks visits them, for
+// float and the 16-bit types on AVX-512. Each block's lanes stay in two
+// registers for the whole group; when the next chunk of every block is a
+// whole kChunk, the kStreams chunks are read side by side, 16 elements of
+// each in turn, so that the kStreams * 2 chains of additions overlap instead
+// of each waiting on the adder (one block's two chains alone cannot keep it
+// busy). The lanes, and the order of the additions in each, are those of
+// SumSqAvx512: the sums are bitwise the same.
+template <typename T>
+__attribute__((target(MONOLITH_OPS_AVX512))) void SumSqGroupAvx512(
+    const T* const* inputs, const int64_t* sizes, int64_t count,
+    const std::vector<int64_t>& offsets, int64_t first, int64_t last,
+    double (*acc)[kLanes]) {
+  static_assert(kLanes == 16 && kChunk % kLanes == 0, "two registers a lane");
+  constexpr __mmask8 kAll = 0xff;
+  constexpr int64_t kAhead = kPrefetchDistance / sizeof(T);
+  const int streams = static_cast<int>(last - first);
+  __m512d a[kStreams][2];
+  PieceCursor cursors[kStreams];
+#pragma GCC unroll 4
+  for (int s = 0; s < kStreams; ++s) {
+    a[s][0] = a[s][1] = _mm512_setzero_pd();
+    if (s >= streams) continue;
+    a[s][0] = _mm512_loadu_pd(acc[s]);
+    a[s][1] = _mm512_loadu_pd(acc[s] + 8);
+    cursors[s].Reset(offsets, BlockBegin(first + s),
+                     BlockEnd(offsets, first + s), kChunk);
+  }
+  for (;;) {
+    Piece p[kStreams];
+    int have = 0;
+    bool whole = streams == kStreams;
+    for (int s = 0; s < streams; ++s) {
+      p[s] = cursors[s].done() ? Piece{0, 0, 0} : cursors[s].Next();
+      have += p[s].length > 0;
+      whole = whole && p[s].length == kChunk;
+    }
+    if (have == 0) break;
+    if (!whole) {
+      // Over kStreams, not `streams`: unrolled, every a[s] is a register.
+#pragma GCC unroll 4
+      for (int s = 0; s < kStreams; ++s) {
+        if (s >= streams || p[s].length == 0) continue;
+        PrefetchAhead(inputs, sizes, count, p[s].tensor, p[s].start);
+        AddSquaresAvx512(inputs[p[s].tensor] + p[s].start, p[s].length,
+                         sizes[p[s].tensor] - p[s].start, a[s]);
+      }
+      continue;
+    }
+    const T* x[kStreams];
+    bool prefetch[kStreams];
+    for (int s = 0; s < kStreams; ++s) {
+      PrefetchAhead(inputs, sizes, count, p[s].tensor, p[s].start);
+      x[s] = inputs[p[s].tensor] + p[s].start;
+      prefetch[s] = sizes[p[s].tensor] - p[s].start >= kChunk + kAhead;
+    }
+    for (int64_t i = 0; i < kChunk; i += kLanes) {
+#pragma GCC unroll 4
+      for (int s = 0; s < kStreams; ++s) {
+        if (prefetch[s]) PrefetchLanes(x[s], i);
+        const __m512d v0 = _mm512_cvtps_pd(Load8(x[s] + i, kAll));
+        const __m512d v1 = _mm512_cvtps_pd(Load8(x[s] + i + 8, kAll));
+        a[s][0] = _mm512_fmadd_pd(v0, v0, a[s][0]);
+        a[s][1] = _mm512_fmadd_pd(v1, v1, a[s][1]);
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int s = 0; s < kStreams; ++s) {
+    if (s >= streams) continue;
+    _mm512_storeu_pd(acc[s], a[s][0]);
+    _mm512_storeu_pd(acc[s] + 8, a[s][1]);
+  }
+}
+#endif  // MONOLITH_OPS_X86
+
+// SumSqGroupAvx512() where it applies (AVX-512 chosen, float or a 16-bit
+// type): returns whether it ran.
+template <typename T>
+bool SumSqGroupFast(Isa isa, const T* const* inputs, const int64_t* sizes,
+                    int64_t count, const std::vector<int64_t>& offsets,
+                    int64_t first, int64_t last, double (*acc)[kLanes]) {
+#if MONOLITH_OPS_X86
+  if constexpr (!std::is_same<T, double>::value) {
+    if (isa == Isa::kAvx512) {
+      SumSqGroupAvx512(inputs, sizes, count, offsets, first, last, acc);
+      return true;
+    }
+  }
+#endif
+  return false;
+}
+
 // Below this many elements, handing work to other threads costs more than it
 // saves: the blocks run on the calling thread.
 constexpr int64_t kSerialElements = int64_t{1} << 18;
+
+// The sum of squares reads lists of up to this many elements on the calling
+// thread too (in interleaved blocks, past kSerialElements): waking a second
+// thread of TensorFlow's pool costs more than that thread saves. Measured on
+// a 2-core virtual machine with AVX-512, `python benchmarks/run.py
+// --workloads embedding --threads N`: 1.28 million floats took 0.109 ms on 1
+// thread and 0.128 ms on 2; the 7.7 million of `dense53` were faster on 2.
+constexpr int64_t kThreadedElements = int64_t{1} << 21;
 
 void ForBlocks(int64_t total, const ParallelFor& parallel_for,
                const std::function<void(int64_t, int64_t)>& fn) {
@@ -711,30 +819,36 @@ double SumOfSquares(const T* const* inputs, const int64_t* sizes, int64_t count,
       partials[b] = ReduceLanes(acc);
     }
   } else {
-    parallel_for(
-        NumBlocks(total), kReduceBlock * 2, [&](int64_t first, int64_t last) {
-          for (int64_t group = first; group < last; group += kStreams) {
-            const int64_t end = std::min(last, group + kStreams);
-            double acc[kStreams][kLanes] = {};
-            InterleaveBlocks(
-                offsets, group, end,
-                [&](int64_t b, int64_t t, int64_t start, int64_t len) {
-                  PrefetchAhead(inputs, sizes, count, t, start);
-                  const T* x = inputs[t] + start;
-                  const int64_t avail = sizes[t] - start;
-                  if (isa == Isa::kAvx512) {
-                    SumSqAvx512(x, len, avail, acc[b - group]);
-                  } else if (isa == Isa::kAvx2) {
-                    SumSqAvx2(x, len, avail, acc[b - group]);
-                  } else {
-                    SumSqBase(x, len, avail, acc[b - group]);
-                  }
-                });
-            for (int64_t b = group; b < end; ++b) {
-              partials[b] = ReduceLanes(acc[b - group]);
-            }
-          }
-        });
+    // Up to kThreadedElements, the interleaved blocks on this thread alone.
+    const ParallelFor& run_blocks =
+        total <= kThreadedElements ? ParallelFor(SerialFor) : parallel_for;
+    run_blocks(NumBlocks(total), kReduceBlock * 2,
+               [&](int64_t first, int64_t last) {
+                 for (int64_t group = first; group < last; group += kStreams) {
+                   const int64_t end = std::min(last, group + kStreams);
+                   double acc[kStreams][kLanes] = {};
+                   if (!SumSqGroupFast(isa, inputs, sizes, count, offsets,
+                                       group, end, acc)) {
+                     InterleaveBlocks(
+                         offsets, group, end,
+                         [&](int64_t b, int64_t t, int64_t start, int64_t len) {
+                           PrefetchAhead(inputs, sizes, count, t, start);
+                           const T* x = inputs[t] + start;
+                           const int64_t avail = sizes[t] - start;
+                           if (isa == Isa::kAvx512) {
+                             SumSqAvx512(x, len, avail, acc[b - group]);
+                           } else if (isa == Isa::kAvx2) {
+                             SumSqAvx2(x, len, avail, acc[b - group]);
+                           } else {
+                             SumSqBase(x, len, avail, acc[b - group]);
+                           }
+                         });
+                   }
+                   for (int64_t b = group; b < end; ++b) {
+                     partials[b] = ReduceLanes(acc[b - group]);
+                   }
+                 }
+               });
   }
   double sum = 0.0;
   for (double p : partials) sum += p;

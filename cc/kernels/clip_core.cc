@@ -6,7 +6,9 @@
 // AVX2 (the sum of squares also for AVX-512), picked at run time. All give
 // bitwise the same results: every accumulator is added to in a fixed order
 // and floating-point contraction is off for this file (see setup.py / BUILD),
-// so FMA never changes a rounding.
+// so the compiler never fuses a multiply and an add. The hand-written loops
+// fuse them only where it cannot change a rounding: adding the square of a
+// float, half or bfloat16, which is exact in double.
 //
 // The AVX2 and AVX-512 loops are x86 only. MONOLITH_OPS_X86 is the one
 // switch: elsewhere (aarch64, ...), or with MONOLITH_OPS_PORTABLE defined,

@@ -10,15 +10,16 @@
 //
 // Determinism: the global element range of a tensor list is cut into blocks of
 // kReduceBlock elements whose boundaries depend only on the tensor sizes, never
-// on the number of threads. Each element is widened to double and squared
-// (separate multiply and add, no FMA). In a block, each tensor's piece sends
-// its element j to lane j % 16 of the block's 16 double lanes, except its last
-// length % 16 elements, which go to lanes 0, 1, ...; every lane adds in
-// element order. A block's lanes are added up in a fixed tree and the block
-// partials in block order. So the same inputs give bitwise the same sum on
-// every run, whatever the number of threads or the sharding, and on every
-// instruction set: the baseline loops, AVX2 and AVX-512 (chosen at run time),
-// aarch64.
+// on the number of threads. Each element is widened to double and squared,
+// and the square added (rounded once: the square of a float or 16-bit value
+// is exact in double; a double's is rounded, then the sum). In a block, each
+// tensor's piece sends its element j to lane j % 16 of the block's 16 double
+// lanes, except its last length % 16 elements, which go to lanes 0, 1, ...;
+// every lane adds in element order. A block's lanes are added up in a fixed
+// tree and the block partials in block order. So the same inputs give bitwise
+// the same sum on every run, whatever the number of threads or the sharding,
+// and on every instruction set: the baseline loops, AVX2 and AVX-512 (chosen at
+// run time), aarch64.
 //
 // Accuracy: the squares of float and 16-bit values are exact in double (a
 // double's are rounded once), so with u = 2^-53, n elements in t tensors and

@@ -197,22 +197,34 @@ S Expected(S x, DType d, Tn norm, Tn clip_norm) {
   return FromFloat<S>(static_cast<float>(ToDouble(x, d)) * s, d);
 }
 
+// A clip's inputs, a copy of `list`, and where it writes: fresh outputs
+// filled with 7 (an element left unwritten shows), or the inputs themselves.
+template <typename S>
+struct ClipTargets {
+  List<S> work, out;
+  List<S>& target;
+  std::vector<void*> outputs;
+
+  ClipTargets(List<S>& list, bool in_place)
+      : work(list.dtype, list.sizes, true),
+        out(list.dtype, list.sizes, false),
+        target(in_place ? work : out) {
+    work.CopyFrom(list);
+    for (size_t i = 0; i < list.sizes.size(); ++i) {
+      for (int64_t j = 0; j < list.sizes[i]; ++j)
+        out.at(i)[j] = FromFloat<S>(7.0f, list.dtype);
+      outputs.push_back(target.at(i));
+    }
+  }
+};
+
 // Runs one clip into fresh outputs (or in place) and checks every element.
 template <typename S, typename Tn>
 void CheckClip(List<S>& list, DType tnorm, Tn norm, Tn clip_norm, bool fused,
                bool in_place, const char* what) {
-  List<S> work(list.dtype, list.sizes, true);
-  work.CopyFrom(list);
-  List<S> out(list.dtype, list.sizes, false);
-  for (size_t i = 0; i < list.sizes.size(); ++i) {
-    for (int64_t j = 0; j < list.sizes[i]; ++j)
-      out.at(i)[j] = FromFloat<S>(7.0f, list.dtype);
-  }
-  List<S>& target = in_place ? work : out;
-  std::vector<void*> outputs;
-  for (size_t i = 0; i < list.sizes.size(); ++i)
-    outputs.push_back(target.at(i));
-  Table t(list.dtype, work.data, &outputs, list.sizes);
+  ClipTargets<S> targets(list, in_place);
+  List<S>& target = targets.target;
+  Table t(list.dtype, targets.work.data, &targets.outputs, list.sizes);
   if (in_place) EXPECT(t.table.all_in_place, "%s: all_in_place", what);
   Tn used_norm = norm;
   if (fused) {
@@ -462,18 +474,9 @@ void CheckClipUnscaled(List<S>& list, DType tnorm, Tn norm, Tn clip_norm,
                        double inv_value, bool in_place, const char* what) {
   const bool given = inv_value > -50;
   const Tn inv = static_cast<Tn>(given ? inv_value : 1.0);
-  List<S> work(list.dtype, list.sizes, true);
-  work.CopyFrom(list);
-  List<S> out(list.dtype, list.sizes, false);
-  for (size_t i = 0; i < list.sizes.size(); ++i) {
-    for (int64_t j = 0; j < list.sizes[i]; ++j)
-      out.at(i)[j] = FromFloat<S>(7.0f, list.dtype);
-  }
-  List<S>& target = in_place ? work : out;
-  std::vector<void*> outputs;
-  for (size_t i = 0; i < list.sizes.size(); ++i)
-    outputs.push_back(target.at(i));
-  Table t(list.dtype, work.data, &outputs, list.sizes);
+  ClipTargets<S> targets(list, in_place);
+  List<S>& target = targets.target;
+  Table t(list.dtype, targets.work.data, &targets.outputs, list.sizes);
   EXPECT(LaunchClipUnscaled(t.table, tnorm, &norm, &clip_norm,
                             given ? &inv : nullptr, nullptr) == 0,
          "%s: LaunchClipUnscaled", what);

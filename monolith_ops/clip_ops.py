@@ -557,23 +557,24 @@ def _norms_in_tf_ops(values, norm_dtype, kind, inverse_scale):
     """MonolithGlobalNormV2 in TF ops: (the global norm, the vector of the
     tensors' norms) of `values` times inverse_scale, in norm_dtype. Used
     under XLA and to differentiate the V2 ops."""
+
+    def max_or_nan(x):  # MaxOrNaN of cc/kernels/clip_decision.h
+        nan = tf.reduce_any(tf.math.is_nan(x))
+        return tf.where(nan, tf.constant(np.nan, norm_dtype), tf.reduce_max(x))
+
     reductions = []
     for v in values:
         x = tf.reshape(tf.cast(v, norm_dtype), [-1])
         if kind == _L2_NORM:
             reductions.append(tf.reduce_sum(tf.square(x)))
         else:
-            largest = tf.reduce_max(tf.concat([tf.zeros([1], norm_dtype), tf.abs(x)], 0))
-            nan = tf.reduce_any(tf.math.is_nan(x))
-            reductions.append(tf.where(nan, tf.constant(np.nan, norm_dtype), largest))
+            reductions.append(max_or_nan(tf.concat([tf.zeros([1], norm_dtype), tf.abs(x)], 0)))
     reductions = tf.stack(reductions)
     if kind == _L2_NORM:
         combined = tf.reduce_sum(reductions)
         scale = inverse_scale * inverse_scale
         return tf.sqrt(combined * scale), tf.sqrt(reductions * scale)
-    nan = tf.reduce_any(tf.math.is_nan(reductions))
-    combined = tf.where(nan, tf.constant(np.nan, norm_dtype), tf.reduce_max(reductions))
-    return combined * inverse_scale, reductions * inverse_scale
+    return max_or_nan(reductions) * inverse_scale, reductions * inverse_scale
 
 
 def _norms(values, norm_dtype, kind, inverse_scale):

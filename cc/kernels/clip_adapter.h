@@ -32,34 +32,29 @@ inline ::tensorflow::Status CheckScalar(const ::tensorflow::Tensor& t,
       name, " must be a scalar, got shape ", t.shape().DebugString());
 }
 
-// Checks that clip_norm is positive and finite, on its bits: TensorFlow's
-// threads flush denormals to zero, so a compare would take a denormal
-// clip_norm for 0 (the clip itself then computes as TensorFlow's ops do).
+// Checks that `value`, the input or attr `name`, is positive and finite, on
+// its bits: TensorFlow's threads flush denormals to zero, so a compare would
+// take a denormal for 0 (the clip itself then computes as TensorFlow's ops
+// do).
 template <typename F>
-::tensorflow::Status CheckClipNorm(F clip_norm) {
+::tensorflow::Status CheckPositiveFinite(F value, const char* name) {
   static_assert(sizeof(F) == 4 || sizeof(F) == 8, "float or double");
   using Bits =
       typename std::conditional<sizeof(F) == 4, uint32_t, uint64_t>::type;
   const F inf = std::numeric_limits<F>::infinity();
   Bits bits, inf_bits;
-  std::memcpy(&bits, &clip_norm, sizeof bits);
+  std::memcpy(&bits, &value, sizeof bits);
   std::memcpy(&inf_bits, &inf, sizeof bits);
   // Positive and finite: sign bit clear, not +0, below +inf.
   if (bits != 0 && bits < inf_bits) return ::tensorflow::Status();
   ::tensorflow::port::ScopedDontFlushDenormal exact;  // to print the value
   return ::tensorflow::errors::InvalidArgument(
-      "clip_norm must be positive and finite, got ",
-      static_cast<double>(clip_norm));
+      name, " must be positive and finite, got ", static_cast<double>(value));
 }
 
-// CheckClipNorm() for the input `inverse_scale` of the V2 ops.
 template <typename F>
-::tensorflow::Status CheckInverseScale(F inverse_scale) {
-  if (CheckClipNorm(inverse_scale).ok()) return ::tensorflow::Status();
-  ::tensorflow::port::ScopedDontFlushDenormal exact;  // to print the value
-  return ::tensorflow::errors::InvalidArgument(
-      "inverse_scale must be positive and finite, got ",
-      static_cast<double>(inverse_scale));
+::tensorflow::Status CheckClipNorm(F clip_norm) {
+  return CheckPositiveFinite(clip_norm, "clip_norm");
 }
 
 // Reads and checks the float attr "clip_norm" of MonolithClipByGlobalNorm.

@@ -739,6 +739,18 @@ __attribute__((target(MONOLITH_OPS_AVX512))) void SumSqGroupAvx512(
 }
 #endif  // MONOLITH_OPS_X86
 
+// Adds the squares of x[0, n) to the lanes acc with the loops of `isa`.
+template <typename T>
+void SumSqOn(Isa isa, const T* x, int64_t n, int64_t avail, double* acc) {
+  if (isa == Isa::kAvx512) {
+    SumSqAvx512(x, n, avail, acc);
+  } else if (isa == Isa::kAvx2) {
+    SumSqAvx2(x, n, avail, acc);
+  } else {
+    SumSqBase(x, n, avail, acc);
+  }
+}
+
 // SumSqGroupAvx512() where it applies (AVX-512 chosen, float or a 16-bit
 // type): returns whether it ran.
 template <typename T>
@@ -837,13 +849,7 @@ double SumOfSquares(const T* const* inputs, const int64_t* sizes, int64_t count,
                            PrefetchAhead(inputs, sizes, count, t, start);
                            const T* x = inputs[t] + start;
                            const int64_t avail = sizes[t] - start;
-                           if (isa == Isa::kAvx512) {
-                             SumSqAvx512(x, len, avail, acc[b - group]);
-                           } else if (isa == Isa::kAvx2) {
-                             SumSqAvx2(x, len, avail, acc[b - group]);
-                           } else {
-                             SumSqBase(x, len, avail, acc[b - group]);
-                           }
+                           SumSqOn(isa, x, len, avail, acc[b - group]);
                          });
                    }
                    for (int64_t b = group; b < end; ++b) {
@@ -885,13 +891,7 @@ void ReducePerTensor(const T* const* inputs, const int64_t* sizes,
         continue;
       }
       double acc[kLanes] = {};
-      if (isa == Isa::kAvx512) {
-        SumSqAvx512(x, len, sizes[t] - start, acc);
-      } else if (isa == Isa::kAvx2) {
-        SumSqAvx2(x, len, sizes[t] - start, acc);
-      } else {
-        SumSqBase(x, len, sizes[t] - start, acc);
-      }
+      SumSqOn(isa, x, len, sizes[t] - start, acc);
       partials[u] = ReduceLanes(acc);
     }
   };

@@ -108,6 +108,21 @@ MONOLITH_OPS_HOST_DEVICE inline NormT UnscaledNorm(NormType type,
 #endif
 }
 
+// A clip decision (`action`, with the clip factor `factor`) and the scaling
+// by inverse_scale folded into one, as DecideUnscaledClip() describes.
+template <typename NormT>
+MONOLITH_OPS_HOST_DEVICE inline ClipAction WithInverseScale(ClipAction action,
+                                                            NormT factor,
+                                                            NormT inverse_scale,
+                                                            NormT* scale) {
+  if (action == ClipAction::kFillNaN) return action;
+  if (action == ClipAction::kPassThrough && inverse_scale == NormT(1)) {
+    return action;
+  }
+  *scale = inverse_scale * factor;
+  return ClipAction::kScale;
+}
+
 // DecideClip() with the loss-scale unscaling folded in: `norm` is the norm of
 // the unscaled values, and *scale (written for kScale) is inverse_scale times
 // the clip factor, in NormT. The outputs pass through only when nothing
@@ -122,14 +137,9 @@ MONOLITH_OPS_HOST_DEVICE inline NormT UnscaledNorm(NormType type,
 template <typename NormT>
 MONOLITH_OPS_HOST_DEVICE inline ClipAction DecideUnscaledClip(
     NormT norm, NormT clip_norm, NormT inverse_scale, NormT* scale) {
-  NormT factor = NormT(1);
+  NormT factor = NormT(1);  // DecideClip writes it for kScale only.
   const ClipAction action = DecideClip(norm, clip_norm, &factor);
-  if (action == ClipAction::kFillNaN) return action;
-  if (action == ClipAction::kPassThrough && inverse_scale == NormT(1)) {
-    return action;
-  }
-  *scale = inverse_scale * factor;
-  return ClipAction::kScale;
+  return WithInverseScale(action, factor, inverse_scale, scale);
 }
 
 // Whether DecideUnscaledClip()'s scale is rounded to the element type before
@@ -149,11 +159,9 @@ MONOLITH_OPS_HOST_DEVICE inline ClipAction DecideUnscaledClipOrNaN(
   if (!(IsFinite(inverse_scale) && inverse_scale > NormT(0))) {
     return ClipAction::kFillNaN;
   }
-  NormT unused;
-  if (DecideClipOrNaN(norm, clip_norm, &unused) == ClipAction::kFillNaN) {
-    return ClipAction::kFillNaN;
-  }
-  return DecideUnscaledClip(norm, clip_norm, inverse_scale, scale);
+  NormT factor = NormT(1);
+  const ClipAction action = DecideClipOrNaN(norm, clip_norm, &factor);
+  return WithInverseScale(action, factor, inverse_scale, scale);
 }
 
 }  // namespace monolith_ops

@@ -296,7 +296,7 @@ class NormsV2OpKernel : public GradListOpKernel {
   ::tensorflow::Status ReadInverseScale(OpKernelContext* ctx, int index,
                                         Tn* inverse_scale) {
     TF_RETURN_IF_ERROR(ReadScalar(ctx, index, "inverse_scale", inverse_scale));
-    return CheckInverseScale(*inverse_scale);
+    return CheckPositiveFinite(*inverse_scale, "inverse_scale");
   }
 
   // Computes the norms of the unscaled list and writes them; *norm is the

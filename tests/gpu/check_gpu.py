@@ -317,6 +317,17 @@ def compare_outputs(torch, xs, outs, action, scale, true_scale, chunk=1 << 27):
     return exact, (math.sqrt(err2 / ref2) if ref2 > 0 else 0.0)
 
 
+def shifted_copies(torch, xs):
+    """Copies of the float32 tensors xs, each one element into a fresh
+    buffer: the same values at another 16-byte alignment."""
+    moved = []
+    for x in xs:
+        base = torch.empty(x.numel() + 1, device="cuda")
+        base[1:].copy_(x)
+        moved.append(base[1:])
+    return moved
+
+
 def random_list(torch, dtype, sizes, scale=3.0, misalign=True, gen=None):
     """Tensors of `sizes` with values N(0, scale); some start off 16 bytes."""
     out = []
@@ -513,11 +524,7 @@ def check_determinism(core, res, gen, runs=10):
         )
     # The same values at other addresses (other 16-byte alignment) sum alike.
     xs = random_list(torch, torch.float32, [3, 100001, 5000], misalign=False, gen=gen)
-    moved = []
-    for x in xs:
-        base = torch.empty(x.numel() + 1, device="cuda")
-        base[1:].copy_(x)
-        moved.append(base[1:])
+    moved = shifted_copies(torch, xs)
     a = core.sum_of_squares(core.prepare(xs), torch.float64)
     b = core.sum_of_squares(core.prepare(moved), torch.float64)
     res.add("sum independent of alignment", torch.equal(bits(torch, a), bits(torch, b)))
@@ -936,11 +943,7 @@ def check_v2_determinism(core, res, gen, runs=10):
             f"{differ} of {runs - 1} reruns differ from the first",
         )
     xs = random_list(torch, torch.float32, [3, 100001, 5000], misalign=False, gen=gen)
-    moved = []
-    for x in xs:
-        base = torch.empty(x.numel() + 1, device="cuda")
-        base[1:].copy_(x)
-        moved.append(base[1:])
+    moved = shifted_copies(torch, xs)
     a = NormsV2(core, xs, "l2", torch.float64).launch().per_tensor
     b = NormsV2(core, moved, "l2", torch.float64).launch().per_tensor
     res.add(

@@ -12,7 +12,20 @@ the GIL during every call, and times itself: a pass is timed in C++ from the
 dispatch to its threads to the end of the last one, on a pool of threads
 started once.
 
-Loops (each on 1 thread and on the benchmark's thread count):
+Every loop runs over buffers in two kinds of memory (MEMORY), side by side:
+
+  tensor  as TensorFlow's CPU allocator gets its tensors: 64-byte aligned
+          from the C library, no advice, so in the system's default pages
+          (4 KiB unless transparent huge pages are "always")
+  huge    a mapping advised MADV_HUGEPAGE: huge pages unless transparent
+          huge pages are "never" (or the kernel has none to give)
+
+Reading 4 KiB pages costs more than reading huge ones (a TLB miss every 4 KiB;
+the hardware prefetcher stops at each page's end): the tensor floor is the
+one an op reading TensorFlow's tensors is held to, the huge floor what the
+same loops reach when the pages are no obstacle.
+
+Loops (each on 1 thread and on the benchmark's thread count, in each memory):
 
   read_max     the max of the floats                 reads 4 bytes/element
   sumsq_f32    sum of squares, float lanes            reads 4 bytes/element
@@ -22,7 +35,9 @@ Loops (each on 1 thread and on the benchmark's thread count):
   scale_inplace  x *= s                               reads 4, writes 4
 
 The read floor is the fastest of read_max and sumsq_f32; the read+write floor
-the fastest of the three scaling loops.
+the fastest of the three scaling loops, each in each memory. A variant's name
+is floor:<memory>:<loop>:<threads>, e.g. floor:tensor:read_max:2 and
+floor:huge:read_max:2 (CompiledFloor.variant, parse_variant).
 """
 
 import ctypes
@@ -39,7 +54,7 @@ SOURCE = os.path.join(HERE, "floor.cc")
 CACHE_ENV = "MONOLITH_OPS_FLOOR_CACHE"
 DEFAULT_CACHE = os.path.join(os.path.dirname(HERE), "build", "benchmark_floor")
 
-KINDS = {
+LOOPS = {
     "empty": 0,
     "read_max": 1,
     "sumsq_f32": 2,
@@ -52,6 +67,10 @@ READ_LOOPS = ("read_max", "sumsq_f32")
 WRITE_LOOPS = ("scale_out", "scale_stream", "scale_inplace")
 REFERENCE_LOOPS = ("sumsq_f64",)
 TIMED_LOOPS = READ_LOOPS + REFERENCE_LOOPS + WRITE_LOOPS
+# The kinds of memory the buffers lie in (floor.cc's Memory).
+TENSOR_PAGES = "tensor"
+HUGE_PAGES = "huge"
+MEMORY = {TENSOR_PAGES: 0, HUGE_PAGES: 1}
 
 
 def compiler():
@@ -132,7 +151,7 @@ def load():
         lib.floor_new.restype = ctypes.c_void_p
         lib.floor_free.argtypes = [ctypes.c_void_p]
         lib.floor_free.restype = None
-        lib.floor_run.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+        lib.floor_run.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
         lib.floor_run.restype = ctypes.c_double
         lib.floor_sink.argtypes = [ctypes.c_void_p]
         lib.floor_sink.restype = ctypes.c_double
@@ -155,7 +174,8 @@ class SelfTimed:
 
 
 class CompiledFloor:
-    """Buffers of `num_elements` floats and a pool of `threads` threads."""
+    """Buffers of `num_elements` floats in each memory of MEMORY, and a pool
+    of `threads` threads."""
 
     def __init__(self, num_elements, threads):
         self.lib = load()
@@ -169,21 +189,25 @@ class CompiledFloor:
         """1 and the pool's size: the floor is the faster of the two."""
         return sorted({1, self.threads})
 
-    def run(self, loop, threads):
-        """One pass of `loop` on `threads` threads; returns its seconds."""
-        seconds = self.lib.floor_run(self.handle, KINDS[loop], threads)
+    def run(self, memory, loop, threads):
+        """One pass of `loop` on `threads` threads over the buffers in
+        `memory`; returns its seconds."""
+        seconds = self.lib.floor_run(self.handle, LOOPS[loop], threads, MEMORY[memory])
         if seconds < 0:
             raise ValueError(f"floor loop {loop} on {threads} threads")
         return seconds
 
-    def variant(self, loop, threads):
-        """The benchmark's name for `loop` on `threads` threads."""
-        return f"floor:{loop}:{threads}"
+    @staticmethod
+    def variant(memory, loop, threads):
+        """The benchmark's name for `loop` on `threads` threads in `memory`."""
+        return f"floor:{memory}:{loop}:{threads}"
 
     def callables(self):
-        """{variant name: SelfTimed pass}, every loop on every thread count."""
+        """{variant name: SelfTimed pass}, every loop on every thread count
+        in every memory."""
         return {
-            self.variant(loop, t): SelfTimed(lambda loop=loop, t=t: self.run(loop, t))
+            self.variant(m, loop, t): SelfTimed(lambda m=m, loop=loop, t=t: self.run(m, loop, t))
+            for m in MEMORY
             for loop in TIMED_LOOPS
             for t in self.thread_counts()
         }
@@ -198,6 +222,6 @@ class CompiledFloor:
 
 
 def parse_variant(name):
-    """(loop, threads) of a variant name from CompiledFloor.variant."""
-    _, loop, threads = name.split(":")
-    return loop, int(threads)
+    """(memory, loop, threads) of a variant name from CompiledFloor.variant."""
+    _, memory, loop, threads = name.split(":")
+    return memory, loop, int(threads)

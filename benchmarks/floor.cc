@@ -4,20 +4,25 @@
 // The machine's floor for the benchmark: the fastest loops this compiler
 // makes of reading, and of reading and writing, a buffer of n floats, on a
 // given number of threads of a persistent pool (the calling thread is one).
+// The loops run over buffers of two kinds of memory (Memory below), side by
+// side: as TensorFlow's CPU allocator gets its tensors, and in huge pages.
 // A plain C interface for ctypes, which releases the GIL around each call.
 //
-//   floor_new(n, threads) -> handle    64-byte aligned source and output
-//   floor_run(handle, kind, threads)   one pass; returns its seconds, timed
+//   floor_new(n, threads) -> handle    a source, an output and an in-place
+//                                      buffer of n floats in each memory
+//   floor_run(handle, loop, threads, memory)
+//                                      one pass; returns its seconds, timed
 //                                      from the dispatch to the last thread's
 //                                      end (thread start-up is not in it)
 //   floor_sink(handle)                 what the loops computed, so that no
 //                                      loop is dead code
 //   floor_free(handle)
 //
-// Kinds: 0 nothing (the pool's dispatch alone), 1 max of the floats (read),
+// Loops: 0 nothing (the pool's dispatch alone), 1 max of the floats (read),
 // 2 sum of squares in float lanes (read), 3 sum of squares widened to double
 // (read; for reference, not a floor), 4 scale into the output buffer (read +
 // write), 5 the same with streaming stores, 6 scale in place (read + write).
+// Memory: 0 tensor pages, 1 huge pages.
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -244,25 +249,60 @@ void ScaleStreaming(const float* src, float* dst, int64_t n, float factor) {
 #endif
 }
 
-float* AllocateFloats(int64_t n) {
-  const size_t bytes =
-      ((static_cast<size_t>(n) * sizeof(float) + 4095) / 4096) * 4096;
-  void* p = std::aligned_alloc(4096, bytes);
-  if (p == nullptr) return nullptr;
+// The kinds of memory the buffers lie in:
+//   kTensorPages  as TensorFlow's CPU allocator gets its tensors: 64-byte
+//                 aligned from the C library (posix_memalign), no advice: the
+//                 system's default pages (huge ones only where transparent
+//                 huge pages are "always")
+//   kHugePages    a mapping of their own advised MADV_HUGEPAGE (and unmapped
+//                 when freed, so that no advice is left on memory that malloc
+//                 hands out again)
+enum Memory { kTensorPages = 0, kHugePages = 1, kMemoryKinds = 2 };
+
+size_t MappedBytes(int64_t n) {
+  return (static_cast<size_t>(n) * sizeof(float) + 4095) / 4096 * 4096;
+}
+
+float* AllocateFloats(int64_t n, int memory) {
+  void* p = nullptr;
+  if (memory == kTensorPages) {
+    if (posix_memalign(&p, 64, static_cast<size_t>(n) * sizeof(float)) != 0)
+      return nullptr;
+    return static_cast<float*>(p);
+  }
+  p = mmap(nullptr, MappedBytes(n), PROT_READ | PROT_WRITE,
+           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
 #ifdef MADV_HUGEPAGE
-  if (bytes >= (4u << 20)) madvise(p, bytes, MADV_HUGEPAGE);
+  madvise(p, MappedBytes(n), MADV_HUGEPAGE);
 #endif
   return static_cast<float*>(p);
 }
 
-struct Floor {
-  int64_t n = 0;
+void FreeFloats(float* p, int64_t n, int memory) {
+  if (p == nullptr) return;
+  if (memory == kTensorPages) {
+    std::free(p);
+  } else {
+    munmap(p, MappedBytes(n));
+  }
+}
+
+// The buffers of one kind of memory.
+struct Buffers {
   float* src = nullptr;
   float* dst = nullptr;
   float* inplace = nullptr;
+  bool halve = true;  // scale in place by 0.5 and 2 in turn: values stay put
+};
+
+// Both kinds of memory share one pool: two pools would spin against each
+// other on the same cores.
+struct Floor {
+  int64_t n = 0;
+  Buffers memory[kMemoryKinds];
   Pool pool;
   double sink = 0.0;
-  bool halve = true;  // scale in place by 0.5 and 2 in turn: values stay put
   struct alignas(64) Slot {
     double value = 0.0;
   };
@@ -270,9 +310,11 @@ struct Floor {
 
   Floor(int64_t size, int threads) : n(size), pool(threads), slots(threads) {}
   ~Floor() {
-    std::free(src);
-    std::free(dst);
-    std::free(inplace);
+    for (int m = 0; m < kMemoryKinds; ++m) {
+      FreeFloats(memory[m].src, n, m);
+      FreeFloats(memory[m].dst, n, m);
+      FreeFloats(memory[m].inplace, n, m);
+    }
   }
 };
 
@@ -283,20 +325,23 @@ extern "C" {
 void* floor_new(int64_t n, int threads) {
   if (n < 1 || threads < 1) return nullptr;
   Floor* f = new Floor(n, threads);
-  f->src = AllocateFloats(n);
-  f->dst = AllocateFloats(n);
-  f->inplace = AllocateFloats(n);
-  if (f->src == nullptr || f->dst == nullptr || f->inplace == nullptr) {
-    delete f;
-    return nullptr;
+  for (int m = 0; m < kMemoryKinds; ++m) {
+    Buffers& b = f->memory[m];
+    b.src = AllocateFloats(n, m);
+    b.dst = AllocateFloats(n, m);
+    b.inplace = AllocateFloats(n, m);
+    if (b.src == nullptr || b.dst == nullptr || b.inplace == nullptr) {
+      delete f;
+      return nullptr;
+    }
+    uint32_t state = 12345u;  // values in [-1, 1), never zero
+    for (int64_t i = 0; i < n; ++i) {
+      state = state * 1664525u + 1013904223u;
+      b.src[i] = (static_cast<float>(state >> 8) + 0.5f) / 8388608.0f - 1.0f;
+    }
+    std::memcpy(b.inplace, b.src, n * sizeof(float));
+    std::memset(b.dst, 0, n * sizeof(float));
   }
-  uint32_t state = 12345u;  // values in [-1, 1), never zero
-  for (int64_t i = 0; i < n; ++i) {
-    state = state * 1664525u + 1013904223u;
-    f->src[i] = (static_cast<float>(state >> 8) + 0.5f) / 8388608.0f - 1.0f;
-  }
-  std::memcpy(f->inplace, f->src, n * sizeof(float));
-  std::memset(f->dst, 0, n * sizeof(float));
   return f;
 }
 
@@ -308,37 +353,40 @@ int floor_pool_size(void* handle) {
 
 double floor_sink(void* handle) { return static_cast<Floor*>(handle)->sink; }
 
-// Returns the seconds of one pass, or -1 for an unknown kind or thread count.
-double floor_run(void* handle, int kind, int threads) {
+// Returns the seconds of one pass, or -1 for an unknown loop, thread count or
+// memory.
+double floor_run(void* handle, int loop, int threads, int memory) {
   Floor* f = static_cast<Floor*>(handle);
-  if (threads < 1 || threads > f->pool.size() || kind < 0 || kind > 6)
+  if (threads < 1 || threads > f->pool.size() || loop < 0 || loop > 6 ||
+      memory < 0 || memory >= kMemoryKinds)
     return -1.0;
-  const float factor = f->halve ? 0.5f : 2.0f;
-  if (kind == 6) f->halve = !f->halve;
-  auto task = [f, kind, factor](int index, int used) {
+  Buffers& b = f->memory[memory];
+  const float factor = b.halve ? 0.5f : 2.0f;
+  if (loop == 6) b.halve = !b.halve;
+  auto task = [f, &b, loop, factor](int index, int used) {
     // Equal parts, each a whole number of 64-byte lines.
     const int64_t part = ((f->n + used - 1) / used + kLine - 1) / kLine * kLine;
     const int64_t begin = std::min<int64_t>(f->n, part * index);
     const int64_t size = std::min<int64_t>(f->n, begin + part) - begin;
     double value = 0.0;
-    switch (kind) {
+    switch (loop) {
       case 1:
-        value = MaxOf(f->src + begin, size);
+        value = MaxOf(b.src + begin, size);
         break;
       case 2:
-        value = SumSquaresF32(f->src + begin, size);
+        value = SumSquaresF32(b.src + begin, size);
         break;
       case 3:
-        value = SumSquaresF64(f->src + begin, size);
+        value = SumSquaresF64(b.src + begin, size);
         break;
       case 4:
-        Scale(f->src + begin, f->dst + begin, size, factor);
+        Scale(b.src + begin, b.dst + begin, size, factor);
         break;
       case 5:
-        ScaleStreaming(f->src + begin, f->dst + begin, size, factor);
+        ScaleStreaming(b.src + begin, b.dst + begin, size, factor);
         break;
       case 6:
-        Scale(f->inplace + begin, f->inplace + begin, size, factor);
+        Scale(b.inplace + begin, b.inplace + begin, size, factor);
         break;
       default:
         break;
@@ -349,8 +397,8 @@ double floor_run(void* handle, int kind, int threads) {
   f->pool.Run(threads, task);
   const auto end = Clock::now();
   for (int i = 0; i < threads; ++i) f->sink += f->slots[i].value;
-  if (kind >= 4 && kind <= 6) {
-    const float* out = kind == 6 ? f->inplace : f->dst;
+  if (loop >= 4 && loop <= 6) {
+    const float* out = loop == 6 ? b.inplace : b.dst;
     f->sink += out[f->n / 2];
   }
   return std::chrono::duration<double>(end - start).count();

@@ -16,6 +16,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -97,18 +98,23 @@ def test_own_times_subtract_the_inputs_only_run_of_the_same_round():
     assert benchmark.own_times(times, "ours:global_norm", "inputs") == [0.5, 0.25, 1.0]
 
 
-def _floor_times(rounds, read_ms=(2.0, 1.0), write_ms=(4.0, 1.5)):
-    """Round-robin times of every floor variant: the reading loops take
-    read_ms on (1, 2) threads, the scaling loops write_ms; others longer."""
+def _floor_times(rounds, read_ms=(2.0, 1.0), write_ms=(4.0, 1.5), huge=0.5):
+    """Round-robin times of every floor variant: on tensor pages the reading
+    loops take read_ms on (1, 2) threads, the scaling loops write_ms, others
+    longer; on huge pages every loop takes `huge` times as long."""
     times = {}
-    for loop in compiled_floor.TIMED_LOOPS:
-        for k, threads in enumerate((1, 2)):
-            ms = 10.0
-            if loop in compiled_floor.READ_LOOPS:
-                ms = read_ms[k] + (0.5 if loop == "read_max" else 0.0)
-            elif loop in compiled_floor.WRITE_LOOPS:
-                ms = write_ms[k] + (0.0 if loop == "scale_inplace" else 0.25)
-            times[f"floor:{loop}:{threads}"] = [ms / 1e3] * rounds
+    for memory in compiled_floor.MEMORY:
+        for loop in compiled_floor.TIMED_LOOPS:
+            for k, threads in enumerate((1, 2)):
+                ms = 10.0
+                if loop in compiled_floor.READ_LOOPS:
+                    ms = read_ms[k] + (0.5 if loop == "read_max" else 0.0)
+                elif loop in compiled_floor.WRITE_LOOPS:
+                    ms = write_ms[k] + (0.0 if loop == "scale_inplace" else 0.25)
+                if memory == compiled_floor.HUGE_PAGES:
+                    ms *= huge
+                variant = compiled_floor.CompiledFloor.variant(memory, loop, threads)
+                times[variant] = [ms / 1e3] * rounds
     return times
 
 
@@ -133,20 +139,36 @@ def test_summarize_uses_paired_medians_and_the_compiled_floor():
     assert by_op["global_norm"]["speedup"] == pytest.approx(4.0)
     assert by_op["clip_scales"]["speedup"] == pytest.approx(2.0)
     assert by_op["global_norm"]["ours_iqr_ms"] == pytest.approx(0.0, abs=1e-9)
-    # The fastest loop: the read, sumsq_f32 on 2 threads (1 ms); the
-    # read+write, scale_inplace on 2 threads (1.5 ms). The floor times are
-    # the loops' own: nothing is subtracted from them.
+    # The fastest loop on tensor pages: the read, sumsq_f32 on 2 threads
+    # (1 ms); the read+write, scale_inplace on 2 threads (1.5 ms). The floor
+    # times are the loops' own: nothing is subtracted from them.
     assert floors["read_ms"] == pytest.approx(1.0)
     assert floors["read_by"] == "sumsq_f32:2"
     assert floors["write_ms"] == pytest.approx(1.5)
     assert floors["write_by"] == "scale_inplace:2"
-    assert floors["loops"]["floor:read_max:1"]["ms"] == pytest.approx(2.5)
-    # Floors per op: read; read then read+write; read.
+    assert floors["read_GBps"] == pytest.approx(4000 / 1e6)
+    assert floors["write_GBps"] == pytest.approx(2 * 4000 / 1.5e6)
+    assert floors["loops"]["floor:tensor:read_max:1"]["ms"] == pytest.approx(2.5)
+    assert floors["loops"]["floor:huge:read_max:1"]["memory"] == "huge"
+    # The same loops on huge pages (twice as fast here), apart.
+    assert floors["huge_read_ms"] == pytest.approx(0.5)
+    assert floors["huge_read_by"] == "sumsq_f32:2"
+    assert floors["huge_write_ms"] == pytest.approx(0.75)
+    assert floors["huge_write_by"] == "scale_inplace:2"
+    # Floors per op: read; read then read+write; read. The floor is the
+    # one on tensor pages; the huge-page floor is beside it.
     assert by_op["global_norm"]["floor_ms"] == pytest.approx(1.0)
     assert by_op["clip_scales"]["floor_ms"] == pytest.approx(2.5)
     assert by_op["clip_passes"]["floor_ms"] == pytest.approx(1.0)
     assert by_op["global_norm"]["ours_floor_fraction"] == pytest.approx(1.0)
     assert by_op["clip_scales"]["ours_floor_fraction"] == pytest.approx(2.5 / 3)
+    assert by_op["clip_passes"]["stock_floor_fraction"] == pytest.approx(1.0 / 5)
+    assert by_op["global_norm"]["huge_floor_ms"] == pytest.approx(0.5)
+    assert by_op["clip_scales"]["huge_floor_ms"] == pytest.approx(1.25)
+    assert by_op["clip_passes"]["huge_floor_ms"] == pytest.approx(0.5)
+    assert by_op["global_norm"]["ours_huge_floor_fraction"] == pytest.approx(0.5)
+    assert by_op["clip_scales"]["ours_huge_floor_fraction"] == pytest.approx(1.25 / 3)
+    assert by_op["clip_passes"]["stock_huge_floor_fraction"] == pytest.approx(0.5 / 5)
     assert by_op["clip_scales"]["bytes"] == 12 * 1000
     assert control["ratio"] == pytest.approx(1.0)
     assert base["inputs_only_ms"] == pytest.approx(300.0)
@@ -178,6 +200,8 @@ def test_summarize_an_unscale_workload_against_stock_tf_and_keras():
         assert row["bytes"] == 3 * 2 * 1000
         assert row["floor_ms"] == pytest.approx(1.0 + 1.5)
         assert row["ours_floor_fraction"] == pytest.approx(2.5 / 2.0)
+        assert row["huge_floor_ms"] == pytest.approx(0.5 + 0.75)
+        assert row["ours_huge_floor_fraction"] == pytest.approx(1.25 / 2.0)
     assert by_op["unscale_tf"]["speedup"] == pytest.approx(3.0)
     assert by_op["unscale_keras"]["speedup"] == pytest.approx(5.0)
     assert floors["bytes"] == 2 * 1000
@@ -191,10 +215,30 @@ def test_summarize_an_unscale_workload_against_stock_tf_and_keras():
 def test_the_sum_of_squares_in_double_is_no_floor():
     workload = benchmark.Workload("w", "w", [(1000,)])
     times = _floor_times(3)
-    times["floor:sumsq_f64:2"] = [0.0001] * 3  # faster than every other loop
+    for memory in compiled_floor.MEMORY:  # faster than every other loop
+        times[f"floor:{memory}:sumsq_f64:2"] = [0.0001] * 3
     floors = benchmark.floor_summary(workload, times)
     assert floors["read_ms"] == pytest.approx(1.0)
-    assert floors["loops"]["floor:sumsq_f64:2"]["ms"] == pytest.approx(0.1)
+    assert floors["huge_read_ms"] == pytest.approx(0.5)
+    assert floors["loops"]["floor:tensor:sumsq_f64:2"]["ms"] == pytest.approx(0.1)
+
+
+def test_the_floor_on_tensor_pages_is_not_the_fastest_memorys():
+    # Huge pages slower than tensor pages (as they may be when the kernel
+    # has none to give): each memory's floor is still its own loops'.
+    workload = benchmark.Workload("w", "w", [(1000,)])
+    floors = benchmark.floor_summary(workload, _floor_times(3, huge=3.0))
+    assert floors["read_ms"] == pytest.approx(1.0)
+    assert floors["huge_read_ms"] == pytest.approx(3.0)
+    assert floors["write_ms"] == pytest.approx(1.5)
+    assert floors["huge_write_ms"] == pytest.approx(4.5)
+
+
+@pytest.mark.parametrize("memory", ["tensor", "huge"])
+def test_floor_variant_names_name_the_memory_and_parse_back(memory):
+    name = compiled_floor.CompiledFloor.variant(memory, "sumsq_f32", 2)
+    assert name == f"floor:{memory}:sumsq_f32:2"
+    assert compiled_floor.parse_variant(name) == (memory, "sumsq_f32", 2)
 
 
 def test_round_robin_takes_the_time_of_self_timed_variants():
@@ -224,29 +268,35 @@ def test_compiled_floor_loops_compute_what_they_say(floor):
     assert floor.thread_counts() == [1, 2]
     assert floor.lib.floor_pool_size(floor.handle) == 2
 
-    def result(loop, threads):
+    def result(memory, loop, threads):
         before = floor.sink()
-        seconds = floor.run(loop, threads)
+        seconds = floor.run(memory, loop, threads)
         assert seconds > 0
         return floor.sink() - before
 
-    for threads in (1, 2):
-        # The source holds uniform values in [-1, 1): max near 1, E[x^2] 1/3.
-        # (The sink adds up each thread's result: each thread's max.)
-        assert 0.99 * threads < result("read_max", threads) < threads
-        exact = result("sumsq_f64", threads)
-        assert exact == pytest.approx(n / 3, rel=0.02)
-        assert result("sumsq_f32", threads) == pytest.approx(exact, rel=1e-4)
-        assert result("empty", threads) == 0
-        for loop in compiled_floor.WRITE_LOOPS:
-            out = result(loop, threads)  # one element of the output
-            assert math.isfinite(out) and abs(out) < 2
+    exact = {}
+    for memory in compiled_floor.MEMORY:
+        for threads in (1, 2):
+            # The source holds uniform values in [-1, 1): max near 1, E[x^2]
+            # 1/3. (The sink adds up each thread's result: each thread's max.)
+            assert 0.99 * threads < result(memory, "read_max", threads) < threads
+            exact[memory] = result(memory, "sumsq_f64", threads)
+            assert exact[memory] == pytest.approx(n / 3, rel=0.02)
+            assert result(memory, "sumsq_f32", threads) == pytest.approx(exact[memory], rel=1e-4)
+            assert result(memory, "empty", threads) == 0
+            for loop in compiled_floor.WRITE_LOOPS:
+                out = result(memory, loop, threads)  # one element of the output
+                assert math.isfinite(out) and abs(out) < 2
+    # Both memories hold the same values.
+    assert exact[compiled_floor.TENSOR_PAGES] == exact[compiled_floor.HUGE_PAGES]
     # Scaling in place halves, then doubles: the values stay where they were.
-    for _ in range(10):
-        floor.run("scale_inplace", 2)
-    assert result("sumsq_f64", 2) == pytest.approx(exact, rel=1e-12)
+    for memory in compiled_floor.MEMORY:
+        for _ in range(10):
+            floor.run(memory, "scale_inplace", 2)
+        assert result(memory, "sumsq_f64", 2) == pytest.approx(exact[memory], rel=1e-12)
     with pytest.raises(ValueError):
-        floor.run("read_max", 3)  # more threads than the pool has
+        floor.run("tensor", "read_max", 3)  # more threads than the pool has
+    assert floor.lib.floor_run(floor.handle, 1, 1, len(compiled_floor.MEMORY)) == -1
 
 
 def test_compiled_floor_releases_the_gil_and_is_cached(floor):
@@ -260,9 +310,19 @@ def test_compiled_floor_releases_the_gil_and_is_cached(floor):
     assert "-march=native" in compiled_floor.flags()
     names = floor.callables()
     assert sorted(names) == sorted(
-        f"floor:{loop}:{t}" for loop in compiled_floor.TIMED_LOOPS for t in (1, 2)
+        f"floor:{memory}:{loop}:{t}"
+        for memory in ("tensor", "huge")
+        for loop in compiled_floor.TIMED_LOOPS
+        for t in (1, 2)
     )
     assert all(getattr(fn, "self_timed", False) for fn in names.values())
+
+
+def test_transparent_hugepage_mode_is_the_bracketed_one(tmp_path):
+    path = tmp_path / "enabled"
+    path.write_text("always [madvise] never\n")
+    assert benchmark.transparent_hugepage(str(path)) == "madvise"
+    assert benchmark.transparent_hugepage(str(tmp_path / "missing")) is None
 
 
 @pytest.mark.parametrize("hot", [False, True])
@@ -283,9 +343,23 @@ def test_round_robin_calls_everything_and_shuffles(hot):
 
 
 def test_check_targets_verdicts():
+    # The verdicts are taken on tensor pages; the huge-page fractions (here
+    # the other way round) are reported beside them.
     rows = [
-        {"workload": "dense53", "op": "global_norm", "speedup": 1.3, "ours_floor_fraction": 0.9},
-        {"workload": "dense53", "op": "clip_scales", "speedup": 1.4, "ours_floor_fraction": 0.8},
+        {
+            "workload": "dense53",
+            "op": "global_norm",
+            "speedup": 1.3,
+            "ours_floor_fraction": 0.9,
+            "ours_huge_floor_fraction": 0.6,
+        },
+        {
+            "workload": "dense53",
+            "op": "clip_scales",
+            "speedup": 1.4,
+            "ours_floor_fraction": 0.8,
+            "ours_huge_floor_fraction": 0.95,
+        },
         {"workload": "embedding", "op": "global_norm", "speedup": 0.8},
         {
             "workload": "1000x100",
@@ -301,10 +375,11 @@ def test_check_targets_verdicts():
     assert len(targets) == 4
     read = by_text["global_norm on the dense shapes >= 85% of the compiled read floor"]
     assert read["met"] and read["value"] == 0.9 and read["unit"] == "of floor"
+    assert read["huge_value"] == 0.6
     clip = by_text[
         "a clip that scales on the dense shapes >= 85% of the compiled read + read+write floor"
     ]
-    assert not clip["met"]
+    assert not clip["met"] and clip["huge_value"] == 0.95
     slowest = by_text["no op or training step slower than stock (slowest: embedding global_norm)"]
     assert not slowest["met"] and slowest["value"] == 0.8
     tenx = by_text["global_norm on 1,000 x 100 floats >= 10x faster than stock"]
@@ -323,8 +398,11 @@ def test_check_targets_verdicts():
         t for t in benchmark.check_targets(rows, [], step) if t["target"].startswith("no op")
     ][0]
     assert "recsys training step" in slowest["target"]
+    assert tenx["huge_value"] is None
     text = benchmark.format_targets(targets)
-    assert "90% of floor (limit 85%)" in text and "MISSED" in text
+    assert "90% of the floor on tensor pages (limit 85%); 60% of the floor on huge pages" in text
+    assert "80% of the floor on tensor pages (limit 85%); 95% of the floor on huge pages" in text
+    assert "MISSED" in text
 
 
 @pytest.mark.parametrize("name", ["dense53", "embedding"])
@@ -458,6 +536,8 @@ def test_main_writes_table_json_and_chart(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert "stock/ours" in out and "Targets:" in out and "Control" in out
     assert "% of floor" in out and "Compiled floor" in out
+    assert "% of huge" in out
+    assert re.search(r"tensor pages: +read", out) and re.search(r"huge pages: +read", out)
     assert "round 2/2" in err  # progress lines
     with open(tmp_path / "benchmark.json") as f:
         result = json.load(f)
@@ -474,6 +554,9 @@ def test_main_writes_table_json_and_chart(tmp_path, capsys):
             "ours_GBps",
             "floor_ms",
             "ours_floor_fraction",
+            "huge_floor_ms",
+            "ours_huge_floor_fraction",
+            "stock_huge_floor_fraction",
         ):
             assert key in row
     assert [c["workload"] for c in result["controls"]] == ["dense53", "embedding"]
@@ -484,10 +567,14 @@ def test_main_writes_table_json_and_chart(tmp_path, capsys):
     assert result["command"].startswith("python benchmarks/run.py")
     assert result["threads"] == benchmark.default_threads()
     for floor in result["floors"]:
-        assert floor["read_ms"] > 0 and floor["write_ms"] > 0
-        assert floor["read_by"].split(":")[0] in compiled_floor.READ_LOOPS
-    assert "floor:sumsq_f32:1" in result["raw_ms"]["dense53"]
+        for prefix in ("", "huge_"):
+            assert floor[prefix + "read_ms"] > 0 and floor[prefix + "write_ms"] > 0
+            assert floor[prefix + "read_by"].split(":")[0] in compiled_floor.READ_LOOPS
+    assert {"floor:tensor:sumsq_f32:1", "floor:huge:sumsq_f32:1"} <= set(
+        result["raw_ms"]["dense53"]
+    )
     assert result["machine"]["tensorflow"]
+    assert "transparent_hugepage" in result["machine"]
     png = (tmp_path / "benchmark.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 

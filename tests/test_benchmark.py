@@ -792,3 +792,80 @@ def test_thread_scaling_times_every_variant_in_a_fresh_process(capsys):
         ["1", "1", "inputs"],
     ]
     assert all(float(row.split()[3]) > 0 for row in rows)
+
+
+def _core_bench_commands():
+    """The build commands in core_bench.cc's header, as it documents them."""
+    with open(os.path.join(BENCHMARKS, "core_bench.cc")) as f:
+        header = f.read().split("#include", 1)[0]
+    lines = [line[3:].strip() for line in header.splitlines() if line.startswith("//   ")]
+    env = {}
+    commands = []
+    for line in lines:
+        name, eq, value = line.partition("=")
+        if eq and name.isidentifier() and not line.startswith("g++"):
+            env[name] = value.strip('"')
+        elif line.startswith("g++"):
+            commands.append(line)
+    return env, commands
+
+
+@pytest.fixture(scope="module")
+def core_bench(tmp_path_factory):
+    """core_bench built by the commands its header gives (outputs moved to a
+    temporary folder, the compiler as compiled_floor uses)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    compiled_floor = _load("compiled_floor")
+    out = tmp_path_factory.mktemp("core_bench")
+    env, commands = _core_bench_commands()
+    assert len(commands) == 2, commands
+    variables = {"TFI": tf.sysconfig.get_include()}
+    for name, value in env.items():
+        if name != "TFI":
+            variables[name] = value.replace("/tmp/", f"{out}/")
+    for command in commands:
+        words = command.split()[1:]
+        expanded = []
+        for word in words:
+            if word.startswith("$"):
+                expanded.extend(variables[word.strip('$"')].split())
+            elif word.startswith('"$'):
+                expanded.append(variables[word.strip('$"')])
+            else:
+                expanded.append(word)
+        subprocess.run(compiled_floor.compiler() + expanded, cwd=ROOT, check=True)
+    path = out / "core_bench"
+    assert path.exists()
+    return str(path)
+
+
+def test_core_bench_times_the_core_and_the_floor(core_bench):
+    result = subprocess.run(
+        [core_bench, "2", "3", "100*5", "20000"], capture_output=True, text=True, check=True
+    )
+    lines = result.stdout.splitlines()
+    assert lines[0] == "6 tensors, 20500 floats, 2 threads, 3 rounds"
+    rows = {}
+    for line in lines[1:]:
+        match = re.fullmatch(r"(.+?)\s+min\s+([0-9.]+) ms\s+median\s+([0-9.]+) ms", line)
+        assert match, line
+        rows[match.group(1)] = (float(match.group(2)), float(match.group(3)))
+    assert set(rows) == {
+        "core SumOfSquares",
+        "core Scale",
+        "core SumOfSquares, floor's buffer",
+        "floor max",
+        "floor sum sq. double",
+        "floor scale_out",
+        "floor scale_stream",
+    }
+    for low, median in rows.values():
+        assert 0 <= low <= median
+
+
+@pytest.mark.parametrize("args", [[], ["0", "3", "10"], ["2", "3", "0"]])
+def test_core_bench_rejects_bad_arguments(core_bench, args):
+    result = subprocess.run([core_bench] + args, capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert result.stderr

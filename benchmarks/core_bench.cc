@@ -6,12 +6,14 @@
 // threads: what the kernels cost on their own, apart from TensorFlow's
 // executor and thread pool.
 //
-//   TFI=$(python -c 'import tensorflow as tf; print(tf.sysconfig.get_include())')
+// clang-format off
+//   TFI=$(python -c "import tensorflow as tf; print(tf.sysconfig.get_include())")
 //   CORE="-c cc/kernels/clip_core.cc -o /tmp/clip_core.o"
 //   g++ -std=c++17 -O3 -fPIC -ffp-contract=off -I. -isystem "$TFI" $CORE
 //   BENCH="benchmarks/core_bench.cc /tmp/clip_core.o -o /tmp/core_bench"
 //   g++ -std=c++17 -O3 -march=native -pthread -I. -isystem "$TFI" $BENCH
 //   /tmp/core_bench THREADS ROUNDS SIZE...
+// clang-format on
 //
 // SIZE is a tensor's element count, or N*K for K tensors of N. The 53 dense
 // shapes:
@@ -22,15 +24,16 @@
 // The tensors are float32, each allocated on its own as TensorFlow's CPU
 // allocator does (64-byte aligned, no advice: the system's default pages).
 // Each round runs, in an order that changes from round to round, each once
-// untimed and then once timed (hot, as run.py times), on THREADS threads of the floor's pool (the calling thread
-// is one; the core's ParallelFor gets equal shares of the blocks):
-// SumOfSquares and Scale (into separate outputs) over the list;
-// SumOfSquares over the floor's own source buffer, as one tensor (the same
-// bytes as the floor's loops read: the core's loops against the floor's,
+// untimed and then once timed (hot, as run.py times), on THREADS threads of the
+// floor's pool (the calling thread is one; the core's ParallelFor gets equal
+// shares of the blocks): SumOfSquares and Scale (into separate outputs) over
+// the list; SumOfSquares over the floor's own source buffer, as one tensor (the
+// same bytes as the floor's loops read: the core's loops against the floor's,
 // the memory set aside); the floor's max, sum of squares in double and
-// scaling loops over that buffer (on tensor pages). Prints each one's minimum and median in
-// ms. The core is compiled as setup.py compiles it (its loops are chosen at
-// run time), the floor's loops for this machine, as compiled_floor.py does.
+// scaling loops over that buffer (on tensor pages). Prints each one's minimum
+// and median in ms. The core is compiled as setup.py compiles it (its loops are
+// chosen at run time), the floor's loops for this machine, as compiled_floor.py
+// does.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -52,8 +55,9 @@ int main(int argc, char** argv) {
     const std::string arg = argv[a];
     const size_t star = arg.find('*');
     const int64_t n = std::atoll(arg.substr(0, star).c_str());
-    const int64_t k =
-        star == std::string::npos ? 1 : std::atoll(arg.substr(star + 1).c_str());
+    const int64_t k = star == std::string::npos
+                          ? 1
+                          : std::atoll(arg.substr(star + 1).c_str());
     for (int64_t i = 0; i < k; ++i) sizes.push_back(n);
   }
   int64_t total = 0;
@@ -83,10 +87,13 @@ int main(int argc, char** argv) {
           if (begin < end) fn(begin, end);
         });
       };
-  const char* names[] = {"core SumOfSquares",   "core Scale",
+  const char* names[] = {"core SumOfSquares",
+                         "core Scale",
                          "core SumOfSquares, floor's buffer",
-                         "floor max",           "floor sum sq. double",
-                         "floor scale_out",     "floor scale_stream"};
+                         "floor max",
+                         "floor sum sq. double",
+                         "floor scale_out",
+                         "floor scale_stream"};
   constexpr int kVariants = 7, kFirstFloor = 3;
   const int loops[kVariants] = {0, 0, 0, 1, 3, 4, 5};
   const float* floor_source[1] = {floor->memory[0].src};
@@ -124,8 +131,8 @@ int main(int argc, char** argv) {
       seconds[k].push_back(run(k));
     }
   }
-  std::printf("%zu tensors, %lld floats, %d threads, %d rounds\n",
-              sizes.size(), static_cast<long long>(total), threads, rounds);
+  std::printf("%zu tensors, %lld floats, %d threads, %d rounds\n", sizes.size(),
+              static_cast<long long>(total), threads, rounds);
   for (int k = 0; k < kVariants; ++k) {
     std::sort(seconds[k].begin(), seconds[k].end());
     std::printf("%-34s min %8.3f ms  median %8.3f ms\n", names[k],

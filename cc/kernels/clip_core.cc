@@ -52,9 +52,10 @@ constexpr int kLanes = 16;
 // too few lines in flight for loops that spend several instructions on each
 // element (widening, squaring and adding in double): measured on a 2-core
 // AVX-512 Xeon, 1.2x faster on 30.7 MB. On AMD's cores the same requests cost
-// more than they bring: measured on a 2-core AVX-512 EPYC virtual machine, the
-// 30.7 MB of the 53 dense shapes took 1.4 ms on one thread without them and
-// 1.9 ms with them. So they are made on every CPU but AMD's.
+// more than they bring: on a 2-core AVX-512 EPYC virtual machine,
+// benchmarks/core_bench.cc over the 53 dense shapes (30.7 MB) on one thread
+// took 1.3 to 1.4 ms without them, 1.6 to 1.8 ms with them. So they are made
+// on every CPU but AMD's.
 constexpr int64_t kPrefetchDistance = 4096;
 bool SoftwarePrefetch() {
 #if MONOLITH_OPS_X86
@@ -676,10 +677,10 @@ int64_t NumBlocks(int64_t total) {
 // tensors), they are read side by side, 16 elements of each in turn, so that
 // the kStreams * 2 chains of additions overlap instead of each waiting on the
 // adder (one block's two chains alone cannot keep it busy). (Side by side in
-// pieces of 128 elements, the bookkeeping between pieces cost 10 to 20%,
-// measured on the 53 dense shapes on a 2-core EPYC.) The lanes, and the order
-// of the additions in each, are those of SumSqAvx512: the sums are bitwise the
-// same.
+// pieces of 128 elements, the bookkeeping between pieces cost up to 10%:
+// benchmarks/core_bench.cc on the 53 dense shapes, 2-core EPYC.) The lanes,
+// and the order of the additions in each, are those of SumSqAvx512: the sums
+// are bitwise the same.
 template <typename T>
 __attribute__((target(MONOLITH_OPS_AVX512))) void SumSqGroupAvx512(
     const T* const* inputs, const int64_t* sizes, int64_t count,

@@ -259,15 +259,17 @@ void ScaleStreaming(const float* src, float* dst, int64_t n, float factor) {
 //                 hands out again)
 enum Memory { kTensorPages = 0, kHugePages = 1, kMemoryKinds = 2 };
 
+// The bytes of a buffer of n floats: whole pages, with room for one vector
+// more (a loop's first load may reach past a thread's part when the part is
+// shorter than a vector).
 size_t MappedBytes(int64_t n) {
-  return (static_cast<size_t>(n) * sizeof(float) + 4095) / 4096 * 4096;
+  return (static_cast<size_t>(n + 16) * sizeof(float) + 4095) / 4096 * 4096;
 }
 
 float* AllocateFloats(int64_t n, int memory) {
   void* p = nullptr;
   if (memory == kTensorPages) {
-    if (posix_memalign(&p, 64, static_cast<size_t>(n) * sizeof(float)) != 0)
-      return nullptr;
+    if (posix_memalign(&p, 64, MappedBytes(n)) != 0) return nullptr;
     return static_cast<float*>(p);
   }
   p = mmap(nullptr, MappedBytes(n), PROT_READ | PROT_WRITE,

@@ -73,9 +73,8 @@ How it measures, and why:
   "always" (the machine's setting is in the JSON): with the setting
   "madvise", allocating 128 MB of tf.Variables leaves AnonHugePages in
   /proc/self/smaps_rollup at 0. Reading 4 KiB pages costs more (a TLB miss
-  every 4 KiB; the hardware prefetcher stops at each page's end): on an AMD
-  EPYC VM, 2 threads read 30.7 MB in 0.47-0.54 ms from huge pages and in
-  0.74-0.87 ms from 4 KiB pages. The floor an op is held to ("% of floor",
+  every 4 KiB; the hardware prefetcher stops at each page's end; measured
+  numbers are in docs/benchmark.md). The floor an op is held to ("% of floor",
   the targets) is the floor on tensor pages, the memory it reads; the
   percentage of the huge-page floor is given beside it: how far the op is
   from the same loops when the pages are no obstacle.

@@ -841,13 +841,24 @@ def core_bench(tmp_path_factory):
 
 
 def test_core_bench_times_the_core_and_the_floor(core_bench):
+    # 300,500 floats: past the core's serial limit, so the blocks go through
+    # the interleaved sum and the scaling through core_bench's thread pool.
     result = subprocess.run(
-        [core_bench, "2", "3", "100*5", "20000"], capture_output=True, text=True, check=True
+        [core_bench, "2", "3", "100*5", "300000"], capture_output=True, text=True, check=True
     )
     lines = result.stdout.splitlines()
-    assert lines[0] == "6 tensors, 20500 floats, 2 threads, 3 rounds"
+    assert lines[0] == "6 tensors, 300500 floats, 2 threads, 3 rounds"
+    match = re.fullmatch(r"sum of squares (\S+), in order (\S+)", lines[1])
+    assert match, lines[1]
+    values = [
+        (np.arange(n) % 1999).astype(np.float32) / np.float32(1999) - np.float32(0.5)
+        for n in [100] * 5 + [300000]
+    ]
+    exact = math.fsum(float(v) ** 2 for x in values for v in x.astype(np.float64))
+    for printed in (float(match.group(1)), float(match.group(2))):
+        assert printed == pytest.approx(exact, rel=1e-12)
     rows = {}
-    for line in lines[1:]:
+    for line in lines[2:]:
         match = re.fullmatch(r"(.+?)\s+min\s+([0-9.]+) ms\s+median\s+([0-9.]+) ms", line)
         assert match, line
         rows[match.group(1)] = (float(match.group(2)), float(match.group(3)))
@@ -861,11 +872,24 @@ def test_core_bench_times_the_core_and_the_floor(core_bench):
         "floor scale_stream",
     }
     for low, median in rows.values():
-        assert 0 <= low <= median
+        assert 0 < low <= median
 
 
-@pytest.mark.parametrize("args", [[], ["0", "3", "10"], ["2", "3", "0"]])
-def test_core_bench_rejects_bad_arguments(core_bench, args):
+@pytest.mark.parametrize(
+    "args, why",
+    [
+        ([], "too few arguments"),
+        (["0", "3", "10"], "THREADS"),
+        (["2", "x", "10"], "ROUNDS"),
+        (["2", "3", "0"], "bad SIZE 0"),
+        (["2", "3", "-5"], "bad SIZE -5"),
+        (["2", "3", "10junk"], "bad SIZE 10junk"),
+        (["2", "3", "5*x"], "bad SIZE 5*x"),
+        (["2", "3", "1*10000000000"], "bad SIZE"),
+        (["2", "3", "99999999999999999999"], "bad SIZE"),
+    ],
+)
+def test_core_bench_rejects_bad_arguments(core_bench, args, why):
     result = subprocess.run([core_bench] + args, capture_output=True, text=True, check=False)
     assert result.returncode == 2
-    assert result.stderr
+    assert why in result.stderr

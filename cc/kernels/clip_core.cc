@@ -55,7 +55,8 @@ constexpr int kLanes = 16;
 // more than they bring: on a 2-core AVX-512 EPYC virtual machine,
 // benchmarks/core_bench.cc over the 53 dense shapes (30.7 MB) on one thread
 // took 1.3 to 1.4 ms without them, 1.6 to 1.8 ms with them. So they are made
-// on every CPU but AMD's.
+// on every CPU but AMD's. (The request for the next tensors' first bytes,
+// PrefetchAhead below, is made on every CPU.)
 constexpr int64_t kPrefetchDistance = 4096;
 bool SoftwarePrefetch() {
 #if MONOLITH_OPS_X86
@@ -504,11 +505,11 @@ std::vector<int64_t> Offsets(const int64_t* sizes, int64_t count) {
 }
 
 // The sum of squares reads kStreams blocks side by side, a piece of each in
-// turn (on AVX-512, blocks that are each one piece of one tensor 16 elements
-// of each in turn): one thread reading several streams at once keeps more
-// lines in flight than one reading a single stream. (Measured on a 2-core
-// EPYC virtual machine: up to 1.2x on lists larger than the cache. Writes do
-// not gain: the scaling pass goes piece by piece.)
+// turn; on AVX-512, blocks that are each one piece of one tensor go 16
+// elements of each in turn. One thread reading several streams at once keeps
+// more lines in flight than one reading a single stream. (Measured on a
+// 2-core EPYC virtual machine: up to 1.2x on lists larger than the cache.
+// Writes do not gain: the scaling pass goes piece by piece.)
 constexpr int kStreams = 4;
 
 // A run of `length` elements of tensor `tensor`, from element `start`.
@@ -677,7 +678,7 @@ int64_t NumBlocks(int64_t total) {
 // tensors), they are read side by side, 16 elements of each in turn, so that
 // the kStreams * 2 chains of additions overlap instead of each waiting on the
 // adder (one block's two chains alone cannot keep it busy). (Side by side in
-// pieces of 128 elements, the bookkeeping between pieces cost up to 10%:
+// pieces of 128 elements, the bookkeeping between pieces cost up to 14%:
 // benchmarks/core_bench.cc on the 53 dense shapes, 2-core EPYC.) The lanes,
 // and the order of the additions in each, are those of SumSqAvx512: the sums
 // are bitwise the same.
@@ -689,7 +690,6 @@ __attribute__((target(MONOLITH_OPS_AVX512))) void SumSqGroupAvx512(
   static_assert(kLanes == 16 && kReduceBlock % kLanes == 0,
                 "two registers a lane");
   constexpr __mmask8 kAll = 0xff;
-  constexpr int64_t kAhead = kPrefetchDistance / sizeof(T);
   const int streams = static_cast<int>(last - first);
   __m512d a[kStreams][2];
   PieceCursor cursors[kStreams];
@@ -723,18 +723,19 @@ __attribute__((target(MONOLITH_OPS_AVX512))) void SumSqGroupAvx512(
       }
       continue;
     }
+    // Row i prefetches while i + kLanes <= PrefetchStop(...), as in the other
+    // loops: never past the tensor's end, and never on AMD's CPUs.
     const T* x[kStreams];
-    bool prefetch[kStreams];
+    int64_t stop[kStreams];
     for (int s = 0; s < kStreams; ++s) {
       PrefetchAhead(inputs, sizes, count, p[s].tensor, p[s].start);
       x[s] = inputs[p[s].tensor] + p[s].start;
-      prefetch[s] = sizes[p[s].tensor] - p[s].start >= kReduceBlock + kAhead &&
-                    SoftwarePrefetch();
+      stop[s] = PrefetchStop<T>(kReduceBlock, sizes[p[s].tensor] - p[s].start);
     }
     for (int64_t i = 0; i < kReduceBlock; i += kLanes) {
 #pragma GCC unroll 4
       for (int s = 0; s < kStreams; ++s) {
-        if (prefetch[s]) PrefetchLanes(x[s], i);
+        if (i + kLanes <= stop[s]) PrefetchLanes(x[s], i);
         const __m512d v0 = _mm512_cvtps_pd(Load8(x[s] + i, kAll));
         const __m512d v1 = _mm512_cvtps_pd(Load8(x[s] + i + 8, kAll));
         a[s][0] = _mm512_fmadd_pd(v0, v0, a[s][0]);

@@ -138,15 +138,15 @@ int main(int argc, char** argv) {
                          "floor scale_stream"};
   constexpr int kVariants = 7, kFirstFloor = 3;
   const int loops[kVariants] = {0, 0, 0, 1, 3, 4, 5};
-  const float* floor_source[1] = {floor->memory[0].src};
+  const float* floor_source[1] = {floor->memory[kTensorPages].src};
   std::vector<std::vector<double>> seconds(kVariants);
   double sink = 0.0;
   // Runs `variant` once untimed, then once timed: each timed pass finds its
   // data in cache as far as it fits, as in run.py.
   auto run = [&](int variant) {
     if (variant >= kFirstFloor) {
-      floor_run(floor, loops[variant], threads, 0);
-      return floor_run(floor, loops[variant], threads, 0);
+      floor_run(floor, loops[variant], threads, kTensorPages);
+      return floor_run(floor, loops[variant], threads, kTensorPages);
     }
     double seconds = 0.0;
     for (int pass = 0; pass < 2; ++pass) {

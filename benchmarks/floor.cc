@@ -336,10 +336,14 @@ void* floor_new(int64_t n, int threads) {
       delete f;
       return nullptr;
     }
-    uint32_t state = 12345u;  // values in [-1, 1), never zero
-    for (int64_t i = 0; i < n; ++i) {
-      state = state * 1664525u + 1013904223u;
-      b.src[i] = (static_cast<float>(state >> 8) + 0.5f) / 8388608.0f - 1.0f;
+    if (m == 0) {
+      uint32_t state = 12345u;  // values in [-1, 1), never zero
+      for (int64_t i = 0; i < n; ++i) {
+        state = state * 1664525u + 1013904223u;
+        b.src[i] = (static_cast<float>(state >> 8) + 0.5f) / 8388608.0f - 1.0f;
+      }
+    } else {  // the same values in every memory
+      std::memcpy(b.src, f->memory[0].src, n * sizeof(float));
     }
     std::memcpy(b.inplace, b.src, n * sizeof(float));
     std::memset(b.dst, 0, n * sizeof(float));

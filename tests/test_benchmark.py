@@ -794,47 +794,19 @@ def test_thread_scaling_times_every_variant_in_a_fresh_process(capsys):
     assert all(float(row.split()[3]) > 0 for row in rows)
 
 
-def _core_bench_commands():
-    """The build commands in core_bench.cc's header, as it documents them."""
-    with open(os.path.join(BENCHMARKS, "core_bench.cc")) as f:
-        header = f.read().split("#include", 1)[0]
-    lines = [line[3:].strip() for line in header.splitlines() if line.startswith("//   ")]
-    env = {}
-    commands = []
-    for line in lines:
-        name, eq, value = line.partition("=")
-        if eq and name.isidentifier() and not line.startswith("g++"):
-            env[name] = value.strip('"')
-        elif line.startswith("g++"):
-            commands.append(line)
-    return env, commands
-
-
 @pytest.fixture(scope="module")
 def core_bench(tmp_path_factory):
-    """core_bench built by the commands its header gives (outputs moved to a
-    temporary folder, the compiler as compiled_floor uses)."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    compiled_floor = _load("compiled_floor")
+    """core_bench built by the build commands in its header, run as written
+    by bash (with its outputs in a temporary folder instead of /tmp/)."""
     out = tmp_path_factory.mktemp("core_bench")
-    env, commands = _core_bench_commands()
-    assert len(commands) == 2, commands
-    variables = {"TFI": tf.sysconfig.get_include()}
-    for name, value in env.items():
-        if name != "TFI":
-            variables[name] = value.replace("/tmp/", f"{out}/")
-    for command in commands:
-        words = command.split()[1:]
-        expanded = []
-        for word in words:
-            if word.startswith("$"):
-                expanded.extend(variables[word.strip('$"')].split())
-            elif word.startswith('"$'):
-                expanded.append(variables[word.strip('$"')])
-            else:
-                expanded.append(word)
-        subprocess.run(compiled_floor.compiler() + expanded, cwd=ROOT, check=True)
+    with open(os.path.join(BENCHMARKS, "core_bench.cc")) as f:
+        header = f.read().split("// clang-format on", 1)[0].split("// clang-format off", 1)[1]
+    commands = [line[len("//   ") :] for line in header.splitlines() if line.startswith("//   ")]
+    assert commands[-1].startswith("/tmp/core_bench ")  # the run line, not a build step
+    script = "\n".join(["set -e"] + commands[:-1]).replace("/tmp/", f"{out}/")
+    # `python` in the commands is this test's Python.
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, check=True)
     path = out / "core_bench"
     assert path.exists()
     return str(path)

@@ -684,26 +684,24 @@ def test_main_writes_the_unscale_rows(tmp_path, capsys):
     assert (tmp_path / "benchmark.png").read_bytes()[:4] == b"\x89PNG"
 
 
+# The least run of the command: one round of the embedding workload,
+# scaled down, no chart.
+ONE_ROUND_OF_EMBEDDING = [
+    "--quick",
+    "--rounds",
+    "1",
+    "--warmup",
+    "0",
+    "--scale",
+    "1000",
+    "--workloads",
+    "embedding",
+    "--no-chart",
+]
+
+
 def test_main_without_steps_has_no_step_rows(tmp_path):
-    assert (
-        benchmark.main(
-            [
-                "--quick",
-                "--rounds",
-                "1",
-                "--warmup",
-                "0",
-                "--scale",
-                "1000",
-                "--workloads",
-                "embedding",
-                "--no-chart",
-                "--out",
-                str(tmp_path),
-            ]
-        )
-        == 0
-    )
+    assert benchmark.main(ONE_ROUND_OF_EMBEDDING + ["--out", str(tmp_path)]) == 0
     with open(tmp_path / "benchmark.json") as f:
         assert json.load(f)["steps"] == {}
 
@@ -713,22 +711,9 @@ def test_runs_as_a_script_against_the_installed_package(tmp_path):
     monolith_ops is the installed one."""
     out = tmp_path / "out"
     proc = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(BENCHMARKS, "run.py"),
-            "--quick",
-            "--rounds",
-            "1",
-            "--warmup",
-            "0",
-            "--scale",
-            "1000",
-            "--workloads",
-            "embedding",
-            "--no-chart",
-            "--out",
-            str(out),
-        ],
+        [sys.executable, os.path.join(BENCHMARKS, "run.py")]
+        + ONE_ROUND_OF_EMBEDDING
+        + ["--out", str(out)],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -6,7 +6,8 @@
 #   1. was built with CUDA and loads under the venv's TensorFlow (CPU wheel),
 #   2. has no undefined dynamic cuda* / cu* symbol and needs no CUDA library
 #      (the CUDA runtime is linked in statically),
-#   3. passes the CPU test suite.
+#   3. builds the GPU check's pybind11 module (tests/gpu/check_gpu.py),
+#   4. passes the CPU test suite.
 # The CUDA build is a wheel made as users make it (pip, no build isolation),
 # unpacked into build/ci-cuda/site and put first on PYTHONPATH for the
 # checks; the CPU build installed in the venv is left alone. The venv is the
@@ -81,7 +82,12 @@ if objdump -p "$lib" | grep -E 'NEEDED +lib(cuda|cudart)' >&2; then
 fi
 echo "ci_cuda: no undefined cuda*/cu* symbol, no CUDA library needed"
 
-# 3. The CPU test suite against the CUDA build; test_cuda_build.py insists
+# 3. The GPU check's module (the CUDA core and its pybind11 binding, built
+# as scripts/gpu_check.sh builds it on a GPU machine) compiles and imports.
+python -c "import pybind11" 2>/dev/null || pip install -q "pybind11==3.1.0"
+python tests/gpu/check_gpu.py --build-only --build-dir "$out/gpu-check"
+
+# 4. The CPU test suite against the CUDA build; test_cuda_build.py insists
 # that it is one. pytest (not python -m pytest): imports come from PYTHONPATH.
 status=0
 MONOLITH_OPS_EXPECT_CUDA=1 pytest tests -rfEs "$@" || status=$?

@@ -190,14 +190,16 @@ def check_library_file(path, record):
     if got["library_size"] != want["library_size"]:
         raise OpLibraryError(
             f"monolith_ops: the op library {path} is {got['library_size']} "
-            f"bytes, but the build wrote {want['library_size']}: it is "
-            f"truncated or was replaced. {_rebuild_hint()}"
+            f"bytes, but the build wrote {want['library_size']}: it differs "
+            "from the library the build recorded (truncated, stripped or "
+            f"replaced since). {_rebuild_hint()}"
         )
     if got["library_sha256"] != want["library_sha256"]:
         raise OpLibraryError(
             f"monolith_ops: the op library {path} has sha256 "
             f"{got['library_sha256']}, but the build wrote "
-            f"{want['library_sha256']}: it was modified or replaced. "
+            f"{want['library_sha256']}: it differs from the library the "
+            "build recorded (modified, stripped or replaced since). "
             f"{_rebuild_hint()}"
         )
 

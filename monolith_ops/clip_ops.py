@@ -166,38 +166,54 @@ def _check_positive_finite(value, held="", arg="clip_norm"):
     return value
 
 
-def check_clip_norm(clip_norm: Union[float, np.number]) -> float:
-    """`clip_norm` as a float: a positive, finite Python or NumPy number.
+def _check_positive_in(value, dtype, arg, given=None):
+    """`value` (a float, `given` as the caller wrote it, else `value`);
+    ValueError naming `arg` unless it is positive and finite once rounded to
+    `dtype`, the dtype the clip computes in (denormals are)."""
+    with np.errstate(over="ignore", under="ignore"):
+        rounded = float(np.asarray(value).astype(dtype.as_numpy_dtype))
+    original = value if given is None else given
+    held = ""
+    if float(original) != rounded:
+        held = f" ({original!r} is {rounded} in {dtype.name})"
+    _check_positive_finite(rounded, held, arg)
+    return value
+
+
+def check_clip_norm(clip_norm: Union[float, np.number], dtype: tf.DType = tf.float32) -> float:
+    """`clip_norm` as a float: a positive Python or NumPy number, finite and
+    not 0 once rounded to `dtype`.
 
     The check ``clip_by_global_norm`` makes of a ``clip_norm`` known when the
     graph is built, for a number given ahead of any graph (as the optimizers
-    of ``monolith_ops.keras`` take it).
+    of ``monolith_ops.keras`` take it). The default dtype is the norm's dtype
+    of float32 and 16-bit lists, the smallest the clip computes in.
 
     Raises:
       TypeError: `clip_norm` is not a real number (or is a bool).
-      ValueError: it is not positive and finite.
+      ValueError: it is not positive and finite in `dtype`.
     """
     if isinstance(clip_norm, (bool, np.bool_)) or not isinstance(clip_norm, numbers.Real):
         raise TypeError(
             "clip_norm should be a positive number, but received "
             f"{type(clip_norm).__name__}: {clip_norm!r:.100}"
         )
-    return _check_positive_finite(float(clip_norm))
+    return _check_positive_in(float(clip_norm), dtype, "clip_norm", given=clip_norm)
 
 
-def _static_positive(tensor, given, arg="clip_norm"):
+def _static_positive(tensor, given, dtype, arg="clip_norm"):
     """`tensor` (the scalar tensor made of the argument `arg`, given as
     `given`) as a float when known now, else None.
 
-    A value known now must be positive and finite (denormals are)."""
+    A value known now must be positive and finite once rounded to `dtype`,
+    the norm's dtype that the clip computes in (denormals are), whether it
+    was given as a number, a NumPy scalar or a constant tensor."""
     static = tf.get_static_value(tensor)
     if static is None:
         return None
     value = float(static)
-    held = ""
-    if isinstance(given, (int, float, np.number)) and float(given) != value:
-        held = f" ({given!r} is {value} in {tensor.dtype.name})"
-    return _check_positive_finite(value, held, arg)
+    number = isinstance(given, (int, float, np.number)) and not isinstance(given, bool)
+    return _check_positive_in(value, dtype, arg, given=given if number else None)
 
 
 def _in_xla_context():
@@ -713,6 +729,7 @@ def global_norm(
     """
     _check_list(t_list)
     kind = _norm_kind(norm_type)
+    _check_flags(per_tensor=per_tensor, error_if_nonfinite=error_if_nonfinite)
     v2 = kind != _L2_NORM or per_tensor or error_if_nonfinite
     _check_not_in_xla(error_if_nonfinite)
     with tf.name_scope(name or "global_norm"):
@@ -729,11 +746,36 @@ def global_norm(
         norm, tensor_norms = _norms(values, norm_dtype, kind, tf.constant(1, norm_dtype))
         result_dtype = _result_dtype(values)
         if error_if_nonfinite:
-            norm = _check_finite(norm, tensor_norms, _names(entries, positions), result_dtype)
+            check = _check_finite(norm, tensor_norms, _names(entries, positions), result_dtype)
+            # Every output waits for the check, whichever is fetched.
+            norm, tensor_norms = _after(check, [norm, tensor_norms])
         norm = tf.cast(norm, result_dtype)
         if not per_tensor:
             return norm
         return norm, _tensor_norm_list(tensor_norms, positions, len(entries), norm.dtype)
+
+
+def _check_flags(**flags):
+    """Each keyword a bool (or NumPy bool), as TF's flags: a truthy string
+    such as "no" must not turn a feature on."""
+    for arg, value in flags.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(
+                f"{arg} should be True or False, but received "
+                f"{type(value).__name__}: {value!r:.100}"
+            )
+
+
+def _nan_under_xla_unless(valid, x):
+    """`x`, or NaN where `valid` (a scalar bool tensor) is false, inside XLA.
+
+    XLA drops the run-time assertions that refuse a bad clip_norm,
+    inverse_scale or use_norm elsewhere; there such a value gives NaN
+    outputs instead, as a non-finite norm does, so that it cannot be taken
+    for a clip. Outside XLA `x` is returned as it is."""
+    if not _in_xla_context():
+        return x
+    return tf.where(valid, x, tf.constant(np.nan, x.dtype))
 
 
 def _check_not_in_xla(error_if_nonfinite):
@@ -807,6 +849,7 @@ def clip_by_global_norm(
     """
     _check_list(t_list)
     kind = _norm_kind(norm_type)
+    _check_flags(per_tensor=per_tensor, error_if_nonfinite=error_if_nonfinite)
     v2 = kind != _L2_NORM or per_tensor or error_if_nonfinite or inverse_scale is not None
     _check_not_in_xla(error_if_nonfinite)
     with tf.name_scope(name or "clip_by_global_norm"):
@@ -815,7 +858,7 @@ def clip_by_global_norm(
         values = [_values(entries[i]) for i in positions]
         norm_dtype = _norm_dtype(values)
         clip_norm_tensor = _scalar(clip_norm, "clip_norm", norm_dtype)
-        static_clip_norm = _static_positive(clip_norm_tensor, clip_norm)
+        static_clip_norm = _static_positive(clip_norm_tensor, clip_norm, norm_dtype)
         if tf.executing_eagerly() and isinstance(clip_norm, (tf.Tensor, tf.Variable)):
             # Its value is known now, but a tape may be watching it: it stays
             # a tensor, not an attr, so that it can get a gradient.
@@ -825,7 +868,7 @@ def clip_by_global_norm(
         inverse = None
         if inverse_scale is not None:
             inverse = _scalar(inverse_scale, "inverse_scale", norm_dtype)
-            _static_positive(inverse, inverse_scale, "inverse_scale")
+            _static_positive(inverse, inverse_scale, norm_dtype, "inverse_scale")
             inverse = tf.cast(inverse, norm_dtype)
         if not values:
             norm_out = tf.constant(0.0, tf.float32) if use_norm is None else use_norm
@@ -833,6 +876,11 @@ def clip_by_global_norm(
                 return list(entries), norm_out, [None] * len(entries)
             return list(entries), norm_out
         clip_norm_tensor = tf.cast(clip_norm_tensor, norm_dtype)
+        clip_norm_tensor = _nan_under_xla_unless(
+            _is_positive_finite(clip_norm_tensor), clip_norm_tensor
+        )
+        if inverse is not None:
+            inverse = _nan_under_xla_unless(_is_positive_finite(inverse), inverse)
         plan = choose_clip_path(
             [v.dtype for v in values],
             norm_dtype,
@@ -854,6 +902,7 @@ def clip_by_global_norm(
         else:
             if use_norm is not None:
                 norm = tf.cast(use_norm, norm_dtype)
+                norm = _nan_under_xla_unless(tf.logical_not(norm < 0), norm)
                 norm_out = use_norm
                 if per_tensor:
                     tensor_norms = _norms(values, norm_dtype, kind, inverse)[1]
@@ -871,8 +920,9 @@ def clip_by_global_norm(
             checked_by = tensor_norms if tensor_norms is not None else tf.zeros([0], norm_dtype)
             names = _names(entries, positions) if tensor_norms is not None else []
             check = _check_finite(norm, checked_by, names, norm_out.dtype)
+            # Every output waits for the check, whichever is fetched.
             clipped = _after(check, clipped)
-            (norm_out,) = _after(check, [norm_out])
+            norm_out, tensor_norms = _after(check, [norm_out, tensor_norms])
         result = list(entries)
         for i, out in zip(positions, clipped):
             entry = entries[i]

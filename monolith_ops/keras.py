@@ -42,6 +42,26 @@ def _keep_on_first_replica(first, grad):
     return tf.where(first, grad, tf.zeros_like(grad))
 
 
+def _combine_duplicates(grad):
+    """`grad` with the rows of a repeated index summed into one, as Keras'
+    own ``global_clipnorm`` (whose scale multiplication makes a dense
+    tensor) and tf_keras' optimizers do. An optimizer whose update is not
+    linear in the gradient (Adam, Adagrad, RMSprop, ...) would otherwise
+    apply the rows of one index one by one: Adam's second moment would
+    hold the sum of their squares instead of the square of their sum.
+
+    IndexedSlices stay sparse, with each index once; inside XLA, which has
+    no kernel for ``tf.unique``, they become the dense tensor that Keras'
+    clip makes there too. Other gradients are returned as they are."""
+    if not isinstance(grad, tf.IndexedSlices):
+        return grad
+    if clip_ops._in_xla_context():
+        return tf.convert_to_tensor(grad)
+    indices, positions = tf.unique(grad.indices)
+    values = tf.math.unsorted_segment_sum(grad.values, positions, tf.shape(indices)[0])
+    return tf.IndexedSlices(values, indices, grad.dense_shape)
+
+
 def _clip_summed(grads, clip_norm, resummed, inverse_scale=None):
     """Clips `grads` (a list that may hold None) by their global norm,
     unscaling them by `inverse_scale` (None for none) in the same pass.
@@ -112,8 +132,10 @@ if _K3 is not None:
         Args:
           inner_optimizer: The ``keras.optimizers.Optimizer`` to wrap. It may
             not clip itself (``clipnorm``, ``clipvalue``, ``global_clipnorm``)
-            nor accumulate gradients (``gradient_accumulation_steps``).
-          clip_norm: Positive finite number: the largest global norm.
+            nor accumulate gradients (``gradient_accumulation_steps``), nor
+            be a ``LossScaleOptimizer`` (wrap this optimizer in one instead).
+          clip_norm: Positive number, finite and not 0 in float32: the
+            largest global norm.
           name: Optional name of this optimizer.
           loss_scale_factor: Optional fixed loss scale factor. Defaults to
             the inner optimizer's, which this optimizer takes over, so that
@@ -122,9 +144,9 @@ if _K3 is not None:
         Raises:
           TypeError: ``inner_optimizer`` is not a Keras 3 optimizer, or
             ``clip_norm`` is not a number.
-          ValueError: ``clip_norm`` is not positive and finite, the inner
-            optimizer already clips or accumulates gradients, or the Keras
-            backend is not TensorFlow.
+          ValueError: ``clip_norm`` is not positive and finite in float32,
+            the inner optimizer already clips, accumulates gradients or is a
+            ``LossScaleOptimizer``, or the Keras backend is not TensorFlow.
         """
 
         def __init__(
@@ -138,6 +160,16 @@ if _K3 is not None:
                 raise TypeError(
                     "inner_optimizer should be a keras.optimizers.Optimizer, "
                     f"but received {type(inner_optimizer).__name__}"
+                )
+            if isinstance(inner_optimizer, _K3.optimizers.LossScaleOptimizer):
+                # Its loss scale would never be applied to the loss, which
+                # only the outermost optimizer scales, but its gradients
+                # would still be divided by it.
+                raise ValueError(
+                    "inner_optimizer is a LossScaleOptimizer, whose loss scale "
+                    "only the outermost optimizer applies; wrap the other way: "
+                    "keras.optimizers.LossScaleOptimizer("
+                    "GlobalNormClipOptimizer(optimizer, clip_norm))"
                 )
             if _K3.backend.backend() != "tensorflow":
                 raise ValueError(
@@ -182,6 +214,7 @@ if _K3 is not None:
                 inverse_scale = 1.0 / self.loss_scale_factor
             # The inner optimizer sums the gradients over the replicas again.
             grads = _clip_summed(grads, self.clip_norm, resummed=True, inverse_scale=inverse_scale)
+            grads = [_combine_duplicates(g) for g in grads]
             self.inner_optimizer.apply(grads, trainable_variables)
 
         def apply_gradients(self, grads_and_vars):

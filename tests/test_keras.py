@@ -45,16 +45,35 @@ needs_keras3 = pytest.mark.skipif(
 )
 
 
+# Set by scripts/test.sh, which installs tf_keras: there its absence is an
+# error, not a reason to skip the Keras 2 tests.
+EXPECT_TF_KERAS = os.environ.get("MONOLITH_OPS_EXPECT_TF_KERAS") == "1"
+_TF_KERAS_MISSING = "tf_keras is not installed"
+
+
+def _tf_keras_or_fail():
+    """tf_keras, or None where it may be missing; fails where it is expected."""
+    try:
+        import tf_keras
+    except ImportError:
+        if EXPECT_TF_KERAS:
+            pytest.fail(f"{_TF_KERAS_MISSING}, but MONOLITH_OPS_EXPECT_TF_KERAS=1 expects it")
+        return None
+    return tf_keras
+
+
 def _keras2_modules():
     """The Keras 2 packages present: tf_keras where it is importable, and
-    tf.keras when it is Keras 2 (TensorFlow 2.15)."""
+    tf.keras when it is Keras 2 (TensorFlow 2.15). A missing tf_keras that
+    is expected is a param whose tests fail."""
     found = []
     try:
         import tf_keras
 
         found.append(pytest.param(tf_keras, id="tf_keras"))
     except ImportError:
-        pass
+        if EXPECT_TF_KERAS:
+            found.append(pytest.param(_TF_KERAS_MISSING, id="tf_keras"))
     if K3 is None and _keras_version().startswith("2."):
         found.append(pytest.param(tf.keras, id="tf.keras2"))
     return found or [
@@ -147,33 +166,76 @@ def test_keras3_custom_loop_with_apply_gradients(jit_compile):
     assert int(ours_opt.iterations) == 4
 
 
-@needs_keras3
-@pytest.mark.parametrize("jit_compile", [True, False], ids=str)
-def test_keras3_embedding_gradients_stay_sparse(jit_compile):
-    """An Embedding's gradient is IndexedSlices: clipped as such."""
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 50, (16, 4)).astype(np.int32)
-    y = rng.standard_normal((16, 1)).astype(np.float32)
+# Optimizers whose update is linear in the gradient (SGD) and not (the
+# others): for these a repeated index must count once, its rows summed.
+K3_OPTIMIZERS = {
+    "SGD": lambda **kw: K3.optimizers.SGD(0.5, **kw),
+    "Adam": lambda **kw: K3.optimizers.Adam(0.01, **kw),
+    "Adagrad": lambda **kw: K3.optimizers.Adagrad(0.1, **kw),
+    "RMSprop": lambda **kw: K3.optimizers.RMSprop(0.01, **kw),
+}
 
-    def fit(optimizer):
+
+@needs_keras3
+@pytest.mark.parametrize("optimizer", sorted(K3_OPTIMIZERS))
+@pytest.mark.parametrize("jit_compile", [True, False], ids=str)
+def test_keras3_embedding_with_repeated_ids(jit_compile, optimizer):
+    """An Embedding's gradient is IndexedSlices whose ids repeat within a
+    batch (10 ids, 32 lookups a batch): the updates are those of
+    global_clipnorm, which sums the rows of an id."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 10, (16, 4)).astype(np.int32)
+    y = rng.standard_normal((16, 1)).astype(np.float32)
+    make = K3_OPTIMIZERS[optimizer]
+
+    def fit(opt):
         K3.utils.set_random_seed(1)
         model = K3.Sequential(
             [
                 K3.Input((4,), dtype="int32"),
-                K3.layers.Embedding(50, 6),
+                K3.layers.Embedding(10, 6),
                 K3.layers.Flatten(),
                 K3.layers.Dense(1),
             ]
         )
-        model.compile(optimizer=optimizer, loss="mse", jit_compile=jit_compile)
+        model.compile(optimizer=opt, loss="mse", jit_compile=jit_compile)
         model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
         return model.get_weights()
 
-    ours = fit(mk.GlobalNormClipOptimizer(K3.optimizers.SGD(0.5), CLIP))
-    ref = fit(K3.optimizers.SGD(0.5, global_clipnorm=CLIP))
-    plain = fit(K3.optimizers.SGD(0.5))
+    ours = fit(mk.GlobalNormClipOptimizer(make(), CLIP))
+    ref = fit(make(global_clipnorm=CLIP))
+    plain = fit(make())
     assert _max_diff(ours, ref) < 1e-6
-    assert _max_diff(plain, ref) > 1e-2
+    assert _max_diff(plain, ref) > 1e-3
+
+
+@needs_keras3
+@pytest.mark.parametrize("optimizer", sorted(K3_OPTIMIZERS))
+@pytest.mark.parametrize("jit_compile", [None, True, False], ids=str)
+def test_keras3_one_step_on_a_repeated_index(jit_compile, optimizer):
+    """Two rows of index 0, clipped from norm sqrt(2) to 1: one update."""
+    make = K3_OPTIMIZERS[optimizer]
+
+    def step(opt):
+        v = K3.Variable(np.zeros((3, 2), np.float32))
+        opt.build([v])
+
+        def apply():
+            g = tf.IndexedSlices(
+                tf.constant([[1.0, 0.0], [1.0, 0.0]]), tf.constant([0, 0]), tf.constant([3, 2])
+            )
+            opt.apply([g], [v])
+
+        if jit_compile is None:
+            apply()
+        else:
+            tf.function(apply, jit_compile=jit_compile)()
+        return v.numpy()
+
+    ours = step(mk.GlobalNormClipOptimizer(make(), 1.0))
+    ref = step(make(global_clipnorm=1.0))
+    np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-7)
+    assert ours[0, 0] != 0 and (ours[1:] == 0).all()
 
 
 @needs_keras3
@@ -255,6 +317,23 @@ def test_keras3_bad_arguments():
         mk.GlobalNormClipOptimizer(sgd(global_clipnorm=1.0), 1.0)
     with pytest.raises(ValueError, match="gradient_accumulation_steps"):
         mk.GlobalNormClipOptimizer(sgd(gradient_accumulation_steps=2), 1.0)
+    # 0 and inf in float32, the dtype the clip of float32 weights uses.
+    for bad in (1e-300, 1e39):
+        with pytest.raises(ValueError, match="clip_norm .*in float32"):
+            mk.GlobalNormClipOptimizer(sgd(), bad)
+
+
+@needs_keras3
+def test_keras3_loss_scale_optimizer_inside_is_refused():
+    """Its loss scale would never reach the loss, yet divide the gradients."""
+    inner = K3.optimizers.LossScaleOptimizer(K3.optimizers.SGD(0.1))
+    with pytest.raises(ValueError, match=r"LossScaleOptimizer\(GlobalNormClipOptimizer"):
+        mk.GlobalNormClipOptimizer(inner, 0.5)
+    # The other way round is what compile makes under mixed_float16.
+    outer = K3.optimizers.LossScaleOptimizer(
+        mk.GlobalNormClipOptimizer(K3.optimizers.SGD(0.1), 0.5)
+    )
+    assert isinstance(outer.inner_optimizer, mk.GlobalNormClipOptimizer)
 
 
 def test_keras3_class_is_missing_with_a_clear_message_without_keras3():
@@ -270,6 +349,8 @@ def test_keras3_class_is_missing_with_a_clear_message_without_keras3():
 
 @pytest.fixture(params=_keras2_modules())
 def k2(request):
+    if request.param == _TF_KERAS_MISSING:
+        _tf_keras_or_fail()
     yield request.param
     if request.param is not None:
         request.param.mixed_precision.set_global_policy("float32")
@@ -368,9 +449,7 @@ def test_tf_keras_through_tf_use_legacy_keras(tmp_path):
 
     if not _keras_version().startswith("3"):
         pytest.skip("TF_USE_LEGACY_KERAS is for TensorFlow 2.16+: tf.keras is already Keras 2 here")
-    try:
-        import tf_keras  # noqa: F401
-    except ImportError:
+    if _tf_keras_or_fail() is None:
         pytest.skip("tf_keras is not installed (TF_USE_LEGACY_KERAS needs it)")
     env = dict(
         os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""
@@ -422,6 +501,37 @@ def test_keras2_bad_arguments(k2):
         mk.GlobalNormClipTransformer(None)
     with pytest.raises(ValueError, match="clip_norm"):
         mk.GlobalNormClipTransformer(float("nan"))
+    for bad in (1e-300, 1e39):  # 0 and inf in float32
+        with pytest.raises(ValueError, match="clip_norm .*in float32"):
+            clipped(bad)
+        with pytest.raises(ValueError, match="clip_norm .*in float32"):
+            mk.GlobalNormClipTransformer(bad)
+
+
+@pytest.mark.parametrize("kind", ["current", "legacy"])
+def test_keras2_adam_on_an_embedding_with_repeated_ids(k2, kind):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 10, (16, 4)).astype(np.int32)
+    y = rng.standard_normal((16, 1)).astype(np.float32)
+
+    def fit(opt):
+        k2.utils.set_random_seed(1)
+        model = k2.Sequential(
+            [k2.layers.Embedding(10, 6, input_length=4), k2.layers.Flatten(), k2.layers.Dense(1)]
+        )
+        model.compile(optimizer=opt, loss="mse")
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+        return model.get_weights()
+
+    if kind == "legacy":
+        adam = k2.optimizers.legacy.Adam
+        ours = adam(0.01, gradient_transformers=[mk.GlobalNormClipTransformer(CLIP)])
+    else:
+        adam = k2.optimizers.Adam
+        ours = mk.with_global_norm_clipping(adam)(CLIP, learning_rate=0.01)
+    ref = fit(adam(0.01, global_clipnorm=CLIP))
+    assert _max_diff(fit(ours), ref) < 1e-6
+    assert _max_diff(fit(adam(0.01)), ref) > 1e-3
 
 
 @needs_keras3

@@ -192,6 +192,20 @@ def test_library_other_than_the_recorded_one_is_refused(package_copy):
         _loader._LazyLibrary().load()
 
 
+@pytest.mark.skipif(shutil.which("strip") is None, reason="needs binutils' strip")
+def test_stripped_library_is_refused_with_how_to_rebuild(package_copy):
+    _record_as_built(package_copy)
+    library = package_copy / _loader.LIBRARY_FILE
+    shutil.copy(os.path.join(_installed_package(), _loader.LIBRARY_FILE), library)
+    subprocess.run(["strip", "--strip-unneeded", str(library)], check=True)
+    with pytest.raises(_loader.OpLibraryError) as err:
+        _loader._LazyLibrary().load()
+    message = str(err.value)
+    assert "differs from the library the build recorded" in message
+    assert "stripped" in message
+    assert _loader.REBUILD_COMMAND in message
+
+
 # Truncates the library of the package under sys.argv[1] at each offset in
 # sys.argv[2:] and loads it with a fresh loader; prints what each load raised.
 _TRUNCATE_PROBE = textwrap.dedent("""

@@ -39,11 +39,24 @@ struct GradPack {
   std::vector<Tensor> tensors;
 
   std::string TypeName() const { return "MonolithGradPack"; }
+  // The metadata holds the number of tensors, so that a decoded pack that
+  // lost tensors (one whose proto did not parse) is refused, not taken for a
+  // shorter pack.
   void Encode(VariantTensorData* data) const {
     data->set_type_name(TypeName());
+    data->metadata_string() = std::to_string(tensors.size());
     for (const Tensor& t : tensors) *data->add_tensors() = t;
   }
   bool Decode(VariantTensorData data) {
+    const std::string& count = data.metadata_string();
+    if (count.empty() || count.size() > 18 ||
+        count.find_first_not_of("0123456789") != std::string::npos ||
+        std::stoll(count) != static_cast<long long>(data.tensors().size())) {
+      return false;
+    }
+    for (const Tensor& t : data.tensors()) {
+      if (!t.IsInitialized()) return false;
+    }
     tensors = data.tensors();
     return true;
   }

@@ -30,6 +30,7 @@ from typing import Any, Optional
 import tensorflow as tf
 
 from monolith_ops import clip_ops
+from monolith_ops._clip.tf_ops import in_xla_context
 
 __all__ = ["GlobalNormClipTransformer", "with_global_norm_clipping"]
 
@@ -55,7 +56,7 @@ def _combine_duplicates(grad):
     clip makes there too. Other gradients are returned as they are."""
     if not isinstance(grad, tf.IndexedSlices):
         return grad
-    if clip_ops._in_xla_context():
+    if in_xla_context():
         return tf.convert_to_tensor(grad)
     indices, positions = tf.unique(grad.indices)
     values = tf.math.unsorted_segment_sum(grad.values, positions, tf.shape(indices)[0])

@@ -65,9 +65,7 @@ def _equal_paths():
         )[0][0]
 
     def xla():
-        fn = tf.function(
-            lambda t, c: clip_ops.clip_by_global_norm([t], c)[0][0], jit_compile=True
-        )
+        fn = tf.function(lambda t, c: clip_ops.clip_by_global_norm([t], c)[0][0], jit_compile=True)
         return fn(tf.constant(x), tf.constant(EQUAL))
 
     return {
@@ -172,9 +170,7 @@ def test_error_if_nonfinite_guards_the_tensor_norms_fetched_alone(which):
     def build():
         t = tf.constant([INF, 1.0])
         if which == "global_norm":
-            _, tensor_norms = clip_ops.global_norm(
-                [t], per_tensor=True, error_if_nonfinite=True
-            )
+            _, tensor_norms = clip_ops.global_norm([t], per_tensor=True, error_if_nonfinite=True)
         else:
             kwargs = {"use_norm": tf.constant(INF)} if which == "clip_use_norm" else {}
             *_, tensor_norms = clip_ops.clip_by_global_norm(
@@ -201,9 +197,7 @@ def test_error_if_nonfinite_guards_the_nan_tensor_norm_of_global_norm():
 @pytest.mark.parametrize("where", ["eager", "graph", "function"])
 @pytest.mark.parametrize("arg", ["clip_norm", "inverse_scale"])
 @pytest.mark.parametrize("value,shown", [(1e-50, "0.0"), (1e39, "inf")])
-def test_float64_constant_that_float32_cannot_hold_is_refused_when_built(
-    where, arg, value, shown
-):
+def test_float64_constant_that_float32_cannot_hold_is_refused_when_built(where, arg, value, shown):
     def build():
         constant = tf.constant(value, tf.float64)
         kwargs = {"clip_norm": 1.0, "inverse_scale": constant}

@@ -13,6 +13,7 @@ import tensorflow as tf
 from conftest import dense_shapes, run_in_mode, session_run, to_numpy
 
 from monolith_ops import clip_ops
+from monolith_ops._clip import planner
 from monolith_ops._loader import ops
 
 INF, NAN = float("inf"), float("nan")
@@ -929,7 +930,7 @@ def test_runtime_clip_norm_with_use_norm_is_checked_and_passes_through():
 def pack_past_one_chunk(monkeypatch):
     """Lists longer than CHUNK_SIZE packed, so that small lists test the
     packed ops (PACK_ABOVE itself is thousands of tensors)."""
-    monkeypatch.setattr(clip_ops, "PACK_ABOVE", clip_ops.CHUNK_SIZE)
+    monkeypatch.setattr(planner, "PACK_ABOVE", planner.CHUNK_SIZE)
 
 
 def _largest_list_op(graph):

@@ -125,7 +125,7 @@ def _call_each(listeners, method, *args):
     for listener in listeners:
         try:
             getattr(listener, method)(*args)
-        except Exception as e:  # pylint: disable=broad-except
+        except Exception as e:
             if first is None:
                 first = e
             else:

@@ -378,7 +378,7 @@ def run_chief(cluster, args):
         record = {}
         try:
             barrier.wait_until_all_blocked(sess, timeout=CHIEF_HANG_TIMEOUT)
-        except Exception as e:  # pylint: disable=broad-except
+        except Exception as e:
             record["error"] = type(e).__name__
             record["message"] = str(e)
         record["seconds"] = time.monotonic() - start

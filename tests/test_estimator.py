@@ -123,7 +123,7 @@ class _ChiefPlacesBarrierHook(tf.compat.v1.train.SessionRunHook):
                 time.sleep(0.01)
             self.error = "worker 1 never blocked"
             self._op.remove_barrier(session)
-        except Exception as err:  # pylint: disable=broad-except
+        except Exception as err:
             self.error = repr(err)
 
     def end(self, session):

@@ -27,7 +27,7 @@ check failed). Every task runs in its own process group with a hard deadline
 of its own, and all of them are killed when the demo ends, however it ends.
 
 Internally the same file is the program of every task (--role ps|chief|worker);
-`monolith_ops.local_cluster` picks the ports, starts the tasks and kills them.
+`monolith_ops.testing.local_cluster` picks the ports, starts the tasks and kills them.
 """
 
 import argparse
@@ -44,10 +44,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 try:  # the installed monolith_ops, else the one of this source tree
-    from monolith_ops import local_cluster
+    from monolith_ops.testing import local_cluster
 except ImportError:
     sys.path.insert(0, ROOT)
-    from monolith_ops import local_cluster
+    from monolith_ops.testing import local_cluster
 
 BARRIER_ACTION = "log-step-and-flush-summary"
 BARRIER_NAME = "demo"

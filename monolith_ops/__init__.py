@@ -7,8 +7,8 @@ Submodules:
   barrier_ops         BarrierOp and BarrierHook for parameter-server clusters.
   basic_restore_hook  CheckpointRestorerHook and its listeners.
   keras               global-norm clipping for Keras optimizers (Keras 3 and 2).
-  local_cluster       a local ps/chief/worker cluster of processes, a helper
-                      for the examples and tests.
+  testing             helpers for the examples and tests (local_cluster: a
+                      local ps/chief/worker cluster of processes).
 
 Importing this package is light: it imports neither TensorFlow nor the op
 library. ``load_ops()`` loads the library, as importing ``clip_ops`` does.

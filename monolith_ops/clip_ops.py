@@ -21,9 +21,9 @@ rounding. ``clip_by_global_norm`` builds one of four paths
 
 The supported dtypes are those the ops are registered for
 (``SUPPORTED_DTYPES``). Their gradients are registered on import
-(``monolith_ops._clip.gradients``). The README
-("Clipping") says what the results are, including where they depart from
-TF's; docs/keras.md what differs under XLA.
+(``monolith_ops._clip.gradients``). docs/clipping.md says what the
+results are, including where they depart from TF's; docs/keras.md what
+differs under XLA.
 """
 
 from collections.abc import Sequence

@@ -45,7 +45,7 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 import tensorflow as tf
 
 from monolith_ops import barrier_ops
-from monolith_ops.local_cluster import (
+from monolith_ops.testing.local_cluster import (
     append_jsonl,
     read_jsonl,
     start_watchdog,

@@ -27,7 +27,7 @@ import time
 
 import pytest
 
-from monolith_ops.local_cluster import LocalCluster, read_json, read_jsonl, write_json
+from monolith_ops.testing.local_cluster import LocalCluster, read_json, read_jsonl, write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "cluster_worker.py")

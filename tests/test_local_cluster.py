@@ -1,6 +1,6 @@
 # Copyright 2026 The monolith_ops Authors.
 # SPDX-License-Identifier: Apache-2.0
-"""monolith_ops.local_cluster: ports, task processes and their cleanup, JSON
+"""monolith_ops.testing.local_cluster: ports, task processes and their cleanup, JSON
 files. The clusters it runs for real are in test_barrier_cluster.py and
 test_demo.py; here the tasks are plain Python processes."""
 
@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from monolith_ops import local_cluster
+import monolith_ops
+from monolith_ops.testing import local_cluster
 
 
 def test_free_ports_are_distinct():
@@ -46,7 +47,8 @@ def test_wait_for_names_what_it_waited_for():
 
 def test_task_env_leads_to_this_package():
     env = local_cluster.task_env()
-    parent = os.path.dirname(os.path.dirname(os.path.abspath(local_cluster.__file__)))
+    # The folder that holds the monolith_ops package, not monolith_ops/ itself.
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(monolith_ops.__file__)))
     assert env["PYTHONPATH"].split(os.pathsep)[0] == parent
     assert env["CUDA_VISIBLE_DEVICES"] == ""
 

@@ -118,7 +118,8 @@ def task_env(**extra: str) -> dict[str, str]:
     """This process' environment for a task: CPU only, TensorFlow's C++ logs
     quiet, output unbuffered, and PYTHONPATH leading first to the
     ``monolith_ops`` this process imported (installed or a source tree)."""
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    here = os.path.abspath(__file__)  # <parent>/monolith_ops/testing/local_cluster.py
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(here)))
     path = [package_parent] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     return dict(
         os.environ,

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Copyright 2026 The monolith_ops Authors.
 # SPDX-License-Identifier: Apache-2.0
-# Sets up the venv, builds monolith_ops, and runs the whole test suite.
+# Sets up the venv, builds monolith_ops, and runs the tests of a tier:
+#   MONOLITH_OPS_TESTS  fast (default): every test not marked slow or cluster;
+#                       slow: only those; all: the whole suite.
+# Arguments go to pytest.
 set -eo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup_env.sh
@@ -20,5 +23,12 @@ if [ -n "$tf_minor" ]; then
   export MONOLITH_OPS_EXPECT_TF_KERAS=1
 fi
 export TF_CPP_MIN_LOG_LEVEL=2 CUDA_VISIBLE_DEVICES=""
+case "${MONOLITH_OPS_TESTS:-fast}" in
+  fast) tier=(-m "not slow and not cluster") ;;
+  slow) tier=(-m "slow or cluster") ;;
+  all) tier=() ;;
+  *) echo "test.sh: MONOLITH_OPS_TESTS is fast, slow or all, not '$MONOLITH_OPS_TESTS'" >&2
+     exit 2 ;;
+esac
 # pytest (not python -m pytest) so that tests import the installed package.
-exec pytest tests "$@"
+exec pytest tests "${tier[@]}" "$@"

@@ -1,9 +1,12 @@
 # Copyright 2026 The monolith_ops Authors.
 # SPDX-License-Identifier: Apache-2.0
-"""Shared helpers: run a TF computation in graph, eager or tf.function mode."""
+"""Shared helpers: run a TF computation in graph, eager or tf.function mode;
+run Python in a fresh interpreter."""
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -83,3 +86,36 @@ def session_run(sess, out):
 @pytest.fixture(params=MODES)
 def mode(request):
     return request.param
+
+
+def run_python(args, *, cwd=None, pythonpath=None, env=None, timeout=300, check=True, text=True):
+    """Runs `python args...` (args: ["-c", code, ...] or [script, ...]) in a
+    fresh interpreter, quiet and on the CPU, and returns the CompletedProcess.
+
+    PYTHONPATH is `pythonpath` (None: unset, so the interpreter imports the
+    installed monolith_ops unless `cwd` holds another); `env` adds
+    variables. With `check` the run must exit 0 (the failure shows the ends
+    of its output)."""
+    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", **(env or {}))
+    full_env.pop("PYTHONPATH", None)
+    if pythonpath is not None:
+        full_env["PYTHONPATH"] = pythonpath
+    proc = subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=text,
+        timeout=timeout,
+    )
+    if check:
+        out, err = proc.stdout, proc.stderr
+        assert proc.returncode == 0, f"exit {proc.returncode}:\n{out[-3000:]!s}\n{err[-3000:]!s}"
+    return proc
+
+
+def installed_package_parent():
+    """The folder holding the monolith_ops these tests import."""
+    import monolith_ops
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(monolith_ops.__file__)))

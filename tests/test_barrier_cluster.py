@@ -42,13 +42,8 @@ CHIEF_HANG_TIMEOUT = 5.0  # as in cluster_worker.py
 # flag (bounded too), log and write its record.
 HANG_MARGIN = 15.0
 
-try:
-    import pytest_timeout  # noqa: F401
-except ImportError:
-    pass
-else:
-    # A suite-wide --timeout must not cut the cluster run, which has its own.
-    pytestmark = pytest.mark.timeout(RUN_TIMEOUT + 60)
+# A suite-wide --timeout must not cut the cluster run, which has its own.
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(RUN_TIMEOUT + 60)]
 
 
 class _Cluster(LocalCluster):

@@ -7,20 +7,17 @@ test_barrier_cluster.py.
 """
 
 import logging
-import os
 import re
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 import tensorflow as tf
+from conftest import installed_package_parent, run_python
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tensorflow.python.training import monitored_session
 
-import monolith_ops
 from monolith_ops import barrier_ops
 from monolith_ops._barrier import op as barrier_op
 
@@ -188,22 +185,8 @@ print("ok")
 
 
 def test_works_without_the_compiled_op_library():
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(monolith_ops.__file__)))
-    env = dict(
-        os.environ,
-        TF_CPP_MIN_LOG_LEVEL="2",
-        CUDA_VISIBLE_DEVICES="",
-        PYTHONPATH=package_parent,
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", _NO_OP_LIBRARY_SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+    out = run_python(["-c", _NO_OP_LIBRARY_SCRIPT], pythonpath=installed_package_parent())
+    assert out.stdout.strip() == "ok", out.stderr[-3000:]
 
 
 # ---------------------------------------------------------------------------

@@ -4,13 +4,18 @@
 
 import os
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import dense_shapes, run_in_mode, session_run, to_numpy
+from conftest import (
+    dense_shapes,
+    installed_package_parent,
+    run_in_mode,
+    run_python,
+    session_run,
+    to_numpy,
+)
 
 from monolith_ops import clip_ops
 from monolith_ops._clip import planner
@@ -450,23 +455,13 @@ def _python(tmp_path, script, *args, **env):
     """Runs `script` in a fresh interpreter that imports the monolith_ops
     these tests import (not a source tree in the working folder); its
     stdout as bytes."""
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(clip_ops.__file__)))
-    proc = subprocess.run(
-        [sys.executable, "-c", script, *args],
+    return run_python(
+        ["-c", script, *args],
         cwd=tmp_path,
-        env=dict(
-            os.environ,
-            TF_CPP_MIN_LOG_LEVEL="2",
-            CUDA_VISIBLE_DEVICES="",
-            PYTHONPATH=package_parent,
-            **env,
-        ),
-        capture_output=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
-    return proc.stdout
+        pythonpath=installed_package_parent(),
+        env=env,
+        text=False,
+    ).stdout
 
 
 def test_streamed_stores_give_bitwise_the_same_outputs(tmp_path):

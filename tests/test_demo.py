@@ -21,7 +21,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "examples", "recsys_demo.py")
 
-pytestmark = pytest.mark.timeout(400)
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(400)]
 
 
 def _run(args, tmp_path, timeout, **env):

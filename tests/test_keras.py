@@ -13,6 +13,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import run_python
 
 from monolith_ops import keras as mk
 
@@ -444,26 +445,15 @@ print(diff(weights[0], weights[1]), diff(weights[2], weights[1]))
 def test_tf_keras_through_tf_use_legacy_keras(tmp_path):
     """With TF_USE_LEGACY_KERAS=1 tf.keras is tf_keras (set before
     TensorFlow is imported, so in a fresh interpreter)."""
-    import subprocess
-    import sys
 
     if not _keras_version().startswith("3"):
         pytest.skip("TF_USE_LEGACY_KERAS is for TensorFlow 2.16+: tf.keras is already Keras 2 here")
     if _tf_keras_or_fail() is None:
         pytest.skip("tf_keras is not installed (TF_USE_LEGACY_KERAS needs it)")
-    env = dict(
-        os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""
-    )
     # (Not from the source tree, whose monolith_ops has no built library.)
-    proc = subprocess.run(
-        [sys.executable, "-c", LEGACY_KERAS_SCRIPT],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        cwd=str(tmp_path),
+    proc = run_python(
+        ["-c", LEGACY_KERAS_SCRIPT], env={"TF_USE_LEGACY_KERAS": "1"}, cwd=str(tmp_path)
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     ours_vs_keras, plain_vs_keras = map(float, proc.stdout.split()[-2:])
     assert ours_vs_keras < 1e-6 and plain_vs_keras > 1e-3
 
@@ -542,20 +532,10 @@ def test_keras2_helpers_refuse_keras3_classes():
 
 @needs_keras3
 def test_example_runs():
-    import subprocess
-    import sys
 
     script = os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "..", "examples", "keras_fit.py"
     )
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run(
-        [sys.executable, script, "--epochs", "1"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_python([script, "--epochs", "1"])
     diff = float(proc.stdout.split("largest weight difference:")[1].split()[0])
     assert diff < 1e-5

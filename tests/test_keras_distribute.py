@@ -13,11 +13,11 @@ weights it trained as JSON.
 import functools
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
+from conftest import run_python
 
 CLIP = 0.05
 STEPS_DATA = 16  # samples; batch 8 (4 per replica), 2 epochs: 4 steps
@@ -25,14 +25,7 @@ STEPS_DATA = 16  # samples; batch 8 (4 per replica), 2 epochs: 4 steps
 
 @functools.cache
 def _run(case):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), case],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    proc = run_python([os.path.abspath(__file__), case], timeout=600, check=False)
     if proc.returncode == 3:
         pytest.skip(proc.stdout.strip().splitlines()[-1])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]

@@ -7,11 +7,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import textwrap
 
 import pytest
 import tensorflow as tf
+from conftest import run_python
 
 import monolith_ops
 from monolith_ops import _loader
@@ -63,18 +63,7 @@ def _run_python(code, cwd, *args):
     """Runs `code` in a fresh Python that imports the package from sys.path
     (the installed one, unless `cwd` holds another); returns its stdout.
     Fails the test unless it exits normally (no signal, exit code 0)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    env.pop("PYTHONPATH", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, f"exit {proc.returncode}:\n{proc.stdout}\n{proc.stderr[-3000:]}"
-    return proc.stdout
+    return run_python(["-c", code, *args], cwd=cwd).stdout
 
 
 @pytest.fixture

@@ -20,6 +20,26 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _tf_supported():
+    """monolith_ops/_tf_supported.py, the one source of the supported range,
+    loaded alone (as setup.py loads it)."""
+    spec = importlib.util.spec_from_file_location(
+        "tf_supported", os.path.join(ROOT, "monolith_ops", "_tf_supported.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The range's ends, (major, minor), and what the build and the package say.
+(LO, HI) = _tf_supported().TF_SUPPORTED
+LO_S, HI_S = f"{LO[0]}.{LO[1]}", f"{HI[0]}.{HI[1]}"
+RANGE = f"{LO_S} to {HI_S}"
+PAST = f"{HI[0]}.{HI[1] + 1}"  # the first release past the range
+REQUIREMENT = f">={LO_S},<{PAST}"
+BEFORE = f"{LO[0]}.{LO[1] - 1}"  # the last release before it
+
+
 @pytest.fixture(scope="module")
 def setup_py():
     spec = importlib.util.spec_from_file_location(
@@ -30,39 +50,38 @@ def setup_py():
     return module
 
 
-@pytest.mark.parametrize("version", ["2.15.0", "2.15.1", "2.18.0", "2.21.0", "2.21.0rc1"])
+@pytest.mark.parametrize(
+    "version", [f"{LO_S}.0", f"{LO_S}.1", f"{HI_S}.0", f"{HI_S}.0rc1", f"{HI_S}.3"]
+)
 def test_supported_tensorflow_builds(setup_py, version):
     setup_py.check_tf_version(version)
 
 
 @pytest.mark.parametrize(
-    "version", ["2.14.1", "2.22.0", "2.22.0-dev20251101", "3.0.0", "1.15.5", "unknown"]
+    "version",
+    [f"{BEFORE}.1", f"{PAST}.0", f"{PAST}.0-dev20251101", "3.0.0", "1.15.5", "unknown"],
 )
 def test_unsupported_tensorflow_stops_the_build_naming_it(setup_py, version):
     with pytest.raises(SystemExit) as err:
         setup_py.check_tf_version(version)
     message = str(err.value.code)
     assert f"TensorFlow {version}" in message
-    assert "2.15 to 2.21" in message
+    assert RANGE in message
 
 
 def test_extras_ask_for_the_supported_range(setup_py):
     assert setup_py.TF_EXTRAS == {
-        "tensorflow": ["tensorflow>=2.15,<2.22"],
-        "tensorflow-cpu": ["tensorflow-cpu>=2.15,<2.22"],
+        "tensorflow": [f"tensorflow{REQUIREMENT}"],
+        "tensorflow-cpu": [f"tensorflow-cpu{REQUIREMENT}"],
     }
 
 
 def test_supported_range_is_the_package_one(setup_py):
     # One source: monolith_ops/_tf_supported.py, read by setup.py without
     # importing the package, and named by the package without TensorFlow.
-    spec = importlib.util.spec_from_file_location(
-        "tf_supported", os.path.join(ROOT, "monolith_ops", "_tf_supported.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _tf_supported()
     assert setup_py.TF_SUPPORTED == module.TF_SUPPORTED
-    assert module.supported_range() == "2.15 to 2.21"
+    assert module.supported_range() == RANGE
 
 
 def test_installed_metadata_requires_no_tensorflow_distribution():
@@ -114,14 +133,15 @@ def test_build_without_tensorflow_says_what_to_install(setup_py, monkeypatch):
         setup_py.check_build_environment()
     message = str(err.value.code)
     assert "finds none" in message and "--no-build-isolation" in message
-    assert "tensorflow>=2.15,<2.22" in message
+    assert f"tensorflow{REQUIREMENT}" in message
 
 
 def test_build_under_unsupported_tensorflow_stops_before_compiling(tmp_path):
-    # A stand-in `tensorflow` 2.14.0 first on the path of a real build_ext.
+    # A stand-in `tensorflow` just before the range first on the path of a
+    # real build_ext.
     fake = tmp_path / "fake" / "tensorflow"
     fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text('__version__ = "2.14.0"\n')
+    (fake / "__init__.py").write_text(f'__version__ = "{BEFORE}.0"\n')
     env = dict(os.environ, PYTHONPATH=str(fake.parent))
     result = subprocess.run(
         [
@@ -140,8 +160,8 @@ def test_build_under_unsupported_tensorflow_stops_before_compiling(tmp_path):
         check=False,
     )
     assert result.returncode != 0
-    assert "TensorFlow 2.14.0" in result.stderr, result.stderr
-    assert "2.15 to 2.21" in result.stderr
+    assert f"TensorFlow {BEFORE}.0" in result.stderr, result.stderr
+    assert RANGE in result.stderr
     assert not list(tmp_path.rglob("*.o")), "compiled anyway"
     assert not list(tmp_path.rglob("*.so")), "compiled anyway"
 
@@ -183,3 +203,19 @@ def test_every_source_file_carries_the_license_header():
         if "SPDX-License-Identifier: Apache-2.0" not in p.read_text()[:300]
     ]
     assert not missing, f"no license header in {missing}"
+
+
+def test_tested_releases_are_the_ends_of_the_range():
+    module = _tf_supported()
+    for end, (major, minor) in zip(("first", "last"), module.TF_SUPPORTED):
+        assert module.TF_TESTED[end].startswith(f"{major}.{minor}."), end
+    assert module.ESTIMATOR_FOR_FIRST.startswith(f"{LO_S}.")
+    for end in ("first", "last", "estimator", "range"):
+        out = subprocess.run(
+            [sys.executable, os.path.join(ROOT, "monolith_ops", "_tf_supported.py"), end],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        want = {"estimator": module.ESTIMATOR_FOR_FIRST, "range": RANGE}
+        assert out == want.get(end, module.TF_TESTED.get(end)), end

@@ -19,12 +19,11 @@ process (the loader loads once per process):
 import json
 import os
 import shutil
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import tensorflow as tf
+from conftest import run_python
 
 from monolith_ops import _loader
 
@@ -70,16 +69,7 @@ def _record(package):
 
 
 def _load_in_subprocess(root):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    env.pop("PYTHONPATH", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", _PROBE, root],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_python(["-c", _PROBE, root], cwd=root, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("PROBE ")]
     assert proc.returncode == 0 and lines, (
         f"probe failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"

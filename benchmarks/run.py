@@ -308,6 +308,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     chosen = workloads(args.tiny)
+    info = machine(args.threads)  # the load average at the start
     rows, rounds_used = [], {}
     for name in args.workloads:
         title, shapes, sparse, rounds = chosen[name]
@@ -324,7 +325,7 @@ def main(argv=None):
     command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
     result = {
         "command": command.strip(),
-        "machine": machine(args.threads),
+        "machine": info,
         "rounds": rounds_used,
         "rows": rows,
     }

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Global-norm clipping on CPU: monolith_ops against stock TF and a compiled floor.
 
-    python benchmarks/run.py                 # every workload, a few minutes
+    python benchmarks/run.py                 # every workload, every round
     python benchmarks/run.py --quick         # fewer rounds: to try it
     python benchmarks/run.py --out docs      # where performance.{json,png} go
 

@@ -29,7 +29,7 @@ if "--task" in sys.argv:  # a task of the cluster; the launcher itself needs no 
     from monolith_ops import barrier_ops, basic_restore_hook, clip_ops
 
 WORKERS, CLIP_NORM, ACTION = 2, 0.25, "log-step"
-NUM_USERS, NUM_ITEMS, EMBEDDING_DIM = 500, 200, 16  # benchmarks/steps.py reuses these
+NUM_USERS, NUM_ITEMS, EMBEDDING_DIM = 500, 200, 16
 
 
 class SyntheticClicks:

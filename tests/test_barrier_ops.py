@@ -184,6 +184,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 def test_works_without_the_compiled_op_library():
     out = run_python(["-c", _NO_OP_LIBRARY_SCRIPT], pythonpath=installed_package_parent())
     assert out.stdout.strip() == "ok", out.stderr[-3000:]
@@ -1079,6 +1080,7 @@ class HungPsSession:
 
 
 @pytest.mark.parametrize("hang_when", ["before the wait", "while blocked"])
+@pytest.mark.slow
 def test_a_hung_ps_cannot_stretch_the_timeout(graph, hang_when):
     timeout = 1.0
     op = barrier_ops.BarrierOp(2, wait_seconds=0.05)

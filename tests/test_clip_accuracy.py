@@ -166,6 +166,7 @@ def results():
 
 
 @pytest.mark.parametrize("name", [name for name, _ in CASES])
+@pytest.mark.slow
 def test_within_bound_and_tf(results, name):
     rel_bound, exact, ours, tf_error, norm_errors = results[name]
     assert math.isfinite(ours) and exact > 0

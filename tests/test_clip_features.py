@@ -226,6 +226,7 @@ def test_return_structure():
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.slow
 def test_defaults_are_bitwise_the_explicit_defaults(mode, dtype):
     arrays = sample(dtype, seed=1, scale=2.0)
 
@@ -264,6 +265,7 @@ def test_defaults_build_only_the_existing_ops():
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.slow
 def test_feature_paths_agree_with_the_default_path(mode, dtype):
     """per_tensor, inverse_scale=1 and error_if_nonfinite compute the norm
     anew: within float rounding of the default one."""
@@ -476,6 +478,7 @@ def test_empty_and_all_none_lists(mode, norm_type):
         assert n == 0.0 and n.dtype == F32
 
 
+@pytest.mark.slow
 def test_empty_tensors_have_norm_zero(mode):
     arrays = [np.zeros((0, 3), np.float32), np.zeros(0, np.float32)]
     for norm_type in (2, "inf"):
@@ -966,6 +969,7 @@ def test_error_when_only_the_global_norm_overflows(mode, case):
             assert np.all(np.isnan(out.astype(np.float64)))
 
 
+@pytest.mark.slow
 def test_error_when_a_float16_tensor_norm_overflows_float16(mode):
     """The float16 norm of [5e4, 5e4] (70710.7) is inf: returned as is
     without error_if_nonfinite, refused with it."""
@@ -1135,6 +1139,7 @@ def _gradients(run, impl, arrays, clip_norm, inv, norm_type, seed=11):
 @pytest.mark.parametrize("norm_type", [2, "inf"], ids=["l2", "inf"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("run", ["eager", "function"])
+@pytest.mark.slow
 def test_clip_gradients_match_the_formulation(run, dtype, norm_type, clipped):
     """Of the outputs, the norm and the tensor norms, with respect to the
     inputs, clip_norm and inverse_scale (16-bit lists: clip_norm and
@@ -1232,6 +1237,7 @@ XLA_RTOL = {F32: 1e-5, F64: 1e-12, F16: 2e-3, BF16: 1.6e-2}
 
 @pytest.mark.parametrize("norm_type", [2, "inf"], ids=["l2", "inf"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.slow
 def test_xla_matches_the_reference(dtype, norm_type):
     arrays = sample(dtype, seed=14, scale=3.0)
     positions = per_position(arrays)

@@ -413,6 +413,7 @@ def test_sum_of_squares_is_bitwise_the_documented_order():
         assert np.float64(got).tobytes() == np.float64(want).tobytes(), (got, want)
 
 
+@pytest.mark.slow
 def test_many_small_tensors(mode):
     rng = np.random.default_rng(5)
     arrays = [rng.standard_normal(rng.integers(0, 4)).astype(np.float32) for _ in range(3000)]
@@ -464,6 +465,7 @@ def _python(tmp_path, script, *args, **env):
     ).stdout
 
 
+@pytest.mark.slow
 def test_streamed_stores_give_bitwise_the_same_outputs(tmp_path):
     """MONOLITH_OPS_STREAM_MIN_BYTES=0 writes every output with streaming
     stores; the values must not change, heads and tails included."""
@@ -555,6 +557,7 @@ def _thp_mode():
 
 
 @pytest.mark.skipif(_thp_mode() != "madvise", reason="needs transparent huge pages in madvise mode")
+@pytest.mark.slow
 def test_large_outputs_are_advised_into_huge_pages(tmp_path):
     """A fresh 64 MiB output lands in huge pages when the kernel is asked to
     (THP "madvise" mode), and not with MONOLITH_OPS_HUGE_PAGES=0."""
@@ -566,6 +569,7 @@ def test_large_outputs_are_advised_into_huge_pages(tmp_path):
     assert huge_kb(MONOLITH_OPS_HUGE_PAGES="0") == 0
 
 
+@pytest.mark.slow
 def test_more_than_2_pow_31_elements():
     """Sizes and offsets are 64-bit: a 2^31 + 24 element half tensor."""
     n = 2**31 + 24
@@ -975,6 +979,7 @@ def _flat_bytes(results):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+@pytest.mark.slow
 def test_lists_split_across_ops_give_bitwise_the_results_of_one_op(dtype, pack_past_one_chunk):
     """In a graph a list longer than CHUNK_SIZE is packed and clipped in
     parts; eager ops take it whole. Sizes around the part boundaries, and
@@ -1009,6 +1014,7 @@ def test_lists_split_across_ops_give_bitwise_the_results_of_one_op(dtype, pack_p
 
 
 @pytest.mark.parametrize("extra", [0, 1])
+@pytest.mark.slow
 def test_lists_are_packed_only_past_pack_above(extra):
     """Up to PACK_ABOVE tensors a clip is one op (each extra op costs every
     step); one more and no op takes more than CHUNK_SIZE of them."""
@@ -1024,6 +1030,7 @@ def test_lists_are_packed_only_past_pack_above(extra):
 
 
 @pytest.mark.timeout(400)
+@pytest.mark.slow
 def test_graph_mode_with_20000_tensors():
     """One Session.run over 20,000 tensors builds and runs in seconds (one
     op of 20,000 outputs took Grappler minutes)."""
@@ -1040,6 +1047,7 @@ def test_graph_mode_with_20000_tensors():
         np.testing.assert_allclose(y, x / got, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_gradient_through_a_list_split_across_ops(pack_past_one_chunk):
     size = clip_ops.CHUNK_SIZE
     rng = np.random.default_rng(23)

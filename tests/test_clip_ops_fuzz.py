@@ -13,6 +13,7 @@ when the norm is below clip_norm and our outputs are the inputs, untouched).
 """
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -115,12 +116,14 @@ def _check_against_tf(entries, clip_norm, rtol):
 
 @SETTINGS
 @given(_lists(np.float32))
+@pytest.mark.slow
 def test_float32_matches_tf(case):
     _check_against_tf(*case, rtol=2e-6)
 
 
 @settings(SETTINGS, max_examples=500)
 @given(_lists(np.float64))
+@pytest.mark.slow
 def test_float64_matches_tf(case):
     _check_against_tf(*case, rtol=1e-13)
 

@@ -125,6 +125,7 @@ def _k3_fit(optimizer, jit_compile, epochs=3):
 @needs_keras3
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
 @pytest.mark.parametrize("jit_compile", ["auto", True, False], ids=str)
+@pytest.mark.slow
 def test_keras3_fit_matches_global_clipnorm(jit_compile, policy, policy_keras3):
     K3.mixed_precision.set_global_policy(policy)
     ours = _k3_fit(mk.GlobalNormClipOptimizer(K3.optimizers.Adam(0.01), CLIP), jit_compile)
@@ -142,6 +143,7 @@ def test_keras3_fit_matches_global_clipnorm(jit_compile, policy, policy_keras3):
 
 @needs_keras3
 @pytest.mark.parametrize("jit_compile", [None, False, True], ids=str)
+@pytest.mark.slow
 def test_keras3_custom_loop_with_apply_gradients(jit_compile):
     x, y = _data()
 
@@ -180,6 +182,7 @@ K3_OPTIMIZERS = {
 @needs_keras3
 @pytest.mark.parametrize("optimizer", sorted(K3_OPTIMIZERS))
 @pytest.mark.parametrize("jit_compile", [True, False], ids=str)
+@pytest.mark.slow
 def test_keras3_embedding_with_repeated_ids(jit_compile, optimizer):
     """An Embedding's gradient is IndexedSlices whose ids repeat within a
     batch (10 ids, 32 lookups a batch): the updates are those of
@@ -390,6 +393,7 @@ def _k2_optimizers(k2, kind):
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
 @pytest.mark.parametrize("jit_compile", [True, False], ids=str)
 @pytest.mark.parametrize("kind", ["current", "legacy"])
+@pytest.mark.slow
 def test_keras2_fit_matches_global_clipnorm(k2, kind, jit_compile, policy):
     k2.mixed_precision.set_global_policy(policy)
     ours, ref, plain = (_k2_fit(k2, opt, jit_compile) for opt in _k2_optimizers(k2, kind))
@@ -442,6 +446,7 @@ print(diff(weights[0], weights[1]), diff(weights[2], weights[1]))
 """
 
 
+@pytest.mark.slow
 def test_tf_keras_through_tf_use_legacy_keras(tmp_path):
     """With TF_USE_LEGACY_KERAS=1 tf.keras is tf_keras (set before
     TensorFlow is imported, so in a fresh interpreter)."""
@@ -531,6 +536,7 @@ def test_keras2_helpers_refuse_keras3_classes():
 
 
 @needs_keras3
+@pytest.mark.slow
 def test_example_runs():
 
     script = os.path.join(

@@ -37,6 +37,7 @@ def _max_diff(a, b):
     return max(np.abs(p - q).max() for p, q in zip(a, b))
 
 
+@pytest.mark.slow
 def test_keras3_clips_the_summed_gradient():
     w = _run("keras3")
     # Ours: two replicas step as one device on the whole batch.
@@ -53,6 +54,7 @@ def test_keras3_own_global_clipnorm_clips_each_replica_before_the_sum():
     assert _max_diff(w["keras_mirrored"], w["keras_single"]) > 1e-3
 
 
+@pytest.mark.slow
 def test_keras3_mixed_float16_inside_loss_scale_optimizer():
     w = _run("keras3-mixed")
     # float16 forward passes of 4 and 8 samples round differently.
@@ -62,6 +64,7 @@ def test_keras3_mixed_float16_inside_loss_scale_optimizer():
 
 
 @pytest.mark.parametrize("kind", ["current", "legacy"])
+@pytest.mark.slow
 def test_keras2_clips_the_summed_gradient(kind):
     w = _run("keras2-" + kind)
     assert _max_diff(w["ours_mirrored"], w["ours_single"]) < 1e-6

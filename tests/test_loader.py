@@ -33,6 +33,7 @@ def test_load_ops_returns_the_loaded_library():
     assert monolith_ops.load_ops() is _loader.ops.load()
 
 
+@pytest.mark.slow
 def test_importing_the_package_is_light():
     # A fresh interpreter: the package alone imports neither TensorFlow nor
     # the library (its file is not mapped into the process); clip_ops loads
@@ -215,6 +216,7 @@ _TRUNCATE_PROBE = textwrap.dedent("""
     """)
 
 
+@pytest.mark.slow
 def test_truncated_library_raises_instead_of_crashing(tmp_path):
     shutil.copytree(
         _installed_package(),
@@ -265,6 +267,7 @@ _REGISTER = {
 
 
 @pytest.mark.parametrize("register", sorted(_REGISTER))
+@pytest.mark.slow
 def test_saved_model_using_the_ops_loads_in_a_fresh_process(tmp_path, register):
     from monolith_ops import clip_ops
 
@@ -281,6 +284,7 @@ def test_saved_model_using_the_ops_loads_in_a_fresh_process(tmp_path, register):
 
 
 @pytest.mark.parametrize("register", sorted(_REGISTER))
+@pytest.mark.slow
 def test_meta_graph_using_the_ops_loads_in_a_fresh_process(tmp_path, register):
     from monolith_ops import clip_ops
 

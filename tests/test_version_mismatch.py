@@ -103,6 +103,7 @@ def test_check_compatible_names_both_versions_and_the_rebuild_command():
     _loader.check_compatible(built="2.21.0", installed="2.21.0")
 
 
+@pytest.mark.slow
 def test_library_with_another_tf_version_in_its_record_is_refused(tmp_path):
     package = _copy_package(_installed_package(), str(tmp_path))
     record = _record(package)
@@ -113,6 +114,7 @@ def test_library_with_another_tf_version_in_its_record_is_refused(tmp_path):
     _check_mismatch(_load_in_subprocess(str(tmp_path)), other, str(tmp_path))
 
 
+@pytest.mark.slow
 def test_library_built_with_another_cxx_abi_is_refused(tmp_path):
     package = _copy_package(_installed_package(), str(tmp_path))
     record = _record(package)
@@ -125,6 +127,7 @@ def test_library_built_with_another_cxx_abi_is_refused(tmp_path):
     assert f"installed TensorFlow has _GLIBCXX_USE_CXX11_ABI {1 - flag}" in result["message"]
 
 
+@pytest.mark.slow
 def test_same_copy_with_the_right_record_loads(tmp_path):
     # The control for the test above: the copy itself is loadable.
     _copy_package(_installed_package(), str(tmp_path))

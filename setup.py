@@ -81,10 +81,10 @@ BUILD_COMMANDS = {
 }
 
 CPU_SOURCES = [
-    "cc/ops/clip_ops.cc",
-    "cc/kernels/clip_core.cc",
-    "cc/kernels/clip_kernels.cc",
-    "cc/kernels/cpu_output_alloc.cc",
+    "cc/tf/clip_ops.cc",
+    "cc/core/clip_core.cc",
+    "cc/tf/clip_kernels.cc",
+    "cc/tf/cpu_output_alloc.cc",
 ]
 # Flags of our own, on top of tf.sysconfig's. -ffp-contract=off keeps the
 # dispatched AVX2 and baseline loops bitwise identical (no FMA contraction).
@@ -93,9 +93,9 @@ CXX_FLAGS = ["-O3", "-fPIC", "-ffp-contract=off", "-Wno-deprecated-declarations"
 # The CUDA build adds the framework-free CUDA core, compiled by nvcc without
 # any TensorFlow header, and its TensorFlow adapter, compiled with the C++
 # sources above.
-CUDA_SOURCES = ["cc/kernels/clip_core_gpu.cu"]
-CUDA_ADAPTER_SOURCES = ["cc/kernels/clip_kernels_gpu.cc"]
-CUDA_HEADERS = ["cc/kernels/clip_core_gpu.h", "cc/kernels/clip_decision.h", "cc/kernels/dtypes.h"]
+CUDA_SOURCES = ["cc/core/clip_core_gpu.cu"]
+CUDA_ADAPTER_SOURCES = ["cc/tf/clip_kernels_gpu.cc"]
+CUDA_HEADERS = ["cc/core/clip_core_gpu.h", "cc/core/clip_decision.h", "cc/core/dtypes.h"]
 # nvcc 13 targets sm_75 and newer only. Machine code for Turing, Ampere and
 # Hopper, and PTX for compute_90 that newer GPUs compile at load.
 CUDA_ARCH_FLAGS = [

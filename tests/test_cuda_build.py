@@ -39,11 +39,11 @@ from tensorflow.python.framework import kernels
 from monolith_ops import _loader
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CORE_SOURCE = os.path.join(ROOT, "cc", "kernels", "clip_core_gpu.cu")
-CORE_HEADER = os.path.join(ROOT, "cc", "kernels", "clip_core_gpu.h")
+CORE_SOURCE = os.path.join(ROOT, "cc", "core", "clip_core_gpu.cu")
+CORE_HEADER = os.path.join(ROOT, "cc", "core", "clip_core_gpu.h")
 # Our headers that the CUDA core includes, shared with the CPU core.
 SHARED_HEADERS = [
-    os.path.join(ROOT, "cc", "kernels", name) for name in ("clip_decision.h", "dtypes.h")
+    os.path.join(ROOT, "cc", "core", name) for name in ("clip_decision.h", "dtypes.h")
 ]
 EMULATION = os.path.join(ROOT, "tests", "gpu", "emulation")
 OPS = ("GlobalL2Reduce", "MonolithClipByGlobalNorm", "MonolithClipByGlobalNormFused")

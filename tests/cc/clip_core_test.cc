@@ -14,7 +14,7 @@
 // wrong the same way everywhere still fails.
 //
 // No TensorFlow: only the core and Eigen's half and bfloat16 types.
-#include "cc/kernels/clip_core.h"
+#include "cc/core/clip_core.h"
 
 #include <sys/wait.h>
 #include <unistd.h>

@@ -4,7 +4,7 @@
 """GPU check of the monolith_ops CUDA core, on a machine without TensorFlow.
 
 Builds a small pybind11 module of the framework-free CUDA core
-(cc/kernels/clip_core_gpu.cu + tests/gpu/binding.cpp) with nvcc into a
+(cc/core/clip_core_gpu.cu + tests/gpu/binding.cpp) with nvcc into a
 temporary folder, then, with torch as the reference and the allocator:
 
 * checks the sum of squares, the clip and the fused clip against a float64
@@ -56,7 +56,7 @@ import traceback
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CORE_SOURCE = os.path.join(ROOT, "cc", "kernels", "clip_core_gpu.cu")
+CORE_SOURCE = os.path.join(ROOT, "cc", "core", "clip_core_gpu.cu")
 BINDING_SOURCE = os.path.join(ROOT, "tests", "gpu", "binding.cpp")
 DENSE_SHAPES_FILE = os.path.join(ROOT, "tests", "data", "dense_shapes.json")
 

@@ -13,7 +13,7 @@
 // The AVX2 and AVX-512 loops are x86 only. MONOLITH_OPS_X86 is the one
 // switch: elsewhere (aarch64, ...), or with MONOLITH_OPS_PORTABLE defined,
 // only the baseline loops are compiled, and HasAvx2() is false.
-#include "cc/kernels/clip_core.h"
+#include "cc/core/clip_core.h"
 
 #include <unistd.h>
 

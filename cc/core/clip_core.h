@@ -33,15 +33,15 @@
 // inputs follow the thread's denormal mode, which TensorFlow sets to flush
 // them on all its threads.) tests/cc/clip_core_test.cc and
 // tests/test_clip_accuracy.py check the bound against exact sums.
-#ifndef MONOLITH_OPS_CC_KERNELS_CLIP_CORE_H_
-#define MONOLITH_OPS_CC_KERNELS_CLIP_CORE_H_
+#ifndef MONOLITH_OPS_CC_CORE_CLIP_CORE_H_
+#define MONOLITH_OPS_CC_CORE_CLIP_CORE_H_
 
 #include <cstdint>
 #include <functional>
 
 #include "Eigen/Core"
-#include "cc/kernels/clip_decision.h"
-#include "cc/kernels/dtypes.h"
+#include "cc/core/clip_decision.h"
+#include "cc/core/dtypes.h"
 
 namespace monolith_ops {
 
@@ -105,4 +105,4 @@ void FillNaN(T* const* outputs, const int64_t* sizes, int64_t count,
 
 }  // namespace monolith_ops
 
-#endif  // MONOLITH_OPS_CC_KERNELS_CLIP_CORE_H_
+#endif  // MONOLITH_OPS_CC_CORE_CLIP_CORE_H_

@@ -30,8 +30,8 @@
 #include <mutex>
 #include <utility>
 
-#include "cc/kernels/clip_core_gpu.h"
-#include "cc/kernels/clip_decision.h"
+#include "cc/core/clip_core_gpu.h"
+#include "cc/core/clip_decision.h"
 
 namespace monolith_ops {
 namespace gpu {

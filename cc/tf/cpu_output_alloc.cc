@@ -1,7 +1,7 @@
 // Copyright 2026 The monolith_ops Authors.
 // SPDX-License-Identifier: Apache-2.0
 // The CPU kernels' output allocation (see cpu_output_alloc.h).
-#include "cc/kernels/cpu_output_alloc.h"
+#include "cc/tf/cpu_output_alloc.h"
 
 #include <sys/mman.h>
 
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "cc/kernels/clip_adapter.h"
+#include "cc/tf/clip_adapter.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/types.h"
 

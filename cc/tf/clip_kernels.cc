@@ -8,10 +8,10 @@
 #include <type_traits>
 #include <vector>
 
-#include "cc/kernels/clip_adapter.h"
-#include "cc/kernels/clip_core.h"
-#include "cc/kernels/cpu_output_alloc.h"
-#include "cc/kernels/dtypes.h"
+#include "cc/tf/clip_adapter.h"
+#include "cc/core/clip_core.h"
+#include "cc/tf/cpu_output_alloc.h"
+#include "cc/core/dtypes.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"

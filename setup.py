@@ -85,6 +85,7 @@ CPU_SOURCES = [
     "cc/core/clip_core.cc",
     "cc/tf/clip_kernels.cc",
     "cc/tf/cpu_output_alloc.cc",
+    "cc/tf/cpu_tuning.cc",
 ]
 # Flags of our own, on top of tf.sysconfig's. -ffp-contract=off keeps the
 # dispatched AVX2 and baseline loops bitwise identical (no FMA contraction).

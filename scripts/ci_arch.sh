@@ -33,7 +33,7 @@ for node in ast.parse(open("setup.py").read()).body:
 EOF
 )"
 flags=(-std=c++17 "${cxx_flags[@]}" -I. -isystem /usr/include/eigen3)
-sources=(tests/cc/clip_core_test.cc cc/core/clip_core.cc)
+sources=(tests/cc/clip_core_test.cc cc/core/clip_core.cc cc/tf/cpu_tuning.cc)
 echo "ci_arch: flags ${flags[*]}"
 
 g++ "${flags[@]}" "${sources[@]}" -o "$out/x86" & x86=$!

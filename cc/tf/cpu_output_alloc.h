@@ -4,7 +4,7 @@
 // else holds becomes its own output (the clip then runs in place); small
 // outputs are slices of one shared buffer; large ones are advised onto huge
 // pages. (Whether an output is written with streaming stores is the core's
-// choice: see StreamMinBytes() in clip_core.cc.)
+// choice: see CpuTuning in clip_core.h.)
 #ifndef MONOLITH_OPS_CC_TF_CPU_OUTPUT_ALLOC_H_
 #define MONOLITH_OPS_CC_TF_CPU_OUTPUT_ALLOC_H_
 

@@ -96,7 +96,16 @@ CXX_FLAGS = ["-O3", "-fPIC", "-ffp-contract=off", "-Wno-deprecated-declarations"
 # sources above.
 CUDA_SOURCES = ["cc/core/clip_core_gpu.cu"]
 CUDA_ADAPTER_SOURCES = ["cc/tf/clip_kernels_gpu.cc"]
-CUDA_HEADERS = ["cc/core/clip_core_gpu.h", "cc/core/clip_decision.h", "cc/core/dtypes.h"]
+CUDA_HEADERS = [
+    "cc/core/clip_core_gpu.h",
+    "cc/core/clip_decision.h",
+    "cc/core/dtypes.h",
+    "cc/core/gpu/block_reduce.cuh",
+    "cc/core/gpu/elements.cuh",
+    "cc/core/gpu/global_norm_kernels.cuh",
+    "cc/core/gpu/multi_tensor.cuh",
+    "cc/core/gpu/per_tensor_kernels.cuh",
+]
 # nvcc 13 targets sm_75 and newer only. Machine code for Turing, Ampere and
 # Hopper, and PTX for compute_90 that newer GPUs compile at load.
 CUDA_ARCH_FLAGS = [

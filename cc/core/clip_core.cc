@@ -9,11 +9,10 @@
 // The inner loops are written once and compiled for the baseline ISA and for
 // AVX2 (the sum of squares also for AVX-512), picked at run time. All give
 // bitwise the same results: every accumulator is added to in a fixed order
-// and floating-point contraction is off for this file (see setup.py / BUILD),
-// so the compiler never fuses a multiply and an add. The hand-written loops
-// fuse them only where it cannot change a rounding: adding the square of a
-// float, half or bfloat16, which is exact in double. The flags are
-// setup.py's CXX_FLAGS, from build_config.bzl.
+// and floating-point contraction is off for this file (CXX_FLAGS of
+// build_config.bzl), so the compiler never fuses a multiply and an add. The
+// hand-written loops fuse them only where it cannot change a rounding: adding
+// the square of a float, half or bfloat16, which is exact in double.
 #include "cc/core/clip_core.h"
 
 #include <algorithm>

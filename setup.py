@@ -80,31 +80,30 @@ BUILD_COMMANDS = {
     "bdist_egg",
 }
 
-CPU_SOURCES = [
-    "cc/ops/clip_ops.cc",
-    "cc/kernels/clip_core.cc",
-    "cc/kernels/clip_kernels.cc",
-    "cc/kernels/cpu_output_alloc.cc",
-]
-# Flags of our own, on top of tf.sysconfig's. -ffp-contract=off keeps the
-# dispatched AVX2 and baseline loops bitwise identical (no FMA contraction).
-CXX_FLAGS = ["-O3", "-fPIC", "-ffp-contract=off", "-Wno-deprecated-declarations"]
 
-# The CUDA build adds the framework-free CUDA core, compiled by nvcc without
-# any TensorFlow header, and its TensorFlow adapter, compiled with the C++
-# sources above.
-CUDA_SOURCES = ["cc/kernels/clip_core_gpu.cu"]
-CUDA_ADAPTER_SOURCES = ["cc/kernels/clip_kernels_gpu.cc"]
-CUDA_HEADERS = ["cc/kernels/clip_core_gpu.h", "cc/kernels/clip_decision.h", "cc/kernels/dtypes.h"]
-# nvcc 13 targets sm_75 and newer only. Machine code for Turing, Ampere and
-# Hopper, and PTX for compute_90 that newer GPUs compile at load.
-CUDA_ARCH_FLAGS = [
-    "-gencode=arch=compute_75,code=sm_75",
-    "-gencode=arch=compute_80,code=sm_80",
-    "-gencode=arch=compute_90,code=sm_90",
-    "-gencode=arch=compute_90,code=compute_90",
-]
-NVCC_FLAGS = ["-O3", "-std=c++17", "-Xcompiler", "-fPIC", "--threads", "0"]
+def _load_build_config():
+    """build_config.bzl, the one source of the source lists and compiler
+    flags (BUILD loads it too), read by scripts/build_config.py, which is
+    loaded as a lone file."""
+    path = os.path.join(HERE, "scripts", "build_config.py")
+    spec = importlib.util.spec_from_file_location("_monolith_ops_build_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.read(os.path.join(HERE, "build_config.bzl"))
+
+
+# What is compiled, and with which flags of our own (on top of
+# tf.sysconfig's): see build_config.bzl. The CUDA build adds CUDA_SOURCES,
+# compiled by nvcc with NVCC_FLAGS and CUDA_ARCH_FLAGS, and
+# CUDA_ADAPTER_SOURCES, compiled with the C++ sources.
+_build_config = _load_build_config()
+CPU_SOURCES = _build_config["CPU_SOURCES"]
+CXX_FLAGS = _build_config["CXX_FLAGS"]
+CUDA_SOURCES = _build_config["CUDA_SOURCES"]
+CUDA_ADAPTER_SOURCES = _build_config["CUDA_ADAPTER_SOURCES"]
+CUDA_HEADERS = _build_config["CUDA_HEADERS"]
+CUDA_ARCH_FLAGS = _build_config["CUDA_ARCH_FLAGS"]
+NVCC_FLAGS = _build_config["NVCC_FLAGS"]
 CUDA_ENV = "MONOLITH_OPS_CUDA"
 
 
@@ -305,7 +304,7 @@ class BuildOpLibrary(build_ext):
         stamp = self._variant_stamp(tf)
         # Every header the sources include: a change to one rebuilds.
         headers = sorted(glob.glob(os.path.join("cc", "**", "*.h"), recursive=True))
-        ext.depends = [stamp, *headers]
+        ext.depends = [stamp, *headers, "build_config.bzl"]
         if self.cuda is not None:
             ext.sources = CPU_SOURCES + CUDA_ADAPTER_SOURCES
             ext.depends += CUDA_SOURCES + CUDA_HEADERS

@@ -3,10 +3,10 @@
 # SPDX-License-Identifier: Apache-2.0
 # CI: the CPU core builds off x86 and computes bitwise what it does on x86.
 #
-# TensorFlow ships aarch64 Linux wheels; there clip_core.cc compiles its
-# baseline loops only (MONOLITH_OPS_X86 is 0). Without an Arm machine:
-# tests/cc/clip_core_test.cc and the framework-free core are compiled with
-# setup.py's CXX_FLAGS three times:
+# TensorFlow ships aarch64 Linux wheels; there the CPU core (cc/core/)
+# compiles its baseline loops only (MONOLITH_OPS_X86 is 0). Without an Arm
+# machine: tests/cc/clip_core_test.cc and the framework-free core are compiled
+# with setup.py's CXX_FLAGS (all from build_config.bzl) three times:
 #   x86       native, the AVX2 path where the CPU has it (also run with
 #             streaming stores for every output);
 #   baseline  native, -DMONOLITH_OPS_PORTABLE: the baseline loops forced;
@@ -24,16 +24,15 @@ echo "ci_arch: apt $((SECONDS - start)) s"
 out=build/ci-arch
 rm -rf "$out"
 mkdir -p "$out"
-# setup.py's CXX_FLAGS (-ffp-contract=off among them), read from setup.py.
-read -r -a cxx_flags <<< "$(python3 - <<'EOF'
-import ast
-for node in ast.parse(open("setup.py").read()).body:
-    if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "CXX_FLAGS":
-        print(" ".join(ast.literal_eval(node.value)))
-EOF
-)"
+# The flags and the framework-free sources of build_config.bzl, as setup.py
+# compiles them (-ffp-contract=off among the flags).
+mapfile -t cxx_flags < <(python3 scripts/build_config.py CXX_FLAGS)
+mapfile -t core_sources < <(python3 scripts/build_config.py CPU_CORE_SOURCES)
+mapfile -t tuning_sources < <(python3 scripts/build_config.py CPU_TUNING_SOURCES)
+[ "${#cxx_flags[@]}" -gt 0 ] && [ "${#core_sources[@]}" -gt 0 ] ||
+  { echo "ci_arch: no CXX_FLAGS or CPU_CORE_SOURCES in build_config.bzl" >&2; exit 1; }
 flags=(-std=c++17 "${cxx_flags[@]}" -I. -isystem /usr/include/eigen3)
-sources=(tests/cc/clip_core_test.cc cc/kernels/clip_core.cc)
+sources=(tests/cc/clip_core_test.cc "${core_sources[@]}" "${tuning_sources[@]}")
 echo "ci_arch: flags ${flags[*]}"
 
 g++ "${flags[@]}" "${sources[@]}" -o "$out/x86" & x86=$!

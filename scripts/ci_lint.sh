@@ -7,7 +7,7 @@
 # The pinned tools go into their own venv (MONOLITH_OPS_LINT_VENV, default
 # .venv-lint). To fix what this reports:
 #   .venv-lint/bin/ruff check --fix . && .venv-lint/bin/ruff format .
-#   git ls-files '*.cc' '*.h' '*.cu' '*.cpp' | xargs .venv-lint/bin/clang-format -i
+#   git ls-files '*.cc' '*.h' '*.cu' '*.cuh' '*.cpp' | xargs .venv-lint/bin/clang-format -i
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${MONOLITH_OPS_LINT_VENV:-.venv-lint}"
@@ -21,6 +21,6 @@ echo "ruff check"
 echo "ruff format --check"
 "$VENV/bin/ruff" format --check . || status=1
 echo "clang-format --dry-run --Werror"
-git ls-files -z '*.cc' '*.h' '*.cu' '*.cpp' |
+git ls-files -z '*.cc' '*.h' '*.cu' '*.cuh' '*.cpp' |
   xargs -0 "$VENV/bin/clang-format" --dry-run --Werror || status=1
 exit "$status"

@@ -6,7 +6,7 @@
 #
 #   bash scripts/gpu_check.sh [OUT_DIR]        # default OUT_DIR: build/gpu_check
 #
-# It builds the framework-free CUDA core (cc/kernels/clip_core_gpu.cu) with
+# It builds the framework-free CUDA core (cc/core/clip_core_gpu.cu) with
 # its pybind11 binding for the device's architecture and runs
 # tests/gpu/check_gpu.py twice: first small (--quick --skip-bench), so that a
 # broken build or a hang shows within minutes, then in full, with the

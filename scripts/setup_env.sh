@@ -25,9 +25,9 @@ pip install -q "$TF_PIN" -r requirements-dev.txt ${MONOLITH_OPS_EXTRA:-}
 # TensorFlow distribution, so this installs nothing else.
 # Rebuilt only when the sources or the TensorFlow pin changed since the last
 # install into this venv.
-stamp="$(echo "$TF_PIN"; cat setup.py pyproject.toml
+stamp="$(echo "$TF_PIN"; cat setup.py pyproject.toml build_config.bzl scripts/build_config.py
          find cc monolith_ops -type f \( -name '*.cc' -o -name '*.h' -o -name '*.cu' \
-           -o -name '*.py' \) | LC_ALL=C sort | xargs cat)"
+           -o -name '*.cuh' -o -name '*.py' \) | LC_ALL=C sort | xargs cat)"
 stamp="$(printf '%s' "$stamp" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$VENV/.monolith_ops_build" 2>/dev/null)" != "$stamp" ]; then
   pip install -q --no-build-isolation --no-deps --force-reinstall .

@@ -4,7 +4,7 @@
 
 The CPU kernel widens every element to double and adds the squares in 16
 double lanes per block of 16,384 elements (see the comment at the top of
-cc/kernels/clip_core.h, which states the bound checked here). On adversarial
+cc/core/clip_core.h, which states the bound checked here). On adversarial
 inputs (wide dynamic range,
 many small values and a few large ones, every value equal, lengths around the
 lane, sub-block and block boundaries, 10^7 elements, squares that overflow or

@@ -24,6 +24,7 @@ scripts/ci_cuda.sh builds with MONOLITH_OPS_CUDA=1 and runs the whole suite
 with MONOLITH_OPS_EXPECT_CUDA=1, which makes the first test insist on it.
 """
 
+import importlib.util
 import os
 import re
 import shutil
@@ -39,11 +40,32 @@ from tensorflow.python.framework import kernels
 from monolith_ops import _loader
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CORE_SOURCE = os.path.join(ROOT, "cc", "kernels", "clip_core_gpu.cu")
-CORE_HEADER = os.path.join(ROOT, "cc", "kernels", "clip_core_gpu.h")
+
+
+def _build_config():
+    """build_config.bzl's lists (scripts/build_config.py), {} without it."""
+    path = os.path.join(ROOT, "scripts", "build_config.py")
+    if not os.path.exists(path):
+        return {}
+    spec = importlib.util.spec_from_file_location("_monolith_ops_build_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.read(os.path.join(ROOT, "build_config.bzl"))
+
+
+BUILD_CONFIG = _build_config()
+# The CUDA core: its one source, compiled by nvcc, and the headers it includes.
+(CORE_SOURCE,) = [os.path.join(ROOT, path) for path in BUILD_CONFIG.get("CUDA_SOURCES", ["-"])]
+CORE_HEADER = os.path.join(ROOT, "cc", "core", "clip_core_gpu.h")
 # Our headers that the CUDA core includes, shared with the CPU core.
 SHARED_HEADERS = [
-    os.path.join(ROOT, "cc", "kernels", name) for name in ("clip_decision.h", "dtypes.h")
+    os.path.join(ROOT, "cc", "core", name) for name in ("clip_decision.h", "dtypes.h")
+]
+# Its own headers, included by CORE_SOURCE only (nvcc compiles them).
+CORE_PRIVATE_HEADERS = [
+    os.path.join(ROOT, path)
+    for path in BUILD_CONFIG.get("CUDA_HEADERS", [])
+    if path.endswith(".cuh")
 ]
 EMULATION = os.path.join(ROOT, "tests", "gpu", "emulation")
 OPS = ("GlobalL2Reduce", "MonolithClipByGlobalNorm", "MonolithClipByGlobalNormFused")
@@ -193,7 +215,7 @@ def test_cuda_core_is_framework_free():
     if not os.path.exists(CORE_SOURCE):
         pytest.skip("no CUDA sources beside the tests")
     includes = {}
-    for path in (CORE_SOURCE, CORE_HEADER, *SHARED_HEADERS):
+    for path in (CORE_SOURCE, CORE_HEADER, *SHARED_HEADERS, *CORE_PRIVATE_HEADERS):
         with open(path) as f:
             includes[path] = re.findall(r'^#include\s*[<"]([^>"]+)[>"]', f.read(), re.M)
     framework = re.compile(r"^(tensorflow|xla|tsl|absl|Eigen|unsupported|third_party)/")

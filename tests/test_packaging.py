@@ -188,8 +188,8 @@ def test_import_without_tensorflow_is_a_clear_import_error(tmp_path):
 
 def test_every_source_file_carries_the_license_header():
     root = pathlib.Path(__file__).resolve().parents[1]
-    suffixes = {".py", ".sh", ".cc", ".h", ".cu", ".cpp", ".bzl"}
-    files = [root / "setup.py", root / "BUILD", root / ".ci" / "run"]
+    suffixes = {".py", ".sh", ".cc", ".h", ".cu", ".cuh", ".cpp", ".bzl"}
+    files = [root / "setup.py", root / "BUILD", root / "build_config.bzl", root / ".ci" / "run"]
     for folder in ("cc", "monolith_ops", "tests", "scripts", "examples", "third_party"):
         files += [
             p

@@ -79,7 +79,7 @@ def clip_in_tf_ops(values, norm, clip_norm, inverse_scale=None):
 def scaled_in_tf_ops(values, norm, clip_norm, inverse_scale):
     """`values` times inverse_scale (None for none) and the clip factor of
     `norm`, in TF ops, as the kernels compute them (DecideUnscaledClip in
-    cc/kernels/clip_decision.h)."""
+    cc/core/clip_decision.h)."""
     formula = clip_scale(norm, clip_norm)
     # Below clip_norm the formula is within an ulp of 1: the scale is made
     # exactly 1 there, while its gradient stays the formula's, as TF's
@@ -105,7 +105,7 @@ def norms_in_tf_ops(values, norm_dtype, kind, inverse_scale):
     tensors' norms) of `values` times inverse_scale, in norm_dtype. Used
     under XLA and to differentiate the V2 ops."""
 
-    def max_or_nan(x):  # MaxOrNaN of cc/kernels/clip_decision.h
+    def max_or_nan(x):  # MaxOrNaN of cc/core/clip_decision.h
         nan = tf.reduce_any(tf.math.is_nan(x))
         return tf.where(nan, tf.constant(np.nan, norm_dtype), tf.reduce_max(x))
 

@@ -8,7 +8,7 @@ tf_configure found. `//:monolith_ops` puts the package, the Bazel-built
 runfiles tree, so the unmodified loader loads the Bazel build.
 """
 
-import ast
+import importlib.util
 import json
 import os
 import unittest
@@ -20,19 +20,12 @@ import monolith_ops
 from monolith_ops import _loader, clip_ops
 
 
-def _setup_py_literal(name):
-    """The value of a top-level `name = <literal>` in setup.py."""
-    with open("setup.py") as f:
-        tree = ast.parse(f.read())
-    for node in tree.body:
-        if (
-            isinstance(node, ast.Assign)
-            and len(node.targets) == 1
-            and isinstance(node.targets[0], ast.Name)
-            and node.targets[0].id == name
-        ):
-            return ast.literal_eval(node.value)
-    raise AssertionError(f"setup.py has no top-level literal {name}; update BUILD and this test")
+def _build_config():
+    """build_config.bzl as setup.py reads it (through scripts/build_config.py)."""
+    spec = importlib.util.spec_from_file_location("build_config", "scripts/build_config.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.read("build_config.bzl")
 
 
 class BazelLibraryTest(unittest.TestCase):
@@ -75,8 +68,14 @@ class BazelLibraryTest(unittest.TestCase):
             self.assertTrue(callable(getattr(library, op, None)), op)
 
     def test_sources_and_flags_match_setup_py(self):
-        self.assertEqual(_setup_py_literal("CPU_SOURCES"), self.build["cpu_sources"])
-        self.assertEqual(_setup_py_literal("CXX_FLAGS"), self.build["cxx_flags"])
+        # setup.py compiles the lists of build_config.bzl, as read here.
+        config = _build_config()
+        self.assertEqual(config["CPU_SOURCES"], self.build["cpu_sources"])
+        self.assertEqual(config["CXX_FLAGS"], self.build["cxx_flags"])
+        with open("setup.py") as f:
+            setup_py = f.read()
+        self.assertIn('CPU_SOURCES = _build_config["CPU_SOURCES"]', setup_py)
+        self.assertIn('CXX_FLAGS = _build_config["CXX_FLAGS"]', setup_py)
 
     def test_global_l2_reduce_matches_numpy(self):
         rng = np.random.default_rng(0)

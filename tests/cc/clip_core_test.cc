@@ -14,7 +14,7 @@
 // wrong the same way everywhere still fails.
 //
 // No TensorFlow: only the core and Eigen's half and bfloat16 types.
-#include "cc/kernels/clip_core.h"
+#include "cc/core/clip_core.h"
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,11 +33,18 @@
 #include <vector>
 
 #include "Eigen/Core"
+#include "cc/tf/cpu_tuning.h"
 
 namespace {
 
 using monolith_ops::ComputeType;
 using monolith_ops::SerialFor;
+
+// The core's tuning as the TensorFlow kernels pass it: MONOLITH_OPS_ISA and
+// MONOLITH_OPS_STREAM_MIN_BYTES, read once per process.
+const monolith_ops::CpuTuning& Tuning() {
+  return monolith_ops::CpuTuningFromEnvironment();
+}
 
 // A fixed pseudo-random sequence (splitmix64), the same on every machine.
 struct Rng {
@@ -109,9 +116,9 @@ uint64_t CheckPerTensor(const char* dtype, const char* name,
   for (NormType type : {NormType::kL2, NormType::kInf}) {
     std::vector<double> serial(count), reversed(count);
     monolith_ops::ReducePerTensor<T>(inputs.data(), sizes.data(), count, type,
-                                     serial.data(), SerialFor);
+                                     serial.data(), SerialFor, Tuning());
     monolith_ops::ReducePerTensor<T>(inputs.data(), sizes.data(), count, type,
-                                     reversed.data(), ReversedShards);
+                                     reversed.data(), ReversedShards, Tuning());
     for (int64_t i = 0; i < count; ++i) {
       bool ok = Bits(serial[i]) == Bits(reversed[i]);
       if (std::isnan(type == NormType::kL2 ? static_cast<double>(sums[i])
@@ -171,7 +178,7 @@ void RunCase(const char* dtype, const char* name,
       CheckPerTensor<T>(dtype, name, inputs, sizes, sums, maxima);
   const int64_t count = static_cast<int64_t>(sizes.size());
   const double sum = monolith_ops::SumOfSquares<T>(inputs.data(), sizes.data(),
-                                                   count, SerialFor);
+                                                   count, SerialFor, Tuning());
   int64_t total = 0;
   for (int64_t s : sizes) total += s;
   const long double tolerance =
@@ -197,7 +204,7 @@ void RunCase(const char* dtype, const char* name,
     outputs.push_back(out[i].empty() ? nullptr : out[i].data());
   }
   monolith_ops::Scale<T, S>(inputs.data(), outputs.data(), sizes.data(), count,
-                            scale, SerialFor);
+                            scale, SerialFor, Tuning());
   uint64_t h = 0xcbf29ce484222325ULL;
   for (const std::vector<T>& o : out)
     h = Hash(o.data(), o.size() * sizeof(T), h);
@@ -273,7 +280,7 @@ int RunAllTypes() {
 }
 
 #if defined(__x86_64__) || defined(__i386__)
-// The lines a child process computes with MONOLITH_OPS_ISA=isa (the core
+// The lines a child process computes with MONOLITH_OPS_ISA=isa (Tuning()
 // reads it once per process, so each path needs a process of its own).
 bool LinesWithIsa(const char* isa, std::string* out) {
   int fds[2];

@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "cc/kernels/clip_core_gpu.h"
-#include "cc/kernels/dtypes.h"
+#include "cc/core/clip_core_gpu.h"
+#include "cc/core/dtypes.h"
 
 namespace py = pybind11;
 namespace gpu = monolith_ops::gpu;

@@ -4,7 +4,7 @@
 """GPU check of the monolith_ops CUDA core, on a machine without TensorFlow.
 
 Builds a small pybind11 module of the framework-free CUDA core
-(cc/kernels/clip_core_gpu.cu + tests/gpu/binding.cpp) with nvcc into a
+(cc/core/clip_core_gpu.cu + tests/gpu/binding.cpp) with nvcc into a
 temporary folder, then, with torch as the reference and the allocator:
 
 * checks the sum of squares, the clip and the fused clip against a float64
@@ -56,7 +56,19 @@ import traceback
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CORE_SOURCE = os.path.join(ROOT, "cc", "kernels", "clip_core_gpu.cu")
+
+
+def _cuda_sources():
+    """The CUDA core's sources: CUDA_SOURCES of build_config.bzl."""
+    path = os.path.join(ROOT, "scripts", "build_config.py")
+    spec = importlib.util.spec_from_file_location("_monolith_ops_build_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.read(os.path.join(ROOT, "build_config.bzl"))
+    return [os.path.join(ROOT, source) for source in config["CUDA_SOURCES"]]
+
+
+CORE_SOURCES = _cuda_sources()
 BINDING_SOURCE = os.path.join(ROOT, "tests", "gpu", "binding.cpp")
 DENSE_SHAPES_FILE = os.path.join(ROOT, "tests", "data", "dense_shapes.json")
 
@@ -97,7 +109,7 @@ def build(build_dir, arch):
         pybind11.get_include(),
         "-I",
         sysconfig.get_paths()["include"],
-        CORE_SOURCE,
+        *CORE_SOURCES,
         BINDING_SOURCE,
         "-o",
         out,

@@ -14,7 +14,7 @@
 // unscaling, every output bit for bit against the rule written out here.
 //
 // tests/test_cuda_build.py builds it: it rewrites the kernel launches of
-// cc/kernels/clip_core_gpu.cu into EmulatedLaunch() calls, saves that as
+// cc/core/clip_core_gpu.cu into EmulatedLaunch() calls, saves that as
 // clip_core_gpu_emulated.inc and compiles this file with g++. Prints "ALL OK"
 // and exits 0 when every check passes.
 #include <cuda_bf16.h>

@@ -1,7 +1,7 @@
 // Copyright 2026 The monolith_ops Authors.
 // SPDX-License-Identifier: Apache-2.0
 // A host emulation of the few CUDA runtime features that
-// cc/kernels/clip_core_gpu.cu uses, so that its kernels can be run on a CPU by
+// cc/core/clip_core_gpu.cu uses, so that its kernels can be run on a CPU by
 // tests/gpu/emulation/check_core.cc (see tests/test_cuda_build.py).
 //
 // The threads of a block run as fibers (ucontext) on the calling thread and

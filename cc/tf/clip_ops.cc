@@ -4,12 +4,12 @@
 //
 // Names, inputs and attrs follow Monolith's ops so that graphs written with
 // them run unchanged; every attr added here has a default. The dtypes that
-// attrs T and Tnorm allow come from the dtype tables (cc/kernels/dtypes.h);
+// attrs T and Tnorm allow come from the dtype tables (cc/core/dtypes.h);
 // the Python package reads them back from these registrations.
 #include <string>
 #include <vector>
 
-#include "cc/kernels/dtypes.h"
+#include "cc/core/dtypes.h"
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"

@@ -6,8 +6,8 @@
 // Includes no framework and no CUDA header. Under nvcc the functions are
 // __host__ __device__; elsewhere (the host compiler, the CPU emulation of the
 // CUDA kernels) they are plain inline functions.
-#ifndef MONOLITH_OPS_CC_KERNELS_CLIP_DECISION_H_
-#define MONOLITH_OPS_CC_KERNELS_CLIP_DECISION_H_
+#ifndef MONOLITH_OPS_CC_CORE_CLIP_DECISION_H_
+#define MONOLITH_OPS_CC_CORE_CLIP_DECISION_H_
 
 #include <cmath>
 
@@ -166,4 +166,4 @@ MONOLITH_OPS_HOST_DEVICE inline ClipAction DecideUnscaledClipOrNaN(
 
 }  // namespace monolith_ops
 
-#endif  // MONOLITH_OPS_CC_KERNELS_CLIP_DECISION_H_
+#endif  // MONOLITH_OPS_CC_CORE_CLIP_DECISION_H_

@@ -4,9 +4,9 @@
 // else holds becomes its own output (the clip then runs in place); small
 // outputs are slices of one shared buffer; large ones are advised onto huge
 // pages. (Whether an output is written with streaming stores is the core's
-// choice: see StreamMinBytes() in clip_core.cc.)
-#ifndef MONOLITH_OPS_CC_KERNELS_CPU_OUTPUT_ALLOC_H_
-#define MONOLITH_OPS_CC_KERNELS_CPU_OUTPUT_ALLOC_H_
+// choice: see CpuTuning in clip_core.h.)
+#ifndef MONOLITH_OPS_CC_TF_CPU_OUTPUT_ALLOC_H_
+#define MONOLITH_OPS_CC_TF_CPU_OUTPUT_ALLOC_H_
 
 #include "tensorflow/core/framework/op_kernel.h"
 
@@ -20,4 +20,4 @@ namespace monolith_ops {
 
 }  // namespace monolith_ops
 
-#endif  // MONOLITH_OPS_CC_KERNELS_CPU_OUTPUT_ALLOC_H_
+#endif  // MONOLITH_OPS_CC_TF_CPU_OUTPUT_ALLOC_H_

@@ -26,14 +26,14 @@
 // sum (in double) to a workspace, and one block adds the partials in a fixed
 // order: no floating-point atomics anywhere. ("Block" below is always a CUDA
 // thread block; the unit of the reduction is the chunk.)
-#ifndef MONOLITH_OPS_CC_KERNELS_CLIP_CORE_GPU_H_
-#define MONOLITH_OPS_CC_KERNELS_CLIP_CORE_GPU_H_
+#ifndef MONOLITH_OPS_CC_CORE_CLIP_CORE_GPU_H_
+#define MONOLITH_OPS_CC_CORE_CLIP_CORE_GPU_H_
 
 #include <cstddef>
 #include <cstdint>
 
-#include "cc/kernels/clip_decision.h"
-#include "cc/kernels/dtypes.h"
+#include "cc/core/clip_decision.h"
+#include "cc/core/dtypes.h"
 
 struct CUstream_st;
 
@@ -185,4 +185,4 @@ const char* ErrorString(int code);
 }  // namespace gpu
 }  // namespace monolith_ops
 
-#endif  // MONOLITH_OPS_CC_KERNELS_CLIP_CORE_GPU_H_
+#endif  // MONOLITH_OPS_CC_CORE_CLIP_CORE_GPU_H_

@@ -32,9 +32,9 @@
 #include <cstring>
 #include <vector>
 
-#include "cc/kernels/clip_adapter.h"
-#include "cc/kernels/clip_core_gpu.h"
-#include "cc/kernels/dtypes.h"
+#include "cc/core/clip_core_gpu.h"
+#include "cc/core/dtypes.h"
+#include "cc/tf/clip_adapter.h"
 #include "tensorflow/core/common_runtime/device/device_event_mgr.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"

@@ -33,15 +33,15 @@
 // inputs follow the thread's denormal mode, which TensorFlow sets to flush
 // them on all its threads.) tests/cc/clip_core_test.cc and
 // tests/test_clip_accuracy.py check the bound against exact sums.
-#ifndef MONOLITH_OPS_CC_KERNELS_CLIP_CORE_H_
-#define MONOLITH_OPS_CC_KERNELS_CLIP_CORE_H_
+#ifndef MONOLITH_OPS_CC_CORE_CLIP_CORE_H_
+#define MONOLITH_OPS_CC_CORE_CLIP_CORE_H_
 
 #include <cstdint>
 #include <functional>
 
 #include "Eigen/Core"
-#include "cc/kernels/clip_decision.h"
-#include "cc/kernels/dtypes.h"
+#include "cc/core/clip_decision.h"
+#include "cc/core/dtypes.h"
 
 namespace monolith_ops {
 
@@ -54,6 +54,24 @@ constexpr int64_t kReduceBlock = int64_t{1} << 14;
 using ParallelFor = std::function<void(
     int64_t n, int64_t cost_per_unit,
     const std::function<void(int64_t begin, int64_t end)>& fn)>;
+
+// The instruction sets of the CPU core's loops, narrowest first. Every one
+// gives bitwise the same results.
+enum class CpuIsa { kBaseline, kAvx2, kAvx512 };
+
+// Tuning of the CPU core: where its loops run and how they write, never what
+// they compute. The core reads no environment variable; the caller passes
+// this in (the TensorFlow kernels read it from the environment once, see
+// cc/tf/cpu_tuning.h). The defaults are the core's own choices.
+struct CpuTuning {
+  // The loops run on the widest instruction set the CPU has, at most this
+  // one (x86: AVX-512, AVX2, baseline; elsewhere always the baseline).
+  CpuIsa isa_cap = CpuIsa::kAvx512;
+  // Scaled outputs of at least this many bytes in all are written with
+  // streaming stores (on AVX2 and wider); negative: half the L3 cache as the
+  // OS reports it, at most 16 MiB.
+  int64_t stream_min_bytes = -1;
+};
 
 // A ParallelFor that runs everything on the calling thread.
 void SerialFor(int64_t n, int64_t cost_per_unit,
@@ -77,7 +95,8 @@ MONOLITH_OPS_FOR_EACH_DTYPE(MONOLITH_OPS_COMPUTE_TYPE)
 // T is a type of the dtype table (dtypes.h).
 template <typename T>
 double SumOfSquares(const T* const* inputs, const int64_t* sizes, int64_t count,
-                    const ParallelFor& parallel_for);
+                    const ParallelFor& parallel_for,
+                    const CpuTuning& tuning = CpuTuning());
 
 // The reduction of each tensor of a list on its own, for the V2 ops (see
 // NormType in clip_decision.h): per_tensor[i] = the sum of the squares of
@@ -90,13 +109,15 @@ double SumOfSquares(const T* const* inputs, const int64_t* sizes, int64_t count,
 template <typename T>
 void ReducePerTensor(const T* const* inputs, const int64_t* sizes,
                      int64_t count, NormType type, double* per_tensor,
-                     const ParallelFor& parallel_for);
+                     const ParallelFor& parallel_for,
+                     const CpuTuning& tuning = CpuTuning());
 
 // outputs[i][j] = inputs[i][j] * scale, computed in S (ComputeType<T>).
 // outputs[i] may equal inputs[i] (in place).
 template <typename T, typename S>
 void Scale(const T* const* inputs, T* const* outputs, const int64_t* sizes,
-           int64_t count, S scale, const ParallelFor& parallel_for);
+           int64_t count, S scale, const ParallelFor& parallel_for,
+           const CpuTuning& tuning = CpuTuning());
 
 // Fills every element of every output with NaN.
 template <typename T>
@@ -105,4 +126,4 @@ void FillNaN(T* const* outputs, const int64_t* sizes, int64_t count,
 
 }  // namespace monolith_ops
 
-#endif  // MONOLITH_OPS_CC_KERNELS_CLIP_CORE_H_
+#endif  // MONOLITH_OPS_CC_CORE_CLIP_CORE_H_

@@ -3,8 +3,8 @@
 // What the CPU and GPU TensorFlow adapters of the clipping ops share: the
 // checks of their scalar inputs and attrs, the forwarding of an input buffer
 // to an output, and the kernel registration over the dtype table.
-#ifndef MONOLITH_OPS_CC_KERNELS_CLIP_ADAPTER_H_
-#define MONOLITH_OPS_CC_KERNELS_CLIP_ADAPTER_H_
+#ifndef MONOLITH_OPS_CC_TF_CLIP_ADAPTER_H_
+#define MONOLITH_OPS_CC_TF_CLIP_ADAPTER_H_
 
 #include <cstdint>
 #include <cstring>
@@ -13,8 +13,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "cc/kernels/clip_decision.h"
-#include "cc/kernels/dtypes.h"
+#include "cc/core/clip_decision.h"
+#include "cc/core/dtypes.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
@@ -158,4 +158,4 @@ class CheckNormsFiniteOp : public ::tensorflow::OpKernel {
           "Tnorm"),                                                         \
       __VA_ARGS__);
 
-#endif  // MONOLITH_OPS_CC_KERNELS_CLIP_ADAPTER_H_
+#endif  // MONOLITH_OPS_CC_TF_CLIP_ADAPTER_H_

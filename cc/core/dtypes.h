@@ -18,8 +18,8 @@
 //   gpu_dtype    its enumerator in gpu::DType (clip_core_gpu.h);
 //   ComputeType  the type the CPU core squares and scales it in.
 // gpu::DType numbers the rows in order: new rows go at the end.
-#ifndef MONOLITH_OPS_CC_KERNELS_DTYPES_H_
-#define MONOLITH_OPS_CC_KERNELS_DTYPES_H_
+#ifndef MONOLITH_OPS_CC_CORE_DTYPES_H_
+#define MONOLITH_OPS_CC_CORE_DTYPES_H_
 
 // The element types: attr T of every clipping op.
 #define MONOLITH_OPS_FOR_EACH_DTYPE(X, ...)         \
@@ -44,4 +44,4 @@
                                       PAIR, T)                             \
   PAIR(T, NormT)
 
-#endif  // MONOLITH_OPS_CC_KERNELS_DTYPES_H_
+#endif  // MONOLITH_OPS_CC_CORE_DTYPES_H_

@@ -8,10 +8,11 @@
 #include <type_traits>
 #include <vector>
 
-#include "cc/kernels/clip_adapter.h"
-#include "cc/kernels/clip_core.h"
-#include "cc/kernels/cpu_output_alloc.h"
-#include "cc/kernels/dtypes.h"
+#include "cc/core/clip_core.h"
+#include "cc/core/dtypes.h"
+#include "cc/tf/clip_adapter.h"
+#include "cc/tf/cpu_output_alloc.h"
+#include "cc/tf/cpu_tuning.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
@@ -115,7 +116,8 @@ template <typename Tn>
 template <typename T, typename Tn>
 Tn SumOfSquaresOf(OpKernelContext* ctx, const GradList<T>& grads) {
   return static_cast<Tn>(SumOfSquares(grads.data.data(), grads.sizes.data(),
-                                      grads.count(), WorkerThreads(ctx)));
+                                      grads.count(), WorkerThreads(ctx),
+                                      CpuTuningFromEnvironment()));
 }
 
 // Writes outputs [0, N) of `ctx` as the clip of grad_list by `norm`.
@@ -145,7 +147,7 @@ void ClipInto(OpKernelContext* ctx, const OpInputList& list,
   using S = typename ComputeType<T>::type;
   const S s = static_cast<S>(static_cast<T>(scale));
   Scale(grads.data.data(), out.data(), grads.sizes.data(), grads.count(), s,
-        WorkerThreads(ctx));
+        WorkerThreads(ctx), CpuTuningFromEnvironment());
 }
 
 // Appends the tensors held by the "packs" inputs, in order, to `tensors`;
@@ -325,7 +327,8 @@ class NormsV2OpKernel : public GradListOpKernel {
       for (int i : positions) grads.Add(list[i]);
       std::vector<double> group(positions.size());
       ReducePerTensor(grads.data.data(), grads.sizes.data(), grads.count(),
-                      type_, group.data(), WorkerThreads(ctx));
+                      type_, group.data(), WorkerThreads(ctx),
+                      CpuTuningFromEnvironment());
       for (size_t k = 0; k < positions.size(); ++k) {
         reductions[positions[k]] = group[k];
       }
@@ -406,7 +409,7 @@ class ClipByGlobalNormV2Op : public NormsV2OpKernel<Tn> {
       const S s = through_element_type ? static_cast<S>(static_cast<T>(scale))
                                        : static_cast<S>(scale);
       Scale(grads.data.data(), out.data(), grads.sizes.data(), grads.count(), s,
-            WorkerThreads(ctx));
+            WorkerThreads(ctx), CpuTuningFromEnvironment());
     });
   }
 };

@@ -1,16 +1,15 @@
 // Copyright 2026 The monolith_ops Authors.
 // SPDX-License-Identifier: Apache-2.0
 // The CPU kernels' output allocation (see cpu_output_alloc.h).
-#include "cc/kernels/cpu_output_alloc.h"
+#include "cc/tf/cpu_output_alloc.h"
 
 #include <sys/mman.h>
 
 #include <cstdint>
-#include <cstdlib>
-#include <string>
 #include <vector>
 
-#include "cc/kernels/clip_adapter.h"
+#include "cc/tf/clip_adapter.h"
+#include "cc/tf/cpu_tuning.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/types.h"
 
@@ -38,22 +37,14 @@ int64_t AlignedElements(int64_t n, int64_t element_bytes) {
 // output is usually fresh memory that each 4 KiB page of faults in on first
 // write: on a 64 MiB output the faults cost more than the clip itself.
 // numpy advises its large arrays the same way. MONOLITH_OPS_HUGE_PAGES=0
-// turns it off.
+// turns it off (HugePagesFromEnvironment(), cpu_tuning.h).
 constexpr int64_t kHugePageMinBytes = int64_t{4} << 20;
-
-bool HugePagesWanted() {
-  static const bool wanted = [] {
-    const char* env = std::getenv("MONOLITH_OPS_HUGE_PAGES");
-    return env == nullptr || std::string(env) != "0";
-  }();
-  return wanted;
-}
 
 // Advises the whole 2 MiB pages inside [data, data + bytes) to be huge pages.
 // Only advice: it changes no data and is ignored where unsupported.
 void AdviseHugePages(const char* data, int64_t bytes) {
 #ifdef MADV_HUGEPAGE
-  if (bytes < kHugePageMinBytes || !HugePagesWanted()) return;
+  if (bytes < kHugePageMinBytes || !HugePagesFromEnvironment()) return;
   constexpr uintptr_t kHugePage = uintptr_t{2} << 20;
   const uintptr_t start = reinterpret_cast<uintptr_t>(data);
   const uintptr_t begin = (start + kHugePage - 1) & ~(kHugePage - 1);

@@ -4,8 +4,9 @@
 # CI: installing monolith_ops leaves the user's TensorFlow alone, and its
 # wheels ship.
 #
-# For tensorflow-cpu 2.15.1 (with tensorflow-estimator 2.15.0) and
-# tensorflow-cpu 2.21.0, each in a venv of its own (.venv-cpu-<version>, kept
+# For tensorflow-cpu at each end of the supported range (the releases
+# monolith_ops/_tf_supported.py names: the first with its tensorflow-estimator),
+# each in a venv of its own (.venv-cpu-first, .venv-cpu-last, kept
 # between runs while it still holds that TensorFlow and no `tensorflow`
 # distribution, made again otherwise) holding only that TensorFlow and the
 # build and test tools:
@@ -108,9 +109,10 @@ EOF
 }
 
 status=0
-for spec in "2.15.1 tensorflow-estimator==2.15.0" "2.21.0"; do
-  read -r tf_version extra <<< "$spec"
-  venv=".venv-cpu-$tf_version"
+pins() { python3 monolith_ops/_tf_supported.py "$1"; }
+for spec in "first $(pins first) tensorflow-estimator==$(pins estimator)" "last $(pins last)"; do
+  read -r end tf_version extra <<< "$spec"
+  venv=".venv-cpu-$end"
   echo "--- tensorflow-cpu $tf_version ---"
   make_venv "$venv" "tensorflow-cpu==$tf_version" $extra
   "$venv/bin/pip" uninstall -q -y monolith_ops 2>/dev/null || true

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Copyright 2026 The monolith_ops Authors.
 # SPDX-License-Identifier: Apache-2.0
-# CI: the whole test suite on TensorFlow 2.15.1 with tensorflow-estimator
-# 2.15.0 (the last release with tf.estimator), in a venv of its own.
+# CI: the whole test suite on the first supported TensorFlow (2.15, the last
+# release with tf.estimator) with its tensorflow-estimator, in a venv of its
+# own; the releases are those monolith_ops/_tf_supported.py names.
 #
 # Also loads the library built under one TensorFlow with the other, both ways
 # (tests/test_version_mismatch.py): the 2.21 build of MONOLITH_OPS_MAIN_VENV
@@ -26,8 +27,8 @@ fi
 main_build="$(package_dir "$MAIN_VENV")"
 
 MONOLITH_OPS_VENV="$TF215_VENV" \
-MONOLITH_OPS_TF="tensorflow==2.15.1" \
-MONOLITH_OPS_EXTRA="tensorflow-estimator==2.15.0" \
+MONOLITH_OPS_TF="tensorflow==$(python3 monolith_ops/_tf_supported.py first)" \
+MONOLITH_OPS_EXTRA="tensorflow-estimator==$(python3 monolith_ops/_tf_supported.py estimator)" \
   bash scripts/setup_env.sh
 tf215_build="$(package_dir "$TF215_VENV")"
 echo "ci_tf215: venvs ready in $((SECONDS - start)) s"

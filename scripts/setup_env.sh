@@ -4,14 +4,15 @@
 # Creates (or reuses) a virtual environment with a pinned TensorFlow and
 # installs monolith_ops into it, compiled against that TensorFlow.
 #   MONOLITH_OPS_VENV  the venv folder        (default: .venv)
-#   MONOLITH_OPS_TF    the TensorFlow pin     (default: tensorflow==2.21.0; any
+#   MONOLITH_OPS_TF    the TensorFlow pin     (default: tensorflow== the last
+#                      release monolith_ops/_tf_supported.py names; any
 #                      distribution, e.g. tensorflow-cpu==2.21.0)
 #   MONOLITH_OPS_EXTRA more pip requirements  (default: none)
 # Source it: it leaves the venv activated.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 VENV="${MONOLITH_OPS_VENV:-.venv}"
-TF_PIN="${MONOLITH_OPS_TF:-tensorflow==2.21.0}"
+TF_PIN="${MONOLITH_OPS_TF:-tensorflow==$(python3 monolith_ops/_tf_supported.py last)}"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi

@@ -33,6 +33,8 @@
 #include <thread>
 #include <vector>
 
+#include <sys/mman.h>
+
 #if defined(__SSE__)
 #include <immintrin.h>
 #endif
@@ -175,7 +177,15 @@ float* Allocate(int64_t n) {
   // Room for one vector past the end: a part shorter than a vector is
   // still read a whole vector at a time.
   const size_t bytes = (static_cast<size_t>(n) + kLine) * sizeof(float);
-  if (posix_memalign(&p, 64, bytes) != 0) return nullptr;
+  // On huge pages where the kernel gives them: fewer TLB misses, the
+  // fastest memory a loop can stream (the library advises its large
+  // outputs the same way, and TensorFlow's allocator may hand it such pages).
+  constexpr size_t kHugePage = size_t{2} << 20;
+  if (posix_memalign(&p, bytes >= kHugePage ? kHugePage : 64, bytes) != 0)
+    return nullptr;
+#ifdef MADV_HUGEPAGE
+  if (bytes >= kHugePage) madvise(p, bytes, MADV_HUGEPAGE);
+#endif
   return static_cast<float*>(p);
 }
 

@@ -46,6 +46,7 @@ def test_keras3_clips_the_summed_gradient():
     assert _max_diff(w["plain_single"], w["keras_single"]) > 1e-3
 
 
+@pytest.mark.slow
 def test_keras3_own_global_clipnorm_clips_each_replica_before_the_sum():
     """Keras 3's global_clipnorm clips each replica's gradient by its own
     norm and then sums them: under MirroredStrategy it is not the

@@ -49,6 +49,33 @@ def _wait_for(predicate, timeout=JOIN_TIMEOUT):
         time.sleep(0.01)
 
 
+class _Polls:
+    """Counts the reads of a barrier's state: each waiter reads it once a
+    poll. A test waits for a number of polls instead of sleeping, so that
+    "a waiter still waits" is seen after it has looked again, not after a
+    guess at how long that takes."""
+
+    def __init__(self, op):
+        self._cv = threading.Condition()
+        self.count = 0
+        read = op._read_state
+
+        def counted(*args, **kwargs):
+            out = read(*args, **kwargs)
+            with self._cv:
+                self.count += 1
+                self._cv.notify_all()
+            return out
+
+        op._read_state = counted
+
+    def wait_for_more(self, n, timeout=JOIN_TIMEOUT):
+        with self._cv:
+            target = self.count + n
+            met = self._cv.wait_for(lambda: self.count >= target, timeout)
+        assert met, f"{n} more polls of the barrier expected in {timeout} s"
+
+
 def _start(target, *args):
     result = {}
 
@@ -140,6 +167,7 @@ def test_barrier_hook_blocked(graph):
         2, False, wait_seconds=0.05, barrier_callbacks=[action_callback]
     )
     hook = barrier_ops.BarrierHook(1, barrier_op)
+    polls = _Polls(barrier_op)
 
     with tf.compat.v1.Session() as sess:
         _init(sess)
@@ -153,7 +181,7 @@ def test_barrier_hook_blocked(graph):
         assert sess.run(global_step) == 1
         assert sess.run(called_variable)
         assert actions == [barrier_action, barrier_action]
-        time.sleep(0.3)
+        polls.wait_for_more(5)  # the worker has looked again, and waits on
         assert sess.run(global_step) == 1
         assert worker.is_alive()
 
@@ -609,6 +637,7 @@ def test_hook_with_index_zero_never_blocks_and_fetches_nothing(graph):
 
 def test_flag_stays_set_while_another_thread_waits_on_the_same_index(graph):
     op = barrier_ops.BarrierOp(2, wait_seconds=0.02)
+    polls = _Polls(op)
     stop_a = threading.Event()
     with tf.compat.v1.Session() as sess:
         _init(sess)
@@ -619,7 +648,7 @@ def test_flag_stays_set_while_another_thread_waits_on_the_same_index(graph):
         stop_a.set()
         _join(a)
         assert result_a == {"value": False}
-        time.sleep(0.1)
+        polls.wait_for_more(3)  # b, alone now, has looked again
         assert op.get_blocked_indices(sess) == [0, 1]  # b still waits
         op.remove_barrier(sess)
         _join(b)
@@ -1022,13 +1051,14 @@ def test_wait_until_all_blocked_raises_when_the_barrier_is_lost(graph):
     """A ps that restarts comes back without the barrier (the chief's local
     init resets it): the chief's wait ends with an error, not a spin."""
     op = barrier_ops.BarrierOp(2, wait_seconds=0.02, name_prefix="lost")
+    polls = _Polls(op)
     with tf.compat.v1.Session() as sess:
         _init(sess)
         with pytest.raises(barrier_ops.BarrierLostError, match="'lost'.*not placed"):
             op.wait_until_all_blocked(sess, timeout=JOIN_TIMEOUT)
         op.place_barrier(sess)
         chief, result = _start(op.wait_until_all_blocked, sess, JOIN_TIMEOUT)
-        time.sleep(0.2)
+        polls.wait_for_more(2)  # the chief waits
         sess.run(tf.compat.v1.local_variables_initializer())  # the ps restarted
         _join(chief)
         assert isinstance(result.get("error"), barrier_ops.BarrierLostError), result

@@ -22,6 +22,8 @@
 // "clip_stream" the same with streaming stores (past the cache), 3
 // "clip_inplace" into the buffer it reads (a buffer of its own, scaled by 0.5
 // and 2 in turn so that its values stay put).
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -32,8 +34,6 @@
 #include <mutex>
 #include <thread>
 #include <vector>
-
-#include <sys/mman.h>
 
 #if defined(__SSE__)
 #include <immintrin.h>

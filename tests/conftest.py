@@ -1,7 +1,7 @@
 # Copyright 2026 The monolith_ops Authors.
 # SPDX-License-Identifier: Apache-2.0
-"""Shared helpers: run a TF computation in graph, eager or tf.function mode;
-run Python in a fresh interpreter."""
+"""Shared helpers: run a TF computation in graph, eager or tf.function mode,
+or build and run one in a v1 graph; run Python in a fresh interpreter."""
 
 import json
 import os
@@ -119,3 +119,13 @@ def installed_package_parent():
     import monolith_ops
 
     return os.path.dirname(os.path.dirname(os.path.abspath(monolith_ops.__file__)))
+
+
+def run_graph(build, feed=None):
+    """build() in a v1 graph; returns its results as numpy (feed:
+    {placeholder name: value} for the placeholders build() made)."""
+    with tf.Graph().as_default() as graph:
+        out = build()
+        with tf.compat.v1.Session() as sess:
+            feed_dict = {graph.get_tensor_by_name(k): v for k, v in (feed or {}).items()}
+            return to_numpy(session_run(sess, out) if not feed else sess.run(out, feed_dict))

@@ -1,228 +1,48 @@
 # Copyright 2026 The monolith_ops Authors.
 # SPDX-License-Identifier: Apache-2.0
-"""The clip features of monolith_ops.clip_ops against float64 references.
+"""The clip's features against the float64 reference (clip_reference).
 
 norm_type (2 and infinity), per_tensor, inverse_scale and error_if_nonfinite,
 for global_norm and clip_by_global_norm, in graph, eager and tf.function
-modes and under XLA, in every supported dtype and in mixed-dtype lists with
-None, IndexedSlices, empty tensors and scalars. The references are numpy in
-float64 (exact up to float64 rounding) and formulas in stock TF ops; a result
-is compared with them in units in the last place (ulps) of its dtype.
+modes, in every supported dtype and in mixed-dtype lists with None,
+IndexedSlices, empty tensors and scalars; the defaults are bitwise the
+explicit defaults. Their gradients are in test_clip_gradients.py, their ops
+and XLA in test_clip_paths.py, their argument checks in test_clip_inputs.py.
 """
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import run_in_mode, session_run, to_numpy
+from clip_reference import (
+    BF16,
+    DTYPE_IDS,
+    DTYPES,
+    F16,
+    F32,
+    F64,
+    INF,
+    LAYOUT,
+    NAN,
+    NORM_ULPS,
+    OUT_ULPS,
+    assert_ulps,
+    check_clipped,
+    check_tensor_norms,
+    dense_part,
+    entries,
+    is_inf_norm,
+    norm_dtype,
+    per_position,
+    ref_clip,
+    ref_global_norm,
+    ref_tensor_norm,
+    sample,
+)
+from conftest import run_graph, run_in_mode
 
 from monolith_ops import clip_ops
 
-INF, NAN = float("inf"), float("nan")
-F16 = np.dtype(np.float16)
-BF16 = np.dtype(tf.bfloat16.as_numpy_dtype)
-F32 = np.dtype(np.float32)
-F64 = np.dtype(np.float64)
-DTYPES = (F32, F64, F16, BF16)
-DTYPE_IDS = [d.name for d in DTYPES]
-NEW_OPS = ("MonolithGlobalNormV2", "MonolithClipByGlobalNormV2", "MonolithCheckNormsFinite")
-
-# (mantissa bits, smallest normal exponent) of each dtype.
-_PRECISION = {F32: (23, -126), F64: (52, -1022), F16: (10, -14), BF16: (7, -126)}
-# Tolerances in ulps of the result's dtype. A 32- or 16-bit norm is rounded
-# from a sum in double (twice for 16-bit: to float32, then to the dtype); a
-# float64 sum of a few hundred squares may be off by some hundred ulps. An
-# output is a product of a few rounded factors, rounded to its dtype.
-NORM_ULPS = {F32: 1, F64: 512, F16: 1, BF16: 1}
-OUT_ULPS = {F32: 4, F64: 512, F16: 2, BF16: 2}
-
-
-# --- References and comparisons -----------------------------------------------
-
-
-def ulp(x, dtype):
-    """The spacing of `dtype` at the (float64) values x (subnormals included)."""
-    bits, emin = _PRECISION[np.dtype(dtype)]
-    ax = np.abs(np.asarray(x, np.float64))
-    safe = np.where((ax > 0) & np.isfinite(ax), ax, 1.0)
-    exponent = np.maximum(np.floor(np.log2(safe)), emin)
-    exponent = np.where(ax > 0, exponent, emin)
-    return np.ldexp(1.0, (exponent - bits).astype(np.int64))
-
-
-def assert_ulps(got, want, dtype, ulps, what=""):
-    """got (in `dtype`) within `ulps` ulps of the exact float64 values want;
-    inf and NaN where want has them."""
-    got = np.asarray(got)
-    assert got.dtype == np.dtype(dtype), f"{what}: dtype {got.dtype}, expected {dtype}"
-    got = got.astype(np.float64)
-    want = np.asarray(want, np.float64)
-    assert got.shape == want.shape, f"{what}: shape {got.shape}, expected {want.shape}"
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{what}: NaNs")
-    infinite = np.isinf(want)
-    np.testing.assert_array_equal(got[infinite], want[infinite], err_msg=f"{what}: infs")
-    finite = np.isfinite(want)
-    err = np.abs(got[finite] - want[finite]) / ulp(want[finite], dtype)
-    assert not np.any(err > ulps), (
-        f"{what}: {np.count_nonzero(err > ulps)} of {err.size} values beyond {ulps} ulps "
-        f"(worst {np.max(err):.3g} ulps); got {got[finite][err > ulps][:5]}, "
-        f"expected {want[finite][err > ulps][:5]}"
-    )
-
-
-def is_inf_norm(norm_type):
-    return not isinstance(norm_type, str) and np.isinf(norm_type) or norm_type == "inf"
-
-
-def ref_tensor_norm(a, norm_type=2, inv=1.0):
-    """The exact norm of `a` times inv, in float64 (NaN if a holds a NaN)."""
-    x = np.asarray(a).astype(np.float64).ravel()
-    if is_inf_norm(norm_type):
-        return np.max(np.abs(x)) * inv if x.size else 0.0
-    return np.sqrt(np.sum(x * x)) * inv
-
-
-def ref_global_norm(arrays, norm_type=2, inv=1.0):
-    arrays = [a for a in arrays if a is not None]
-    if not arrays:
-        return 0.0
-    norms = np.array([ref_tensor_norm(a, norm_type) for a in arrays])
-    if is_inf_norm(norm_type):
-        return np.max(norms) * inv  # NaN if any is NaN
-    return np.sqrt(np.sum(norms * norms)) * inv
-
-
-def ref_clip(arrays, clip_norm, norm_type=2, inv=1.0, use_norm=None):
-    """(outputs, norm) of the contract in float64: t * inv * clip_norm /
-    max(norm, clip_norm), norm that of the unscaled list; NaN outputs for a
-    norm that is inf or NaN."""
-    norm = ref_global_norm(arrays, norm_type, inv) if use_norm is None else use_norm
-    outs = []
-    for a in arrays:
-        if a is None:
-            outs.append(None)
-        elif not np.isfinite(norm):
-            outs.append(np.full(a.shape, NAN))
-        else:
-            outs.append(a.astype(np.float64) * inv * (clip_norm / max(norm, clip_norm)))
-    return outs, norm
-
-
-def norm_dtype(dtypes):
-    """The dtype of the returned norm: the inputs' when they share one, else
-    float64 if any is float64, else float32."""
-    dtypes = {np.dtype(d) for d in dtypes}
-    if len(dtypes) == 1:
-        return dtypes.pop()
-    return F64 if F64 in dtypes else F32
-
-
-# --- Test lists: None, IndexedSlices, empty tensors, scalars -----------------
-
-# "d": the next array as a dense tensor; "s": the next array as the values of
-# IndexedSlices (with a duplicate index); "n": None.
-LAYOUT = ("d", "n", "s", "d", "d", "n", "d", "d")
-SHAPES = ((3, 5), (3, 4), (0,), (), (37,), (2, 1, 4))
-SLICE_INDICES = (0, 3, 3)
-SLICE_SHAPE = (5, 4)
-
-
-def sample(dtype, seed=0, scale=1.0):
-    rng = np.random.default_rng(seed)
-    return [(rng.standard_normal(s) * scale).astype(dtype) for s in SHAPES]
-
-
-def entries(ts, layout=LAYOUT):
-    """The caller's t_list built from tensors ts following layout."""
-    ts = iter(ts)
-    out = []
-    for kind in layout:
-        if kind == "n":
-            out.append(None)
-        elif kind == "s":
-            out.append(
-                tf.IndexedSlices(next(ts), tf.constant(SLICE_INDICES), tf.constant(SLICE_SHAPE))
-            )
-        else:
-            out.append(next(ts))
-    return out
-
-
-def per_position(arrays, layout=LAYOUT):
-    """arrays placed as entries() places them, None where layout has None."""
-    arrays = iter(arrays)
-    return [None if kind == "n" else next(arrays) for kind in layout]
-
-
-def dense_part(out, kind):
-    """An output as numpy: the values of IndexedSlices, after checking that
-    its indices and dense_shape are the input's."""
-    if kind == "n":
-        assert out is None
-        return None
-    if kind == "s":
-        assert isinstance(out, tuple) and len(out) == 3, type(out)
-        values, indices, shape = out
-        np.testing.assert_array_equal(indices, SLICE_INDICES)
-        np.testing.assert_array_equal(shape, SLICE_SHAPE)
-        return values
-    assert not isinstance(out, (tuple, list)), type(out)
-    return np.asarray(out)
-
-
-def check_tensor_norms(got, positions, norm_type, inv, dtype, what="tensor_norms"):
-    assert isinstance(got, list) and len(got) == len(positions), got
-    for i, (g, a) in enumerate(zip(got, positions)):
-        if a is None:
-            assert g is None, f"{what}[{i}] should be None"
-            continue
-        assert np.shape(g) == (), f"{what}[{i}] has shape {np.shape(g)}"
-        assert_ulps(g, ref_tensor_norm(a, norm_type, inv), dtype, NORM_ULPS[dtype], f"{what}[{i}]")
-
-
-def check_clipped(outs, want, layout, dtypes, ulps=None, what="clipped"):
-    assert len(outs) == len(want) == len(layout)
-    for i, (out, ref, kind) in enumerate(zip(outs, want, layout)):
-        got = dense_part(out, kind)
-        if kind == "n":
-            continue
-        dtype = dtypes[i]
-        assert_ulps(got, ref, dtype, OUT_ULPS[dtype] if ulps is None else ulps, f"{what}[{i}]")
-
-
-def graph_op_types(fn, *arrays):
-    """The op types fn builds in a fresh graph from constants of arrays."""
-    with tf.Graph().as_default() as g:
-        fn(*[tf.constant(a) for a in arrays])
-        return [op.type for op in g.get_operations()]
-
-
-# --- Signature and return structure ---------------------------------------------
-
-
-def test_new_arguments_are_keyword_only():
-    t = [tf.constant([3.0, 4.0])]
-    with pytest.raises(TypeError):
-        clip_ops.global_norm(t, None, "inf")
-    with pytest.raises(TypeError):
-        clip_ops.clip_by_global_norm(t, 1.0, None, None, "inf")
-    with pytest.raises(TypeError):
-        clip_ops.global_norm(t, inverse_scale=0.5)  # clip_by_global_norm only
-
-
-def test_return_structure():
-    t = [tf.constant([3.0, 4.0]), None]
-    norm = clip_ops.global_norm(t)
-    assert isinstance(norm, tf.Tensor)
-    result = clip_ops.global_norm(t, per_tensor=True)
-    assert isinstance(result, tuple) and len(result) == 2
-    assert isinstance(result[1], list) and len(result[1]) == 2 and result[1][1] is None
-    result = clip_ops.clip_by_global_norm(t, 1.0, per_tensor=True)
-    assert isinstance(result, tuple) and len(result) == 3
-    assert isinstance(result[0], list) and isinstance(result[2], list)
-    assert len(clip_ops.clip_by_global_norm(t, 1.0, norm_type="inf", inverse_scale=0.5)) == 2
-
-
-# --- Defaults unchanged ----------------------------------------------------------
+# --- Defaults unchanged ------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -250,18 +70,6 @@ def test_defaults_are_bitwise_the_explicit_defaults(mode, dtype):
             a, b = dense_part(a, kind), dense_part(b, kind)
             if kind != "n":
                 assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), i
-
-
-def test_defaults_build_only_the_existing_ops():
-    arrays = [np.ones(3, np.float32), np.ones(2, np.float16), np.ones(4, np.float64)]
-    for fn in (
-        lambda *ts: clip_ops.global_norm(list(ts)),
-        lambda *ts: clip_ops.global_norm(list(ts), norm_type=2, per_tensor=False),
-        lambda *ts: clip_ops.clip_by_global_norm(list(ts), 1.0),
-        lambda *ts: clip_ops.clip_by_global_norm(list(ts[:1]), 1.0, inverse_scale=None),
-    ):
-        types = graph_op_types(fn, *arrays)
-        assert not set(types) & set(NEW_OPS), types
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -304,7 +112,7 @@ def test_feature_paths_agree_with_the_default_path(mode, dtype):
                 assert_ulps(dense_part(a, kind), ref, dtype, OUT_ULPS[dtype], f"vs default {i}")
 
 
-# --- norm_type and per_tensor ------------------------------------------------------
+# --- norm_type and per_tensor ------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -402,28 +210,6 @@ def test_mixed_dtype_lists(mode, norm_type, with_f64):
     check_clipped(clipped, want, layout, pos_dtypes)
 
 
-def test_mixed_dtypes_are_one_op():
-    arrays = [np.ones(3, np.float16), np.ones(2, np.float32), np.ones(4, np.float64)]
-    cases = {
-        "MonolithGlobalNormV2": [
-            lambda *ts: clip_ops.global_norm(list(ts), per_tensor=True),
-            lambda *ts: clip_ops.global_norm(list(ts), norm_type="inf"),
-        ],
-        "MonolithClipByGlobalNormV2": [
-            lambda *ts: clip_ops.clip_by_global_norm(list(ts), 1.0, inverse_scale=0.5),
-            lambda *ts: clip_ops.clip_by_global_norm(list(ts), 1.0, norm_type="inf"),
-            lambda *ts: clip_ops.clip_by_global_norm(list(ts), 1.0, per_tensor=True),
-        ],
-    }
-    for op_type, fns in cases.items():
-        for fn in fns:
-            types = graph_op_types(fn, *arrays)
-            assert types.count(op_type) == 1, types
-            assert "GlobalL2Reduce" not in types, types
-            others = set(NEW_OPS) - {op_type, "MonolithCheckNormsFinite"}
-            assert not set(types) & others, types
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("norm_type", [2, "inf"], ids=["l2", "inf"])
 def test_norm_is_the_documented_formula_bitwise(dtype, norm_type):
@@ -493,7 +279,8 @@ def test_empty_tensors_have_norm_zero(mode):
         assert [o.shape for o in outs] == [(0, 3), (0,)]
 
 
-# --- Non-finite values -----------------------------------------------------------
+# --- Non-finite values -------------------------------------------------------
+
 
 NONFINITE_CASES = {
     "inf": ([[1.0, 2.0], [INF, 0.0], [3.0]], INF, INF),
@@ -540,7 +327,7 @@ def test_nonfinite_lists(mode, case, dtype):
                 assert out.shape == a.shape and np.all(np.isnan(out.astype(np.float64)))
 
 
-# --- inverse_scale -------------------------------------------------------------------
+# --- inverse_scale -----------------------------------------------------------
 
 
 @pytest.mark.parametrize("inv", [None, 1.0, 2.0**-10, 0.37, 3.0], ids=str)
@@ -649,31 +436,6 @@ def test_16_bit_inverse_scale_2_pow_minus_16_is_not_rounded_to_16_bits(mode, dty
         assert got.dtype == dtype and got.tobytes() == want.tobytes()
 
 
-@pytest.mark.parametrize("inv", [None, 1, 1.0, "tensor"], ids=["None", "int-1", "1.0", "tensor"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_below_clip_norm_inputs_pass_through_bitwise(mode, dtype, inv):
-    arrays = sample(dtype, seed=9, scale=1e-3)
-    positions = per_position(arrays)
-    clip_norm = 0.045971192  # in float32, clip_norm * (1 / clip_norm) is not 1
-
-    def fn(*ts):
-        t_list = entries(ts)
-        scale = tf.constant(1.0) if inv == "tensor" else inv
-        return [
-            clip_ops.clip_by_global_norm(
-                t_list, clip_norm, norm_type=nt, inverse_scale=scale, per_tensor=True
-            )[0]
-            for nt in (2, "inf")
-        ]
-
-    assert ref_global_norm(positions) < clip_norm
-    for outs in run_in_mode(mode, fn, *arrays):
-        for i, (out, a, kind) in enumerate(zip(outs, positions, LAYOUT)):
-            got = dense_part(out, kind)
-            if kind != "n":
-                assert got.dtype == a.dtype and got.tobytes() == a.tobytes(), i
-
-
 def test_inverse_scale_spellings():
     arrays = [np.array([3.0, 4.0], np.float32), np.array([12.0], np.float64)]
     for inv in (np.float32(0.25), tf.constant(0.25, tf.float32), tf.constant(0.25, tf.float64)):
@@ -707,153 +469,7 @@ def test_use_norm_is_the_norm_of_the_unscaled_list(mode, per_tensor):
         check_tensor_norms(result[2], arrays, 2, 0.5, F32)
 
 
-# --- Validation ------------------------------------------------------------------------
-
-BAD_NORM_TYPES = {
-    ValueError: [1, 3, 0, -1, 2.5, 1.0, -INF, NAN, "l2", "2", "", "max"],
-    TypeError: [True, False, np.bool_(True), None, [2], object()],
-}
-
-
-@pytest.mark.parametrize(
-    "error,norm_type",
-    [(e, v) for e, vs in BAD_NORM_TYPES.items() for v in vs],
-    ids=[
-        f"{e.__name__}-{'object' if type(v) is object else repr(v)}"
-        for e, vs in BAD_NORM_TYPES.items()
-        for v in vs
-    ],
-)
-def test_bad_norm_type(error, norm_type):
-    t = [tf.constant([1.0, 2.0])]
-    with pytest.raises(error, match="norm_type"):
-        clip_ops.global_norm(t, norm_type=norm_type)
-    with pytest.raises(error, match="norm_type"):
-        clip_ops.clip_by_global_norm(t, 1.0, norm_type=norm_type)
-    with tf.Graph().as_default():
-        with pytest.raises(error, match="norm_type"):
-            clip_ops.clip_by_global_norm([tf.constant([1.0])], 1.0, norm_type=norm_type)
-
-
-def _bad_inverse_scales():
-    for v in (0, 0.0, -0.0, -1.0, -INF, INF, NAN, np.float32(0.0), np.float64(-2.0)):
-        yield ValueError, v
-    yield ValueError, 1e-50  # 0 in float32, the list's norm dtype
-    yield ValueError, [0.5, 0.5]
-    yield ValueError, np.array([0.5])
-    yield ValueError, "tensor-vector"
-    yield ValueError, "tensor-0"
-    yield ValueError, "tensor-nan"
-    yield TypeError, True
-    yield TypeError, np.bool_(True)
-    yield TypeError, "0.5"
-
-
-@pytest.mark.parametrize(
-    "error,inv",
-    list(_bad_inverse_scales()),
-    ids=[f"{e.__name__}-{v!r}" for e, v in _bad_inverse_scales()],
-)
-@pytest.mark.parametrize("where", ["eager", "graph"])
-def test_bad_inverse_scale_known_when_built(where, error, inv):
-    def call():
-        scale = {
-            "tensor-vector": lambda: tf.constant([0.5, 0.5]),
-            "tensor-0": lambda: tf.constant(0.0),
-            "tensor-nan": lambda: tf.constant(NAN),
-        }.get(inv if isinstance(inv, str) else None, lambda: inv)()
-        clip_ops.clip_by_global_norm([tf.constant([1.0, 2.0])], 1.0, inverse_scale=scale)
-
-    if where == "graph":
-        with tf.Graph().as_default(), pytest.raises(error, match="inverse_scale"):
-            call()
-    else:
-        with pytest.raises(error, match="inverse_scale"):
-            call()
-
-
-@pytest.mark.parametrize("value", [0.0, -1.0, INF, -INF, NAN])
-def test_bad_inverse_scale_known_when_run(value):
-    x = np.array([3.0, 4.0], np.float32)
-    for norm_type in (2, "inf"):
-        with tf.Graph().as_default():
-            inv = tf.compat.v1.placeholder(tf.float32, shape=[])
-            out = clip_ops.clip_by_global_norm(
-                [tf.constant(x)], 1.0, inverse_scale=inv, norm_type=norm_type
-            )
-            with tf.compat.v1.Session() as sess:
-                with pytest.raises(tf.errors.InvalidArgumentError, match="inverse_scale"):
-                    sess.run(out, {inv: value})
-                good = to_numpy(sess.run(out, {inv: 0.5}))
-        want, want_norm = ref_clip([x], 1.0, norm_type, 0.5)
-        assert_ulps(good[1], want_norm, F32, NORM_ULPS[F32])
-        assert_ulps(good[0][0], want[0], F32, OUT_ULPS[F32])
-
-    fn = tf.function(lambda t, s: clip_ops.clip_by_global_norm([t], 1.0, inverse_scale=s))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="inverse_scale"):
-        fn(tf.constant(x), tf.constant(value))
-
-
-FEATURES = {
-    "inf": dict(norm_type="inf"),
-    "inverse_scale": dict(inverse_scale=0.5),
-    "per_tensor": dict(per_tensor=True),
-    "error_if_nonfinite": dict(error_if_nonfinite=True),
-}
-
-
-@pytest.mark.parametrize("feature", sorted(FEATURES))
-def test_bad_clip_norm_with_features(feature):
-    kwargs = FEATURES[feature]
-    t = [tf.constant([3.0, 4.0])]
-    for value in (0.0, -1.0, INF):
-        with pytest.raises(ValueError, match="clip_norm"):
-            clip_ops.clip_by_global_norm(t, value, **kwargs)
-    with tf.Graph().as_default():
-        clip_norm = tf.compat.v1.placeholder(tf.float32, shape=[])
-        out = clip_ops.clip_by_global_norm([tf.constant([3.0, 4.0])], clip_norm, **kwargs)
-        with tf.compat.v1.Session() as sess:
-            for value in (0.0, -1.0, INF, NAN):
-                with pytest.raises(tf.errors.InvalidArgumentError, match="clip_norm"):
-                    sess.run(out, {clip_norm: value})
-
-
-def test_bitwise_deterministic_across_runs_and_thread_counts():
-    """Lists long enough to be reduced by several threads."""
-    rng = np.random.default_rng(15)
-    arrays = [rng.standard_normal(n).astype(np.float32) for n in (1_000_003, 17, 300_001)]
-    arrays.append(rng.standard_normal(70_001).astype(np.float16))
-
-    def run(threads):
-        config = tf.compat.v1.ConfigProto(
-            intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1
-        )
-        with tf.Graph().as_default():
-            ts = [tf.constant(a) for a in arrays]
-            out = [clip_ops.global_norm(ts, norm_type=nt, per_tensor=True) for nt in (2, "inf")] + [
-                clip_ops.clip_by_global_norm(
-                    ts, 1.0, norm_type=nt, inverse_scale=0.3, per_tensor=True
-                )
-                for nt in (2, "inf")
-            ]
-            with tf.compat.v1.Session(config=config) as sess:
-                return [session_run(sess, out) for _ in range(2)]
-
-    def flat(x):
-        if isinstance(x, (list, tuple)):
-            return [b for v in x for b in flat(v)]
-        return [np.asarray(x).tobytes()]
-
-    first, second = run(2)
-    (single, _) = run(1)
-    assert flat(first) == flat(second) == flat(single)
-    (norm, tnorms), (inf_norm, _) = first[:2]
-    assert_ulps(norm, ref_global_norm(arrays), F32, NORM_ULPS[F32], "norm")
-    assert_ulps(inf_norm, ref_global_norm(arrays, "inf"), F32, 0, "inf norm")
-    check_tensor_norms(tnorms, arrays, 2, 1.0, F32)
-
-
-# --- error_if_nonfinite ------------------------------------------------------------------
+# --- error_if_nonfinite ------------------------------------------------------
 
 
 def _raise_message(mode, fn, *arrays):
@@ -1083,224 +699,27 @@ def test_error_if_nonfinite_under_xla_is_refused_when_built():
             fn(t)
 
 
-# --- Gradients --------------------------------------------------------------------------
-
-
-def _formulation(ts, clip_norm, inv, norm_type):
-    """The contract in stock TF ops: unscale in the norm's dtype, norms,
-    TF's clip factor."""
-    nd = clip_norm.dtype
-    unscaled = [tf.cast(t, nd) * inv for t in ts]
-    if is_inf_norm(norm_type):
-        tnorms = [tf.reduce_max(tf.abs(u)) for u in unscaled]
-        norm = tf.reduce_max(tf.stack(tnorms))
-    else:
-        tnorms = [tf.sqrt(tf.reduce_sum(tf.square(u))) for u in unscaled]
-        norm = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(u)) for u in unscaled]))
-    factor = clip_norm / tf.maximum(norm, clip_norm)
-    return [tf.cast(u * factor, t.dtype) for u, t in zip(unscaled, ts)], norm, tnorms
-
-
-def _ours(ts, clip_norm, inv, norm_type):
-    return clip_ops.clip_by_global_norm(
-        ts, clip_norm, norm_type=norm_type, inverse_scale=inv, per_tensor=True
-    )
-
-
-def _gradients(run, impl, arrays, clip_norm, inv, norm_type, seed=11):
-    rng = np.random.default_rng(seed)
-    wide = tf.float64 if arrays[0].dtype == F64 else tf.float32  # the norm's compute dtype
-    out_w = [rng.standard_normal(a.shape) for a in arrays]
-    tnorm_w = rng.standard_normal(len(arrays))
-
-    def weighted(x, w):
-        return tf.reduce_sum(tf.cast(x, wide) * tf.constant(w, wide))
-
-    def body(clip, scale, *ts):
-        ts = list(ts)
-        with tf.GradientTape() as tape:
-            tape.watch(ts)
-            tape.watch([clip, scale])
-            outs, norm, tnorms = impl(ts, clip, scale, norm_type)
-            loss = (
-                tf.add_n([weighted(o, w) for o, w in zip(outs, out_w)])
-                + weighted(norm, 0.7)
-                + tf.add_n([weighted(n, w) for n, w in zip(tnorms, tnorm_w)])
+@pytest.mark.parametrize("which", ["global_norm", "clip", "clip_use_norm"])
+def test_error_if_nonfinite_guards_the_tensor_norms_fetched_alone(which):
+    def build():
+        t = tf.constant([INF, 1.0])
+        if which == "global_norm":
+            _, tensor_norms = clip_ops.global_norm([t], per_tensor=True, error_if_nonfinite=True)
+        else:
+            kwargs = {"use_norm": tf.constant(INF)} if which == "clip_use_norm" else {}
+            *_, tensor_norms = clip_ops.clip_by_global_norm(
+                [t], 1.0, per_tensor=True, error_if_nonfinite=True, **kwargs
             )
-        return loss, tape.gradient(loss, [*ts, clip, scale])
+        return tensor_norms[0]
 
-    if run == "function":
-        body = tf.function(body)
-    consts = [tf.constant(clip_norm, wide), tf.constant(inv, wide)]
-    return to_numpy(body(*consts, *[tf.constant(a) for a in arrays]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not finite"):
+        run_graph(build)
 
 
-@pytest.mark.parametrize("clipped", [True, False], ids=["clipped", "not-clipped"])
-@pytest.mark.parametrize("norm_type", [2, "inf"], ids=["l2", "inf"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("run", ["eager", "function"])
-@pytest.mark.slow
-def test_clip_gradients_match_the_formulation(run, dtype, norm_type, clipped):
-    """Of the outputs, the norm and the tensor norms, with respect to the
-    inputs, clip_norm and inverse_scale (16-bit lists: clip_norm and
-    inverse_scale float32, the dtype their norm is computed in)."""
-    rng = np.random.default_rng(12)
-    arrays = [rng.standard_normal(s).astype(dtype) for s in ((4, 3), (7,), (1,))]
-    inv = 0.37
-    unscaled = ref_global_norm(arrays, norm_type, inv)
-    clip_norm = unscaled * (0.45 if clipped else 1.6)
-    loss, grads = _gradients(run, _ours, arrays, clip_norm, inv, norm_type)
-    want_loss, want = _gradients(run, _formulation, arrays, clip_norm, inv, norm_type)
-    # 16-bit: the gradients of the inputs are rounded to 16 bits (2 ulps).
-    rtol = {F32: 2e-5, F64: 1e-11, F16: 2e-3, BF16: 1.6e-2}[dtype]
-    atol = rtol * 0.1
-    np.testing.assert_allclose(loss, want_loss, rtol=rtol)
-    names = [f"t[{i}]" for i in range(len(arrays))] + ["clip_norm", "inverse_scale"]
-    for name, g, w in zip(names, grads, want):
-        assert g is not None, f"no gradient for {name}"
-        assert g.dtype == w.dtype, name
-        np.testing.assert_allclose(
-            g.astype(np.float64), w.astype(np.float64), rtol=rtol, atol=atol, err_msg=name
-        )
+def test_error_if_nonfinite_guards_the_nan_tensor_norm_of_global_norm():
+    def build():
+        t = tf.constant([NAN, 1.0])
+        return clip_ops.global_norm([t], per_tensor=True, error_if_nonfinite=True)[1]
 
-
-@pytest.mark.parametrize("norm_type", [2, "inf"], ids=["l2", "inf"])
-@pytest.mark.parametrize("run", ["eager", "function"])
-def test_global_norm_gradients_match_the_formulation(run, norm_type):
-    rng = np.random.default_rng(13)
-    arrays = [rng.standard_normal(s) for s in ((5, 2), (3,), ())]
-    weights = rng.standard_normal(len(arrays))
-
-    def body(*ts):
-        ts = list(ts)
-        with tf.GradientTape(persistent=True) as tape:
-            tape.watch(ts)
-            norm, tnorms = clip_ops.global_norm(ts, norm_type=norm_type, per_tensor=True)
-            ours = norm + tf.add_n([w * n for w, n in zip(weights, tnorms)])
-            _, fnorm, ftnorms = _formulation(ts, tf.constant(1.0, tf.float64), 1.0, norm_type)
-            theirs = fnorm + tf.add_n([w * n for w, n in zip(weights, ftnorms)])
-            checked = clip_ops.global_norm(ts, norm_type=norm_type, error_if_nonfinite=True)
-        return (
-            tape.gradient(ours, ts),
-            tape.gradient(theirs, ts),
-            tape.gradient(checked, ts),
-            tape.gradient(fnorm, ts),
-        )
-
-    if run == "function":
-        body = tf.function(body)
-    ours, theirs, checked, plain = to_numpy(body(*[tf.constant(a) for a in arrays]))
-    for i in range(len(arrays)):
-        np.testing.assert_allclose(ours[i], theirs[i], rtol=1e-12, atol=1e-14, err_msg=str(i))
-        np.testing.assert_allclose(checked[i], plain[i], rtol=1e-12, atol=1e-14, err_msg=str(i))
-
-
-@pytest.mark.parametrize(
-    "values",
-    [[[3.0, -3.0, 1.0], [2.0]], [[3.0, 1.0], [-3.0]], [[3.0, 3.0], [-3.0]]],
-    ids=["in-one-tensor", "across-tensors", "both"],
-)
-def test_inf_norm_gradients_with_ties(values):
-    """Ties share the gradient as tf.reduce_max shares it: each tensor's max,
-    then the max of those (the norm's definition)."""
-    arrays = [np.array(v) for v in values]
-    for clip_norm in (0.5, 10.0):
-        loss, grads = _gradients("eager", _ours, arrays, clip_norm, 0.5, "inf")
-        want_loss, want = _gradients("eager", _formulation, arrays, clip_norm, 0.5, "inf")
-        np.testing.assert_allclose(loss, want_loss, rtol=1e-12)
-        for i, (g, w) in enumerate(zip(grads, want)):
-            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14, err_msg=str(i))
-
-
-def test_gradients_through_the_finite_check_are_unchanged():
-    arrays = [np.array([3.0, -4.0]), np.array([[1.0, 2.0]])]
-
-    def grads(check):
-        ts = [tf.constant(a) for a in arrays]
-        inv, clip = tf.constant(0.5, tf.float64), tf.constant(1.0, tf.float64)
-        with tf.GradientTape() as tape:
-            tape.watch([*ts, inv, clip])
-            outs, norm = clip_ops.clip_by_global_norm(
-                ts, clip, inverse_scale=inv, error_if_nonfinite=check
-            )
-            loss = tf.reduce_sum(outs[0] * [1.0, 2.0]) + tf.reduce_sum(outs[1]) + 3 * norm
-        return [g.numpy() for g in tape.gradient(loss, [*ts, inv, clip])]
-
-    for a, b in zip(grads(False), grads(True)):
-        np.testing.assert_allclose(a, b, rtol=1e-14)
-
-
-# --- XLA ---------------------------------------------------------------------------------
-
-XLA_RTOL = {F32: 1e-5, F64: 1e-12, F16: 2e-3, BF16: 1.6e-2}
-
-
-@pytest.mark.parametrize("norm_type", [2, "inf"], ids=["l2", "inf"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.slow
-def test_xla_matches_the_reference(dtype, norm_type):
-    arrays = sample(dtype, seed=14, scale=3.0)
-    positions = per_position(arrays)
-    inv = 0.37
-    unscaled = ref_global_norm(positions, norm_type, inv)
-    clips = (unscaled * 0.3, unscaled * 2.0)
-
-    @tf.function(jit_compile=True)
-    def fn(*ts):
-        t_list = entries(ts)
-        return (
-            clip_ops.global_norm(t_list, norm_type=norm_type, per_tensor=True),
-            [
-                clip_ops.clip_by_global_norm(
-                    t_list, c, norm_type=norm_type, inverse_scale=inv, per_tensor=True
-                )
-                for c in clips
-            ],
-        )
-
-    (norm, tnorms), clipped = to_numpy(fn(*[tf.constant(a) for a in arrays]))
-    rtol = XLA_RTOL[dtype]
-
-    def close(got, want, what):
-        assert np.asarray(got).dtype == dtype, what
-        np.testing.assert_allclose(
-            np.asarray(got, np.float64), want, rtol=rtol, atol=1e-30, err_msg=what
-        )
-
-    close(norm, ref_global_norm(positions, norm_type), "norm")
-    for i, (t, a) in enumerate(zip(tnorms, positions)):
-        assert (t is None) == (a is None)
-        if a is not None:
-            close(t, ref_tensor_norm(a, norm_type), f"tensor_norms[{i}]")
-    for c, (outs, cnorm, ctnorms) in zip(clips, clipped):
-        want, want_norm = ref_clip(positions, c, norm_type, inv)
-        close(cnorm, want_norm, "clip norm")
-        for i, (t, a) in enumerate(zip(ctnorms, positions)):
-            if a is not None:
-                close(t, ref_tensor_norm(a, norm_type, inv), f"clip tensor_norms[{i}]")
-        for i, (out, ref, kind) in enumerate(zip(outs, want, LAYOUT)):
-            if kind != "n":
-                close(dense_part(out, kind), ref, f"clipped[{i}], clip_norm {c}")
-
-
-@pytest.mark.parametrize("norm_type", [2, "inf"], ids=["l2", "inf"])
-def test_xla_mixed_dtypes_and_nonfinite(norm_type):
-    arrays = [np.array([1.0, -2.0], np.float16), np.array([3.0], np.float64)]
-    bad = [np.array([1.0, NAN], np.float32), np.array([INF], np.float32)]
-
-    @tf.function(jit_compile=True)
-    def fn(a, b, c, d):
-        return (
-            clip_ops.clip_by_global_norm(
-                [a, None, b], 1.0, norm_type=norm_type, inverse_scale=0.5, per_tensor=True
-            ),
-            clip_ops.global_norm([c, d], norm_type=norm_type),
-        )
-
-    (outs, norm, tnorms), bad_norm = to_numpy(fn(*[tf.constant(x) for x in arrays + bad]))
-    want, want_norm = ref_clip([arrays[0], None, arrays[1]], 1.0, norm_type, 0.5)
-    assert norm.dtype == F64 and tnorms[1] is None
-    np.testing.assert_allclose(norm, want_norm, rtol=1e-12)
-    np.testing.assert_allclose(outs[0].astype(np.float64), want[0], rtol=2e-3)
-    np.testing.assert_allclose(outs[2], want[2], rtol=1e-12)
-    assert np.isnan(bad_norm)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not finite"):
+        run_graph(build)

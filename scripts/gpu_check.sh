@@ -60,6 +60,7 @@ done
 left() { echo $((total - (SECONDS - start))); }
 
 summary() {
+  local p
   {
     echo "# GPU check: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo
@@ -67,8 +68,8 @@ summary() {
     echo
     echo "| phase | result | limit (s) | took (s) |"
     echo "| --- | --- | ---: | ---: |"
-    for phase in "${phases[@]}"; do
-      echo "| $phase | ${result[$phase]} | ${limit[$phase]} | ${took[$phase]} |"
+    for p in "${phases[@]}"; do
+      echo "| $p | ${result[$p]} | ${limit[$p]} | ${took[$p]} |"
     done
   } >"$out/summary.md"
 }
@@ -184,6 +185,8 @@ for phase in "${phases[@]}"; do
   fi
   phase_start=$SECONDS
   deadline=$((phase_start - start + own))
+  result[$phase]="running (or cut off)"
+  summary
   echo "=== gpu_check: $phase phase (limit $own s, $left_now s of $total left) ==="
   case $phase in
     env) phase_env "$deadline" ;;

@@ -12,13 +12,13 @@
 # phase, each in its own process under its own limit, in this order:
 #
 #   phase      limit (s)                   what
-#   env        GPU_CHECK_ENV_S (100)       versions; builds the module
-#   quick      GPU_CHECK_QUICK_S (80)      correctness on small sizes
+#   env        GPU_CHECK_ENV_S (60)        versions; builds the module
+#   quick      GPU_CHECK_QUICK_S (100)     correctness on small sizes
 #   sanitizer  GPU_CHECK_SANITIZER_S (100) compute-sanitizer's four tools on
 #                                          a reduced case list
-#   large      GPU_CHECK_LARGE_S (90)      100,000 tensors, over 2**31
+#   large      GPU_CHECK_LARGE_S (100)     100,000 tensors, over 2**31
 #                                          elements, determinism, grid size
-#   timings    GPU_CHECK_TIMINGS_S (90)    the benchmark
+#   timings    GPU_CHECK_TIMINGS_S (100)   the benchmark
 #
 # A phase gets the smaller of its limit and what is left of the total; one
 # that reaches it is stopped, and the next phases still run while time is
@@ -45,11 +45,11 @@ start=$SECONDS
 
 phases=(env quick sanitizer large timings)
 declare -A limit=(
-  [env]="${GPU_CHECK_ENV_S:-100}"
-  [quick]="${GPU_CHECK_QUICK_S:-80}"
+  [env]="${GPU_CHECK_ENV_S:-60}"
+  [quick]="${GPU_CHECK_QUICK_S:-100}"
   [sanitizer]="${GPU_CHECK_SANITIZER_S:-100}"
-  [large]="${GPU_CHECK_LARGE_S:-90}"
-  [timings]="${GPU_CHECK_TIMINGS_S:-90}"
+  [large]="${GPU_CHECK_LARGE_S:-100}"
+  [timings]="${GPU_CHECK_TIMINGS_S:-100}"
 )
 declare -A result took
 for phase in "${phases[@]}"; do

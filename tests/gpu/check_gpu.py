@@ -34,6 +34,15 @@ Prints a table and exits non-zero if any check fails. Run from anywhere:
     python tests/gpu/check_gpu.py [--out results.md]
     python tests/gpu/check_gpu.py --build-only   # compile and import only
 
+--phase picks one part (scripts/gpu_check.sh runs them in turn, each in
+its own process): build (build the module for the device), quick (every
+dtype and norm type, special values, empty lists, misaligned views, in
+place, the V2 ops, CUDA graphs, on small sizes), sanitizer (a reduced list
+for compute-sanitizer), large (100,000 tensors, over 2**31 elements,
+determinism, grid size) and timings (the benchmark); with --prebuilt a
+phase imports the module an earlier build left in --build-dir and compiles
+nothing. With --out the table is rewritten after each group of checks.
+
 Needs nvcc (CUDA_HOME or PATH), pybind11 and, except with --build-only, torch
 with a CUDA device.
 """
@@ -1208,14 +1217,14 @@ def bench_workload(core, gen, name, shapes, copy_bw, quick=False):
     # Each call of ours copies its table to the device, as the TF kernels do.
     def ours_norm(i):
         p = norm_lists[i % sets]
-        p.upload()
+        p.upload_core()  # p outlives the timing's synchronizations
         core.m.sum_of_squares(
             p.table, core.m.FLOAT, p.partials.data_ptr(), sum_out.data_ptr(), core.stream()
         )
 
     def ours_clip(i):
         p = clip_lists[i % sets]
-        p.upload()
+        p.upload_core()  # p outlives the timing's synchronizations
         core.m.clip_fused(
             p.table,
             core.m.FLOAT,
@@ -1251,7 +1260,7 @@ def bench_workload(core, gen, name, shapes, copy_bw, quick=False):
 
     def copy_path(i):  # the fused op as built: norm, then a pass-through copy
         p = clip_lists[i % sets]
-        p.upload()
+        p.upload_core()  # p outlives the timing's synchronizations
         core.m.clip_fused(
             p.table,
             core.m.FLOAT,

@@ -99,9 +99,9 @@ phase_env() {
     date -u
     timeout 30 nvidia-smi || echo "gpu_check: nvidia-smi failed"
     timeout 30 nvcc --version || echo "gpu_check: nvcc not on PATH"
-    "$python" -c 'import sys; print("python", sys.version.split()[0])'
+    timeout 30 "$python" -c 'import sys; print("python", sys.version.split()[0])'
     for module in torch pybind11 numpy; do
-      "$python" -c "import $module; print('$module', $module.__version__)" ||
+      timeout 60 "$python" -c "import $module; print('$module', $module.__version__)" ||
         echo "gpu_check: $module cannot be imported"
     done
   } >"$log" 2>&1

@@ -93,18 +93,25 @@ limited() {
   return "${PIPESTATUS[0]}"
 }
 
+# The env phase's probes, run by bash -c under the phase's limit.
+probes='
+date -u
+nvidia-smi || echo "gpu_check: nvidia-smi failed"
+nvcc --version || echo "gpu_check: nvcc not on PATH"
+"$GPU_CHECK_PYTHON" -c "import sys; print(\"python\", sys.version.split()[0])"
+for module in torch pybind11 numpy; do
+  "$GPU_CHECK_PYTHON" -c "import $module; print(\"$module\", $module.__version__)" ||
+    echo "gpu_check: $module cannot be imported"
+done
+'
+
 phase_env() {
   local deadline=$1 log="$out/env.log" b
-  {
-    date -u
-    timeout 30 nvidia-smi || echo "gpu_check: nvidia-smi failed"
-    timeout 30 nvcc --version || echo "gpu_check: nvcc not on PATH"
-    timeout 30 "$python" -c 'import sys; print("python", sys.version.split()[0])'
-    for module in torch pybind11 numpy; do
-      timeout 60 "$python" -c "import $module; print('$module', $module.__version__)" ||
-        echo "gpu_check: $module cannot be imported"
-    done
-  } >"$log" 2>&1
+  b=$(budget "$deadline") || return 124
+  GPU_CHECK_PYTHON="$python" timeout -k "$grace" "$b" bash -c "$probes" >"$log" 2>&1
+  case $? in
+    124 | 137) echo "gpu_check: the probes stopped at the limit of $b s" >>"$log" ;;
+  esac
   {
     echo "| item | version |"
     echo "| --- | --- |"

@@ -38,11 +38,13 @@ MARGIN = 20
 
 # Plays check_gpu.py: FAKE_<PHASE> (build, quick, sanitizer, large, timings)
 # says what the phase does: pass (default), fail, hang, or stubborn (hangs
-# and ignores SIGTERM).
+# and ignores SIGTERM); FAKE_PROBES=hang makes the version queries hang.
 FAKE_PYTHON = """#!{python}
 import os, signal, sys, time
 args = sys.argv[1:]
 if args[:1] == ["-c"]:
+    if os.environ.get("FAKE_PROBES") == "hang":
+        time.sleep(600)
     os.execv({python!r}, [{python!r}] + args)
 with open(os.environ["FAKE_LOG"], "a") as f:
     f.write(" ".join(args) + "\\n")
@@ -219,6 +221,19 @@ def test_a_hung_phase_is_stopped_and_the_later_phases_run(tmp_path, fake):
     out = tmp_path / "out"
     assert "fake check_gpu.py, phase quick hang" in (out / "quick.log").read_text()
     assert (out / "env.md").exists() and (out / "timings.md").exists()
+
+
+@pytest.mark.slow
+def test_hung_version_probes_are_stopped_at_the_env_limit(tmp_path, fake):
+    env, log = fake
+    result, took = _run(tmp_path, env, FAKE_PROBES="hang", GPU_CHECK_ENV_S="3")
+    assert result.returncode == 1
+    assert took < 3 + MARGIN, took
+    rows = _summary(tmp_path)
+    assert rows["env"] == "stopped at its limit of 3 s", rows
+    assert all(rows[p] == "not run: the build failed" for p in PHASES[1:]), rows
+    assert "the probes stopped at the limit of 3 s" in (tmp_path / "out" / "env.md").read_text()
+    assert not log.exists()  # check_gpu.py never started
 
 
 @pytest.mark.slow

@@ -1127,7 +1127,7 @@ def check_sanitizer_cases(core, res, gen):
     res.add("empty list: norm 0", n == 0.0, f"norm {n}")
     core.m.set_max_grid(3)
     try:
-        check_list(core, res, "float32 grid 3", xs[:2], torch.float16, torch.float32)
+        check_list(core, res, "float16 grid 3", xs[:2], torch.float16, torch.float32)
     finally:
         core.m.set_max_grid(0)
 

@@ -16,6 +16,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -31,7 +32,16 @@ namespace monolith_ops {
 namespace gpu {
 namespace {
 
-// most one per chunk. Computed once per kernel and device.
+// SetMaxGridForTesting's cap; 0: none.
+std::atomic<int>& MaxGridForTesting() {
+  static std::atomic<int> cap{0};
+  return cap;
+}
+
+// The grid of a chunk kernel: as many blocks as fit on the device at once, at
+// most one per chunk (and at most SetMaxGridForTesting's cap). The resident
+// count is computed once per kernel and device.
+
 template <typename Kernel>
 cudaError_t GridSize(Kernel kernel, int threads, int64_t work, int* grid) {
   static std::mutex mu;
@@ -59,6 +69,8 @@ cudaError_t GridSize(Kernel kernel, int threads, int64_t work, int* grid) {
     std::lock_guard<std::mutex> lock(mu);
     resident[key] = blocks;
   }
+  const int cap = MaxGridForTesting().load(std::memory_order_relaxed);
+  if (cap > 0) blocks = std::min(blocks, cap);
   *grid = static_cast<int>(std::min<int64_t>(work, blocks));
   return cudaSuccess;
 }
@@ -408,6 +420,10 @@ int LaunchClipUnscaled(const TensorTable& table, DType tnorm, const void* norm,
   if (table.count > 0 && table.outputs == nullptr) return cudaErrorInvalidValue;
   return ByNormDType(
       tnorm, ClipUnscaledFn{table, norm, clip_norm, inverse_scale, stream});
+}
+
+void SetMaxGridForTesting(int blocks) {
+  MaxGridForTesting().store(std::max(0, blocks), std::memory_order_relaxed);
 }
 
 const char* ErrorString(int code) {

@@ -179,6 +179,11 @@ int LaunchClipUnscaled(const TensorTable& table, DType tnorm, const void* norm,
                        const void* clip_norm, const void* inverse_scale,
                        Stream stream);
 
+// For checks only: caps the grid of every chunk kernel launched afterwards,
+// in any thread, at `blocks` (0, the default: no cap, the computed grid).
+// The results must not change with it: nothing depends on the grid size.
+void SetMaxGridForTesting(int blocks);
+
 // The CUDA runtime's description of an error code.
 const char* ErrorString(int code);
 

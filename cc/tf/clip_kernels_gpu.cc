@@ -123,6 +123,13 @@ class DeviceTable {
           gpu::PackTable(dtype, nullptr, nullptr, nullptr, 0, nullptr, nullptr);
       return Status();
     }
+    // Checked before anything is copied: an error returned after the copy
+    // was enqueued would free the pinned buffer while the copy reads it.
+    auto* info = ctx->device()->tensorflow_accelerator_device_info();
+    if (info == nullptr || info->event_mgr == nullptr) {
+      return errors::Internal("no GPU event manager on device ",
+                              ctx->device()->name());
+    }
     const TensorShape shape({static_cast<int64_t>(bytes)});
     AllocatorAttributes pinned;
     pinned.set_on_host(true);
@@ -145,13 +152,8 @@ class DeviceTable {
         CudaStatus(gpu::CopyTableToDevice(host.data(), device_.data(), bytes,
                                           CudaStream(ctx)),
                    "copying the tensor table"));
-    // The copy may run after Compute returns: hold the pinned buffer until
-    // the stream has passed it.
-    auto* info = ctx->device()->tensorflow_accelerator_device_info();
-    if (info == nullptr || info->event_mgr == nullptr) {
-      return errors::Internal("no GPU event manager on device ",
-                              ctx->device()->name());
-    }
+    // The copy may run after Compute returns: the pinned buffer is held
+    // until the stream has passed it (info, checked before the copy).
     TensorReference ref(host);
     info->event_mgr->ThenExecute(OpStream(ctx), [ref]() { ref.Unref(); });
     return Status();

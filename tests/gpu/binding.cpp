@@ -213,6 +213,9 @@ PYBIND11_MODULE(clip_core_gpu, m) {
       },
       py::arg("table"), py::arg("tnorm"), py::arg("norm"), py::arg("clip_norm"),
       py::arg("inverse_scale"), py::arg("stream"));
+  m.def("set_max_grid", &gpu::SetMaxGridForTesting, py::arg("blocks"),
+        "Caps the grid of every chunk kernel launched afterwards at `blocks` "
+        "(0: the computed grid), to show that results do not depend on it.");
   m.def(
       "device_count",
       []() {

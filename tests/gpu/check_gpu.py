@@ -34,6 +34,15 @@ Prints a table and exits non-zero if any check fails. Run from anywhere:
     python tests/gpu/check_gpu.py [--out results.md]
     python tests/gpu/check_gpu.py --build-only   # compile and import only
 
+--phase picks one part (scripts/gpu_check.sh runs them in turn, each in
+its own process): build (build the module for the device), quick (every
+dtype and norm type, special values, empty lists, misaligned views, in
+place, the V2 ops, CUDA graphs, on small sizes), sanitizer (a reduced list
+for compute-sanitizer), large (100,000 tensors, over 2**31 elements,
+determinism, grid size) and timings (the benchmark); with --prebuilt a
+phase imports the module an earlier build left in --build-dir and compiles
+nothing. With --out the table is rewritten after each group of checks.
+
 Needs nvcc (CUDA_HOME or PATH), pybind11 and, except with --build-only, torch
 with a CUDA device.
 """
@@ -90,7 +99,7 @@ def build(build_dir, arch):
     """Compiles the core and its binding; returns the imported module."""
     import pybind11  # noqa: WPS433 (only needed to build)
 
-    out = os.path.join(build_dir, "clip_core_gpu" + sysconfig.get_config_var("EXT_SUFFIX"))
+    out = module_path(build_dir)
     cmd = [
         find_nvcc(),
         "-O3",
@@ -117,10 +126,7 @@ def build(build_dir, arch):
     start = time.time()
     subprocess.run(cmd, check=True)
     print(f"built {os.path.basename(out)} for sm_{arch} in {time.time() - start:.1f} s")
-    spec = importlib.util.spec_from_file_location("clip_core_gpu", out)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(out)
 
 
 # ------------------------------------------------------------------ helpers
@@ -210,6 +216,16 @@ class Prepared:
         self.upload()
 
     def upload(self):
+        """Copies the table on the current stream through torch, which records
+        the copy against the pinned buffer (from torch's caching host
+        allocator) and so never hands the buffer out again before the copy has
+        run, even when this object is dropped at once."""
+        self.device.copy_(self.host, non_blocking=True)
+
+    def upload_core(self):
+        """Copies the table with the core's CopyTableToDevice, as the
+        TensorFlow kernels do. torch does not see this copy: only for an
+        object that outlives a synchronization of the stream (the timings)."""
         self.core.m.copy_table(
             self.host.data_ptr(), self.device.data_ptr(), self.nbytes, self.core.stream()
         )
@@ -275,8 +291,18 @@ def expected_output(torch, x, action, scale):
 
 
 class Results:
-    def __init__(self):
+    """The checks' rows; with `out`, the table is rewritten there after each
+    group of checks, so that a run stopped part way leaves what it finished."""
+
+    def __init__(self, out=None, title=""):
         self.rows = []
+        self.out = out
+        self.title = title
+
+    def save(self, copy_bw=0.0, bench_rows=()):
+        if self.out:
+            with open(self.out, "w") as f:
+                f.write(markdown(self, copy_bw, list(bench_rows), self.title))
 
     def add(self, name, ok, detail=""):
         self.rows.append((name, bool(ok), detail))
@@ -291,6 +317,7 @@ class Results:
             traceback.print_exc()
             self.add(name, False, f"{type(err).__name__}: {err}")
         print(f"  [{name}: {time.time() - start:.1f} s]", flush=True)
+        self.save()
 
     @property
     def failed(self):
@@ -755,11 +782,24 @@ def v2_rule(torch, x_dtype, norm, clip_norm, inv, tnorm):
 
 
 def check_v2_list(
-    core, res, name, xs, norm_type, tnorm, inverse_scale, clip_factor, in_place=False, refs=None
+    core,
+    res,
+    name,
+    xs,
+    norm_type,
+    tnorm,
+    inverse_scale,
+    clip_factor,
+    in_place=False,
+    refs=None,
+    flat=None,
 ):
     """Per-tensor reductions, norms and the clip with unscaling of one list.
 
     refs: the list's np_reductions, when already known.
+    flat: a tensor of which xs (all of its dtype) are consecutive views
+    covering it whole; the outputs are then views of one buffer, and inputs
+    and outputs are compared in one piece, not tensor by tensor.
     """
     torch = core.torch
     tn = str(tnorm)[6:]
@@ -769,6 +809,10 @@ def check_v2_list(
     clip_norm = to_tnorm(unscaled * clip_factor if 0 < unscaled < math.inf else 1.0, tn)
     keep = [x.clone() for x in xs] if in_place else xs
     outs = xs if in_place else [torch.full_like(x, 7.0) for x in xs]
+    if flat is not None:
+        assert not in_place and all(x.dtype == flat.dtype for x in xs)
+        out_flat = torch.full_like(flat, 7.0)
+        outs = list(torch.split(out_flat, [x.numel() for x in xs]))
     plan = NormsV2(core, xs, norm_type, tnorm, inverse_scale, outs, clip_norm).launch()
     per = plan.per_tensor_values()
     bad = [i for i in range(len(xs)) if not close_reduction(float(per[i]), refs[i], norm_type)]
@@ -794,9 +838,11 @@ def check_v2_list(
     for dtype, idx in plan.groups.items():
         action, scale = v2_rule(torch, dtype, got_global, clip_norm, inv, tnorm)
         actions.add(action)
-        ok, err = compare_outputs(
-            torch, [keep[i] for i in idx], [outs[i] for i in idx], action, scale, true_scale
-        )
+        if flat is not None:
+            ins_cmp, outs_cmp = [flat], [out_flat]
+        else:
+            ins_cmp, outs_cmp = [keep[i] for i in idx], [outs[i] for i in idx]
+        ok, err = compare_outputs(torch, ins_cmp, outs_cmp, action, scale, true_scale)
         exact &= ok
         if action != "nan":
             worst = max(worst, err / (4 * tolerance(torch, dtype, tnorm)))
@@ -926,7 +972,16 @@ def check_v2_many(core, res, gen, count):
     for norm_type in ("l2", "inf"):
         refs = np_segment_reductions(host, sizes, norm_type)
         check_v2_list(
-            core, res, f"{count} tensors", xs, norm_type, torch.float32, 0.25, 0.5, refs=refs
+            core,
+            res,
+            f"{count} tensors",
+            xs,
+            norm_type,
+            torch.float32,
+            0.25,
+            0.5,
+            refs=refs,
+            flat=flat,
         )
 
 
@@ -1008,6 +1063,73 @@ def check_v2_graph(core, res, gen):
                 exact and norm_ok,
                 f"norm {got:.6g}",
             )
+
+
+def check_grid(core, res, gen, grids=(1, 3, 7, 64)):
+    """The sum, the fused clip and the V2 reductions are bitwise the same on
+    grids capped at a few blocks as on the computed grid."""
+    torch = core.torch
+    xs = random_list(torch, torch.float32, [3, 100001, 5000, 70000, 17], gen=gen)
+    mixed = [
+        x.to(d)
+        for x, d in zip(
+            xs, (torch.float32, torch.bfloat16, torch.float64, torch.float16, torch.float32)
+        )
+    ]
+    clip = torch.tensor(math.sqrt(ref_sum_of_squares(torch, xs)) / 3, device="cuda")
+
+    def results():
+        out = [bits(torch, core.sum_of_squares(core.prepare(xs), torch.float64).reshape(1))]
+        outs = [torch.empty_like(x) for x in xs]
+        out.append(bits(torch, core.clip_fused(core.prepare(xs, outs), clip).reshape(1)))
+        out += [bits(torch, o) for o in outs]
+        for norm_type in ("l2", "inf"):
+            plan = NormsV2(core, mixed, norm_type, torch.float32, 0.5).launch()
+            out += [bits(torch, plan.per_tensor), bits(torch, plan.tensor_norms)]
+        return out
+
+    try:
+        core.m.set_max_grid(0)
+        want = results()
+        for grid in grids:
+            core.m.set_max_grid(grid)
+            got = results()
+            same = all(torch.equal(a, b) for a, b in zip(want, got))
+            res.add(f"grid capped at {grid} blocks: bitwise as the computed grid", same)
+    finally:
+        core.m.set_max_grid(0)
+
+
+def check_sanitizer_cases(core, res, gen):
+    """A reduced list for compute-sanitizer: every kernel and dtype once, on
+    small lists (misaligned, empty tensors, an empty list, in place)."""
+    torch = core.torch
+    sizes = [1, 0, 3, 1000, 8193, 17]
+    for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+        xs = random_list(torch, dtype, sizes, gen=gen)
+        check_list(core, res, f"{str(dtype)[6:]}/float32", xs, dtype, torch.float32)
+    mixed = [
+        random_list(torch, d, [n], gen=gen)[0]
+        for n, d in zip(
+            sizes + sizes[::-1],
+            (torch.float32, torch.float64, torch.float16, torch.bfloat16) * 3,
+        )
+    ]
+    for norm_type in ("l2", "inf"):
+        check_v2_list(core, res, "mixed", mixed, norm_type, torch.float32, 0.25, 0.5)
+    xs = random_list(torch, torch.float16, [1000, 77, 4000], gen=gen)
+    check_v2_list(core, res, "float16", xs, "l2", torch.float32, 1.0, 0.5, in_place=True)
+    plan = NormsV2(core, [], "l2", torch.float32, 0.5).launch()
+    res.add("V2 empty list: norm 0", float(plan.global_norm) == 0.0)
+    n = float(
+        core.clip_fused(core.prepare([], [], dtype=torch.float32), torch.tensor(1.0, device="cuda"))
+    )
+    res.add("empty list: norm 0", n == 0.0, f"norm {n}")
+    core.m.set_max_grid(3)
+    try:
+        check_list(core, res, "float16 grid 3", xs[:2], torch.float16, torch.float32)
+    finally:
+        core.m.set_max_grid(0)
 
 
 # --------------------------------------------------------------- benchmarks
@@ -1095,14 +1217,14 @@ def bench_workload(core, gen, name, shapes, copy_bw, quick=False):
     # Each call of ours copies its table to the device, as the TF kernels do.
     def ours_norm(i):
         p = norm_lists[i % sets]
-        p.upload()
+        p.upload_core()  # p outlives the timing's synchronizations
         core.m.sum_of_squares(
             p.table, core.m.FLOAT, p.partials.data_ptr(), sum_out.data_ptr(), core.stream()
         )
 
     def ours_clip(i):
         p = clip_lists[i % sets]
-        p.upload()
+        p.upload_core()  # p outlives the timing's synchronizations
         core.m.clip_fused(
             p.table,
             core.m.FLOAT,
@@ -1138,7 +1260,7 @@ def bench_workload(core, gen, name, shapes, copy_bw, quick=False):
 
     def copy_path(i):  # the fused op as built: norm, then a pass-through copy
         p = clip_lists[i % sets]
-        p.upload()
+        p.upload_core()  # p outlives the timing's synchronizations
         core.m.clip_fused(
             p.table,
             core.m.FLOAT,
@@ -1162,6 +1284,119 @@ def bench_workload(core, gen, name, shapes, copy_bw, quick=False):
     return rows
 
 
+def bench_v2_and_parts(core, gen, copy_bw, quick=False):
+    """Rows for the V2 ops on the dense shapes (against torch's foreach norm
+    and clip_grad_norm_), the final combine of 100,000 tensors' reductions
+    and the per-call upload of the table (against torch's own copy)."""
+    torch = core.torch
+    shapes = dense_shapes()[:16] if quick else dense_shapes()
+    name = f"dense{len(shapes)}"
+    grads = [torch.randn(s, device="cuda", generator=gen) for s in shapes]
+    outs = [torch.empty_like(g) for g in grads]
+    elements = sum(g.numel() for g in grads)
+    norms_plan = NormsV2(core, grads, "l2", torch.float32, 0.5)
+    clip_plan = NormsV2(core, grads, "l2", torch.float32, 0.5, outs, 1e-3)
+    params = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads]
+    for p_, g in zip(params, grads):
+        p_.grad = g
+
+    def upload_and_launch(plan):
+        for p in plan.tables:
+            p.upload_core()
+        plan.launch()
+
+    def torch_norms(i):
+        n = torch._foreach_norm(grads)
+        return torch.linalg.vector_norm(torch.stack(n))
+
+    def torch_clip(i):
+        torch.nn.utils.clip_grad_norm_(params, 1e-3, foreach=True)
+
+    rows = []
+    for op, bytes_per, ours, theirs, their_name in (
+        (
+            "V2 norms (l2)",
+            4,
+            lambda i: upload_and_launch(norms_plan),
+            torch_norms,
+            "torch._foreach_norm",
+        ),
+        (
+            "V2 clip (l2, unscale)",
+            12,
+            lambda i: upload_and_launch(clip_plan),
+            torch_clip,
+            "clip_grad_norm_(foreach)",
+        ),
+    ):
+        t_ours = time_per_call(torch, ours, quick=quick)
+        t_torch = time_per_call(torch, theirs, quick=quick)
+        for impl, t in (("monolith_ops core", t_ours), (their_name, t_torch)):
+            bw = bytes_per * elements / t
+            rows.append((name, op, impl, t * 1e6, bw / 1e9, t_torch / t, bw / copy_bw))
+
+    # The final combine alone: FinishNorms over 100,000 per-tensor sums, against
+    # torch's sqrt of their sum (no per-tensor norms).
+    count = 2000 if quick else 100_000
+    per_tensor = torch.rand(count, dtype=torch.float64, device="cuda", generator=gen)
+    inv = torch.tensor(0.5, device="cuda")
+    global_norm = torch.empty((), device="cuda")
+    tensor_norms = torch.empty(count, device="cuda")
+
+    def combine(i):
+        core.m.finish_norms(
+            core.m.L2,
+            core.m.FLOAT,
+            per_tensor.data_ptr(),
+            count,
+            inv.data_ptr(),
+            global_norm.data_ptr(),
+            tensor_norms.data_ptr(),
+            core.stream(),
+        )
+
+    t_ours = time_per_call(torch, combine, quick=quick)
+    t_torch = time_per_call(torch, lambda i: per_tensor.sum().sqrt(), quick=quick)
+    for impl, t in (("monolith_ops core", t_ours), ("torch sum().sqrt()", t_torch)):
+        bw = 8 * count / t
+        rows.append(
+            (
+                f"{count:,} tensors",
+                "final combine",
+                impl,
+                t * 1e6,
+                bw / 1e9,
+                t_torch / t,
+                bw / copy_bw,
+            )
+        )
+
+    # The table's upload, as each TensorFlow kernel call does it.
+    sizes = [100] * count
+    flat = torch.randn(sum(sizes), device="cuda", generator=gen)
+    xs = list(torch.split(flat, sizes))
+    for label, p in (
+        (f"{count:,} tensors", core.prepare(xs, xs)),
+        (name, core.prepare(grads, outs)),
+    ):
+        t_ours = time_per_call(torch, lambda i, p=p: p.upload_core(), quick=quick)
+        t_torch = time_per_call(torch, lambda i, p=p: p.upload(), quick=quick)
+        for impl, t in (("core CopyTableToDevice", t_ours), ("torch copy_", t_torch)):
+            bw = p.nbytes / t
+            rows.append(
+                (
+                    label,
+                    f"table upload ({p.nbytes:,} B)",
+                    impl,
+                    t * 1e6,
+                    bw / 1e9,
+                    t_torch / t,
+                    bw / copy_bw,
+                )
+            )
+    return rows
+
+
 def wall_per_call(torch, fn, quick=False, calls=50, samples=7):
     """Median wall-clock seconds per call of `calls` calls, then a sync."""
     if quick:
@@ -1181,8 +1416,8 @@ def wall_per_call(torch, fn, quick=False, calls=50, samples=7):
 # --------------------------------------------------------------------- main
 
 
-def markdown(results, copy_bw, bench_rows, device):
-    lines = [f"GPU check of the CUDA core on {device}", ""]
+def markdown(results, copy_bw, bench_rows, title):
+    lines = [title, ""]
     lines += ["| check | result | detail |", "| --- | --- | --- |"]
     lines += [f"| {n} | {'PASS' if ok else 'FAIL'} | {d} |" for n, ok, d in results.rows]
     if bench_rows:
@@ -1198,7 +1433,7 @@ def markdown(results, copy_bw, bench_rows, device):
             "| --- | --- | --- | ---: | ---: | ---: | ---: |",
         ]
         lines += [
-            f"| {w} | {o} | {i} | {t:.1f} | {g:.0f} | {r:.2f} | {f:.2f} |"
+            f"| {w} | {o} | {i} | {t:.1f} | {g:.1f} | {r:.2f} | {f:.3f} |"
             for w, o, i, t, g, r, f in bench_rows
             if o != "pass-through"
         ]
@@ -1216,10 +1451,87 @@ def markdown(results, copy_bw, bench_rows, device):
     return "\n".join(lines) + "\n"
 
 
+PHASES = ("all", "build", "quick", "sanitizer", "large", "timings")
+
+
+def module_path(build_dir):
+    return os.path.join(build_dir, "clip_core_gpu" + sysconfig.get_config_var("EXT_SUFFIX"))
+
+
+def load_module(path):
+    spec = importlib.util.spec_from_file_location("clip_core_gpu", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def import_torch():
+    """torch, or an exit at once that says why the check cannot run."""
+    try:
+        import torch  # noqa: WPS433
+    except ImportError as err:
+        sys.exit(f"check_gpu: torch cannot be imported ({err}); the check needs torch with CUDA")
+    if not torch.cuda.is_available():
+        sys.exit("check_gpu: torch sees no CUDA device; nothing to check")
+    return torch
+
+
+def run_phase(phase, core, res, gen, args):
+    """The checks of one phase ("all": every check, as before phases)."""
+    quick = args.quick or phase == "quick"
+    many = 2000 if quick else 100_000
+    if phase in ("all", "quick"):
+        res.run("dtypes", check_dtypes, core, res, gen)
+        res.run("special values", check_special, core, res, gen)
+    if phase in ("all", "quick", "large"):
+        res.run(f"{many:,} tensors", check_many, core, res, gen, many)
+    if phase in ("all", "large") and not (args.skip_huge or args.quick):
+        res.run("over 2**31 elements", check_huge, core, res, gen)
+    if phase in ("all", "large"):
+        res.run("determinism", check_determinism, core, res, gen)
+    if phase in ("all", "quick"):
+        res.run("CUDA graph", check_graph, core, res, gen)
+        res.run("V2 dtypes", check_v2_dtypes, core, res, gen)
+        res.run("V2 special values", check_v2_special, core, res, gen)
+    if phase in ("all", "quick", "large"):
+        res.run(f"V2 {many:,} tensors", check_v2_many, core, res, gen, many)
+    if phase in ("all", "large"):
+        res.run("V2 determinism", check_v2_determinism, core, res, gen)
+        res.run("grid size", check_grid, core, res, gen)
+    if phase in ("all", "quick"):
+        res.run("V2 CUDA graph", check_v2_graph, core, res, gen)
+    if phase == "sanitizer":
+        res.run("sanitizer cases", check_sanitizer_cases, core, res, gen)
+    copy_bw, rows = 0.0, []
+    if phase == "timings" or (phase == "all" and not args.skip_bench):
+        try:
+            copy_bw, rows = benchmark(core, gen, args.quick)
+            res.save(copy_bw, rows)
+            rows += bench_v2_and_parts(core, gen, copy_bw, args.quick)
+        except Exception as err:  # noqa: BLE001
+            traceback.print_exc()
+            res.add("benchmark", False, f"{type(err).__name__}: {err}")
+    return copy_bw, rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--build-only", action="store_true", help="compile and import the module, then stop"
+    )
+    parser.add_argument(
+        "--phase",
+        choices=PHASES,
+        default="all",
+        help="build: build the module for the device; quick: correctness on small "
+        "sizes; sanitizer: a reduced list for compute-sanitizer; large: 100,000 "
+        "tensors, over 2**31 elements, determinism, grid size; timings: the "
+        "benchmark; all (default): every check and the benchmark",
+    )
+    parser.add_argument(
+        "--prebuilt",
+        action="store_true",
+        help="import the module an earlier run built in --build-dir; never compile",
     )
     parser.add_argument(
         "--arch",
@@ -1241,64 +1553,51 @@ def main():
     parser.add_argument("--out", help="also write the tables here, as Markdown")
     args = parser.parse_args()
     started = time.time()
+    if args.prebuilt and not args.build_dir:
+        parser.error("--prebuilt needs --build-dir")
 
+    module = None
+    if args.prebuilt:  # before torch: no compiler is ever started here
+        path = module_path(args.build_dir)
+        if not os.path.exists(path):
+            sys.exit(f"check_gpu: no built module {path} (run --phase build first)")
+        module = load_module(path)
     torch = None
     arch = args.arch
     if not args.build_only:
-        import torch  # noqa: WPS433
-
-        if not torch.cuda.is_available():
-            sys.exit("check_gpu: torch sees no CUDA device; nothing to check")
+        torch = import_torch()
         if arch is None:
             major, minor = torch.cuda.get_device_capability()
             arch = f"{major}{minor}"
-    build_dir = args.build_dir or tempfile.mkdtemp(prefix="clip_core_gpu_")
-    os.makedirs(build_dir, exist_ok=True)
-    module = build(build_dir, arch or "90")
-    if args.build_only:
+    if module is None:
+        build_dir = args.build_dir or tempfile.mkdtemp(prefix="clip_core_gpu_")
+        os.makedirs(build_dir, exist_ok=True)
+        module = build(build_dir, arch or "90")
+    if args.build_only or args.phase == "build":
         try:
             print(f"CUDA devices: {module.device_count()}")
         except RuntimeError as err:
+            if not args.build_only:
+                sys.exit(f"check_gpu: the module cannot use the device ({err})")
             print(f"module imported; no CUDA device to run on ({err})")
         return 0
 
     device = torch.cuda.get_device_name()
-    print(f"device: {device}, torch {torch.__version__}")
+    print(f"device: {device}, torch {torch.__version__}, phase {args.phase}")
     module.device_count()
     core = Core(module, torch)
     gen = torch.Generator(device="cuda")
     gen.manual_seed(20240607)
-    res = Results()
-    res.run("dtypes", check_dtypes, core, res, gen)
-    res.run("special values", check_special, core, res, gen)
-    many = 2000 if args.quick else 100_000
-    res.run(f"{many:,} tensors", check_many, core, res, gen, many)
-    if not (args.skip_huge or args.quick):
-        res.run("over 2**31 elements", check_huge, core, res, gen)
-    res.run("determinism", check_determinism, core, res, gen)
-    res.run("CUDA graph", check_graph, core, res, gen)
-    res.run("V2 dtypes", check_v2_dtypes, core, res, gen)
-    res.run("V2 special values", check_v2_special, core, res, gen)
-    res.run(f"V2 {many:,} tensors", check_v2_many, core, res, gen, many)
-    res.run("V2 determinism", check_v2_determinism, core, res, gen)
-    res.run("V2 CUDA graph", check_v2_graph, core, res, gen)
-    copy_bw, rows = 0.0, []
-    if not args.skip_bench:
-        try:
-            copy_bw, rows = benchmark(core, gen, args.quick)
-        except Exception as err:  # noqa: BLE001
-            traceback.print_exc()
-            res.add("benchmark", False, f"{type(err).__name__}: {err}")
-    text = markdown(res, copy_bw, rows, device)
+    res = Results(args.out, f"GPU check of the CUDA core on {device}, phase {args.phase}")
+    copy_bw, rows = run_phase(args.phase, core, res, gen, args)
+    torch.cuda.synchronize()
+    res.save(copy_bw, rows)
     print()
-    print(text)
+    print(markdown(res, copy_bw, rows, res.title))
     print(
         f"{len(res.rows) - len(res.failed)}/{len(res.rows)} checks passed "
         f"in {time.time() - started:.0f} s"
     )
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
     return 1 if res.failed else 0
 
 

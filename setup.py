@@ -178,7 +178,7 @@ def check_tf_version(version, where="the installed TensorFlow"):
 def _tensorflow():
     check_build_environment()
     try:
-        import tensorflow as tf  # noqa: WPS433 (build-time import)
+        import tensorflow as tf  # at build time only
     except ImportError as err:
         raise SystemExit(
             f"monolith_ops: importing the installed TensorFlow failed: {err}. "
@@ -410,7 +410,7 @@ class BuildOpLibrary(build_ext):
 
 
 def _check_setuptools():
-    import setuptools  # noqa: WPS433
+    import setuptools
 
     match = re.match(r"(\d+)\.(\d+)", setuptools.__version__)
     if match is None or (int(match[1]), int(match[2])) < SETUPTOOLS_MIN:

@@ -15,9 +15,10 @@ rounding. ``clip_by_global_norm`` builds one of four paths
   ``clip_norm`` as its attr;
 * ``ClipPath.TF_OPS``: the clip in TF ops (``clip_scale``), under XLA, which
   cannot compile the kernels, and where ``clip_norm`` cannot be an attr;
-* ``ClipPath.FUSED_V2``: one ``MonolithClipByGlobalNormV2`` kernel, when
-  ``norm_type``, ``per_tensor``, ``inverse_scale`` or ``error_if_nonfinite``
-  asks for more than TF's clip (docs/clip_features.md).
+* ``ClipPath.FUSED_WITH_FEATURES``: one ``MonolithClipByGlobalNormV2``
+  kernel, when ``norm_type``, ``per_tensor``, ``inverse_scale`` or
+  ``error_if_nonfinite`` asks for more than TF's clip
+  (docs/clip_features.md).
 
 The supported dtypes are those the ops are registered for
 (``SUPPORTED_DTYPES``). Their gradients are registered on import
@@ -243,12 +244,12 @@ def clip_by_global_norm(
             norm_dtype,
             use_norm is not None,
             static_clip_norm,
-            v2_features=v2,
+            features=v2,
         )
         tensor_norms = None
         if v2 and inverse is None:
             inverse = tf.constant(1, norm_dtype)
-        if plan.path is ClipPath.FUSED_V2:
+        if plan.path is ClipPath.FUSED_WITH_FEATURES:
             clipped, norm, tensor_norms = ops.monolith_clip_by_global_norm_v2(
                 values, clip_norm_tensor, inverse, norm_type=kind
             )

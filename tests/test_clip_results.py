@@ -418,8 +418,8 @@ def _equal_paths():
     return {
         "fused": lambda: run_graph(fused),
         "kernel_with_clip_norm_attr": lambda: run_graph(kernel_attr),
-        "fused_v2": lambda: run_graph(v2),
-        "fused_v2_inverse_scale_1": lambda: run_graph(v2_unscaled),
+        "fused_with_features": lambda: run_graph(v2),
+        "fused_with_features_inverse_scale_1": lambda: run_graph(v2_unscaled),
         "fused_run_time_clip_norm": lambda: run_graph(
             fused_run_time_clip_norm, {"clip_norm:0": EQUAL}
         ),

@@ -110,7 +110,7 @@ def _clip_by_sum_of_squares_grad(op, *grads):
     return dxs + [dclip, dnorm / (2 * op.outputs[-1])]
 
 
-def _v2_inputs_grads(op, forward, grads):
+def _inputs_grads_by_formulation(op, forward, grads):
     """Gradients of a V2 op's inputs: those of `forward`, the op in TF ops,
     given the gradients reaching the op's outputs."""
     inputs = list(op.inputs)
@@ -132,7 +132,7 @@ def _global_norm_v2_grad(op, dnorm, dtensor_norms):
         xs, inverse_scale = inputs[:-1], inputs[-1]
         return norms_in_tf_ops(xs, inverse_scale.dtype, kind, inverse_scale)
 
-    return _v2_inputs_grads(op, forward, [dnorm, dtensor_norms])
+    return _inputs_grads_by_formulation(op, forward, [dnorm, dtensor_norms])
 
 
 @tf.RegisterGradient("MonolithClipByGlobalNormV2")
@@ -144,7 +144,7 @@ def _clip_by_global_norm_v2_grad(op, *grads):
         norm, tensor_norms = norms_in_tf_ops(xs, clip_norm.dtype, kind, inverse_scale)
         return [*scaled_in_tf_ops(xs, norm, clip_norm, inverse_scale), norm, tensor_norms]
 
-    return _v2_inputs_grads(op, forward, list(grads))
+    return _inputs_grads_by_formulation(op, forward, list(grads))
 
 
 @tf.RegisterGradient("MonolithCheckNormsFinite")

@@ -119,7 +119,7 @@ class ClipPath(enum.Enum):
     # a list of any dtypes without use_norm, when a feature of the V2 ops is
     # asked for: an infinity norm, per-tensor norms, an inverse_scale or the
     # finite check.
-    FUSED_V2 = "fused_v2"
+    FUSED_WITH_FEATURES = "fused_with_features"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +135,7 @@ def choose_clip_path(
     norm_dtype: tf.DType,
     has_use_norm: bool,
     static_clip_norm: Optional[float],
-    v2_features: bool = False,
+    features: bool = False,
 ) -> ClipPlan:
     """The path ``clip_by_global_norm`` takes for a non-empty list.
 
@@ -145,13 +145,13 @@ def choose_clip_path(
       has_use_norm: Whether the norm is given (`use_norm`).
       static_clip_norm: clip_norm as a float when it may be an op's attr
         (known when the graph is built, no tape watching it), else None.
-      v2_features: Whether a feature of the V2 ops is asked for (see
-        ``ClipPath.FUSED_V2``).
+      features: Whether a feature of the V2 ops is asked for (see
+        ``ClipPath.FUSED_WITH_FEATURES``).
     """
     if in_xla_context():
         return ClipPlan(ClipPath.TF_OPS)
-    if v2_features:
-        return ClipPlan(ClipPath.TF_OPS if has_use_norm else ClipPath.FUSED_V2)
+    if features:
+        return ClipPlan(ClipPath.TF_OPS if has_use_norm else ClipPath.FUSED_WITH_FEATURES)
     if not has_use_norm and len(set(dtypes)) == 1:
         return ClipPlan(ClipPath.FUSED)
     attr_is_exact = static_clip_norm is not None and (

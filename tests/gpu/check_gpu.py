@@ -97,7 +97,7 @@ def find_nvcc():
 
 def build(build_dir, arch):
     """Compiles the core and its binding; returns the imported module."""
-    import pybind11  # noqa: WPS433 (only needed to build)
+    import pybind11  # only needed to build
 
     out = module_path(build_dir)
     cmd = [
@@ -313,7 +313,7 @@ class Results:
         start = time.time()
         try:
             check(*args)
-        except Exception as err:  # noqa: BLE001 (reported, not swallowed)
+        except Exception as err:  # reported, not swallowed
             traceback.print_exc()
             self.add(name, False, f"{type(err).__name__}: {err}")
         print(f"  [{name}: {time.time() - start:.1f} s]", flush=True)
@@ -1468,7 +1468,7 @@ def load_module(path):
 def import_torch():
     """torch, or an exit at once that says why the check cannot run."""
     try:
-        import torch  # noqa: WPS433
+        import torch
     except ImportError as err:
         sys.exit(f"check_gpu: torch cannot be imported ({err}); the check needs torch with CUDA")
     if not torch.cuda.is_available():
@@ -1508,7 +1508,7 @@ def run_phase(phase, core, res, gen, args):
             copy_bw, rows = benchmark(core, gen, args.quick)
             res.save(copy_bw, rows)
             rows += bench_v2_and_parts(core, gen, copy_bw, args.quick)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             traceback.print_exc()
             res.add("benchmark", False, f"{type(err).__name__}: {err}")
     return copy_bw, rows

@@ -586,6 +586,11 @@ void CheckNormsV2(DType d, const char* name, std::mt19937_64& rng) {
       }
     }
   }
+  // One tensor of several chunks: no search for a tensor (and so no
+  // barrier in it) separates one chunk's reduction from the next.
+  List<S> one(d, {5 * kChunkElements + 3}, true);
+  one.Fill(rng, 2.0);
+  CheckPerTensor(one, name);
   // Inf and NaN elements: the tensors holding them reduce to inf or NaN
   // (NaN wins over inf), the others are unaffected.
   List<S> special(d, {5, 20000, 3, 0, 9000, kChunkElements + 1}, true);

@@ -28,7 +28,7 @@ SANITIZERS = ["-fsanitize=address,alignment", "-fno-sanitize-recover=all"]
 
 # kernel<<<grid, threads, 0, stream>>>(args) -> EmulatedLaunch(kernel, grid, threads, args)
 LAUNCH = re.compile(r"(\w+(?:<[^<>;]*>)?)<<<\s*([^,]+?),\s*([^,]+?),\s*0,\s*stream>>>\(")
-# __shared__ T name[N]; -> static emulation::Shared<T, N> name; (shadow bookkeeping)
+# __shared__ T name[N]; -> static emulation::Shared<T, N> name{"name"}; (shadow bookkeeping)
 SHARED = re.compile(r"__shared__\s+(\w+)\s+(\w+)\[([^\]]+)\];")
 # A shared array handed to a function keeps its bookkeeping.
 SHARED_PARAMETER = re.compile(r"\bdouble\* scratch\b")
@@ -46,7 +46,7 @@ def _copy_core(dest, patch=()):
         path.write_text(text.replace(old, new))
     shared = 0
     for path in [core / "clip_core_gpu.cu", *sorted((core / "gpu").glob("*.cuh"))]:
-        text, n = SHARED.subn(r"static ::emulation::Shared<\1, (\3)> \2;", path.read_text())
+        text, n = SHARED.subn(r'static ::emulation::Shared<\1, (\3)> \2{"\2"};', path.read_text())
         text = SHARED_PARAMETER.sub("::emulation::SharedPtr<double> scratch", text)
         shared += n
         path.write_text(text)

@@ -32,8 +32,8 @@
 // a GPU does the rest.
 //
 // For the shadow bookkeeping, the test rewrites each `__shared__ T name[N];`
-// of the kernels into `static emulation::Shared<T, N> name;` and a `double*
-// scratch` parameter into `emulation::SharedPtr<double> scratch`.
+// of the kernels into `static emulation::Shared<T, N> name{"name"};` and a
+// `double* scratch` parameter into `emulation::SharedPtr<double> scratch`.
 #ifndef MONOLITH_OPS_TESTS_GPU_EMULATION_CUDA_RUNTIME_H_
 #define MONOLITH_OPS_TESTS_GPU_EMULATION_CUDA_RUNTIME_H_
 
@@ -535,13 +535,14 @@ template <typename T>
 struct SharedRef {
   T* value;
   Shadow* shadow;
+  const char* name;
   int64_t index;
   operator T() const {
-    CheckRead(*shadow, "shared", index);
+    CheckRead(*shadow, name, index);
     return *value;
   }
   SharedRef& operator=(T v) {
-    CheckWrite(*shadow, "shared", index);
+    CheckWrite(*shadow, name, index);
     *value = v;
     return *this;
   }
@@ -552,26 +553,30 @@ template <typename T>
 struct SharedPtr {
   T* data;
   Shadow* shadow;
+  const char* name;
   int64_t size;
   SharedRef<T> operator[](int64_t i) const {
     if (i < 0 || i >= size) {
       Finding(
-          Format("block %u: thread %u indexes a __shared__ array of %lld "
-                 "at %lld",
-                 blockIdx.x, threadIdx.x, static_cast<long long>(size),
+          Format("block %u: thread %u indexes the __shared__ array %s of "
+                 "%lld at %lld",
+                 blockIdx.x, threadIdx.x, name, static_cast<long long>(size),
                  static_cast<long long>(i)));
     }
-    return {data + i, shadow + i, i};
+    return {data + i, shadow + i, name, i};
   }
 };
 
-// `__shared__ T name[N];`, rewritten by the test.
+// `__shared__ T name[N];`, rewritten by the test into
+// `static emulation::Shared<T, N> name{"name"};`.
 template <typename T, int64_t N>
 struct Shared {
+  explicit Shared(const char* array_name) : name(array_name) {}
   T data[N];
   Shadow shadow[N];
+  const char* name;
   SharedRef<T> operator[](int64_t i) { return SharedPtr<T>(*this)[i]; }
-  operator SharedPtr<T>() { return {data, shadow, N}; }
+  operator SharedPtr<T>() { return {data, shadow, name, N}; }
 };
 
 }  // namespace emulation

@@ -13,8 +13,8 @@
   is missing, and rejects values of MONOLITH_OPS_CUDA other than 0 and 1.
 * The CUDA core includes no TensorFlow header, and its header and the shared
   headers it includes (the clip rule, the dtype tables) no CUDA one.
-* The CUDA core's kernels, run on the CPU under tests/gpu/emulation, give the
-  right sums and clips, bit for bit as the CPU kernel's rule.
+* (The CUDA core's kernels under the CPU emulation of tests/gpu/emulation:
+  tests/test_cuda_emulation.py; scripts/gpu_check.sh: tests/test_gpu_check.py.)
 * Where TensorFlow sees a GPU (never in CI), the GPU kernels match the CPU
   ones, the V2 ops' too (lists of mixed dtypes, inverse_scale).
 
@@ -68,7 +68,6 @@ CORE_PRIVATE_HEADERS = [
     for path in BUILD_CONFIG.get("CUDA_HEADERS", [])
     if path.endswith(".cuh")
 ]
-EMULATION = os.path.join(ROOT, "tests", "gpu", "emulation")
 OPS = ("GlobalL2Reduce", "MonolithClipByGlobalNorm", "MonolithClipByGlobalNormFused")
 # Ops whose input list may mix dtypes: GPU kernels constrain Tnorm only.
 V2_OPS = ("MonolithGlobalNormV2", "MonolithClipByGlobalNormV2", "MonolithCheckNormsFinite")
@@ -225,45 +224,6 @@ def test_cuda_core_is_framework_free():
     # The headers are compiled by the host compiler, without CUDA's headers.
     for path in (CORE_HEADER, *SHARED_HEADERS):
         assert not [n for n in includes[path] if n.startswith("cuda")], path
-
-
-@pytest.mark.timeout(900)
-def test_cuda_core_kernels_under_cpu_emulation(tmp_path):
-    """Builds the CUDA core's kernels as C++ for the CPU and checks them."""
-    if not os.path.exists(CORE_SOURCE):
-        pytest.skip("no CUDA sources beside the tests")
-    cxx = _tool(os.environ.get("CXX", "g++"))
-    with open(CORE_SOURCE) as f:
-        source = f.read()
-    # kernel<<<grid, threads, 0, stream>>>(args) -> EmulatedLaunch(kernel, grid, threads, args)
-    source, launches = re.subn(
-        r"(\w+(?:<[^<>;]*>)?)<<<\s*([^,]+?),\s*([^,]+?),\s*0,\s*stream>>>\(",
-        r"EmulatedLaunch(\1, \2, \3, ",
-        source,
-    )
-    assert launches >= 3, "the kernel launches of clip_core_gpu.cu were not found"
-    (tmp_path / "clip_core_gpu_emulated.inc").write_text(source)
-    binary = str(tmp_path / "check_core")
-    subprocess.run(
-        [
-            cxx,
-            "-std=c++17",
-            "-O1",
-            "-I",
-            EMULATION,
-            "-I",
-            ROOT,
-            "-I",
-            str(tmp_path),
-            os.path.join(EMULATION, "check_core.cc"),
-            "-o",
-            binary,
-        ],
-        check=True,
-        timeout=600,
-    )
-    result = subprocess.run([binary], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0 and "ALL OK" in result.stdout, result.stdout[-4000:]
 
 
 def _gpu_or_skip():

@@ -13,10 +13,13 @@
 // the finished norms with and without inverse_scale, and the clip with
 // unscaling, every output bit for bit against the rule written out here.
 //
-// tests/test_cuda_build.py builds it: it rewrites the kernel launches of
-// cc/core/clip_core_gpu.cu into EmulatedLaunch() calls, saves that as
-// clip_core_gpu_emulated.inc and compiles this file with g++. Prints "ALL OK"
-// and exits 0 when every check passes.
+// tests/test_cuda_emulation.py builds it: it copies the CUDA core, rewrites
+// its kernel launches into EmulatedLaunch() calls and its __shared__ arrays
+// into emulation::Shared (cuda_runtime.h here), saves the .cu file as
+// clip_core_gpu_emulated.inc and compiles this file with g++ and the address
+// and alignment sanitizers. Runs under the schedule EMULATION_SCHEDULE names
+// (cuda_runtime.h); prints a digest of every result (the same under every
+// schedule), then "ALL OK", and exits 0 when every check passes.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -49,6 +52,15 @@ using monolith_ops::gpu::TableBytes;
 using monolith_ops::gpu::TensorTable;
 
 int failures = 0;
+
+// A digest of every result the kernels give (FNV-1a over their bytes): the
+// test requires it to be the same under every schedule.
+uint64_t digest = 0xcbf29ce484222325ull;
+void Mix(const void* data, size_t bytes) {
+  const unsigned char* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < bytes; ++i)
+    digest = (digest ^ p[i]) * 0x100000001b3ull;
+}
 
 #define EXPECT(cond, ...)                      \
   do {                                         \
@@ -85,23 +97,36 @@ S QuietNaN(DType d) {
 }
 
 // A tensor list in host memory; `shift` moves tensor i off its 64-byte
-// aligned start by i % 3 elements.
+// aligned start by i % 3 elements. Each tensor has an allocation of its own
+// that ends where the tensor does, so that AddressSanitizer (in the build
+// under test) reports a read or write past a tensor's end.
 template <typename S>
 struct List {
   DType dtype;
   std::vector<int64_t> sizes;
-  std::vector<std::vector<S>> storage;
+  std::vector<void*> blocks;
   std::vector<const void*> data;
 
   List(DType d, const std::vector<int64_t>& n, bool shift)
       : dtype(d), sizes(n) {
     for (size_t i = 0; i < n.size(); ++i) {
-      storage.emplace_back(n[i] + 64 / sizeof(S) + 3);
-      S* base = storage.back().data();
-      while (reinterpret_cast<uintptr_t>(base) % 64 != 0) ++base;
-      data.push_back(base + (shift ? i % 3 : 0));
+      const size_t lead = shift ? i % 3 : 0;
+      void* block = nullptr;
+      if (posix_memalign(&block, 64, (lead + n[i]) * sizeof(S)) != 0 ||
+          block == nullptr) {
+        std::printf("out of memory\n");
+        std::exit(1);
+      }
+      std::memset(block, 0, (lead + n[i]) * sizeof(S));
+      blocks.push_back(block);
+      data.push_back(static_cast<S*>(block) + lead);
     }
   }
+  ~List() {
+    for (void* block : blocks) std::free(block);
+  }
+  List(const List&) = delete;
+  List& operator=(const List&) = delete;
   S* at(size_t i) { return const_cast<S*>(static_cast<const S*>(data[i])); }
   void Fill(std::mt19937_64& rng, double scale) {
     std::normal_distribution<double> normal(0.0, scale);
@@ -175,6 +200,7 @@ Tn Sum(List<S>& list, DType tnorm, int multiprocessors) {
   EXPECT(
       LaunchSumOfSquares(t.table, tnorm, t.partials.data(), &out, nullptr) == 0,
       "LaunchSumOfSquares");
+  Mix(&out, sizeof out);
   return out;
 }
 
@@ -243,6 +269,8 @@ void CheckClip(List<S>& list, DType tnorm, Tn norm, Tn clip_norm, bool fused,
                       static_cast<double>(clip_norm), nullptr) == 0,
            "%s: LaunchClip", what);
   }
+  for (size_t i = 0; i < list.sizes.size(); ++i)
+    Mix(target.at(i), list.sizes[i] * sizeof(S));
   int64_t wrong = 0;
   for (size_t i = 0; i < list.sizes.size(); ++i) {
     for (int64_t j = 0; j < list.sizes[i]; ++j) {
@@ -335,8 +363,10 @@ int ReduceTable(List<S>& list, const std::vector<int64_t>* positions,
   Table t(list.dtype, list.data, nullptr, list.sizes);
   if (positions != nullptr) t.table.positions = positions->data();
   std::vector<double> workspace(PerTensorWorkspace(t.table) + 1, -7.0);
-  return LaunchPerTensorReduce(t.table, type, workspace.data(),
-                               per_tensor->data(), nullptr);
+  const int status = LaunchPerTensorReduce(t.table, type, workspace.data(),
+                                           per_tensor->data(), nullptr);
+  Mix(per_tensor->data(), per_tensor->size() * sizeof(double));
+  return status;
 }
 
 // Entry i's reduction, per_tensor[i], against the long double reference:
@@ -426,6 +456,8 @@ void CheckFinish(DType tnorm, NormType type, const std::vector<double>& r,
                              &global, n > 0 ? norms.data() : nullptr,
                              nullptr) == 0,
            "%s: LaunchFinishNorms", what);
+    Mix(&global, sizeof global);
+    Mix(norms.data(), norms.size() * sizeof(Tn));
     const Tn want = ReferenceNorm<Tn>(type, combined, inv);
     EXPECT(SameNorm(global, want),
            "%s, %s, inverse_scale %g: global norm %.9g, want %.9g", what,
@@ -480,6 +512,8 @@ void CheckClipUnscaled(List<S>& list, DType tnorm, Tn norm, Tn clip_norm,
   EXPECT(LaunchClipUnscaled(t.table, tnorm, &norm, &clip_norm,
                             given ? &inv : nullptr, nullptr) == 0,
          "%s: LaunchClipUnscaled", what);
+  for (size_t i = 0; i < list.sizes.size(); ++i)
+    Mix(target.at(i), list.sizes[i] * sizeof(S));
   int64_t wrong = 0;
   for (size_t i = 0; i < list.sizes.size(); ++i) {
     for (int64_t j = 0; j < list.sizes[i]; ++j) {
@@ -552,6 +586,11 @@ void CheckNormsV2(DType d, const char* name, std::mt19937_64& rng) {
       }
     }
   }
+  // One tensor of several chunks: no search for a tensor (and so no
+  // barrier in it) separates one chunk's reduction from the next.
+  List<S> one(d, {5 * kChunkElements + 3}, true);
+  one.Fill(rng, 2.0);
+  CheckPerTensor(one, name);
   // Inf and NaN elements: the tensors holding them reduce to inf or NaN
   // (NaN wins over inf), the others are unaffected.
   List<S> special(d, {5, 20000, 3, 0, 9000, kChunkElements + 1}, true);
@@ -663,6 +702,9 @@ int main() {
   CheckNormsV2<unsigned short>(DType::kBFloat16, "bfloat16", rng);
   CheckMixedPositions(rng);
   CheckV2Edges();
+  std::printf("schedule %s, results digest %016llx\n",
+              emulation::TheSchedule().name.c_str(),
+              static_cast<unsigned long long>(digest));
   std::printf(failures ? "%d FAILED\n" : "ALL OK\n", failures);
   return failures != 0;
 }

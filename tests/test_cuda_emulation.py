@@ -1,3 +1,5 @@
+# Copyright 2026 The monolith_ops Authors.
+# SPDX-License-Identifier: Apache-2.0
 """The CUDA core's kernels under the CPU emulation of tests/gpu/emulation.
 
 * Every check of check_core.cc passes under several schedules of the

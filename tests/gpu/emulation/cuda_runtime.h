@@ -482,17 +482,24 @@ inline bool Before(const Block& b, int other_warp, uint64_t epoch,
          (other_warp == warp && warp_epoch < b.warp_epoch[warp]);
 }
 
+// Reports `access` ("reads" or "writes") of what[i] by thread t when another
+// thread wrote it since the last barrier (or shuffle) that orders the two.
+inline void CheckLastWriter(const Shadow& s, const Block& b, int t,
+                            const char* access, const char* what, int64_t i) {
+  if (s.writer >= 0 && s.writer != t &&
+      !Before(b, s.writer / 32, s.write_epoch, s.write_warp_epoch)) {
+    Finding(Format(
+        "block %u: data race in shared memory: thread %d %s "
+        "%s[%lld], written by thread %d since the last barrier",
+        blockIdx.x, t, access, what, static_cast<long long>(i), s.writer));
+  }
+}
+
 inline void CheckRead(Shadow& s, const char* what, int64_t i) {
   Block& b = CurrentBlock();
   const int t = static_cast<int>(threadIdx.x);
   const int warp = t / 32;
-  if (s.writer >= 0 && s.writer != t &&
-      !Before(b, s.writer / 32, s.write_epoch, s.write_warp_epoch)) {
-    Finding(
-        Format("block %u: data race in shared memory: thread %d reads "
-               "%s[%lld], written by thread %d since the last barrier",
-               blockIdx.x, t, what, static_cast<long long>(i), s.writer));
-  }
+  CheckLastWriter(s, b, t, "reads", what, i);
   if (s.reader == -1 ||
       Before(b, s.reader_warp, s.read_epoch, s.read_warp_epoch)) {
     s.reader = t;
@@ -510,13 +517,7 @@ inline void CheckWrite(Shadow& s, const char* what, int64_t i) {
   Block& b = CurrentBlock();
   const int t = static_cast<int>(threadIdx.x);
   const int warp = t / 32;
-  if (s.writer >= 0 && s.writer != t &&
-      !Before(b, s.writer / 32, s.write_epoch, s.write_warp_epoch)) {
-    Finding(
-        Format("block %u: data race in shared memory: thread %d writes "
-               "%s[%lld], written by thread %d since the last barrier",
-               blockIdx.x, t, what, static_cast<long long>(i), s.writer));
-  }
+  CheckLastWriter(s, b, t, "writes", what, i);
   if (s.reader != -1 && s.reader != t &&
       !Before(b, s.reader_warp, s.read_epoch, s.read_warp_epoch)) {
     Finding(

@@ -9,10 +9,12 @@ only assignments of list literals of strings, of names assigned above, and
 of sums of those. A new source file goes here, and nowhere else.
 """
 
-# The framework-free CPU core: no TensorFlow header. One translation unit;
-# its loops and their iteration are private headers under cc/core/cpu/.
+# The framework-free CPU core: no TensorFlow header. The clip and the
+# optimizer updates; their loops and the walk over a list are private headers
+# under cc/core/cpu/.
 CPU_CORE_SOURCES = [
     "cc/core/clip_core.cc",
+    "cc/core/optimizer_core.cc",
 ]
 
 # The CPU core's tuning read from the environment: part of the TensorFlow
@@ -28,6 +30,8 @@ CPU_TF_SOURCES = [
     "cc/tf/clip_ops.cc",
     "cc/tf/clip_kernels.cc",
     "cc/tf/cpu_output_alloc.cc",
+    "cc/tf/optimizer_ops.cc",
+    "cc/tf/optimizer_kernels.cc",
 ]
 
 # Everything the CPU build compiles (setup.py's extension, BUILD's library).

@@ -210,7 +210,7 @@ class _MultiTensorApply:
                         attrs["clip"] = False  # clipped before the duplicates are summed
                         op = getattr(ops, f"monolith_multi_tensor_sparse_apply_{_snake(self._RULE)}")
                         out = op(handles, *slots, values, indices, *hyper, norm, clip_norm, **attrs)
-                    update_ops.append(out.op)
+                    update_ops.append(out if tf.executing_eagerly() else out.op)
                     applied.append(out)
         if not self._skip_nonfinite or not applied:
             return update_ops, None

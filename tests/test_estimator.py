@@ -262,3 +262,47 @@ def test_estimator_trains_with_hooks_and_resumes_from_checkpoint(tmp_path):
     np.testing.assert_array_equal(resumed.listener.restored_w, trained_w)
     assert est.get_variable_value("global_step") == FIRST_STEPS + RESUMED_STEPS
     assert tf.train.latest_checkpoint(model_dir).endswith(f"-{FIRST_STEPS + RESUMED_STEPS}")
+
+
+def _optimizer_model_fn(make_optimizer, op_types):
+    def model_fn(features, labels, mode):
+        w = tf.compat.v1.get_variable("w", [3, 1], tf.float32, tf.compat.v1.zeros_initializer())
+        b = tf.compat.v1.get_variable("b", [1], tf.float32, tf.compat.v1.zeros_initializer())
+        loss = tf.reduce_mean(tf.square(tf.matmul(features, w) + b - labels))
+        train_op = make_optimizer().minimize(loss, tf.compat.v1.train.get_global_step())
+        op_types.update(op.type for op in tf.compat.v1.get_default_graph().get_operations())
+        return estimator.EstimatorSpec(mode, loss=loss, train_op=train_op)
+
+    return model_fn
+
+
+def test_estimator_trains_with_the_multi_tensor_optimizer(tmp_path):
+    """monolith_ops.optimizers.AdamOptimizer in a model_fn: one update op,
+    and after the same steps the same weights as the stock Adam on
+    clip_ops-clipped gradients."""
+    from monolith_ops import optimizers
+
+    class _StockClippedAdam(tf.compat.v1.train.AdamOptimizer):
+        def apply_gradients(self, grads_and_vars, global_step=None, name=None):
+            grads, variables = zip(*grads_and_vars)
+            clipped, _ = clip_ops.clip_by_global_norm(list(grads), CLIP_NORM)
+            return super().apply_gradients(zip(clipped, variables), global_step, name)
+
+    results = {}
+    for label, make in [
+        ("ours", lambda: optimizers.AdamOptimizer(LEARNING_RATE, clip_norm=CLIP_NORM)),
+        ("stock", lambda: _StockClippedAdam(LEARNING_RATE)),
+    ]:
+        op_types = set()
+        est = estimator.Estimator(
+            _optimizer_model_fn(make, op_types), model_dir=str(tmp_path / label)
+        )
+        est.train(_input_fn, steps=FIRST_STEPS)
+        results[label] = (op_types, {n: est.get_variable_value(n) for n in est.get_variable_names()})
+    assert "MonolithMultiTensorApplyAdam" in results["ours"][0]
+    assert "ResourceApplyAdam" not in results["ours"][0]
+    ours, stock = results["ours"][1], results["stock"][1]
+    assert sorted(ours) == sorted(stock)  # the same variables, slots and powers
+    for name in ours:
+        np.testing.assert_array_equal(ours[name], stock[name], err_msg=name)
+    assert ours["global_step"] == FIRST_STEPS

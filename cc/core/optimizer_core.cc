@@ -155,7 +155,11 @@ T* SlotAt(T* const* slots, int64_t i, int64_t offset) {
 
 // TensorFlow's sparse Adam (tf.compat.v1.train.AdamOptimizer on
 // IndexedSlices): the moments decay everywhere, the clipped rows are added,
-// and every element of the variable takes the step.
+// and every element of the variable takes the step. The optimizer writes
+// v's rows as (g * g) * (1 - beta2), which Grappler's constant push-down
+// turns into g * (g * (1 - beta2)) when beta2 is a constant (the usual
+// case); this is that form. (Eager, or with a beta2 tensor that is not
+// constant, TF's own v can differ from it in the last place.)
 template <typename T>
 void SparseAdamOne(const Rules<T>& rules, const GradientClip<T>& clip,
                    const SparseUpdateList<T>& list, int64_t i) {
@@ -180,7 +184,7 @@ void SparseAdamOne(const Rules<T>& rules, const GradientClip<T>& clip,
     const int64_t at = list.indices[i][r] * row;
     for (int64_t j = 0; j < row; ++j) {
       const T c = Clipped(clip, g[j]);
-      v[at + j] = v[at + j] + c * c * rules.one_minus_beta2;
+      v[at + j] = v[at + j] + c * (c * rules.one_minus_beta2);
     }
   }
   for (int64_t j = 0; j < n; ++j) {

@@ -139,8 +139,10 @@ class LockedVariables {
       handles[i] = &::tensorflow::HandleFromInput(ctx, i);
       batch = batch && !handles[i]->IsRefCounting();
     }
-    if (!batch ||
-        !::tensorflow::LookupResources(ctx, handles, &vars_).ok()) {
+    // (LookupResources leaves a variable it does not find null.)
+    batch = batch && ::tensorflow::LookupResources(ctx, handles, &vars_).ok();
+    for (int i = 0; batch && i < count; ++i) batch = vars_[i] != nullptr;
+    if (!batch) {
       vars_.clear();
       vars_.resize(count);
       for (int i = 0; i < count; ++i) {

@@ -4,6 +4,7 @@
 
 Submodules:
   clip_ops            global_norm and clip_by_global_norm on custom kernels.
+  optimizers          TF1 optimizers updating a list in one op, clip folded in.
   barrier_ops         BarrierOp and BarrierHook for parameter-server clusters.
   basic_restore_hook  CheckpointRestorerHook and its listeners.
   keras               global-norm clipping for Keras optimizers (Keras 3 and 2).

@@ -106,7 +106,7 @@ class _MultiTensorApply:
         var_list = [v for g, v in pairs if g is not None]
         if not var_list:
             raise ValueError(
-                "No gradients provided for any variable: %s." % ([str(v) for _, v in pairs],)
+                f"No gradients provided for any variable: {[str(v) for _, v in pairs]}."
             )
         with tf.init_scope():
             self._create_slots(var_list)
@@ -208,7 +208,9 @@ class _MultiTensorApply:
                     else:
                         values, indices = self._sparse_inputs(grads, variables, norm, clip)
                         attrs["clip"] = False  # clipped before the duplicates are summed
-                        op = getattr(ops, f"monolith_multi_tensor_sparse_apply_{_snake(self._RULE)}")
+                        op = getattr(
+                            ops, f"monolith_multi_tensor_sparse_apply_{_snake(self._RULE)}"
+                        )
                         out = op(handles, *slots, values, indices, *hyper, norm, clip_norm, **attrs)
                     update_ops.append(out if tf.executing_eagerly() else out.op)
                     applied.append(out)

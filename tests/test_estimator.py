@@ -298,7 +298,10 @@ def test_estimator_trains_with_the_multi_tensor_optimizer(tmp_path):
             _optimizer_model_fn(make, op_types), model_dir=str(tmp_path / label)
         )
         est.train(_input_fn, steps=FIRST_STEPS)
-        results[label] = (op_types, {n: est.get_variable_value(n) for n in est.get_variable_names()})
+        results[label] = (
+            op_types,
+            {n: est.get_variable_value(n) for n in est.get_variable_names()},
+        )
     assert "MonolithMultiTensorApplyAdam" in results["ours"][0]
     assert "ResourceApplyAdam" not in results["ours"][0]
     ours, stock = results["ours"][1], results["stock"][1]

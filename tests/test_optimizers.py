@@ -94,7 +94,9 @@ def _train(make_optimizer, reference, dtype, clip, steps=3, shapes=SHAPES, grads
         rng = np.random.RandomState(0)
         variables = [
             tf.compat.v1.get_variable(
-                f"v{i}", initializer=tf.constant(np.asarray(rng.randn(*s)), dtype), use_resource=True
+                f"v{i}",
+                initializer=tf.constant(np.asarray(rng.randn(*s)), dtype),
+                use_resource=True,
             )
             for i, s in enumerate(shapes)
         ]
@@ -164,7 +166,9 @@ def test_sparse_updates_equal_the_stock_optimizer(case, dtype, clip, index_dtype
             rng = np.random.RandomState(0)
             variables = [
                 tf.compat.v1.get_variable(
-                    f"e{i}", initializer=tf.constant(np.asarray(rng.randn(*s)), dtype), use_resource=True
+                    f"e{i}",
+                    initializer=tf.constant(np.asarray(rng.randn(*s)), dtype),
+                    use_resource=True,
                 )
                 for i, s in enumerate(SPARSE_SHAPES)
             ]
@@ -210,10 +214,16 @@ def test_replica_device_setter_places_one_op_per_ps_task():
     with graph.as_default():
         setter = tf.compat.v1.train.replica_device_setter(ps_tasks=3)
         with tf.compat.v1.device(setter):
-            variables = [tf.compat.v1.get_variable(f"v{i}", [4], use_resource=True) for i in range(9)]
+            variables = [
+                tf.compat.v1.get_variable(f"v{i}", [4], use_resource=True) for i in range(9)
+            ]
             grads = [tf.ones_like(v) for v in variables]
-            optimizers.MomentumOptimizer(0.1, 0.9, clip_norm=1.0).apply_gradients(zip(grads, variables))
-        updates = [op for op in graph.get_operations() if op.type == "MonolithMultiTensorApplyMomentum"]
+            optimizers.MomentumOptimizer(0.1, 0.9, clip_norm=1.0).apply_gradients(
+                zip(grads, variables)
+            )
+        updates = [
+            op for op in graph.get_operations() if op.type == "MonolithMultiTensorApplyMomentum"
+        ]
     assert sorted(op.device for op in updates) == [f"/job:ps/task:{i}" for i in range(3)]
     for op in updates:
         handles = op.inputs[: len(op.inputs) // 3]
@@ -284,13 +294,19 @@ def test_checkpoints_restore_both_ways(case, direction, tmp_path):
         graph = tf.Graph()
         with graph.as_default():
             variables = [
-                tf.compat.v1.get_variable("w", initializer=[[1.0, 2.0], [3.0, 4.0]], use_resource=True),
+                tf.compat.v1.get_variable(
+                    "w", initializer=[[1.0, 2.0], [3.0, 4.0]], use_resource=True
+                ),
                 tf.compat.v1.get_variable("b", initializer=[0.5, -0.5], use_resource=True),
             ]
             step = tf.compat.v1.train.get_or_create_global_step()
             loss = tf.reduce_sum(tf.square(variables[0])) + tf.reduce_sum(variables[1] * 3.0)
             # skip_nonfinite adds only a local (unsaved) counter.
-            opt = _make(name, args, kwargs, ours, skip_nonfinite=True)() if ours else _make(name, args, kwargs, ours)()
+            opt = (
+                _make(name, args, kwargs, ours, skip_nonfinite=True)()
+                if ours
+                else _make(name, args, kwargs, ours)()
+            )
             train = opt.minimize(loss, global_step=step)
             saver = tf.compat.v1.train.Saver()
             with tf.compat.v1.Session() as sess:
@@ -330,7 +346,9 @@ def test_run_time_clip_norm_is_checked_by_the_kernel():
     with graph.as_default():
         v = tf.compat.v1.get_variable("v", initializer=[1.0], use_resource=True)
         clip = tf.compat.v1.placeholder(tf.float32, [])
-        train = optimizers.GradientDescentOptimizer(0.1, clip_norm=clip).apply_gradients([(tf.ones([1]), v)])
+        train = optimizers.GradientDescentOptimizer(0.1, clip_norm=clip).apply_gradients(
+            [(tf.ones([1]), v)]
+        )
         with tf.compat.v1.Session() as sess:
             sess.run(v.initializer)
             with pytest.raises(tf.errors.InvalidArgumentError, match="clip_norm"):
@@ -353,7 +371,9 @@ def _zero():
 
 def test_op_refuses_a_gradient_of_another_shape():
     v = _vars([1.0, 2.0], [3.0])
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"grad\[1\] has shape \[2\]; var\[1\] has shape \[1\]"):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match=r"grad\[1\] has shape \[2\]; var\[1\] has shape \[1\]"
+    ):
         ops.monolith_multi_tensor_apply_gradient_descent(
             [x.handle for x in v], [tf.ones([2]), tf.ones([2])], 0.1, _zero(), _zero()
         )
@@ -363,22 +383,34 @@ def test_op_refuses_a_gradient_of_another_shape():
 def test_op_refuses_a_variable_of_another_dtype_and_a_repeated_variable():
     (v,) = _vars([1.0])
     (w,) = _vars([1.0], dtype=tf.float64)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"var\[0\] is a double variable; T is float"):
-        ops.monolith_multi_tensor_apply_gradient_descent([w.handle], [tf.ones([1])], 0.1, _zero(), _zero())
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"var\[1\] is the same variable as var\[0\]"):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match=r"var\[0\] is a double variable; T is float"
+    ):
+        ops.monolith_multi_tensor_apply_gradient_descent(
+            [w.handle], [tf.ones([1])], 0.1, _zero(), _zero()
+        )
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match=r"var\[1\] is the same variable as var\[0\]"
+    ):
         ops.monolith_multi_tensor_apply_gradient_descent(
             [v.handle, v.handle], [tf.ones([1])] * 2, 0.1, _zero(), _zero()
         )
     (m,) = _vars([0.0])
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"accum\[0\] is the same variable as var\[0\]"):
-        ops.monolith_multi_tensor_apply_adagrad([v.handle], [v.handle], [tf.ones([1])], 0.1, _zero(), _zero())
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match=r"accum\[0\] is the same variable as var\[0\]"
+    ):
+        ops.monolith_multi_tensor_apply_adagrad(
+            [v.handle], [v.handle], [tf.ones([1])], 0.1, _zero(), _zero()
+        )
     np.testing.assert_array_equal(m.numpy(), [0.0])
 
 
 def test_op_refuses_an_index_out_of_range_and_bad_values():
     v, accum = _vars([[1.0], [2.0]], [[0.1], [0.1]])
     args = ([v.handle], [accum.handle])
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"indices\[0\]\[1\] = 2 is not in \[0, 2\)"):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match=r"indices\[0\]\[1\] = 2 is not in \[0, 2\)"
+    ):
         ops.monolith_multi_tensor_sparse_apply_adagrad(
             *args, [tf.ones([2, 1])], [tf.constant([0, 2])], 0.1, _zero(), _zero()
         )
@@ -393,9 +425,13 @@ def test_op_refuses_an_index_out_of_range_and_bad_values():
 def test_op_refuses_non_scalar_hyperparameters_and_a_bad_clip_norm():
     (v,) = _vars([1.0])
     with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="lr|rank"):
-        ops.monolith_multi_tensor_apply_gradient_descent([v.handle], [tf.ones([1])], [0.1, 0.2], _zero(), _zero())
+        ops.monolith_multi_tensor_apply_gradient_descent(
+            [v.handle], [tf.ones([1])], [0.1, 0.2], _zero(), _zero()
+        )
     for bad in (0.0, -1.0, np.inf, np.nan):
-        with pytest.raises(tf.errors.InvalidArgumentError, match="clip_norm must be positive and finite"):
+        with pytest.raises(
+            tf.errors.InvalidArgumentError, match="clip_norm must be positive and finite"
+        ):
             ops.monolith_multi_tensor_apply_gradient_descent(
                 [v.handle], [tf.ones([1])], 0.1, tf.constant(1.0), tf.constant(bad), clip=True
             )
@@ -410,7 +446,9 @@ def test_op_refuses_an_uninitialized_variable():
     graph = tf.Graph()
     with graph.as_default():
         v = tf.compat.v1.get_variable("v", [1], use_resource=True)
-        train = ops.monolith_multi_tensor_apply_gradient_descent([v.handle], [tf.ones([1])], 0.1, 0.0, 0.0)
+        train = ops.monolith_multi_tensor_apply_gradient_descent(
+            [v.handle], [tf.ones([1])], 0.1, 0.0, 0.0
+        )
         with tf.compat.v1.Session() as sess:
             with pytest.raises(tf.errors.FailedPreconditionError, match=r"var\[0\]"):
                 sess.run(train)
@@ -445,7 +483,9 @@ def test_results_do_not_depend_on_the_thread_count():
                 for i, s in enumerate(shapes)
             ]
             grads = [tf.sin(tf.reshape(tf.range(np.prod(s), dtype=tf.float32), s)) for s in shapes]
-            train = optimizers.AdamOptimizer(0.01, clip_norm=1.0).apply_gradients(zip(grads, variables))
+            train = optimizers.AdamOptimizer(0.01, clip_norm=1.0).apply_gradients(
+                zip(grads, variables)
+            )
             config = tf.compat.v1.ConfigProto(
                 intra_op_parallelism_threads=threads, inter_op_parallelism_threads=threads
             )
@@ -491,7 +531,10 @@ def test_monitored_training_session_over_two_ps_tasks():
 
     ports = free_ports(3)
     cluster = tf.train.ClusterSpec(
-        {"ps": [f"127.0.0.1:{ports[0]}", f"127.0.0.1:{ports[1]}"], "worker": [f"127.0.0.1:{ports[2]}"]}
+        {
+            "ps": [f"127.0.0.1:{ports[0]}", f"127.0.0.1:{ports[1]}"],
+            "worker": [f"127.0.0.1:{ports[2]}"],
+        }
     )
     servers = [
         tf.distribute.Server(cluster, job_name=job, task_index=i, start=True)
@@ -504,7 +547,9 @@ def test_monitored_training_session_over_two_ps_tasks():
             with tf.compat.v1.device(tf.compat.v1.train.replica_device_setter(cluster=cluster)):
                 variables = [
                     tf.compat.v1.get_variable(
-                        f"v{i}", initializer=tf.constant(np.arange(4, dtype=np.float32) + i), use_resource=True
+                        f"v{i}",
+                        initializer=tf.constant(np.arange(4, dtype=np.float32) + i),
+                        use_resource=True,
                     )
                     for i in range(5)
                 ]
@@ -517,8 +562,14 @@ def test_monitored_training_session_over_two_ps_tasks():
                     grads, var_list = zip(*opt.compute_gradients(loss))
                     clipped, _ = clip_ops.clip_by_global_norm(list(grads), 1.0)
                     train = opt.apply_gradients(zip(clipped, var_list), step)
-            devices = sorted(op.device for op in graph.get_operations() if op.type == "MonolithMultiTensorApplyAdam")
-            with tf.compat.v1.train.MonitoredTrainingSession(master=servers[2].target, is_chief=True) as sess:
+            devices = sorted(
+                op.device
+                for op in graph.get_operations()
+                if op.type == "MonolithMultiTensorApplyAdam"
+            )
+            with tf.compat.v1.train.MonitoredTrainingSession(
+                master=servers[2].target, is_chief=True
+            ) as sess:
                 for _ in range(3):
                     sess.run(train)
                 return sess.run(variables + [step]), devices

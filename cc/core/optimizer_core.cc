@@ -87,8 +87,8 @@ struct Rules {
     const T v1 = *v + (g * g - *v) * one_minus_beta2;
     *m = m1;
     *v = v1;
-    const T step = p.nesterov ? (g * one_minus_beta1 + p.beta1 * m1) * alpha
-                              : m1 * alpha;
+    const T step =
+        p.nesterov ? (g * one_minus_beta1 + p.beta1 * m1) * alpha : m1 * alpha;
     *var = *var - step / (sqrt(v1) + p.epsilon);
   }
 };
@@ -199,14 +199,14 @@ void ApplyDense(UpdateRule rule, const UpdateParams<T>& params,
                 const GradientClip<T>& clip, const DenseUpdateList<T>& list,
                 const ParallelFor& parallel_for) {
   const Rules<T> rules(params);
-  ParallelOverElements(
-      Offsets(list.sizes, list.count), parallel_for,
-      [&](int64_t t, int64_t start, int64_t len) {
-        ApplyRun<T, Form::kDense>(rule, rules, clip, list.vars[t] + start,
-                                  SlotAt(list.slots[0], t, start),
-                                  SlotAt(list.slots[1], t, start),
-                                  list.grads[t] + start, len);
-      });
+  ParallelOverElements(Offsets(list.sizes, list.count), parallel_for,
+                       [&](int64_t t, int64_t start, int64_t len) {
+                         ApplyRun<T, Form::kDense>(
+                             rule, rules, clip, list.vars[t] + start,
+                             SlotAt(list.slots[0], t, start),
+                             SlotAt(list.slots[1], t, start),
+                             list.grads[t] + start, len);
+                       });
 }
 
 template <typename T>
@@ -225,17 +225,17 @@ void ApplySparse(UpdateRule rule, const UpdateParams<T>& params,
       const int64_t row = list.row_sizes[i];
       for (int64_t r = 0; r < list.rows[i]; ++r) {
         const int64_t at = list.indices[i][r] * row;
-        ApplyRun<T, Form::kSparse>(rule, rules, clip, list.vars[i] + at,
-                                   SlotAt(list.slots[0], i, at),
-                                   SlotAt(list.slots[1], i, at),
-                                   list.values[i] + r * row, row);
+        ApplyRun<T, Form::kSparse>(
+            rule, rules, clip, list.vars[i] + at, SlotAt(list.slots[0], i, at),
+            SlotAt(list.slots[1], i, at), list.values[i] + r * row, row);
       }
     }
   };
   int64_t elements = 0;
   for (int64_t i = 0; i < list.count; ++i) {
-    elements += rule == UpdateRule::kAdam ? list.first_dims[i] * list.row_sizes[i]
-                                          : list.rows[i] * list.row_sizes[i];
+    elements += rule == UpdateRule::kAdam
+                    ? list.first_dims[i] * list.row_sizes[i]
+                    : list.rows[i] * list.row_sizes[i];
   }
   const int64_t per_tensor = elements / std::max<int64_t>(1, list.count) + 1;
   if (elements <= kSerialElements) {
@@ -245,14 +245,13 @@ void ApplySparse(UpdateRule rule, const UpdateParams<T>& params,
   }
 }
 
-#define MONOLITH_OPS_INSTANTIATE(T, tf_name, gpu_dtype, S, ...)              \
-  template void ApplyDense<T>(UpdateRule, const UpdateParams<T>&,            \
-                              const GradientClip<T>&,                        \
+#define MONOLITH_OPS_INSTANTIATE(T, tf_name, gpu_dtype, S, ...)               \
+  template void ApplyDense<T>(UpdateRule, const UpdateParams<T>&,             \
+                              const GradientClip<T>&,                         \
                               const DenseUpdateList<T>&, const ParallelFor&); \
-  template void ApplySparse<T>(UpdateRule, const UpdateParams<T>&,           \
-                               const GradientClip<T>&,                       \
-                               const SparseUpdateList<T>&,                   \
-                               const ParallelFor&);
+  template void ApplySparse<T>(                                               \
+      UpdateRule, const UpdateParams<T>&, const GradientClip<T>&,             \
+      const SparseUpdateList<T>&, const ParallelFor&);
 MONOLITH_OPS_FOR_EACH_DTYPE(MONOLITH_OPS_INSTANTIATE)
 #undef MONOLITH_OPS_INSTANTIATE
 

@@ -39,8 +39,7 @@ constexpr int SlotCount(UpdateRule rule) {
 // and beta2_power (kAdam); nesterov (kMomentum, kAdam).
 template <typename T>
 struct UpdateParams {
-  T lr{}, momentum{}, beta1{}, beta2{}, epsilon{}, beta1_power{},
-      beta2_power{};
+  T lr{}, momentum{}, beta1{}, beta2{}, epsilon{}, beta1_power{}, beta2_power{};
   bool nesterov = false;
 };
 

@@ -18,10 +18,10 @@
 #include "cc/tf/clip_adapter.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/resource_mgr.h"
+#include "tensorflow/core/framework/resource_var.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "tensorflow/core/framework/types.h"
-#include "tensorflow/core/framework/resource_var.h"
 #include "tensorflow/core/lib/core/threadpool.h"
 
 namespace monolith_ops {
@@ -65,9 +65,9 @@ RuleInputs InputsOf(UpdateRule rule) {
     case UpdateRule::kAdagrad:
       return {{"accum"}, {"lr"}};
     case UpdateRule::kAdam:
-      return {{"m", "v"},
-              {"beta1_power", "beta2_power", "lr", "beta1", "beta2",
-               "epsilon"}};
+      return {
+          {"m", "v"},
+          {"beta1_power", "beta2_power", "lr", "beta1", "beta2", "epsilon"}};
   }
   return {};
 }
@@ -192,9 +192,9 @@ class LockedVariables {
 // The caller holds var's mutex.
 Status PrepareToWrite(OpKernelContext* ctx, Var* var, bool sparse) {
   Tensor* tensor = var->tensor();
-  const bool copy = sparse ? !tensor->RefCountIsOne()
-                           : var->copy_on_read_mode.load() ||
-                                 !tensor->RefCountIsOne();
+  const bool copy =
+      sparse ? !tensor->RefCountIsOne()
+             : var->copy_on_read_mode.load() || !tensor->RefCountIsOne();
   if (copy) {
     ::tensorflow::AllocatorAttributes attr;
     attr.set_gpu_compatible(true);
@@ -238,22 +238,22 @@ class MultiTensorApplyOp : public OpKernel {
     params.nesterov = nesterov_;
     GradientClip<T> clip;
     bool skip = false;
-    const ::tensorflow::DataType norm_dtype = ctx->input_dtype(
-        ctx->num_inputs() - 2);
+    const ::tensorflow::DataType norm_dtype =
+        ctx->input_dtype(ctx->num_inputs() - 2);
     if (norm_dtype == ::tensorflow::DT_DOUBLE) {
       OP_REQUIRES_OK(ctx, (DecideIn<T, double>(ctx, clip_, skip_nonfinite_,
                                                &clip, &skip)));
     } else {
-      OP_REQUIRES_OK(ctx, (DecideIn<T, float>(ctx, clip_, skip_nonfinite_,
-                                              &clip, &skip)));
+      OP_REQUIRES_OK(
+          ctx, (DecideIn<T, float>(ctx, clip_, skip_nonfinite_, &clip, &skip)));
     }
 
     std::vector<std::string> list_names = {"var"};
     for (const char* s : inputs.slots) list_names.push_back(s);
     LockedVariables locked;
-    OP_REQUIRES_OK(ctx, locked.Lookup(ctx, n * (1 + slot_count), n,
-                                      ::tensorflow::DataTypeToEnum<T>::v(),
-                                      list_names));
+    OP_REQUIRES_OK(
+        ctx, locked.Lookup(ctx, n * (1 + slot_count), n,
+                           ::tensorflow::DataTypeToEnum<T>::v(), list_names));
 
     // Checks every tensor before any is written.
     std::vector<int64_t> sizes(n), rows(n), row_sizes(n), first_dims(n);
@@ -266,24 +266,24 @@ class MultiTensorApplyOp : public OpKernel {
                     errors::FailedPrecondition(
                         "Attempting to use uninitialized variables: ",
                         list_names[k], "[", i, "]"));
-        OP_REQUIRES(ctx, t.shape() == var.shape(),
-                    errors::InvalidArgument(
-                        list_names[k], "[", i, "] has shape ",
-                        t.shape().DebugString(), "; var[", i, "] has shape ",
-                        var.shape().DebugString()));
+        OP_REQUIRES(
+            ctx, t.shape() == var.shape(),
+            errors::InvalidArgument(list_names[k], "[", i, "] has shape ",
+                                    t.shape().DebugString(), "; var[", i,
+                                    "] has shape ", var.shape().DebugString()));
       }
       if (!kSparse) {
-        OP_REQUIRES(ctx, grads[i].shape() == var.shape(),
-                    errors::InvalidArgument(
-                        "grad[", i, "] has shape ",
-                        grads[i].shape().DebugString(), "; var[", i,
-                        "] has shape ", var.shape().DebugString()));
+        OP_REQUIRES(
+            ctx, grads[i].shape() == var.shape(),
+            errors::InvalidArgument("grad[", i, "] has shape ",
+                                    grads[i].shape().DebugString(), "; var[", i,
+                                    "] has shape ", var.shape().DebugString()));
         sizes[i] = var.NumElements();
         continue;
       }
-      OP_REQUIRES_OK(ctx, CheckSparse(var, grads[i], indices[i], i,
-                                      &index_values[i], &rows[i],
-                                      &row_sizes[i], &first_dims[i]));
+      OP_REQUIRES_OK(ctx,
+                     CheckSparse(var, grads[i], indices[i], i, &index_values[i],
+                                 &rows[i], &row_sizes[i], &first_dims[i]));
     }
 
     Tensor* applied = nullptr;
@@ -350,10 +350,10 @@ class MultiTensorApplyOp : public OpKernel {
     TensorShape want = var.shape();
     want.set_dim(0, indices.dim_size(0));
     if (values.shape() != want) {
-      return errors::InvalidArgument(
-          "values[", i, "] has shape ", values.shape().DebugString(),
-          "; with indices[", i, "] and var[", i, "] it must be ",
-          want.DebugString());
+      return errors::InvalidArgument("values[", i, "] has shape ",
+                                     values.shape().DebugString(),
+                                     "; with indices[", i, "] and var[", i,
+                                     "] it must be ", want.DebugString());
     }
     *rows = indices.dim_size(0);
     *first_dim = var.dim_size(0);
@@ -377,14 +377,14 @@ class MultiTensorApplyOp : public OpKernel {
   bool nesterov_ = false;
 };
 
-#define MONOLITH_OPS_REGISTER_RULE(T, Rule)                                \
-  REGISTER_KERNEL_BUILDER(Name("MonolithMultiTensorApply" #Rule)           \
-                              .Device(DEVICE_CPU)                          \
-                              .TypeConstraint<T>("T"),                     \
+#define MONOLITH_OPS_REGISTER_RULE(T, Rule)                                   \
+  REGISTER_KERNEL_BUILDER(Name("MonolithMultiTensorApply" #Rule)              \
+                              .Device(DEVICE_CPU)                             \
+                              .TypeConstraint<T>("T"),                        \
                           MultiTensorApplyOp<T, UpdateRule::k##Rule, false>); \
-  REGISTER_KERNEL_BUILDER(Name("MonolithMultiTensorSparseApply" #Rule)     \
-                              .Device(DEVICE_CPU)                          \
-                              .TypeConstraint<T>("T"),                     \
+  REGISTER_KERNEL_BUILDER(Name("MonolithMultiTensorSparseApply" #Rule)        \
+                              .Device(DEVICE_CPU)                             \
+                              .TypeConstraint<T>("T"),                        \
                           MultiTensorApplyOp<T, UpdateRule::k##Rule, true>);
 #define MONOLITH_OPS_REGISTER_CPU(T, tf_name, gpu_dtype, ComputeT, ...) \
   MONOLITH_OPS_REGISTER_RULE(T, GradientDescent)                        \

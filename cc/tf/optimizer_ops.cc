@@ -25,8 +25,7 @@ using ::tensorflow::shape_inference::ShapeHandle;
 
 namespace {
 
-#define MONOLITH_OPS_TF_NAME(T, tf_name, gpu_dtype, ComputeT, ...) \
-  ", " tf_name
+#define MONOLITH_OPS_TF_NAME(T, tf_name, gpu_dtype, ComputeT, ...) ", " tf_name
 // "T: {float, double, half, bfloat16}" from the dtype table.
 const std::string kTypeAttr =
     std::string("T: {") +
@@ -56,16 +55,16 @@ Status ScalarInputs(InferenceContext* c) {
 
 // What every op ends with, after its hyperparameters (kScalars counts them
 // with global_norm and clip_norm).
-#define MONOLITH_OPS_CLIP_AND_ATTRS(kScalars)     \
-  Input("global_norm: Tnorm")                     \
-      .Input("clip_norm: Tnorm")                  \
-      .Output("applied: bool")                    \
-      .Attr("N: int >= 0")                        \
-      .Attr(kTypeAttr)                            \
-      .Attr(kNormTypeAttr)                        \
-      .Attr("clip: bool = false")                 \
-      .Attr("skip_nonfinite: bool = false")       \
-      .Attr("use_locking: bool = false")          \
+#define MONOLITH_OPS_CLIP_AND_ATTRS(kScalars) \
+  Input("global_norm: Tnorm")                 \
+      .Input("clip_norm: Tnorm")              \
+      .Output("applied: bool")                \
+      .Attr("N: int >= 0")                    \
+      .Attr(kTypeAttr)                        \
+      .Attr(kNormTypeAttr)                    \
+      .Attr("clip: bool = false")             \
+      .Attr("skip_nonfinite: bool = false")   \
+      .Attr("use_locking: bool = false")      \
       .SetShapeFn(ScalarInputs<kScalars>)
 
 REGISTER_OP("MonolithMultiTensorApplyGradientDescent")

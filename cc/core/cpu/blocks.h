@@ -7,8 +7,9 @@
 // reductions, scaling, filling) runs on these; an operation supplies only
 // what it does with a piece.
 //
-// Private to the CPU core (cc/core/clip_core.cc and the headers of
-// cc/core/cpu/): an unnamed namespace, as in a source file.
+// Private to the CPU core (cc/core/clip_core.cc, cc/core/optimizer_core.cc
+// and the headers of cc/core/cpu/): an unnamed namespace, as in a source
+// file.
 #ifndef MONOLITH_OPS_CC_CORE_CPU_BLOCKS_H_
 #define MONOLITH_OPS_CC_CORE_CPU_BLOCKS_H_
 

@@ -28,12 +28,32 @@ CORE = os.path.join(ROOT, "cc", "core")
 EMULATION = os.path.join(ROOT, "tests", "gpu", "emulation")
 SANITIZERS = ["-fsanitize=address,alignment", "-fno-sanitize-recover=all"]
 
-# kernel<<<grid, threads, 0, stream>>>(args) -> EmulatedLaunch(kernel, grid, threads, args)
+# kernel<<<grid, threads, 0, stream>>>(args)
+#   -> EmulatedLaunch("kernel", kernel, grid, threads, args)
 LAUNCH = re.compile(r"(\w+(?:<[^<>;]*>)?)<<<\s*([^,]+?),\s*([^,]+?),\s*0,\s*stream>>>\(")
 # __shared__ T name[N]; -> static emulation::Shared<T, N> name{"name"}; (shadow bookkeeping)
 SHARED = re.compile(r"__shared__\s+(\w+)\s+(\w+)\[([^\]]+)\];")
 # A shared array handed to a function keeps its bookkeeping.
 SHARED_PARAMETER = re.compile(r"\bdouble\* scratch\b")
+# A kernel's parameters: each pointer `T* name` -> emulation::Global<T> name
+# (every element read or assigned through it is checked for races).
+KERNEL = re.compile(r"(__global__ void __launch_bounds__\(\w+\)\s+\w+\()([^)]*)\)")
+POINTER_PARAMETER = re.compile(r"((?:const )?\w+)\* (\w+)")
+# The element loads and stores of the chunk walk, checked for races too.
+SLOT_ACCESSES = [
+    (
+        "  __device__ void Read(Storage (&v)[V]) const {\n",
+        "    ::emulation::GlobalRead(in, valid);\n",
+    ),
+    (
+        "  __device__ void Write(const Storage (&v)[V]) const {\n",
+        "    ::emulation::GlobalWrite(out, valid);\n",
+    ),
+]
+
+
+def _checked_parameters(match):
+    return match.group(1) + POINTER_PARAMETER.sub(r"::emulation::Global<\1> \2", match.group(2)) + ")"
 
 
 def _copy_core(dest, patch=()):
@@ -46,15 +66,24 @@ def _copy_core(dest, patch=()):
         text = path.read_text()
         assert text.count(old) == 1, f"{name}: the seeded bug's text {old!r} is not there once"
         path.write_text(text.replace(old, new))
-    shared = 0
+    shared = kernels = 0
     for path in [core / "clip_core_gpu.cu", *sorted((core / "gpu").glob("*.cuh"))]:
         text, n = SHARED.subn(r'static ::emulation::Shared<\1, (\3)> \2{"\2"};', path.read_text())
         text = SHARED_PARAMETER.sub("::emulation::SharedPtr<double> scratch", text)
+        text, k = KERNEL.subn(_checked_parameters, text)
         shared += n
+        kernels += k
         path.write_text(text)
     assert shared >= 3, "the __shared__ arrays of the kernels were not found"
+    assert kernels >= 7, "the kernels' parameters were not found"
+    chunk_walk = core / "gpu" / "multi_tensor.cuh"
+    text = chunk_walk.read_text()
+    for header, check in SLOT_ACCESSES:
+        assert text.count(header) == 1, f"multi_tensor.cuh: {header!r} is not there once"
+        text = text.replace(header, header + check)
+    chunk_walk.write_text(text)
     source, launches = LAUNCH.subn(
-        r"EmulatedLaunch(\1, \2, \3, ", (core / "clip_core_gpu.cu").read_text()
+        r'EmulatedLaunch("\1", \1, \2, \3, ', (core / "clip_core_gpu.cu").read_text()
     )
     assert launches >= 3, "the kernel launches of clip_core_gpu.cu were not found"
     (dest / "clip_core_gpu_emulated.inc").write_text(source)

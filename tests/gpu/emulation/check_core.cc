@@ -190,6 +190,11 @@ struct Table {
            (long long)table.num_chunks);
     partials.assign(table.num_chunks + 1, -1.0);
   }
+  // The host table must outlive its copy, which the emulated stream runs
+  // at the next launch or synchronization.
+  ~Table() { cudaStreamSynchronize(nullptr); }
+  Table(const Table&) = delete;
+  Table& operator=(const Table&) = delete;
 };
 
 template <typename Tn, typename S>
@@ -676,6 +681,46 @@ void CheckV2Edges() {
          "unscaled clip with a half norm");
 }
 
+// Grids like a real GPU's: hundreds of blocks (a device of 264
+// multiprocessors), resident_blocks of them at once and interleaved, on a
+// list of a few hundred chunks: the sum, the fused clip and the per-tensor
+// reductions as on a grid of 3, bitwise.
+void CheckLargeGrid(std::mt19937_64& rng) {
+  std::vector<int64_t> sizes = {1 << 20, 3, 0, 700001, 17, 5, 400000};
+  std::uniform_int_distribution<int> small(0, 40);
+  for (int i = 0; i < 2500; ++i) sizes.push_back(i % 13 == 0 ? 0 : small(rng));
+  List<float> list(DType::kFloat, sizes, true);
+  list.Fill(rng, 1.0);
+  const int64_t chunks =
+      NumChunks(DType::kFloat, list.sizes.data(), list.sizes.size());
+  EXPECT(chunks >= 264, "the large grid's list has only %lld chunks",
+         (long long)chunks);
+  const double ref = static_cast<double>(list.ReferenceSum());
+  const double small_grid = Sum<double>(list, DType::kDouble, 3);
+  const double large_grid = Sum<double>(list, DType::kDouble, 264);
+  EXPECT(std::fabs(large_grid - ref) <= 1e-12 * ref,
+         "large grid: sum %.17g, reference %.17g", large_grid, ref);
+  EXPECT(std::memcmp(&small_grid, &large_grid, 8) == 0,
+         "large grid: sum %.17g, on 3 blocks %.17g", large_grid, small_grid);
+  const float norm = static_cast<float>(std::sqrt(ref));
+  CheckClip<float, float>(list, DType::kFloat, 0.0f, norm * 0.5f, true, true,
+                          "large grid, fused in place");
+  CheckClip<float, float>(list, DType::kFloat, norm, norm * 0.5f, false,
+                          false, "large grid, clip");
+  for (NormType type : {NormType::kL2, NormType::kInf}) {
+    std::vector<double> a(sizes.size()), b(sizes.size());
+    EXPECT(ReduceTable(list, nullptr, type, &a, 3) == 0, "reduce");
+    EXPECT(ReduceTable(list, nullptr, type, &b, 264) == 0, "reduce");
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      ExpectReduction(list, i, type, b[i], "large grid");
+    }
+    EXPECT(std::memcmp(a.data(), b.data(), 8 * a.size()) == 0,
+           "large grid, %s: reductions differ from a grid of 3",
+           TypeName(type));
+  }
+  std::printf("large grids: checked\n");
+}
+
 }  // namespace
 
 int main() {
@@ -702,6 +747,7 @@ int main() {
   CheckNormsV2<unsigned short>(DType::kBFloat16, "bfloat16", rng);
   CheckMixedPositions(rng);
   CheckV2Edges();
+  CheckLargeGrid(rng);
   std::printf("schedule %s, results digest %016llx\n",
               emulation::TheSchedule().name.c_str(),
               static_cast<unsigned long long>(digest));

@@ -176,7 +176,9 @@ _BLOCK_SUM_BARRIER = (
     "      v += __shfl_down_sync"
 )
 _TILE_READ = "    __syncthreads();\n    if (threadIdx.x == 0) {\n      const int n ="
+_COPY_TABLE = "  return cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, stream);\n"
 RACE = "data race in shared memory"
+GLOBAL_RACE = "data race in global memory"
 SEEDED_BUGS = {
     "sum-of-squares: no barrier before the next chunk reuses scratch": (
         RACE,
@@ -247,6 +249,28 @@ SEEDED_BUGS = {
                 "gpu/multi_tensor.cuh",
                 "static_cast<int64_t>(V), c.size - local));",
                 "static_cast<int64_t>(V), c.end - p));",
+            )
+        ],
+    ),
+    "per-tensor chunks: blocks' chunk runs overlap (inter-block race on the partials)": (
+        GLOBAL_RACE,
+        [
+            (
+                "gpu/per_tensor_kernels.cuh",
+                "min(first_chunk + chunks_per_block, table.num_chunks);",
+                "min(first_chunk + chunks_per_block + 1, table.num_chunks);",
+            )
+        ],
+    ),
+    "table copy: the host table is freed before its copy runs": (
+        "heap-use-after-free",
+        [
+            (
+                "clip_core_gpu.cu",
+                _COPY_TABLE,
+                "  const char* h = static_cast<const char*>(host);\n"
+                "  const std::vector<char> staging(h, h + bytes);\n"
+                + _COPY_TABLE.replace("host, bytes", "staging.data(), bytes"),
             )
         ],
     ),

@@ -685,19 +685,21 @@ struct Shared {
 // for the lanes of one warp.
 struct GlobalShadow {
   const void* address = nullptr;
-  uint64_t launch = 0;  // 0: empty
-  int32_t writer_block = -1, writer = -1;
-  uint64_t write_epoch = 0, write_warp_epoch = 0;
+  uint32_t launch = 0;  // 0: empty
+  int32_t writer_block = -1;
   int32_t reader_block = -1;  // -2: readers in several blocks
-  int32_t reader = -1;        // -2: several threads of reader_block
-  int32_t reader_warp = -1;   // -1: readers in several warps
-  uint64_t read_epoch = 0, read_warp_epoch = 0;
+  int16_t writer = -1;
+  int16_t reader = -1;       // -2: several threads of reader_block
+  int16_t reader_warp = -1;  // -1: readers in several warps
+  uint32_t write_epoch = 0, write_warp_epoch = 0;
+  uint32_t read_epoch = 0, read_warp_epoch = 0;
 };
 
-// A direct-mapped table of shadows keyed by address: a location whose entry
-// another one took is checked afresh (a race may be missed, never invented).
-constexpr size_t kGlobalShadowBits = 20;
-
+// A direct-mapped table of shadows indexed by address (2-byte steps, the
+// smallest element, so that neighbours share no entry and a sweep over a
+// tensor sweeps the table): a location whose entry another one took is
+// checked afresh (a race may be missed, never invented).
+constexpr size_t kGlobalShadowBits = 21;
 inline GlobalShadow* GlobalShadows() {
   static GlobalShadow* table = [] {
     void* p = mmap(nullptr, sizeof(GlobalShadow) << kGlobalShadowBits,
@@ -746,12 +748,13 @@ __attribute__((no_sanitize("address", "undefined"))) inline GlobalShadow&
 GlobalEntry(const void* address) {
   const Scheduler& s = TheScheduler();
   const uint64_t key = reinterpret_cast<uintptr_t>(address);
-  GlobalShadow& e = GlobalShadows()[(key * 0x9e3779b97f4a7c15ull) >>
-                                    (64 - kGlobalShadowBits)];
-  if (e.address != address || e.launch != s.launch) {
+  GlobalShadow& e =
+      GlobalShadows()[(key >> 1) & ((size_t{1} << kGlobalShadowBits) - 1)];
+  const uint32_t launch = static_cast<uint32_t>(s.launch);
+  if (e.address != address || e.launch != launch) {
     e = GlobalShadow();
     e.address = address;
-    e.launch = s.launch;
+    e.launch = launch;
   }
   return e;
 }
@@ -800,7 +803,8 @@ GlobalAccess(const void* address, bool write) {
   } else if (e.reader != t) {
     e.reader = -2;
     if (e.reader_warp != warp) e.reader_warp = -1;
-    e.read_warp_epoch = std::max(e.read_warp_epoch, b.warp_epoch[warp]);
+    e.read_warp_epoch = static_cast<uint32_t>(
+        std::max<uint64_t>(e.read_warp_epoch, b.warp_epoch[warp]));
   }
 }
 

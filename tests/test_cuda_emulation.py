@@ -3,12 +3,16 @@
 """The CUDA core's kernels under the CPU emulation of tests/gpu/emulation.
 
 * Every check of check_core.cc passes under several schedules of the
-  emulated threads (thread index order, reverse, seeded random orders, the
-  blocks in random order), with bitwise the same results, and with no
-  finding of the emulation's own checks: races in shared memory, warp
+  emulated threads (thread index order, reverse, seeded random orders) and
+  of the blocks (interleaved, up to eight resident at once, grids of up to
+  hundreds of blocks), with bitwise the same results, and with no finding of
+  the emulation's own checks: races in shared memory and in global memory
+  (between the threads of a block, and between blocks of one launch), warp
   shuffles against their masks, barriers that part of a block misses or
-  reaches in divergent code, and (through the sanitizers it is built with)
-  reads past a tensor's end and misaligned vector accesses.
+  reaches in divergent code, and (through the sanitizers it is built with,
+  and copies that run when the emulated stream reaches them) reads past a
+  tensor's end, misaligned vector accesses and host tables freed before
+  their copy runs.
 * The emulation catches each bug of SEEDED_BUGS: each is a small patch to a
   copy of the kernel sources, never to the files themselves.
 

@@ -10,30 +10,50 @@
 // barriers the waiting threads run in the order of the schedule, chosen when
 // the program starts by the environment variable EMULATION_SCHEDULE:
 // "forward" (thread index order, the default), "reverse", or "random:SEED"
-// (a fresh random order of the threads after every barrier, and the blocks
-// of a grid in random order). Blocks run one after another.
+// (a fresh random order of the threads after every barrier). The blocks of
+// a grid are interleaved: up to `resident_blocks` of them are resident at
+// once, each in a slot with its own __shared__ arrays, and the scheduler
+// steps one resident block at a time to its next barrier (in turn for
+// forward and reverse, a random one for random:SEED); the blocks start in
+// the schedule's order (index order, reverse, random).
 //
 // What is reported (on stderr, starting "EMULATION FINDING:", then abort):
 //   - a data race in shared memory: between two barriers, an element of a
 //     __shared__ array written by one thread and read or written by another
 //     (a warp shuffle orders the lanes of its warp when its mask names all
 //     32); an index past a __shared__ array's end;
+//   - a data race in global memory: in one kernel launch, a location written
+//     by one thread and read or written by a thread of another block (blocks
+//     of a launch are unordered: the kernels use no atomics or fences, and
+//     the emulation offers none), or by a thread of the same block with no
+//     barrier (or full-warp shuffle) between them. Launches are ordered (one
+//     stream). What is checked: every element read or assigned through a
+//     kernel's pointer parameters and every element the chunk walk loads or
+//     stores (the test rewrites both, below); not the table, which the
+//     kernels only read;
 //   - a warp shuffle whose mask does not name the calling lane, that reads a
 //     lane its mask does not name, or whose named lanes do not all take
 //     part;
 //   - a __syncthreads() that not every thread of the block reaches, or that
 //     releases threads waiting at different lines (a barrier in divergent
 //     code).
+// cudaMemcpyAsync is deferred: the copy runs when the stream reaches it, at
+// the next kernel launch or cudaStreamSynchronize(), so a host buffer freed
+// before then is reported by AddressSanitizer (heap-use-after-free), and one
+// changed before then is copied changed.
 // The build under test adds AddressSanitizer (each tensor of the checks in a
 // buffer of its own exact size, so a read past a tensor's end is caught) and
 // UndefinedBehaviorSanitizer's alignment check (a misaligned 16-byte vector
-// load or store). Global memory is not checked for races, and nothing here
-// models the memory model, timing or performance: tests/gpu/check_gpu.py on
-// a GPU does the rest.
+// load or store). Nothing here models the memory model (fences, caches,
+// reordering), timing or performance: tests/gpu/check_gpu.py on a GPU does
+// the rest.
 //
 // For the shadow bookkeeping, the test rewrites each `__shared__ T name[N];`
-// of the kernels into `static emulation::Shared<T, N> name{"name"};` and a
-// `double* scratch` parameter into `emulation::SharedPtr<double> scratch`.
+// of the kernels into `static emulation::Shared<T, N> name{"name"};`, a
+// `double* scratch` parameter into `emulation::SharedPtr<double> scratch`,
+// each pointer parameter `T* name` of a kernel into
+// `emulation::Global<T> name`, and adds emulation::GlobalRead() and
+// GlobalWrite() calls to the chunk walk's Slot::Read() and Slot::Write().
 #ifndef MONOLITH_OPS_TESTS_GPU_EMULATION_CUDA_RUNTIME_H_
 #define MONOLITH_OPS_TESTS_GPU_EMULATION_CUDA_RUNTIME_H_
 

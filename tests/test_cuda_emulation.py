@@ -179,7 +179,7 @@ _BLOCK_SUM_BARRIER = (
     "    for (int offset = 16; offset > 0; offset /= 2) {\n"
     "      v += __shfl_down_sync"
 )
-_TILE_READ = "    __syncthreads();\n    if (threadIdx.x == 0) {\n      const int n ="
+_TILE_READ = "      __syncthreads();\n      if (threadIdx.x < stride) {\n"
 _COPY_TABLE = "  return cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, stream);\n"
 RACE = "data race in shared memory"
 GLOBAL_RACE = "data race in global memory"
@@ -202,7 +202,7 @@ SEEDED_BUGS = {
             (
                 "gpu/per_tensor_kernels.cuh",
                 _TILE_READ,
-                _TILE_READ.replace("    __syncthreads();\n", ""),
+                _TILE_READ.replace("      __syncthreads();\n", ""),
             )
         ],
     ),
@@ -283,8 +283,8 @@ SEEDED_BUGS = {
         [
             (
                 "gpu/per_tensor_kernels.cuh",
-                "    if (threadIdx.x == 0) {\n      const int n =",
-                "    if (threadIdx.x == 0) {\n      __syncthreads();\n      const int n =",
+                "    if (threadIdx.x == 0) {\n      acc = CombineReductions(",
+                "    if (threadIdx.x == 0) {\n      __syncthreads();\n      acc = CombineReductions(",
             )
         ],
     ),

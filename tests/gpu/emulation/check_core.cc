@@ -431,23 +431,40 @@ bool SameNorm(Tn a, Tn b) {
   return (std::isnan(a) && std::isnan(b)) || std::memcmp(&a, &b, sizeof a) == 0;
 }
 
+// The combination of reductions r that LaunchFinishNorms() documents,
+// written out: tiles of 1,024 in list order, each tile by a pairwise tree
+// (entry k with entry k + 512, then k + 256, ..., entries past the list 0),
+// as a sum (kL2) or a NaN-propagating maximum (kInf).
+double ReferenceCombine(NormType type, const std::vector<double>& r) {
+  auto combine = [type](double a, double b) {
+    if (type == NormType::kL2) return a + b;
+    if (std::isnan(a) || std::isnan(b)) return static_cast<double>(NAN);
+    return std::max(a, b);
+  };
+  double combined = 0;
+  for (size_t base = 0; base < r.size(); base += 1024) {
+    double tile[1024];
+    for (size_t k = 0; k < 1024; ++k) {
+      tile[k] = base + k < r.size() ? r[base + k] : 0.0;
+    }
+    for (size_t stride = 512; stride > 0; stride /= 2) {
+      for (size_t k = 0; k < stride; ++k) {
+        tile[k] = combine(tile[k], tile[k + stride]);
+      }
+    }
+    combined = combine(combined, tile[0]);
+  }
+  return combined;
+}
+
 // LaunchFinishNorms() on given reductions, with inverse_scale absent, good
 // and bad: every norm bit for bit against the reference, the list combined
-// in list order (sums) or as a NaN-propagating maximum.
+// as ReferenceCombine() does.
 template <typename Tn>
 void CheckFinish(DType tnorm, NormType type, const std::vector<double>& r,
                  const char* what) {
   const int64_t n = static_cast<int64_t>(r.size());
-  double combined = 0;
-  for (double x : r) {
-    if (type == NormType::kL2) {
-      combined += x;
-    } else if (std::isnan(x) || std::isnan(combined)) {
-      combined = NAN;
-    } else {
-      combined = std::max(combined, x);
-    }
-  }
+  const double combined = ReferenceCombine(type, r);
   const double inverse_scales[] = {-99,        1.0,         0.25,
                                    3.0,        1.0 / 65536, 1e-30,
                                    0.0,        -1.0,        (double)INFINITY,

@@ -57,7 +57,9 @@ SLOT_ACCESSES = [
 
 
 def _checked_parameters(match):
-    return match.group(1) + POINTER_PARAMETER.sub(r"::emulation::Global<\1> \2", match.group(2)) + ")"
+    return (
+        match.group(1) + POINTER_PARAMETER.sub(r"::emulation::Global<\1> \2", match.group(2)) + ")"
+    )
 
 
 def _copy_core(dest, patch=()):

@@ -756,7 +756,9 @@ def ref_combine(norm_type, reductions):
         tile += [0.0] * (1024 - len(tile))
         stride = 512
         while stride > 0:
-            tile[:stride] = [combine(a, b) for a, b in zip(tile[:stride], tile[stride : 2 * stride])]
+            tile[:stride] = [
+                combine(a, b) for a, b in zip(tile[:stride], tile[stride : 2 * stride])
+            ]
             stride //= 2
         acc = combine(acc, tile[0])
     return acc

@@ -16,8 +16,8 @@
 * The emulation catches each bug of SEEDED_BUGS: each is a small patch to a
   copy of the kernel sources, never to the files themselves.
 
-The fast tier builds once and runs two schedules; the other schedules and the
-seeded bugs are marked slow.
+The fast tier builds once and runs two schedules; the other schedules (and
+those EMULATION_EXTRA_SCHEDULES adds) and the seeded bugs are marked slow.
 """
 
 import os
@@ -151,8 +151,13 @@ def test_cuda_core_kernels_under_cpu_emulation(clean_build, forward_digest):
     assert expect_clean(clean_build, "random:1") == forward_digest
 
 
+# More schedules for the slow tier: EMULATION_EXTRA_SCHEDULES, comma-separated
+# (scripts/ci_cuda.sh sets a few more random seeds).
+EXTRA_SCHEDULES = [s for s in os.environ.get("EMULATION_EXTRA_SCHEDULES", "").split(",") if s]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("schedule", ["reverse", "random:2", "random:3"])
+@pytest.mark.parametrize("schedule", ["reverse", "random:2", "random:3", *EXTRA_SCHEDULES])
 def test_emulation_results_do_not_depend_on_the_schedule(clean_build, forward_digest, schedule):
     assert expect_clean(clean_build, schedule) == forward_digest
 

@@ -11,7 +11,11 @@
 // sums, maxima bit for bit, NaN and inf, empty tensors, tables of several
 // dtypes writing by list position, bitwise independence from the grid size),
 // the finished norms with and without inverse_scale, and the clip with
-// unscaling, every output bit for bit against the rule written out here.
+// unscaling, every output bit for bit against the rule written out here;
+// and the sum, the clip and the per-tensor reductions on grids of hundreds
+// of blocks, bitwise as on a grid of 3. Each table's host copy outlives its
+// copy to the "device", which the emulation runs only when the stream gets
+// to it.
 //
 // tests/test_cuda_emulation.py builds it: it copies the CUDA core, rewrites
 // its kernel launches into EmulatedLaunch() calls and its __shared__ arrays

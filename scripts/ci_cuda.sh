@@ -89,6 +89,8 @@ python tests/gpu/check_gpu.py --build-only --build-dir "$out/gpu-check"
 
 # 4. The CPU test suite against the CUDA build; test_cuda_build.py insists
 # that it is one. pytest (not python -m pytest): imports come from PYTHONPATH.
+# The CUDA emulation runs three more random schedules than a plain run.
+export EMULATION_EXTRA_SCHEDULES="${EMULATION_EXTRA_SCHEDULES:-random:4,random:5,random:6}"
 status=0
 MONOLITH_OPS_EXPECT_CUDA=1 pytest tests -rfEs "$@" || status=$?
 echo "ci_cuda: $((SECONDS - start)) s"

@@ -3,17 +3,21 @@
 """The CUDA core's kernels under the CPU emulation of tests/gpu/emulation.
 
 * Every check of check_core.cc passes under several schedules of the
-  emulated threads (thread index order, reverse, seeded random orders, the
-  blocks in random order), with bitwise the same results, and with no
-  finding of the emulation's own checks: races in shared memory, warp
+  emulated threads (thread index order, reverse, seeded random orders) and
+  of the blocks (interleaved, up to eight resident at once, grids of up to
+  hundreds of blocks), with bitwise the same results, and with no finding of
+  the emulation's own checks: races in shared memory and in global memory
+  (between the threads of a block, and between blocks of one launch), warp
   shuffles against their masks, barriers that part of a block misses or
-  reaches in divergent code, and (through the sanitizers it is built with)
-  reads past a tensor's end and misaligned vector accesses.
+  reaches in divergent code, and (through the sanitizers it is built with,
+  and copies that run when the emulated stream reaches them) reads past a
+  tensor's end, misaligned vector accesses and host tables freed before
+  their copy runs.
 * The emulation catches each bug of SEEDED_BUGS: each is a small patch to a
   copy of the kernel sources, never to the files themselves.
 
-The fast tier builds once and runs two schedules; the other schedules and the
-seeded bugs are marked slow.
+The fast tier builds once and runs two schedules; the other schedules (and
+those EMULATION_EXTRA_SCHEDULES adds) and the seeded bugs are marked slow.
 """
 
 import os
@@ -28,12 +32,34 @@ CORE = os.path.join(ROOT, "cc", "core")
 EMULATION = os.path.join(ROOT, "tests", "gpu", "emulation")
 SANITIZERS = ["-fsanitize=address,alignment", "-fno-sanitize-recover=all"]
 
-# kernel<<<grid, threads, 0, stream>>>(args) -> EmulatedLaunch(kernel, grid, threads, args)
+# kernel<<<grid, threads, 0, stream>>>(args)
+#   -> EmulatedLaunch("kernel", kernel, grid, threads, args)
 LAUNCH = re.compile(r"(\w+(?:<[^<>;]*>)?)<<<\s*([^,]+?),\s*([^,]+?),\s*0,\s*stream>>>\(")
 # __shared__ T name[N]; -> static emulation::Shared<T, N> name{"name"}; (shadow bookkeeping)
 SHARED = re.compile(r"__shared__\s+(\w+)\s+(\w+)\[([^\]]+)\];")
 # A shared array handed to a function keeps its bookkeeping.
 SHARED_PARAMETER = re.compile(r"\bdouble\* scratch\b")
+# A kernel's parameters: each pointer `T* name` -> emulation::Global<T> name
+# (every element read or assigned through it is checked for races).
+KERNEL = re.compile(r"(__global__ void __launch_bounds__\(\w+\)\s+\w+\()([^)]*)\)")
+POINTER_PARAMETER = re.compile(r"((?:const )?\w+)\* (\w+)")
+# The element loads and stores of the chunk walk, checked for races too.
+SLOT_ACCESSES = [
+    (
+        "  __device__ void Read(Storage (&v)[V]) const {\n",
+        "    ::emulation::GlobalRead(in, valid);\n",
+    ),
+    (
+        "  __device__ void Write(const Storage (&v)[V]) const {\n",
+        "    ::emulation::GlobalWrite(out, valid);\n",
+    ),
+]
+
+
+def _checked_parameters(match):
+    return (
+        match.group(1) + POINTER_PARAMETER.sub(r"::emulation::Global<\1> \2", match.group(2)) + ")"
+    )
 
 
 def _copy_core(dest, patch=()):
@@ -46,15 +72,24 @@ def _copy_core(dest, patch=()):
         text = path.read_text()
         assert text.count(old) == 1, f"{name}: the seeded bug's text {old!r} is not there once"
         path.write_text(text.replace(old, new))
-    shared = 0
+    shared = kernels = 0
     for path in [core / "clip_core_gpu.cu", *sorted((core / "gpu").glob("*.cuh"))]:
         text, n = SHARED.subn(r'static ::emulation::Shared<\1, (\3)> \2{"\2"};', path.read_text())
         text = SHARED_PARAMETER.sub("::emulation::SharedPtr<double> scratch", text)
+        text, k = KERNEL.subn(_checked_parameters, text)
         shared += n
+        kernels += k
         path.write_text(text)
     assert shared >= 3, "the __shared__ arrays of the kernels were not found"
+    assert kernels >= 7, "the kernels' parameters were not found"
+    chunk_walk = core / "gpu" / "multi_tensor.cuh"
+    text = chunk_walk.read_text()
+    for header, check in SLOT_ACCESSES:
+        assert text.count(header) == 1, f"multi_tensor.cuh: {header!r} is not there once"
+        text = text.replace(header, header + check)
+    chunk_walk.write_text(text)
     source, launches = LAUNCH.subn(
-        r"EmulatedLaunch(\1, \2, \3, ", (core / "clip_core_gpu.cu").read_text()
+        r'EmulatedLaunch("\1", \1, \2, \3, ', (core / "clip_core_gpu.cu").read_text()
     )
     assert launches >= 3, "the kernel launches of clip_core_gpu.cu were not found"
     (dest / "clip_core_gpu_emulated.inc").write_text(source)
@@ -116,8 +151,13 @@ def test_cuda_core_kernels_under_cpu_emulation(clean_build, forward_digest):
     assert expect_clean(clean_build, "random:1") == forward_digest
 
 
+# More schedules for the slow tier: EMULATION_EXTRA_SCHEDULES, comma-separated
+# (scripts/ci_cuda.sh sets a few more random seeds).
+EXTRA_SCHEDULES = [s for s in os.environ.get("EMULATION_EXTRA_SCHEDULES", "").split(",") if s]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("schedule", ["reverse", "random:2", "random:3"])
+@pytest.mark.parametrize("schedule", ["reverse", "random:2", "random:3", *EXTRA_SCHEDULES])
 def test_emulation_results_do_not_depend_on_the_schedule(clean_build, forward_digest, schedule):
     assert expect_clean(clean_build, schedule) == forward_digest
 
@@ -146,8 +186,10 @@ _BLOCK_SUM_BARRIER = (
     "    for (int offset = 16; offset > 0; offset /= 2) {\n"
     "      v += __shfl_down_sync"
 )
-_TILE_READ = "    __syncthreads();\n    if (threadIdx.x == 0) {\n      const int n ="
+_TILE_READ = "      __syncthreads();\n      if (threadIdx.x < stride) {\n"
+_COPY_TABLE = "  return cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, stream);\n"
 RACE = "data race in shared memory"
+GLOBAL_RACE = "data race in global memory"
 SEEDED_BUGS = {
     "sum-of-squares: no barrier before the next chunk reuses scratch": (
         RACE,
@@ -167,7 +209,7 @@ SEEDED_BUGS = {
             (
                 "gpu/per_tensor_kernels.cuh",
                 _TILE_READ,
-                _TILE_READ.replace("    __syncthreads();\n", ""),
+                _TILE_READ.replace("      __syncthreads();\n", ""),
             )
         ],
     ),
@@ -221,13 +263,35 @@ SEEDED_BUGS = {
             )
         ],
     ),
+    "per-tensor chunks: blocks' chunk runs overlap (inter-block race on the partials)": (
+        GLOBAL_RACE,
+        [
+            (
+                "gpu/per_tensor_kernels.cuh",
+                "min(first_chunk + chunks_per_block, table.num_chunks);",
+                "min(first_chunk + chunks_per_block + 1, table.num_chunks);",
+            )
+        ],
+    ),
+    "table copy: the host table is freed before its copy runs": (
+        "heap-use-after-free",
+        [
+            (
+                "clip_core_gpu.cu",
+                _COPY_TABLE,
+                "  const char* h = static_cast<const char*>(host);\n"
+                "  const std::vector<char> staging(h, h + bytes);\n"
+                + _COPY_TABLE.replace("host, bytes", "staging.data(), bytes"),
+            )
+        ],
+    ),
     "finish norms: a barrier only thread 0 reaches": (
         "divergent code",
         [
             (
                 "gpu/per_tensor_kernels.cuh",
-                "    if (threadIdx.x == 0) {\n      const int n =",
-                "    if (threadIdx.x == 0) {\n      __syncthreads();\n      const int n =",
+                "    if (threadIdx.x == 0) {\n      acc = CombineReductions(",
+                "    if (threadIdx.x == 0) {\n      __syncthreads();\n      acc = CombineReductions(",
             )
         ],
     ),

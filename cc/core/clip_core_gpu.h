@@ -153,8 +153,10 @@ int64_t PerTensorWorkspace(const TensorTable& table);
 int LaunchPerTensorReduce(const TensorTable& table, NormType type,
                           double* workspace, double* per_tensor, Stream stream);
 
-// One block: combines per_tensor[0 .. count) in list order with
-// CombineReductions() and writes, in Tnorm on the device,
+// One block: combines per_tensor[0 .. count) with CombineReductions() in a
+// fixed order that depends only on count (tiles of 1,024 in list order, each
+// tile by a pairwise tree: entry k with entry k + 512, then k + 256, ...,
+// down to 1, entries past the list 0) and writes, in Tnorm on the device,
 //   tensor_norms[i] = UnscaledNorm(type, per_tensor[i], inverse_scale),
 //   *global_norm    = UnscaledNorm(type, the combination, inverse_scale),
 // with inverse_scale = *inverse_scale (a Tnorm on the device), or 1 when

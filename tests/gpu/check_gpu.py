@@ -738,16 +738,29 @@ def ref_norm(norm_type, r, inv, tnorm_name):
 
 
 def ref_combine(norm_type, reductions):
-    """The list's reduction: the sum in list order, or the maximum (NaN wins)."""
-    acc = 0.0
-    for r in reductions:
-        r = float(r)
+    """The list's reduction in FinishNorms' order: tiles of 1,024 in list
+    order, each by a pairwise tree (entry k with k + 512, then k + 256, ...,
+    entries past the list 0); a sum, or the maximum (NaN wins)."""
+
+    def combine(a, b):
         if norm_type == "l2":
-            acc += r
-        elif math.isnan(r) or math.isnan(acc):
-            acc = math.nan
-        else:
-            acc = max(acc, r)
+            return a + b
+        if math.isnan(a) or math.isnan(b):
+            return math.nan
+        return max(a, b)
+
+    values = [float(r) for r in reductions]
+    acc = 0.0
+    for base in range(0, len(values), 1024):
+        tile = values[base : base + 1024]
+        tile += [0.0] * (1024 - len(tile))
+        stride = 512
+        while stride > 0:
+            tile[:stride] = [
+                combine(a, b) for a, b in zip(tile[:stride], tile[stride : 2 * stride])
+            ]
+            stride //= 2
+        acc = combine(acc, tile[0])
     return acc
 
 

@@ -127,8 +127,12 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // The norms from the per-tensor reductions (LaunchFinishNorms()). Every
-// thread writes the norms of its tensors; thread 0 combines the reductions
-// in list order, a tile of kFinalThreads at a time through shared memory.
+// thread writes the norms of its tensors. The block combines the reductions
+// a tile of kFinalThreads at a time, in parallel: each tile by a tree in
+// shared memory (tile[t] with tile[t + stride], for stride kFinalThreads / 2
+// down to 1; entries past the list are 0, which changes neither a sum nor a
+// maximum), and thread 0 combines the tiles' results in list order. The
+// order depends only on count: bitwise deterministic.
 template <typename Tn>
 __global__ void __launch_bounds__(kFinalThreads)
     FinishNormsKernel(NormType type, const double* per_tensor, int64_t count,
@@ -141,17 +145,22 @@ __global__ void __launch_bounds__(kFinalThreads)
   double acc = 0.0;
   for (int64_t base = 0; base < count; base += kFinalThreads) {
     const int64_t i = base + threadIdx.x;
+    double r = 0.0;
     if (i < count) {
-      const double r = per_tensor[i];
-      tile[threadIdx.x] = r;
+      r = per_tensor[i];
       tensor_norms[i] =
           valid ? UnscaledNorm<Tn>(type, r, inverse_scale) : QuietNaN<Tn>();
     }
-    __syncthreads();
+    tile[threadIdx.x] = r;
+    for (int stride = kFinalThreads / 2; stride > 0; stride /= 2) {
+      __syncthreads();
+      if (threadIdx.x < stride) {
+        tile[threadIdx.x] = CombineReductions(type, tile[threadIdx.x],
+                                              tile[threadIdx.x + stride]);
+      }
+    }
     if (threadIdx.x == 0) {
-      const int n = static_cast<int>(
-          min(static_cast<int64_t>(kFinalThreads), count - base));
-      for (int k = 0; k < n; ++k) acc = CombineReductions(type, acc, tile[k]);
+      acc = CombineReductions(type, acc, tile[0]);
     }
     __syncthreads();  // the tile is reused
   }

@@ -11,7 +11,11 @@
 // sums, maxima bit for bit, NaN and inf, empty tensors, tables of several
 // dtypes writing by list position, bitwise independence from the grid size),
 // the finished norms with and without inverse_scale, and the clip with
-// unscaling, every output bit for bit against the rule written out here.
+// unscaling, every output bit for bit against the rule written out here;
+// and the sum, the clip and the per-tensor reductions on grids of hundreds
+// of blocks, bitwise as on a grid of 3. Each table's host copy outlives its
+// copy to the "device", which the emulation runs only when the stream gets
+// to it.
 //
 // tests/test_cuda_emulation.py builds it: it copies the CUDA core, rewrites
 // its kernel launches into EmulatedLaunch() calls and its __shared__ arrays
@@ -190,6 +194,11 @@ struct Table {
            (long long)table.num_chunks);
     partials.assign(table.num_chunks + 1, -1.0);
   }
+  // The host table must outlive its copy, which the emulated stream runs
+  // at the next launch or synchronization.
+  ~Table() { cudaStreamSynchronize(nullptr); }
+  Table(const Table&) = delete;
+  Table& operator=(const Table&) = delete;
 };
 
 template <typename Tn, typename S>
@@ -426,23 +435,40 @@ bool SameNorm(Tn a, Tn b) {
   return (std::isnan(a) && std::isnan(b)) || std::memcmp(&a, &b, sizeof a) == 0;
 }
 
+// The combination of reductions r that LaunchFinishNorms() documents,
+// written out: tiles of 1,024 in list order, each tile by a pairwise tree
+// (entry k with entry k + 512, then k + 256, ..., entries past the list 0),
+// as a sum (kL2) or a NaN-propagating maximum (kInf).
+double ReferenceCombine(NormType type, const std::vector<double>& r) {
+  auto combine = [type](double a, double b) {
+    if (type == NormType::kL2) return a + b;
+    if (std::isnan(a) || std::isnan(b)) return static_cast<double>(NAN);
+    return std::max(a, b);
+  };
+  double combined = 0;
+  for (size_t base = 0; base < r.size(); base += 1024) {
+    double tile[1024];
+    for (size_t k = 0; k < 1024; ++k) {
+      tile[k] = base + k < r.size() ? r[base + k] : 0.0;
+    }
+    for (size_t stride = 512; stride > 0; stride /= 2) {
+      for (size_t k = 0; k < stride; ++k) {
+        tile[k] = combine(tile[k], tile[k + stride]);
+      }
+    }
+    combined = combine(combined, tile[0]);
+  }
+  return combined;
+}
+
 // LaunchFinishNorms() on given reductions, with inverse_scale absent, good
 // and bad: every norm bit for bit against the reference, the list combined
-// in list order (sums) or as a NaN-propagating maximum.
+// as ReferenceCombine() does.
 template <typename Tn>
 void CheckFinish(DType tnorm, NormType type, const std::vector<double>& r,
                  const char* what) {
   const int64_t n = static_cast<int64_t>(r.size());
-  double combined = 0;
-  for (double x : r) {
-    if (type == NormType::kL2) {
-      combined += x;
-    } else if (std::isnan(x) || std::isnan(combined)) {
-      combined = NAN;
-    } else {
-      combined = std::max(combined, x);
-    }
-  }
+  const double combined = ReferenceCombine(type, r);
   const double inverse_scales[] = {-99,        1.0,         0.25,
                                    3.0,        1.0 / 65536, 1e-30,
                                    0.0,        -1.0,        (double)INFINITY,
@@ -676,6 +702,46 @@ void CheckV2Edges() {
          "unscaled clip with a half norm");
 }
 
+// Grids like a real GPU's: hundreds of blocks (a device of 264
+// multiprocessors), resident_blocks of them at once and interleaved, on a
+// list of a few hundred chunks: the sum, the fused clip and the per-tensor
+// reductions as on a grid of 3, bitwise.
+void CheckLargeGrid(std::mt19937_64& rng) {
+  std::vector<int64_t> sizes = {1 << 20, 3, 0, 700001, 17, 5, 400000};
+  std::uniform_int_distribution<int> small(0, 40);
+  for (int i = 0; i < 2500; ++i) sizes.push_back(i % 13 == 0 ? 0 : small(rng));
+  List<float> list(DType::kFloat, sizes, true);
+  list.Fill(rng, 1.0);
+  const int64_t chunks =
+      NumChunks(DType::kFloat, list.sizes.data(), list.sizes.size());
+  EXPECT(chunks >= 264, "the large grid's list has only %lld chunks",
+         (long long)chunks);
+  const double ref = static_cast<double>(list.ReferenceSum());
+  const double small_grid = Sum<double>(list, DType::kDouble, 3);
+  const double large_grid = Sum<double>(list, DType::kDouble, 264);
+  EXPECT(std::fabs(large_grid - ref) <= 1e-12 * ref,
+         "large grid: sum %.17g, reference %.17g", large_grid, ref);
+  EXPECT(std::memcmp(&small_grid, &large_grid, 8) == 0,
+         "large grid: sum %.17g, on 3 blocks %.17g", large_grid, small_grid);
+  const float norm = static_cast<float>(std::sqrt(ref));
+  CheckClip<float, float>(list, DType::kFloat, 0.0f, norm * 0.5f, true, true,
+                          "large grid, fused in place");
+  CheckClip<float, float>(list, DType::kFloat, norm, norm * 0.5f, false,
+                          false, "large grid, clip");
+  for (NormType type : {NormType::kL2, NormType::kInf}) {
+    std::vector<double> a(sizes.size()), b(sizes.size());
+    EXPECT(ReduceTable(list, nullptr, type, &a, 3) == 0, "reduce");
+    EXPECT(ReduceTable(list, nullptr, type, &b, 264) == 0, "reduce");
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      ExpectReduction(list, i, type, b[i], "large grid");
+    }
+    EXPECT(std::memcmp(a.data(), b.data(), 8 * a.size()) == 0,
+           "large grid, %s: reductions differ from a grid of 3",
+           TypeName(type));
+  }
+  std::printf("large grids: checked\n");
+}
+
 }  // namespace
 
 int main() {
@@ -702,6 +768,7 @@ int main() {
   CheckNormsV2<unsigned short>(DType::kBFloat16, "bfloat16", rng);
   CheckMixedPositions(rng);
   CheckV2Edges();
+  CheckLargeGrid(rng);
   std::printf("schedule %s, results digest %016llx\n",
               emulation::TheSchedule().name.c_str(),
               static_cast<unsigned long long>(digest));

@@ -69,9 +69,9 @@ MONOLITH_OPS_HOST_DEVICE inline ClipAction DecideClipOrNaN(NormT norm,
 // The norms of MonolithGlobalNormV2 and MonolithClipByGlobalNormV2 (attr
 // norm_type). Each tensor of a list is reduced on its own to a double: the
 // sum of its squares (kL2) or its largest absolute value (kInf, NaN when it
-// holds a NaN). The list's reduction combines the tensors' in list order
-// (CombineReductions), and a norm is a reduction unscaled by the inverse
-// loss scale and rounded to the norm's dtype (UnscaledNorm).
+// holds a NaN). The list's reduction combines the tensors' (CombineReductions),
+// and a norm is a reduction unscaled by the inverse loss scale and rounded to
+// the norm's dtype (UnscaledNorm).
 enum class NormType { kL2, kInf };
 
 // max(acc, x) for absolute values, NaN once either is NaN (a NaN x is taken;
@@ -81,8 +81,11 @@ MONOLITH_OPS_HOST_DEVICE inline double MaxOrNaN(double acc, double x) {
 }
 
 // Adds (kL2) or takes the NaN-propagating maximum (kInf) of one more tensor's
-// reduction into the list's, `acc` (which starts at 0). Called on the tensors
-// in list order, so the result is the same on every device and thread count.
+// reduction into the list's, `acc` (which starts at 0). The CPU calls it on
+// the tensors in list order, so its result is the same for every thread
+// count; the CUDA kernel in a tree whose shape depends only on the count
+// (clip_core_gpu.h, LaunchFinishNorms), so each device's result is
+// reproducible and the two agree within rounding.
 MONOLITH_OPS_HOST_DEVICE inline double CombineReductions(NormType type,
                                                          double acc,
                                                          double reduction) {

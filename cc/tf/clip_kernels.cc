@@ -12,6 +12,7 @@
 #include "cc/core/dtypes.h"
 #include "cc/tf/clip_adapter.h"
 #include "cc/tf/cpu_output_alloc.h"
+#include "cc/tf/cpu_threads.h"
 #include "cc/tf/cpu_tuning.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -20,7 +21,6 @@
 #include "tensorflow/core/framework/variant_encode_decode.h"
 #include "tensorflow/core/framework/variant_op_registry.h"
 #include "tensorflow/core/framework/variant_tensor_data.h"
-#include "tensorflow/core/lib/core/threadpool.h"
 
 namespace monolith_ops {
 
@@ -69,19 +69,6 @@ struct GradPack {
 REGISTER_UNARY_VARIANT_DECODE_FUNCTION(GradPack, "MonolithGradPack");
 
 namespace {
-
-// The core's ParallelFor on this device's CPU worker threads.
-ParallelFor WorkerThreads(OpKernelContext* ctx) {
-  auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
-  return [pool](int64_t n, int64_t cost,
-                const std::function<void(int64_t, int64_t)>& fn) {
-    if (n <= 1) {
-      SerialFor(n, cost, fn);
-    } else {
-      pool->ParallelFor(n, cost, fn);
-    }
-  };
-}
 
 // Pointers and element counts of the "grad_list" inputs.
 template <typename T>

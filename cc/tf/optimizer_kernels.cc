@@ -16,13 +16,13 @@
 #include "cc/core/dtypes.h"
 #include "cc/core/optimizer_core.h"
 #include "cc/tf/clip_adapter.h"
+#include "cc/tf/cpu_threads.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/resource_mgr.h"
 #include "tensorflow/core/framework/resource_var.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "tensorflow/core/framework/types.h"
-#include "tensorflow/core/lib/core/threadpool.h"
 
 namespace monolith_ops {
 
@@ -38,18 +38,6 @@ using ::tensorflow::Var;
 namespace errors = ::tensorflow::errors;
 
 namespace {
-
-ParallelFor WorkerThreads(OpKernelContext* ctx) {
-  auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
-  return [pool](int64_t n, int64_t cost,
-                const std::function<void(int64_t, int64_t)>& fn) {
-    if (n <= 1) {
-      SerialFor(n, cost, fn);
-    } else {
-      pool->ParallelFor(n, cost, fn);
-    }
-  };
-}
 
 // The names of a rule's slot inputs and hyperparameter inputs.
 struct RuleInputs {

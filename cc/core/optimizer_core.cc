@@ -4,6 +4,7 @@
 #include "cc/core/optimizer_core.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <vector>
@@ -14,7 +15,15 @@
 namespace monolith_ops {
 namespace {
 
-using Eigen::numext::sqrt;
+// The square root in T, correctly rounded: std::sqrt for float and double
+// (which the compiler vectorizes), Eigen's for the 16-bit types (in float,
+// rounded, as TF computes it).
+template <typename T>
+inline T Sqrt(T x) {
+  return Eigen::numext::sqrt(x);
+}
+inline float Sqrt(float x) { return std::sqrt(x); }
+inline double Sqrt(double x) { return std::sqrt(x); }
 
 // The gradient element the rule sees: g clipped as tf.clip_by_global_norm
 // clips it (g * scale in T, or NaN when the norm is not finite).
@@ -34,7 +43,7 @@ inline T Clipped(const GradientClip<T>& clip, T g) {
 // lr * sqrt(1 - beta2_power) / (1 - beta1_power), each operation in T.
 template <typename T>
 T AdamStepSize(const UpdateParams<T>& p) {
-  return p.lr * sqrt(T(1) - p.beta2_power) / (T(1) - p.beta1_power);
+  return p.lr * Sqrt(T(1) - p.beta2_power) / (T(1) - p.beta1_power);
 }
 
 // The per-element rules, each operation in T in TensorFlow's order. `Form`
@@ -59,11 +68,11 @@ struct Rules {
   // ApplyMomentum: accum = accum * momentum + grad; var -= accum * lr, or
   // with Nesterov var -= grad * lr + accum * momentum * lr (the sparse
   // kernel: lr * momentum * accum).
-  template <Form kForm>
+  template <Form kForm, bool kNesterov>
   void Momentum(T g, T* var, T* accum) const {
     const T a = *accum * p.momentum + g;
     *accum = a;
-    if (!p.nesterov) {
+    if (!kNesterov) {
       *var = *var - a * p.lr;
     } else if (kForm == Form::kDense) {
       *var = *var - (g * p.lr + a * p.momentum * p.lr);
@@ -76,20 +85,21 @@ struct Rules {
   void Adagrad(T g, T* var, T* accum) const {
     const T a = *accum + g * g;
     *accum = a;
-    *var = *var - g * p.lr * (T(1) / sqrt(a));
+    *var = *var - g * p.lr * (T(1) / Sqrt(a));
   }
 
   // ApplyAdam: m += (grad - m) * (1 - beta1); v += (grad^2 - v) * (1 - beta2);
   // var -= m * alpha / (sqrt(v) + epsilon), or with Nesterov
   // var -= (grad * (1 - beta1) + beta1 * m) * alpha / (sqrt(v) + epsilon).
+  template <bool kNesterov>
   void Adam(T g, T* var, T* m, T* v) const {
     const T m1 = *m + (g - *m) * one_minus_beta1;
     const T v1 = *v + (g * g - *v) * one_minus_beta2;
     *m = m1;
     *v = v1;
     const T step =
-        p.nesterov ? (g * one_minus_beta1 + p.beta1 * m1) * alpha : m1 * alpha;
-    *var = *var - step / (sqrt(v1) + p.epsilon);
+        kNesterov ? (g * one_minus_beta1 + p.beta1 * m1) * alpha : m1 * alpha;
+    *var = *var - step / (Sqrt(v1) + p.epsilon);
   }
 };
 
@@ -105,8 +115,16 @@ void ApplyRunClipped(UpdateRule rule, const Rules<T>& rules, Clip clipped,
       }
       break;
     case UpdateRule::kMomentum:
-      for (int64_t j = 0; j < n; ++j) {
-        rules.template Momentum<kForm>(clipped(grad[j]), var + j, slot0 + j);
+      if (rules.p.nesterov) {
+        for (int64_t j = 0; j < n; ++j) {
+          rules.template Momentum<kForm, true>(clipped(grad[j]), var + j,
+                                               slot0 + j);
+        }
+      } else {
+        for (int64_t j = 0; j < n; ++j) {
+          rules.template Momentum<kForm, false>(clipped(grad[j]), var + j,
+                                                slot0 + j);
+        }
       }
       break;
     case UpdateRule::kAdagrad:
@@ -115,8 +133,16 @@ void ApplyRunClipped(UpdateRule rule, const Rules<T>& rules, Clip clipped,
       }
       break;
     case UpdateRule::kAdam:
-      for (int64_t j = 0; j < n; ++j) {
-        rules.Adam(clipped(grad[j]), var + j, slot0 + j, slot1 + j);
+      if (rules.p.nesterov) {
+        for (int64_t j = 0; j < n; ++j) {
+          rules.template Adam<true>(clipped(grad[j]), var + j, slot0 + j,
+                                    slot1 + j);
+        }
+      } else {
+        for (int64_t j = 0; j < n; ++j) {
+          rules.template Adam<false>(clipped(grad[j]), var + j, slot0 + j,
+                                     slot1 + j);
+        }
       }
       break;
   }
@@ -188,7 +214,7 @@ void SparseAdamOne(const Rules<T>& rules, const GradientClip<T>& clip,
     }
   }
   for (int64_t j = 0; j < n; ++j) {
-    var[j] = var[j] - rules.alpha * m[j] / (sqrt(v[j]) + p.epsilon);
+    var[j] = var[j] - rules.alpha * m[j] / (Sqrt(v[j]) + p.epsilon);
   }
 }
 

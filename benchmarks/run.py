@@ -1,7 +1,6 @@
 # Copyright 2026 The monolith_ops Authors.
 # SPDX-License-Identifier: Apache-2.0
-"""Global-norm clipping and clipped optimizer steps on CPU: monolith_ops
-against stock TF and a compiled floor.
+"""Clips and clipped optimizer steps on CPU: monolith_ops, stock TF, a compiled floor.
 
     python benchmarks/run.py                 # every workload, every round
     python benchmarks/run.py --quick         # fewer rounds: to try it
@@ -550,7 +549,7 @@ def write_chart(path, rows):
     ax.set_xlabel("median ms per run (log scale); beside the bars: stock/ours")
     ax.set_xlim(right=ax.get_xlim()[1] * 3)
     ax.legend(loc="lower right")
-    ax.set_title("Global-norm clipping on CPU: ours, stock TF, the compiled floor")
+    ax.set_title("Clips and clipped optimizer steps on CPU: ours, stock TF, the compiled floor")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -5,6 +5,7 @@
     python benchmarks/run.py                 # every workload, every round
     python benchmarks/run.py --quick         # fewer rounds: to try it
     python benchmarks/run.py --out docs      # where performance.{json,png} go
+    python benchmarks/run.py --workloads optdense53 --ops   # where the time goes
 
 For each workload one graph-mode session holds the gradients in variables,
 and these variants run in the same rounds, in a shuffled order:
@@ -376,6 +377,31 @@ class OptimizerGraph:
     def callables(self):
         return {v: self.session.make_callable(t) for v, t in self.targets.items()}
 
+    def op_times(self, runs=5):
+        """{variant: [(op type, ops per run, mean ms per run)]}, the op
+        types by their kernels' summed time in `runs` traced session runs,
+        the longest first (a traced run is slower than an untraced one)."""
+        from tensorflow.core.protobuf import config_pb2
+
+        out = {}
+        options = config_pb2.RunOptions(trace_level=config_pb2.RunOptions.FULL_TRACE)
+        for variant, target in self.targets.items():
+            total, count = {}, {}
+            for _ in range(runs):
+                meta = config_pb2.RunMetadata()
+                self.session.run(target, options=options, run_metadata=meta)
+                for device in meta.step_stats.dev_stats:
+                    for node in device.node_stats:
+                        op = node.timeline_label.split("(")[0].split("= ")[-1] or node.node_name
+                        micros = node.op_end_rel_micros - node.op_start_rel_micros
+                        total[op] = total.get(op, 0) + micros
+                        count[op] = count.get(op, 0) + 1
+            out[variant] = sorted(
+                ((op, count[op] // runs, total[op] / runs / 1e3) for op in total),
+                key=lambda entry: -entry[2],
+            )
+        return out
+
     def close(self):
         self.session.close()
 
@@ -448,8 +474,17 @@ class DemoGraph:
             session.close()
 
 
-def run_optimizer_workload(name, shapes, sparse, ops, rounds, warmup, threads):
-    """The rows of one optimizer workload: one per op, times in ms."""
+def print_op_times(name, graph, top=4):
+    """The op types that take the most of each variant's run, to stderr."""
+    for variant, entries in graph.op_times().items():
+        cells = ", ".join(f"{op} x{n} {ms:.3g} ms" for op, n, ms in entries[:top])
+        nodes = sum(n for _, n, _ in entries)
+        print(f"  {name} {variant}: {nodes} nodes; {cells}", file=sys.stderr, flush=True)
+
+
+def run_optimizer_workload(name, shapes, sparse, ops, rounds, warmup, threads, op_times=False):
+    """The rows of one optimizer workload: one per op, times in ms; with
+    op_times, the op types that take the time, after the timed rounds."""
     if name == "demo":
         graph = DemoGraph(threads)
     else:
@@ -468,6 +503,8 @@ def run_optimizer_workload(name, shapes, sparse, ops, rounds, warmup, threads):
             fns[f"floor:{loop}:{t}"] = SelfTimed(lambda loop=loop, t=t: floor.run(loop, t))
     try:
         times = time_round_robin(fns, rounds, warmup)
+        if op_times and hasattr(graph, "op_times"):
+            print_op_times(name, graph)
     finally:
         graph.close()
         floor.close()
@@ -583,6 +620,11 @@ def parse_args(argv):
     parser.add_argument("--rounds", type=int, help="timed rounds of every workload")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--out", default=DEFAULT_OUT, help="folder for performance.{json,png}")
+    parser.add_argument(
+        "--ops",
+        action="store_true",
+        help="after an optimizer workload's rounds, print (to stderr) the op types taking its time",
+    )
     return parser.parse_args(argv)
 
 
@@ -610,7 +652,7 @@ def main(argv=None):
             rows += run_workload(name, shapes, sparse, rounds, warmup, args.threads)
         else:
             rows += run_optimizer_workload(
-                name, shapes, sparse, ops, rounds, warmup, args.threads
+                name, shapes, sparse, ops, rounds, warmup, args.threads, args.ops
             )
     print(format_table(rows))
     command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -220,8 +220,8 @@ void Adagrad(const float* __restrict g, float* __restrict var,
   }
 }
 
-void Adam(const float* __restrict g, float* __restrict var,
-          float* __restrict m, float* __restrict v, int64_t n, float scale) {
+void Adam(const float* __restrict g, float* __restrict var, float* __restrict m,
+          float* __restrict v, int64_t n, float scale) {
   const float lr_t = 1e-3f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
   for (int64_t i = 0; i < n; ++i) {
     const float x = g[i] * scale;
@@ -322,8 +322,7 @@ double floor_run(void* handle, int loop, int threads) {
       const float* g = f->src + begin;
       float* var = f->state[0] + begin;
       if (loop == 4) Sgd(g, var, end - begin, scale);
-      if (loop == 5)
-        Adagrad(g, var, f->state[1] + begin, end - begin, scale);
+      if (loop == 5) Adagrad(g, var, f->state[1] + begin, end - begin, scale);
       if (loop == 6)
         Adam(g, var, f->state[1] + begin, f->state[2] + begin, end - begin,
              scale);

@@ -124,7 +124,13 @@ def optimizer_workloads(tiny=False):
             {"adagrad_clips": ("Adagrad", 0.5)},
             60,
         ),
-        "demo": ("the demo's model, one training step", None, None, {"step": ("Adagrad", None)}, 100),
+        "demo": (
+            "the demo's model, one training step",
+            None,
+            None,
+            {"step": ("Adagrad", None)},
+            100,
+        ),
     }
     if tiny:
         for name, (title, shapes, sparse, ops, rounds) in out.items():
@@ -132,7 +138,13 @@ def optimizer_workloads(tiny=False):
                 shapes = [(max(1, int(np.prod(s)) // TINY),) for s in shapes]
             elif sparse:
                 sparse = (max(1, sparse[0] // TINY), sparse[1], sparse[2] // TINY)
-            out[name] = (title + (f" (1/{TINY})" if shapes or sparse else ""), shapes, sparse, ops, rounds)
+            out[name] = (
+                title + (f" (1/{TINY})" if shapes or sparse else ""),
+                shapes,
+                sparse,
+                ops,
+                rounds,
+            )
     return out
 
 

@@ -22,6 +22,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.join(HERE, "floor.cc")
 DEFAULT_CACHE = os.path.join(os.path.dirname(HERE), "build", "benchmark_floor")
 LOOPS = {"norm": 0, "clip": 1, "clip_stream": 2, "clip_inplace": 3}
+# The optimizer loops: the norm's read, then the update of a variable and its
+# slots (allocated on their first run).
+LOOPS.update({"sgd": 4, "adagrad": 5, "adam": 6})
 
 
 def compiler():
@@ -29,7 +32,8 @@ def compiler():
 
 
 def flags():
-    out = ["-O3", "-fPIC", "-std=c++17", "-march=native", "-shared", "-pthread"]
+    # -fno-math-errno: sqrt in a loop vectorizes, as in TensorFlow's kernels.
+    out = ["-O3", "-fPIC", "-std=c++17", "-march=native", "-shared", "-pthread", "-fno-math-errno"]
     if platform.machine().lower() in ("x86_64", "amd64"):
         out.append("-mprefer-vector-width=512")  # full-width AVX-512 where there is some
     return out

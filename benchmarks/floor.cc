@@ -22,6 +22,14 @@
 // "clip_stream" the same with streaming stores (past the cache), 3
 // "clip_inplace" into the buffer it reads (a buffer of its own, scaled by 0.5
 // and 2 in turn so that its values stay put).
+//
+// The optimizer loops read the buffer (the gradients) once for the norm, as
+// a clip by global norm must, then update a variable and its slots from the
+// gradients times the clip scale, each element read once and the variable
+// and slots written once, as the multi-tensor apply must move them: 4 "sgd"
+// (the variable), 5 "adagrad" (the variable and an accumulator), 6 "adam"
+// (the variable, m and v). Their buffers are allocated on first use, so the
+// clip loops alone allocate none.
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -193,17 +201,51 @@ struct alignas(64) Slot {
   float value = 0.0f;
 };
 
+// The optimizer loops' updates of [0, n) with the gradients times `scale`,
+// as TF's kernels compute them (Adam's lr_t folds in the bias corrections).
+void Sgd(const float* __restrict g, float* __restrict var, int64_t n,
+         float scale) {
+  const float lr = 1e-3f * scale;
+  for (int64_t i = 0; i < n; ++i) var[i] -= lr * g[i];
+}
+
+void Adagrad(const float* __restrict g, float* __restrict var,
+             float* __restrict acc, int64_t n, float scale) {
+  const float lr = 1e-3f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = g[i] * scale;
+    const float a = acc[i] + x * x;
+    acc[i] = a;
+    var[i] -= lr * x / std::sqrt(a);
+  }
+}
+
+void Adam(const float* __restrict g, float* __restrict var, float* __restrict m,
+          float* __restrict v, int64_t n, float scale) {
+  const float lr_t = 1e-3f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = g[i] * scale;
+    const float mi = m[i] + (x - m[i]) * (1.0f - b1);
+    const float vi = v[i] + (x * x - v[i]) * (1.0f - b2);
+    m[i] = mi;
+    v[i] = vi;
+    var[i] -= lr_t * mi / (std::sqrt(vi) + eps);
+  }
+}
+
 struct Floor {
   Floor(int64_t size, int threads) : n(size), pool(threads), slots(threads) {}
   ~Floor() {
     std::free(src);
     std::free(dst);
     std::free(inplace);
+    for (float* p : state) std::free(p);
   }
   int64_t n;
   float* src = nullptr;
   float* dst = nullptr;
   float* inplace = nullptr;
+  float* state[3] = {nullptr, nullptr, nullptr};  // variable, slot 1, slot 2
   bool halve = true;
   Pool pool;
   std::vector<Slot> slots;
@@ -250,8 +292,17 @@ double floor_result(void* handle) {
 // The seconds of one pass, or -1 for an unknown loop or thread count.
 double floor_run(void* handle, int loop, int threads) {
   Floor* f = static_cast<Floor*>(handle);
-  if (threads < 1 || threads > f->pool.size() || loop < 0 || loop > 3)
+  if (threads < 1 || threads > f->pool.size() || loop < 0 || loop > 6)
     return -1.0;
+  if (loop >= 4) {  // the variable and slots, allocated before the clock
+    for (int i = 0; i < loop - 3; ++i) {
+      if (f->state[i] != nullptr) continue;
+      f->state[i] = Allocate(f->n);
+      if (f->state[i] == nullptr) return -1.0;
+      for (int64_t j = 0; j < f->n + kLine; ++j)
+        f->state[i][j] = i == 0 ? f->src[j] : 0.1f;  // Adagrad's initial value
+    }
+  }
   float* in = loop == 3 ? f->inplace : f->src;
   float* out = loop == 3 ? f->inplace : f->dst;
   const auto start = Clock::now();
@@ -263,7 +314,20 @@ double floor_run(void* handle, int loop, int threads) {
   double sum = 0.0;
   for (int i = 0; i < threads; ++i) sum += f->slots[i].value;
   const float norm = static_cast<float>(std::sqrt(sum));
-  if (loop != 0) {
+  if (loop >= 4) {
+    const float scale = 1.0f / (norm + 1.0f);
+    f->pool.Run(threads, [f, scale, loop](int index, int used) {
+      int64_t begin, end;
+      Part(f->n, index, used, &begin, &end);
+      const float* g = f->src + begin;
+      float* var = f->state[0] + begin;
+      if (loop == 4) Sgd(g, var, end - begin, scale);
+      if (loop == 5) Adagrad(g, var, f->state[1] + begin, end - begin, scale);
+      if (loop == 6)
+        Adam(g, var, f->state[1] + begin, f->state[2] + begin, end - begin,
+             scale);
+    });
+  } else if (loop != 0) {
     float factor = 1.0f / (norm + 1.0f);
     if (loop == 3) {
       factor = f->halve ? 0.5f : 2.0f;
@@ -277,7 +341,9 @@ double floor_run(void* handle, int loop, int threads) {
     });
   }
   const auto stop = Clock::now();
-  f->result = norm + (loop != 0 ? out[f->n / 2] : 0.0f);
+  f->result = norm + (loop >= 4   ? f->state[0][f->n / 2]
+                      : loop != 0 ? out[f->n / 2]
+                                  : 0.0f);
   return std::chrono::duration<double>(stop - start).count();
 }
 

@@ -1,10 +1,11 @@
 # Copyright 2026 The monolith_ops Authors.
 # SPDX-License-Identifier: Apache-2.0
-"""Global-norm clipping on CPU: monolith_ops against stock TF and a compiled floor.
+"""Clips and clipped optimizer steps on CPU: monolith_ops, stock TF, a compiled floor.
 
     python benchmarks/run.py                 # every workload, every round
     python benchmarks/run.py --quick         # fewer rounds: to try it
     python benchmarks/run.py --out docs      # where performance.{json,png} go
+    python benchmarks/run.py --workloads optdense53 --ops   # where the time goes
 
 For each workload one graph-mode session holds the gradients in variables,
 and these variants run in the same rounds, in a shuffled order:
@@ -15,6 +16,20 @@ and these variants run in the same rounds, in a shuffled order:
           hands them on, the least a run of either op can cost
   floor   floor.cc's loops over as many floats, on 1 thread and on the
           session's intra-op thread count (--threads): the fastest counts
+
+The optimizer workloads (OPTIMIZER_WORKLOADS) time a clip by global norm and
+an optimizer's update of a list of resource variables, one train op run:
+
+  ours    monolith_ops.optimizers.<Optimizer>(..., clip_norm=c).apply_gradients
+  stock   tf.clip_by_global_norm(grads, c), then the tf.compat.v1.train
+          optimizer's apply_gradients
+  inputs  the session run that reads the gradients and hands them on
+  floor   floor.cc's optimizer loop over as many floats: the norm's read of
+          the gradients, then the update of the variable and its slots
+
+and the demo's (examples/recsys_demo.py) whole training step, its model built
+once with each optimizer (inputs: the step's forward pass alone; floor: the
+Adagrad loop over as many floats as its gradients hold).
 
 Every op's outputs are consumed by one IdentityN, which the graph optimizer
 cannot drop. Each timed run comes right after an untimed run of the same
@@ -49,6 +64,14 @@ FLOOR_LOOPS = {
     "clip_passes": ("norm",),
 }
 TINY = 1000  # --tiny divides every tensor by this
+# The optimizer of each rule: (stock's class name and ours', constructor
+# arguments, floor.cc's loop).
+RULES = {
+    "GradientDescent": ("GradientDescentOptimizer", dict(learning_rate=1e-3), "sgd"),
+    "Adagrad": ("AdagradOptimizer", dict(learning_rate=1e-3), "adagrad"),
+    "Adam": ("AdamOptimizer", dict(learning_rate=1e-3), "adam"),
+}
+DEMO = os.path.join(ROOT, "examples", "recsys_demo.py")
 
 
 def workloads(tiny=False):
@@ -69,6 +92,59 @@ def workloads(tiny=False):
             else:
                 sparse = (max(1, sparse[0] // TINY), sparse[1], sparse[2] // TINY)
             out[name] = (title + f" (1/{TINY})", shapes, sparse, rounds)
+    return out
+
+
+def optimizer_workloads(tiny=False):
+    """{name: (title, shapes or None, IndexedSlices (rows, width, table rows)
+    or None, {op: (rule, clip_norm over the norm)}, rounds)}: a clip_norm of
+    half the norm scales every gradient, twice the norm none. The demo's
+    workload has neither shapes nor slices: its model is the demo's."""
+    with open(SHAPES_FILE) as f:
+        dense = [tuple(s) for s in json.load(f)["shapes"]]
+    out = {
+        "opt1000x100": (
+            "1,000 variables of 100 floats",
+            [(100,)] * 1000,
+            None,
+            {"adam_clips": ("Adam", 0.5), "sgd_clips": ("GradientDescent", 0.5)},
+            60,
+        ),
+        "optdense53": (
+            "Monolith's 53 dense shapes",
+            dense,
+            None,
+            {"adam_clips": ("Adam", 0.5), "adam_passes": ("Adam", 2.0)},
+            40,
+        ),
+        "optembedding": (
+            "IndexedSlices, 20,000 rows x 64 of a 1M-row table",
+            None,
+            (20000, 64, 1000000),
+            {"adagrad_clips": ("Adagrad", 0.5)},
+            60,
+        ),
+        "demo": (
+            "the demo's model, one training step",
+            None,
+            None,
+            {"step": ("Adagrad", None)},
+            100,
+        ),
+    }
+    if tiny:
+        for name, (title, shapes, sparse, ops, rounds) in out.items():
+            if shapes:
+                shapes = [(max(1, int(np.prod(s)) // TINY),) for s in shapes]
+            elif sparse:
+                sparse = (max(1, sparse[0] // TINY), sparse[1], sparse[2] // TINY)
+            out[name] = (
+                title + (f" (1/{TINY})" if shapes or sparse else ""),
+                shapes,
+                sparse,
+                ops,
+                rounds,
+            )
     return out
 
 
@@ -183,7 +259,8 @@ def run_workload(name, shapes, sparse, rounds, warmup, threads):
     floor = compiled_floor.CompiledFloor(graph.num_elements, threads)
     fns = graph.callables()
     counts = sorted({1, threads})
-    for loop in compiled_floor.LOOPS:
+    used = {loop for loops in FLOOR_LOOPS.values() for loop in loops}
+    for loop in [loop for loop in compiled_floor.LOOPS if loop in used]:
         for t in counts:
             fns[f"floor:{loop}:{t}"] = SelfTimed(lambda loop=loop, t=t: floor.run(loop, t))
     try:
@@ -218,6 +295,259 @@ def run_workload(name, shapes, sparse, rounds, warmup, threads):
             }
         )
     return rows
+
+
+class OptimizerGraph:
+    """One optimizer workload's session: per op, ours' and stock's train op,
+    each on variables (and slots) of its own, from the same gradients."""
+
+    def __init__(self, shapes, sparse, ops, threads, seed=0):
+        import tensorflow as tf
+
+        from monolith_ops import optimizers
+
+        rng = np.random.default_rng(seed)
+        self.graph = tf.Graph()
+        self.targets, self.checks, feed = {}, {}, {}
+
+        def placeholder(value):
+            # A large constant would bloat the graph.
+            held = tf.compat.v1.placeholder(tf.float32, value.shape)
+            feed[held] = value
+            return held
+
+        with self.graph.as_default():
+            if sparse:
+                rows, width, table = sparse
+                values = rng.standard_normal((rows, width), dtype=np.float32)
+                index_array = np.sort(rng.choice(table, rows, replace=False))
+                indices = tf.constant(index_array)
+                read = tf.compat.v1.Variable(placeholder(values), use_resource=True).value()
+                grads = [tf.IndexedSlices(read, indices, tf.constant([table, width], tf.int64))]
+                passed = [read, indices]
+                arrays = [values]
+            else:
+                arrays = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
+                grads = [
+                    tf.compat.v1.Variable(placeholder(a), use_resource=True).value() for a in arrays
+                ]
+                passed = list(grads)
+            self.num_elements = sum(a.size for a in arrays)
+            norm = float(np.sqrt(sum(np.sum(np.square(a, dtype=np.float64)) for a in arrays)))
+            self.targets["inputs"] = tf.raw_ops.IdentityN(input=passed, name="inputs")[0].op
+            for op, (rule, factor) in ops.items():
+                name, kwargs, _ = RULES[rule]
+                clip_norm = norm * factor
+                for impl in ("ours", "stock"):
+                    with tf.compat.v1.variable_scope(f"{impl}_{op}"):
+                        if sparse:
+                            variables = [
+                                tf.compat.v1.get_variable(
+                                    "table",
+                                    [table, width],
+                                    initializer=tf.compat.v1.constant_initializer(0.5),
+                                    use_resource=True,
+                                )
+                            ]
+                            checked = [tf.gather(variables[0], indices)]
+                        else:
+                            variables = [
+                                tf.compat.v1.Variable(placeholder(0.1 * a), use_resource=True)
+                                for a in arrays
+                            ]
+                            checked = [v.value() for v in variables]
+                        if impl == "ours":
+                            opt = getattr(optimizers, name)(**kwargs, clip_norm=clip_norm)
+                            train = opt.apply_gradients(zip(grads, variables))
+                        else:
+                            opt = getattr(tf.compat.v1.train, name)(**kwargs)
+                            clipped, _ = tf.clip_by_global_norm(grads, clip_norm)
+                            train = opt.apply_gradients(zip(clipped, variables))
+                    self.targets[f"{impl}:{op}"] = train
+                    self.checks[f"{impl}:{op}"] = checked
+            init = tf.compat.v1.global_variables_initializer()
+        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads)
+        self.session = tf.compat.v1.Session(graph=self.graph, config=config)
+        self.session.run(init, feed_dict=feed)
+        self.graph.finalize()
+
+    def check(self):
+        """One step of each; raises unless ours and stock then hold the same
+        variables (they start equal)."""
+        for variant, target in self.targets.items():
+            if variant != "inputs":
+                self.session.run(target)
+        values = self.session.run(self.checks)
+        for variant, got in values.items():
+            if variant.startswith("ours:"):
+                want = values["stock:" + variant.split(":", 1)[1]]
+                for g, w in zip(got, want):
+                    if not np.allclose(g, w, rtol=1e-4, atol=1e-6):
+                        worst = float(np.max(np.abs(g - w)))
+                        raise RuntimeError(f"{variant} differs from stock by up to {worst}")
+
+    def callables(self):
+        return {v: self.session.make_callable(t) for v, t in self.targets.items()}
+
+    def op_times(self, runs=5):
+        """{variant: [(op type, ops per run, mean ms per run)]}, the op
+        types by their kernels' summed time in `runs` traced session runs,
+        the longest first (a traced run is slower than an untraced one)."""
+        from tensorflow.core.protobuf import config_pb2
+
+        out = {}
+        options = config_pb2.RunOptions(trace_level=config_pb2.RunOptions.FULL_TRACE)
+        for variant, target in self.targets.items():
+            total, count = {}, {}
+            for _ in range(runs):
+                meta = config_pb2.RunMetadata()
+                self.session.run(target, options=options, run_metadata=meta)
+                for device in meta.step_stats.dev_stats:
+                    for node in device.node_stats:
+                        op = node.timeline_label.split("(")[0].split("= ")[-1] or node.node_name
+                        micros = node.op_end_rel_micros - node.op_start_rel_micros
+                        total[op] = total.get(op, 0) + micros
+                        count[op] = count.get(op, 0) + 1
+            out[variant] = sorted(
+                ((op, count[op] // runs, total[op] / runs / 1e3) for op in total),
+                key=lambda entry: -entry[2],
+            )
+        return out
+
+    def close(self):
+        self.session.close()
+
+
+def _demo_module():
+    """examples/recsys_demo.py as a module (importing it imports TensorFlow)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recsys_demo", DEMO)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class DemoGraph:
+    """The demo's model (its own build_model), built once with each
+    optimizer, each in a session of its own, fed the same batch: `ours` is
+    the demo's optimizer, `stock` tf.clip_by_global_norm and TF's Adagrad.
+    A step runs what the demo's workers run but the norm: the train op, the
+    loss and the global step."""
+
+    def __init__(self, threads):
+        import tensorflow as tf
+
+        demo = _demo_module()
+
+        class ClippedStock(tf.compat.v1.train.AdagradOptimizer):
+            """What the demo did before: the stock clip, then TF's optimizer."""
+
+            def apply_gradients(self, grads_and_vars, global_step=None, name=None):
+                grads, variables = zip(*grads_and_vars)
+                clipped, _ = tf.clip_by_global_norm(grads, demo.CLIP_NORM)
+                return super().apply_gradients(zip(clipped, variables), global_step, name)
+
+        optimizers = {"ours": None, "stock": ClippedStock(demo.LEARNING_RATE)}
+        batch = demo.SyntheticClicks(seed=0).batch()
+        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads)
+        self.sessions, self.fns, self.num_elements = [], {}, 0
+        for impl, optimizer in optimizers.items():
+            graph = tf.Graph()
+            with graph.as_default():
+                m = demo.build_model(None, "worker", 0, optimizer=optimizer)
+                init = tf.compat.v1.global_variables_initializer()
+                grads = tf.compat.v1.gradients(m["loss"], tf.compat.v1.trainable_variables())
+            session = tf.compat.v1.Session(graph=graph, config=config)
+            session.run(init)
+            feed = m["feed"]
+            step = session.make_callable([m["train"], m["loss"], m["step"]], feed_list=feed)
+            self.fns[f"{impl}:step"] = lambda step=step: step(*batch)
+            if impl == "ours":
+                forward = session.make_callable(m["loss"], feed_list=feed)
+                self.fns["inputs"] = lambda forward=forward: forward(*batch)
+                # The floats of the gradients: the embedding's gathered rows
+                # and the dense variables.
+                for g in session.run(grads, dict(zip(feed, batch))):
+                    values = g.values if hasattr(g, "values") else g
+                    self.num_elements += values.size
+            graph.finalize()
+            self.sessions.append(session)
+
+    def check(self):
+        for fn in self.fns.values():
+            fn()
+
+    def callables(self):
+        return dict(self.fns)
+
+    def close(self):
+        for session in self.sessions:
+            session.close()
+
+
+def print_op_times(name, graph, top=4):
+    """The op types that take the most of each variant's run, to stderr."""
+    for variant, entries in graph.op_times().items():
+        cells = ", ".join(f"{op} x{n} {ms:.3g} ms" for op, n, ms in entries[:top])
+        nodes = sum(n for _, n, _ in entries)
+        print(f"  {name} {variant}: {nodes} nodes; {cells}", file=sys.stderr, flush=True)
+
+
+def run_optimizer_workload(name, shapes, sparse, ops, rounds, warmup, threads, op_times=False):
+    """The rows of one optimizer workload: one per op, times in ms; with
+    op_times, the op types that take the time, after the timed rounds."""
+    if name == "demo":
+        graph = DemoGraph(threads)
+    else:
+        graph = OptimizerGraph(shapes, sparse, ops, threads)
+    try:
+        graph.check()
+        fns = graph.callables()
+        floor = compiled_floor.CompiledFloor(graph.num_elements, threads)
+    except BaseException:
+        graph.close()
+        raise
+    counts = sorted({1, threads})
+    loops = sorted({RULES[rule][2] for rule, _ in ops.values()})
+    for loop in loops:
+        for t in counts:
+            fns[f"floor:{loop}:{t}"] = SelfTimed(lambda loop=loop, t=t: floor.run(loop, t))
+    try:
+        times = time_round_robin(fns, rounds, warmup)
+        if op_times and hasattr(graph, "op_times"):
+            print_op_times(name, graph)
+    finally:
+        graph.close()
+        floor.close()
+    ms = {v: 1e3 * float(np.median(s)) for v, s in times.items()}
+    iqr = {v: 1e3 * float(np.subtract(*np.percentile(s, [75, 25]))) for v, s in times.items()}
+    rows = []
+    for op, (rule, _) in ops.items():
+        fastest = min((f"floor:{RULES[rule][2]}:{t}" for t in counts), key=ms.get)
+        rows.append(_row(name, op, ms, iqr, fastest))
+    return rows
+
+
+def _sig(x):  # 4 significant digits: the noise is larger
+    return float(f"{x:.4g}")
+
+
+def _row(name, op, ms, iqr, fastest):
+    ours, stock, floor_ms = ms[f"ours:{op}"], ms[f"stock:{op}"], ms[fastest]
+    return {
+        "workload": name,
+        "op": op,
+        "ours_ms": _sig(ours),
+        "stock_ms": _sig(stock),
+        "floor_ms": _sig(floor_ms),
+        "inputs_ms": _sig(ms["inputs"]),
+        "stock_over_ours": _sig(stock / ours),
+        "ours_over_floor": _sig(ours / floor_ms),
+        "ours_iqr_ms": _sig(iqr[f"ours:{op}"]),
+        "stock_iqr_ms": _sig(iqr[f"stock:{op}"]),
+        "floor": fastest,  # floor:<loop>:<threads>, the fastest
+    }
 
 
 COLUMNS = (
@@ -268,7 +598,7 @@ def write_chart(path, rows):
     ax.set_xlabel("median ms per run (log scale); beside the bars: stock/ours")
     ax.set_xlim(right=ax.get_xlim()[1] * 3)
     ax.legend(loc="lower right")
-    ax.set_title("Global-norm clipping on CPU: ours, stock TF, the compiled floor")
+    ax.set_title("Clips and clipped optimizer steps on CPU: ours, stock TF, the compiled floor")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -295,23 +625,32 @@ def machine(threads):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    all_names = list(workloads())
+    all_names = list(workloads()) + list(optimizer_workloads())
     parser.add_argument("--workloads", nargs="+", choices=all_names, default=all_names)
     parser.add_argument("--quick", action="store_true", help="a quarter of the rounds")
     parser.add_argument("--tiny", action="store_true", help="tensors 1/1000 the size, 3 rounds")
     parser.add_argument("--rounds", type=int, help="timed rounds of every workload")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--out", default=DEFAULT_OUT, help="folder for performance.{json,png}")
+    parser.add_argument(
+        "--ops",
+        action="store_true",
+        help="after an optimizer workload's rounds, print (to stderr) the op types taking its time",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     chosen = workloads(args.tiny)
+    chosen_optimizers = optimizer_workloads(args.tiny)
     info = machine(args.threads)  # the load average at the start
     rows, rounds_used = [], {}
     for name in args.workloads:
-        title, shapes, sparse, rounds = chosen[name]
+        if name in chosen:
+            title, shapes, sparse, rounds = chosen[name]
+        else:
+            title, shapes, sparse, ops, rounds = chosen_optimizers[name]
         if args.rounds:
             rounds = args.rounds
         elif args.tiny:
@@ -320,7 +659,13 @@ def main(argv=None):
             rounds = max(5, rounds // 4)
         rounds_used[name] = rounds
         print(f"{name}: {title}, {rounds} rounds", file=sys.stderr, flush=True)
-        rows += run_workload(name, shapes, sparse, rounds, 1 if args.tiny else 5, args.threads)
+        warmup = 1 if args.tiny else 5
+        if name in chosen:
+            rows += run_workload(name, shapes, sparse, rounds, warmup, args.threads)
+        else:
+            rows += run_optimizer_workload(
+                name, shapes, sparse, ops, rounds, warmup, args.threads, args.ops
+            )
     print(format_table(rows))
     command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
     result = {

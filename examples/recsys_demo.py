@@ -3,8 +3,8 @@
 """monolith_ops in a small parameter-server training job (scripts/demo.sh runs it).
 
 A ps, a chief and two workers, one process each on 127.0.0.1, train an embedding +
-MLP click model in MonitoredTrainingSession. Run 1: the optimizer clips with
-clip_ops.clip_by_global_norm; midway the chief places a barrier whose action each
+MLP click model in MonitoredTrainingSession. Run 1: monolith_ops' Adagrad
+optimizer clips by the global norm in its own update; midway the chief places a barrier whose action each
 worker's BarrierHook runs before blocking, then releases them. Run 2: a new cluster
 restarts from run 1's checkpoint, as a CheckpointRestorerHook listener reports.
 Exits non-zero when a task fails or time runs out; every task is killed at the end.
@@ -23,12 +23,14 @@ import numpy as np
 
 from monolith_ops.testing.local_cluster import LocalCluster, start_watchdog, wait_for
 
-if "--task" in sys.argv:  # a task of the cluster; the launcher itself needs no TensorFlow
+# A task of the cluster, or a module importing this one (the benchmark builds
+# the model); the launcher itself needs no TensorFlow.
+if "--task" in sys.argv or __name__ != "__main__":
     import tensorflow as tf
 
-    from monolith_ops import barrier_ops, basic_restore_hook, clip_ops
+    from monolith_ops import barrier_ops, basic_restore_hook, clip_ops, optimizers
 
-WORKERS, CLIP_NORM, ACTION = 2, 0.25, "log-step"
+WORKERS, CLIP_NORM, LEARNING_RATE, ACTION = 2, 0.25, 0.5, "log-step"
 NUM_USERS, NUM_ITEMS, EMBEDDING_DIM = 500, 200, 16
 
 
@@ -48,8 +50,10 @@ class SyntheticClicks:
         return u, i, (self.rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.float32)
 
 
-def build_model(cluster, job, index, callbacks=None):
-    """The same graph in every task: variables on the ps, ops on this task."""
+def build_model(cluster, job, index, callbacks=None, optimizer=None):
+    """The same graph in every task: variables on the ps, ops on this task
+    (with no cluster, all on this process). `optimizer` replaces the demo's
+    own (benchmarks/run.py times the step with another)."""
     setter = tf.compat.v1.train.replica_device_setter
     with tf.compat.v1.device(setter(worker_device=f"/job:{job}/task:{index}", cluster=cluster)):
         step = tf.compat.v1.train.get_or_create_global_step()
@@ -61,10 +65,11 @@ def build_model(cluster, job, index, callbacks=None):
             b = tf.compat.v1.get_variable(f"b{i}", [width], initializer=tf.zeros_initializer())
             x = tf.nn.relu(x @ w + b) if width > 1 else x @ w + b
         loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(feed[2], x[:, 0]))
-        optimizer = tf.compat.v1.train.AdagradOptimizer(0.5)
-        grads, variables = zip(*optimizer.compute_gradients(loss))  # embedding's: IndexedSlices
-        clipped, norm = clip_ops.clip_by_global_norm(grads, CLIP_NORM)  # the fused clip
-        train = optimizer.apply_gradients(zip(clipped, variables), global_step=step)
+        if optimizer is None:  # clips by the global norm in its update, in one op
+            optimizer = optimizers.AdagradOptimizer(LEARNING_RATE, clip_norm=CLIP_NORM)
+        grads_and_vars = optimizer.compute_gradients(loss)  # embedding's: IndexedSlices
+        train = optimizer.apply_gradients(grads_and_vars, global_step=step)
+        norm = clip_ops.global_norm([g for g, _ in grads_and_vars])  # to report it
         barrier = barrier_ops.BarrierOp(WORKERS + 1, job == "chief", barrier_callbacks=callbacks)
     return dict(step=step, feed=feed, loss=loss, norm=norm, train=train, barrier=barrier)
 

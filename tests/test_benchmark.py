@@ -1,8 +1,9 @@
 # Copyright 2026 The monolith_ops Authors.
 # SPDX-License-Identifier: Apache-2.0
 """benchmarks/run.py in its tiny mode: the table, the result file and the
-chart are well-formed, and every time printed is one that something took
-(positive and finite). Nothing here asserts how fast anything is."""
+chart are well-formed, every workload (the clip's, the optimizers' and the
+demo's step) has its rows, and every time printed is one that something
+took (positive and finite). Nothing here asserts how fast anything is."""
 
 import json
 import math
@@ -17,6 +18,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = os.path.join(ROOT, "benchmarks", "run.py")
 WORKLOADS = ("dense53", "1000x100", "4x16M", "embedding")
 OPS = ("global_norm", "clip_scales", "clip_passes")
+# The optimizer workloads, their ops and the floor loop of each op.
+OPTIMIZER_OPS = {
+    "opt1000x100": {"adam_clips": "adam", "sgd_clips": "sgd"},
+    "optdense53": {"adam_clips": "adam", "adam_passes": "adam"},
+    "optembedding": {"adagrad_clips": "adagrad"},
+    "demo": {"step": "adagrad"},
+}
+EXPECTED_ROWS = [(w, op) for w in WORKLOADS for op in OPS]
+EXPECTED_ROWS += [(w, op) for w, ops in OPTIMIZER_OPS.items() for op in ops]
 HEADER = ["workload", "op", "ours ms", "stock ms", "stock/ours", "floor ms", "ours/floor"]
 HEADER += ["inputs ms"]
 TIMES = ("ours_ms", "stock_ms", "floor_ms", "inputs_ms", "ours_iqr_ms", "stock_iqr_ms")
@@ -62,8 +72,8 @@ def tiny(tmp_path_factory):
 def test_the_table_has_a_row_per_workload_and_op_and_only_positive_times(tiny):
     _, stdout = tiny
     assert table_problems(stdout) == []
-    rows = [line.split()[:2] for line in stdout.strip().splitlines()[2:]]
-    assert rows == [[w, op] for w in WORKLOADS for op in OPS]
+    rows = [tuple(line.split()[:2]) for line in stdout.strip().splitlines()[2:]]
+    assert rows == EXPECTED_ROWS
 
 
 def test_the_result_file_holds_positive_finite_times_and_their_ratios(tiny):
@@ -72,10 +82,8 @@ def test_the_result_file_holds_positive_finite_times_and_their_ratios(tiny):
         result = json.load(f)
     assert result["command"] == "python benchmarks/run.py --tiny --out " + str(out)
     assert result["machine"]["threads"] >= 1
-    assert set(result["rounds"]) == set(WORKLOADS)
-    assert [(r["workload"], r["op"]) for r in result["rows"]] == [
-        (w, op) for w in WORKLOADS for op in OPS
-    ]
+    assert set(result["rounds"]) == set(WORKLOADS) | set(OPTIMIZER_OPS)
+    assert [(r["workload"], r["op"]) for r in result["rows"]] == EXPECTED_ROWS
     for row in result["rows"]:
         for key in TIMES[:4]:
             assert 0 < row[key] < math.inf, (row, key)
@@ -84,6 +92,9 @@ def test_the_result_file_holds_positive_finite_times_and_their_ratios(tiny):
         assert math.isclose(row["stock_over_ours"], row["stock_ms"] / row["ours_ms"], rel_tol=2e-3)
         assert math.isclose(row["ours_over_floor"], row["ours_ms"] / row["floor_ms"], rel_tol=2e-3)
         loop = row["floor"].split(":")[1]
+        if row["workload"] in OPTIMIZER_OPS:
+            assert loop == OPTIMIZER_OPS[row["workload"]][row["op"]]
+            continue
         assert loop in (
             ("clip", "clip_stream", "clip_inplace") if row["op"] == "clip_scales" else ("norm",)
         )
@@ -109,3 +120,5 @@ def test_help_names_the_modes():
     )
     for option in ("--quick", "--tiny", "--workloads", "--threads", "--out"):
         assert option in proc.stdout
+    for workload in WORKLOADS + tuple(OPTIMIZER_OPS):
+        assert workload in proc.stdout

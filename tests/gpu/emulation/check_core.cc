@@ -726,8 +726,8 @@ void CheckLargeGrid(std::mt19937_64& rng) {
   const float norm = static_cast<float>(std::sqrt(ref));
   CheckClip<float, float>(list, DType::kFloat, 0.0f, norm * 0.5f, true, true,
                           "large grid, fused in place");
-  CheckClip<float, float>(list, DType::kFloat, norm, norm * 0.5f, false,
-                          false, "large grid, clip");
+  CheckClip<float, float>(list, DType::kFloat, norm, norm * 0.5f, false, false,
+                          "large grid, clip");
   for (NormType type : {NormType::kL2, NormType::kInf}) {
     std::vector<double> a(sizes.size()), b(sizes.size());
     EXPECT(ReduceTable(list, nullptr, type, &a, 3) == 0, "reduce");

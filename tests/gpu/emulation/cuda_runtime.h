@@ -546,8 +546,8 @@ inline void RunGrid(int grid, int threads, void (*body)(void*), void* arg) {
   while (!live.empty()) {
     size_t k;
     if (schedule.order == Order::kRandom) {
-      k = std::uniform_int_distribution<size_t>(0, live.size() - 1)(
-          schedule.rng);
+      k = std::uniform_int_distribution<size_t>(0,
+                                                live.size() - 1)(schedule.rng);
     } else {
       k = turn++ % live.size();
       if (schedule.order == Order::kReverse) k = live.size() - 1 - k;
@@ -739,8 +739,7 @@ inline GlobalShadow* GlobalShadows() {
   if (other_block == -2) {
     std::snprintf(who, sizeof who, "threads of several blocks");
   } else if (other_thread == -2) {
-    std::snprintf(who, sizeof who, "several threads of block %d",
-                  other_block);
+    std::snprintf(who, sizeof who, "several threads of block %d", other_block);
   } else {
     std::snprintf(who, sizeof who, "block %d thread %d", other_block,
                   other_thread);
@@ -779,8 +778,8 @@ GlobalEntry(const void* address) {
   return e;
 }
 
-__attribute__((no_sanitize("address", "undefined"))) inline void
-GlobalAccess(const void* address, bool write) {
+__attribute__((no_sanitize("address", "undefined"))) inline void GlobalAccess(
+    const void* address, bool write) {
   Scheduler& s = TheScheduler();
   if (s.current == nullptr || s.launch == 0) return;  // the host
   const Block& b = *s.current;
@@ -791,8 +790,8 @@ GlobalAccess(const void* address, bool write) {
   if (e.writer_block != -1 &&
       !GlobalBefore(b, e.writer_block, e.writer, e.writer / 32, e.write_epoch,
                     e.write_warp_epoch)) {
-    GlobalRace(write ? "writes" : "reads", address, "written",
-               e.writer_block, e.writer);
+    GlobalRace(write ? "writes" : "reads", address, "written", e.writer_block,
+               e.writer);
   }
   if (write) {
     if (e.reader_block != -1 &&

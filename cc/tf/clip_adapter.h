@@ -57,6 +57,15 @@ template <typename F>
   return CheckPositiveFinite(clip_norm, "clip_norm");
 }
 
+// InvalidArgument unless the global norm a clip is given is non-negative
+// (inf and NaN pass: the clip rule turns them into NaN outputs).
+template <typename F>
+::tensorflow::Status CheckGlobalNorm(F norm) {
+  if (!(norm < F(0))) return ::tensorflow::Status();
+  return ::tensorflow::errors::InvalidArgument(
+      "global_norm must be non-negative, got ", static_cast<double>(norm));
+}
+
 // Reads and checks the float attr "clip_norm" of MonolithClipByGlobalNorm.
 inline ::tensorflow::Status ReadClipNormAttr(
     ::tensorflow::OpKernelConstruction* ctx, float* clip_norm) {

@@ -111,11 +111,7 @@ Tn SumOfSquaresOf(OpKernelContext* ctx, const GradList<T>& grads) {
 template <typename T, typename Tn>
 void ClipInto(OpKernelContext* ctx, const OpInputList& list,
               const GradList<T>& grads, Tn norm, Tn clip_norm) {
-  if (norm < 0) {
-    ctx->CtxFailure(errors::InvalidArgument(
-        "global_norm must be non-negative, got ", static_cast<double>(norm)));
-    return;
-  }
+  OP_REQUIRES_OK(ctx, CheckGlobalNorm(norm));
   Tn scale = 0;
   const ClipAction action = DecideClip(norm, clip_norm, &scale);
   if (action == ClipAction::kPassThrough) {

@@ -93,13 +93,11 @@ Status DecideIn(OpKernelContext* ctx, bool clip, bool skip_nonfinite,
   const Tn norm = norm_t->scalar<Tn>()();
   *skip = skip_nonfinite && !IsFinite(norm);
   if (!clip || *skip) return Status();
-  TF_RETURN_IF_ERROR(CheckClipNorm(clip_t->scalar<Tn>()()));
-  if (norm < Tn(0)) {
-    return errors::InvalidArgument("global_norm must be non-negative, got ",
-                                   static_cast<double>(norm));
-  }
+  const Tn clip_norm = clip_t->scalar<Tn>()();
+  TF_RETURN_IF_ERROR(CheckClipNorm(clip_norm));
+  TF_RETURN_IF_ERROR(CheckGlobalNorm(norm));
   Tn scale = 0;
-  out->action = DecideClip(norm, clip_t->scalar<Tn>()(), &scale);
+  out->action = DecideClip(norm, clip_norm, &scale);
   // As tf.clip_by_global_norm: the scale is cast to the tensor's dtype.
   out->scale = static_cast<T>(scale);
   return Status();

@@ -271,29 +271,9 @@ def run_workload(name, shapes, sparse, rounds, warmup, threads):
     ms = {v: 1e3 * float(np.median(s)) for v, s in times.items()}
     iqr = {v: 1e3 * float(np.subtract(*np.percentile(s, [75, 25]))) for v, s in times.items()}
     rows = []
-
-    def sig(x):  # 4 significant digits: the noise is larger
-        return float(f"{x:.4g}")
-
     for op in OPS:
         fastest = min((f"floor:{loop}:{t}" for loop in FLOOR_LOOPS[op] for t in counts), key=ms.get)
-        ours, stock = ms[f"ours:{op}"], ms[f"stock:{op}"]
-        floor_ms = ms[fastest]
-        rows.append(
-            {
-                "workload": name,
-                "op": op,
-                "ours_ms": sig(ours),
-                "stock_ms": sig(stock),
-                "floor_ms": sig(floor_ms),
-                "inputs_ms": sig(ms["inputs"]),
-                "stock_over_ours": sig(stock / ours),
-                "ours_over_floor": sig(ours / floor_ms),
-                "ours_iqr_ms": sig(iqr[f"ours:{op}"]),
-                "stock_iqr_ms": sig(iqr[f"stock:{op}"]),
-                "floor": fastest,  # floor:<loop>:<threads>, the fastest
-            }
-        )
+        rows.append(_row(name, op, ms, iqr, fastest))
     return rows
 
 

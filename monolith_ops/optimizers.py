@@ -275,10 +275,6 @@ def _logical_devices():
         return []
 
 
-def _cast(value, dtype):
-    return tf.cast(value, dtype)
-
-
 def _as_norm_dtype(value, dtype):
     """A number converted straight to `dtype` (not through float32), a
     tensor cast."""
@@ -306,7 +302,7 @@ class GradientDescentOptimizer(_MultiTensorApply, tf.compat.v1.train.GradientDes
         self._init_multi_tensor(clip_norm, skip_nonfinite)
 
     def _hyper(self, dtype):
-        return [_cast(self._learning_rate_tensor, dtype)]
+        return [tf.cast(self._learning_rate_tensor, dtype)]
 
 
 class MomentumOptimizer(_MultiTensorApply, tf.compat.v1.train.MomentumOptimizer):
@@ -333,7 +329,7 @@ class MomentumOptimizer(_MultiTensorApply, tf.compat.v1.train.MomentumOptimizer)
         self._init_multi_tensor(clip_norm, skip_nonfinite)
 
     def _hyper(self, dtype):
-        return [_cast(self._learning_rate_tensor, dtype), _cast(self._momentum_tensor, dtype)]
+        return [tf.cast(self._learning_rate_tensor, dtype), tf.cast(self._momentum_tensor, dtype)]
 
     def _op_attrs(self):
         return {"use_nesterov": self._use_nesterov}
@@ -365,7 +361,7 @@ class AdagradOptimizer(_MultiTensorApply, tf.compat.v1.train.AdagradOptimizer):
         self._init_multi_tensor(clip_norm, skip_nonfinite)
 
     def _hyper(self, dtype):
-        return [_cast(self._learning_rate_tensor, dtype)]
+        return [tf.cast(self._learning_rate_tensor, dtype)]
 
 
 class AdamOptimizer(_MultiTensorApply, tf.compat.v1.train.AdamOptimizer):
@@ -401,12 +397,12 @@ class AdamOptimizer(_MultiTensorApply, tf.compat.v1.train.AdamOptimizer):
     def _hyper(self, dtype):
         beta1_power, beta2_power = self._get_beta_accumulators()
         return [
-            _cast(beta1_power, dtype),
-            _cast(beta2_power, dtype),
-            _cast(self._lr_t, dtype),
-            _cast(self._beta1_t, dtype),
-            _cast(self._beta2_t, dtype),
-            _cast(self._epsilon_t, dtype),
+            tf.cast(beta1_power, dtype),
+            tf.cast(beta2_power, dtype),
+            tf.cast(self._lr_t, dtype),
+            tf.cast(self._beta1_t, dtype),
+            tf.cast(self._beta2_t, dtype),
+            tf.cast(self._epsilon_t, dtype),
         ]
 
     def _finish(self, update_ops, name_scope):

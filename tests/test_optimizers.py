@@ -86,20 +86,25 @@ def _grads(step, shapes, dtype, scale=3.0):
     return [(np.asarray(rng.randn(*s)) * scale).astype(dtype.as_numpy_dtype) for s in shapes]
 
 
+def _random_variables(prefix, shapes, dtype):
+    """Resource variables `prefix`0, 1, ... of `shapes`, drawn from one seed."""
+    rng = np.random.RandomState(0)
+    return [
+        tf.compat.v1.get_variable(
+            f"{prefix}{i}",
+            initializer=tf.constant(np.asarray(rng.randn(*s)), dtype),
+            use_resource=True,
+        )
+        for i, s in enumerate(shapes)
+    ]
+
+
 def _train(make_optimizer, reference, dtype, clip, steps=3, shapes=SHAPES, grads=_grads):
     """Variables and slots after `steps` steps: ours (reference=False) or the
     stock optimizer on clip_ops' clipped gradients (reference=True)."""
     graph = tf.Graph()
     with graph.as_default():
-        rng = np.random.RandomState(0)
-        variables = [
-            tf.compat.v1.get_variable(
-                f"v{i}",
-                initializer=tf.constant(np.asarray(rng.randn(*s)), dtype),
-                use_resource=True,
-            )
-            for i, s in enumerate(shapes)
-        ]
+        variables = _random_variables("v", shapes, dtype)
         feeds = [tf.compat.v1.placeholder(dtype, s) for s in shapes]
         opt = make_optimizer()
         applied = feeds
@@ -163,15 +168,7 @@ def test_sparse_updates_equal_the_stock_optimizer(case, dtype, clip, index_dtype
     def train(ours):
         graph = tf.Graph()
         with graph.as_default():
-            rng = np.random.RandomState(0)
-            variables = [
-                tf.compat.v1.get_variable(
-                    f"e{i}",
-                    initializer=tf.constant(np.asarray(rng.randn(*s)), dtype),
-                    use_resource=True,
-                )
-                for i, s in enumerate(SPARSE_SHAPES)
-            ]
+            variables = _random_variables("e", SPARSE_SHAPES, dtype)
             feeds = [tf.compat.v1.placeholder(dtype, (6, *s[1:])) for s in SPARSE_SHAPES]
             slices = [
                 tf.IndexedSlices(f, tf.constant([i % s[0] for i in SPARSE_INDICES], index_dtype), s)

@@ -215,14 +215,18 @@ def clip_by_global_norm(
         positions = [i for i, e in enumerate(entries) if e is not None]
         values = [values_of(entries[i]) for i in positions]
         norm_dtype = norm_dtype_of(values)
+        if use_norm is not None:
+            use_norm = to_scalar(use_norm, "use_norm", norm_dtype)
+            if use_norm.dtype in (tf.float32, tf.float64):
+                # As in TF, the scale is computed in the given norm's dtype
+                # (then rounded to each tensor's), not in the list's.
+                norm_dtype = use_norm.dtype
         clip_norm_tensor = to_scalar(clip_norm, "clip_norm", norm_dtype)
         static_clip_norm = static_positive(clip_norm_tensor, clip_norm, norm_dtype)
         if tf.executing_eagerly() and isinstance(clip_norm, (tf.Tensor, tf.Variable)):
             # Its value is known now, but a tape may be watching it: it stays
             # a tensor, not an attr, so that it can get a gradient.
             static_clip_norm = None
-        if use_norm is not None:
-            use_norm = to_scalar(use_norm, "use_norm", norm_dtype)
         inverse = None
         if inverse_scale is not None:
             inverse = to_scalar(inverse_scale, "inverse_scale", norm_dtype)

@@ -29,7 +29,7 @@ from typing import Any, Optional
 
 import tensorflow as tf
 
-from monolith_ops import clip_ops
+from monolith_ops import _multi_tensor, clip_ops
 from monolith_ops._clip.tf_ops import in_xla_context
 
 __all__ = ["GlobalNormClipTransformer", "with_global_norm_clipping"]
@@ -91,6 +91,116 @@ def _clip_summed(grads, clip_norm, resummed, inverse_scale=None):
 
 
 # --- Keras 3 -------------------------------------------------------------------
+
+
+# The optimizers whose update_step one multi-tensor op computes: class name,
+# (op rule, slot list attributes) by the optimizer's configuration.
+def _fused_rule(inner):
+    """(rule, slot list attributes, op attrs) of the op that updates as
+    `inner`'s own update_step does, or None when Keras' path must."""
+    name = type(inner).__name__
+    if type(inner) is not getattr(_K3.optimizers, name, None) or getattr(inner, "use_ema", False):
+        return None  # a subclass may change update_step; EMA is Keras'
+    if name == "SGD":
+        if not inner.momentum:
+            return "KerasGradientDescent", (), {}
+        return "KerasMomentum", ("momentums",), {"use_nesterov": bool(inner.nesterov)}
+    if name in ("Adam", "AdamW") and not inner.amsgrad:
+        return "KerasAdam", ("_momentums", "_velocities"), {}
+    if name == "Adagrad":
+        return "KerasAdagrad", ("_accumulators",), {}
+    return None
+
+
+def _fused_hyper(inner, rule, learning_rate, dtype):
+    """The op's hyperparameters in `dtype`, each computed by the expression
+    of Keras' update_step (and _apply_weight_decay), so that each is the
+    value Keras rounds it to: a Python number meets a tensor of `dtype` in
+    the same Keras op as in update_step (1 * x and 0 + x are exact)."""
+    k = _K3.ops
+    lr = k.cast(learning_rate, dtype)
+    one, zero = tf.ones([], dtype), tf.zeros([], dtype)
+    decay = zero if inner.weight_decay is None else tf.cast(inner.weight_decay, dtype)
+    if rule == "KerasGradientDescent":
+        return [lr, decay]
+    if rule == "KerasMomentum":
+        return [lr, k.cast(inner.momentum, dtype), decay]
+    if rule == "KerasAdagrad":
+        return [lr, k.add(zero, inner.epsilon), decay]
+    local_step = k.cast(inner.iterations + 1, dtype)
+    beta_1_power = k.power(k.cast(inner.beta_1, dtype), local_step)
+    beta_2_power = k.power(k.cast(inner.beta_2, dtype), local_step)
+    alpha = lr * k.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+    return [
+        lr,
+        alpha,
+        k.multiply(one, 1 - inner.beta_1),
+        k.multiply(one, 1 - inner.beta_2),
+        k.add(zero, inner.epsilon),
+        decay,
+    ]
+
+
+def _apply_fused(inner, grads, variables, clip_norm):
+    """Keras 3's `inner.apply(clipped grads, variables)` with the dense
+    updates of supported optimizers in one op per device and dtype, the clip
+    folded in. Returns False, having done nothing, where Keras' own path
+    must apply them (see docs/optimizers.md)."""
+    found = _fused_rule(inner)
+    if (
+        found is None
+        or variables is None
+        or in_xla_context()
+        or tf.distribute.has_strategy()
+        or _multi_tensor.gpu_present()
+    ):
+        return False
+    rule, slot_attrs, attrs = found
+    pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+    if not pairs or any(getattr(v, "overwrite_with_gradient", False) for _, v in pairs):
+        return False
+    with tf.name_scope(inner.name):
+        pairs = [
+            (g if isinstance(g, tf.IndexedSlices) else tf.convert_to_tensor(g), v) for g, v in pairs
+        ]
+        norm = _multi_tensor.global_norm([g for g, _ in pairs])
+        learning_rate = inner.learning_rate
+        slots, groups, others = {}, {False: [], True: []}, []
+        for g, v in pairs:
+            tf_var = v.value if isinstance(v, _K3.Variable) else v
+            if isinstance(g, tf.IndexedSlices) or not _multi_tensor.fusable(g, tf_var):
+                others.append((g, v))
+                continue
+            index = inner._get_variable_index(v)
+            slots[id(tf_var)] = [getattr(inner, a)[index].value for a in slot_attrs]
+            decayed = inner.weight_decay is not None and inner._use_weight_decay(v)
+            groups[decayed].append((g, tf_var))
+        for decayed, group in groups.items():
+            _multi_tensor.apply_in_groups(
+                rule,
+                group,
+                lambda var: slots[id(var)],
+                lambda dtype: _fused_hyper(inner, rule, learning_rate, dtype),
+                norm,
+                clip_norm,
+                attrs=dict(attrs, decay=decayed),
+            )
+        if others:
+            # Sparse gradients and other dtypes: clipped by the same norm,
+            # then Keras' own weight decay and update_step.
+            clipped, _ = clip_ops.clip_by_global_norm(
+                [g for g, _ in others], clip_norm, use_norm=norm
+            )
+            rest = [v for _, v in others]
+            inner._apply_weight_decay(rest)
+            inner._backend_update_step(
+                [_combine_duplicates(g) for g in clipped], rest, learning_rate
+            )
+        for _, v in pairs:
+            if v.constraint is not None:
+                v.assign(v.constraint(v))
+        inner._iterations.assign_add(1)
+    return True
 
 
 def _keras3():
@@ -209,6 +319,10 @@ if _K3 is not None:
                 trainable_variables = list(trainable_variables)
                 if not self.built:
                     self.build(trainable_variables)
+            if self.loss_scale_factor is None and _apply_fused(
+                self.inner_optimizer, grads, trainable_variables, self.clip_norm
+            ):
+                return
             # The loss scale is undone in the clip's pass over the gradients.
             inverse_scale = None
             if self.loss_scale_factor is not None:

@@ -26,13 +26,10 @@ clip. docs/optimizers.md says what each result equals.
 
 import tensorflow as tf
 from tensorflow.python.distribute import distribute_lib
-from tensorflow.python.ops import resource_variable_ops
 from tensorflow.python.training import optimizer as tf1_optimizer
 
-from monolith_ops import clip_ops
-from monolith_ops._clip import ops
-from monolith_ops._clip.inputs import SUPPORTED_DTYPES, check_clip_norm, check_flags, norm_dtype_of
-from monolith_ops._clip.planner import gpu_kernels, graph_parts, total_sum_of_squares
+from monolith_ops import _multi_tensor, clip_ops
+from monolith_ops._clip.inputs import check_clip_norm, check_flags
 
 __all__ = [
     "AdagradOptimizer",
@@ -156,69 +153,41 @@ class _MultiTensorApply:
     # The parts of apply_gradients.
 
     def _global_norm(self, grads):
-        """The global norm, in the norm's dtype (float64 if any gradient is,
-        else float32), when the clip or the skip reads it."""
+        """The global norm when the clip or the skip reads it, else None."""
         if self._clip_norm is None and not self._skip_nonfinite:
             return None
-        values = [g.values if isinstance(g, tf.IndexedSlices) else g for g in grads]
-        return tf.sqrt(total_sum_of_squares(values, norm_dtype_of(values)))
+        return _multi_tensor.global_norm(grads)
 
     def _split(self, pairs):
         """(pairs the ops update, pairs TF's path updates)."""
-        if gpu_kernels() or any(d.device_type == "GPU" for d in _logical_devices()):
+        if _multi_tensor.gpu_present():
             return [], pairs
         fused, stock = [], []
         for g, v in pairs:
-            ok = (
-                resource_variable_ops.is_resource_variable(v)
-                and getattr(v, "constraint", None) is None
-                and g.dtype == v.dtype.base_dtype
-                and g.dtype in SUPPORTED_DTYPES
-                and "GPU" not in (v.device or "").upper()
-            )
+            ok = _multi_tensor.fusable(g, v) and getattr(v, "constraint", None) is None
             (fused if ok else stock).append((g, v))
         return fused, stock
 
     def _fused_updates(self, pairs, norm):
         """One op per (device, dtype, gradient kind) and graph part; returns
         (ops, applied), applied a bool tensor when the skip reads it."""
-        groups = {}
-        for g, v in pairs:
-            sparse = isinstance(g, tf.IndexedSlices)
-            key = (v.device, v.dtype.base_dtype, g.indices.dtype if sparse else None)
-            groups.setdefault(key, []).append((g, v))
-        norm_dtype = norm.dtype if norm is not None else tf.float32
-        if norm is None:
-            norm = tf.constant(0, norm_dtype)
         clip = self._clip_norm is not None
-        clip_norm = _as_norm_dtype(self._clip_norm if clip else 1, norm_dtype)
-        update_ops, applied = [], []
-        for (device, dtype, index_dtype), group in groups.items():
-            with tf.device(device), tf.name_scope("update_" + dtype.name):
-                hyper = self._hyper(dtype)
-                for part in graph_parts(group):
-                    grads = [g for g, _ in part]
-                    variables = [v for _, v in part]
-                    slots = [[self.get_slot(v, s).handle for v in variables] for s in self._SLOTS]
-                    handles = [v.handle for v in variables]
-                    attrs = dict(self._op_attrs(), clip=clip, skip_nonfinite=self._skip_nonfinite)
-                    if index_dtype is None:
-                        op = getattr(ops, f"monolith_multi_tensor_apply_{_snake(self._RULE)}")
-                        out = op(handles, *slots, grads, *hyper, norm, clip_norm, **attrs)
-                    else:
-                        values, indices = self._sparse_inputs(grads, variables, norm, clip)
-                        attrs["clip"] = False  # clipped before the duplicates are summed
-                        op = getattr(
-                            ops, f"monolith_multi_tensor_sparse_apply_{_snake(self._RULE)}"
-                        )
-                        out = op(handles, *slots, values, indices, *hyper, norm, clip_norm, **attrs)
-                    update_ops.append(out if tf.executing_eagerly() else out.op)
-                    applied.append(out)
+        update_ops, applied = _multi_tensor.apply_in_groups(
+            self._RULE,
+            pairs,
+            lambda v: [self.get_slot(v, s) for s in self._SLOTS],
+            self._hyper,
+            norm,
+            self._clip_norm,
+            skip_nonfinite=self._skip_nonfinite,
+            attrs=self._op_attrs(),
+            sparse_inputs=lambda grads, _: self._sparse_inputs(grads, norm, clip),
+        )
         if not self._skip_nonfinite or not applied:
             return update_ops, None
         return update_ops, applied[0] if len(applied) == 1 else tf.reduce_all(tf.stack(applied))
 
-    def _sparse_inputs(self, grads, variables, norm, clip):
+    def _sparse_inputs(self, grads, norm, clip):
         """The values and indices of IndexedSlices gradients as TF's apply
         sees them: clipped (as tf.clip_by_global_norm clips their values),
         then with repeated indices summed, except by gradient descent, which
@@ -262,25 +231,6 @@ class _MultiTensorApply:
             return grads_and_vars
         clipped, _ = clip_ops.clip_by_global_norm(grads, self._clip_norm)
         return tuple(zip(clipped, [v for _, v in grads_and_vars]))
-
-
-def _snake(rule):
-    return {"GradientDescent": "gradient_descent"}.get(rule, rule.lower())
-
-
-def _logical_devices():
-    try:
-        return tf.config.list_logical_devices()
-    except RuntimeError:
-        return []
-
-
-def _as_norm_dtype(value, dtype):
-    """A number converted straight to `dtype` (not through float32), a
-    tensor cast."""
-    if isinstance(value, (tf.Tensor, tf.Variable)):
-        return tf.cast(value, dtype)
-    return tf.constant(value, dtype)
 
 
 class GradientDescentOptimizer(_MultiTensorApply, tf.compat.v1.train.GradientDescentOptimizer):

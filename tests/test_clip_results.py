@@ -189,6 +189,27 @@ def test_clip_scale_is_tfs_factor(dtype):
 # --- use_norm and a clip_norm known at run time ------------------------------
 
 
+@pytest.mark.parametrize(
+    "dtype, norm_dtype",
+    [(np.float32, np.float64), (np.float64, np.float32), (np.float16, np.float64)],
+)
+def test_use_norm_of_another_dtype_scales_in_its_dtype(mode, dtype, norm_dtype):
+    """As TF does, the scale is computed in use_norm's dtype and rounded to
+    each tensor's: a float64 norm of a float32 list (an optimizer's global
+    norm over mixed dtypes) is not first rounded to float32."""
+    rng = np.random.default_rng(11)
+    arrays = [rng.standard_normal(s).astype(dtype) for s in [(64,), (3, 5)]]
+
+    def fn(*ts):
+        u = tf.constant(7.3, norm_dtype)
+        ours, _ = clip_ops.clip_by_global_norm(list(ts), 0.3, use_norm=u)
+        return ours, tf.clip_by_global_norm(list(ts), 0.3, use_norm=u)[0]
+
+    ours, stock = run_in_mode(mode, fn, *arrays)
+    for got, want in zip(ours, stock):
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("use_norm", [2.0, 20.0, INF])
 def test_use_norm(mode, dtype, use_norm):

@@ -46,23 +46,33 @@ T AdamStepSize(const UpdateParams<T>& p) {
   return p.lr * Sqrt(T(1) - p.beta2_power) / (T(1) - p.beta1_power);
 }
 
-// The per-element rules, each operation in T in TensorFlow's order. `Form`
-// picks where TensorFlow's dense and sparse kernels order a product
-// differently (the Nesterov momentum term).
+// The per-element rules, each operation in T in TensorFlow's or Keras'
+// order. `Form` picks where TensorFlow's dense and sparse kernels order a
+// product differently (the Nesterov momentum term).
 enum class Form { kDense, kSparse };
+
+constexpr bool IsKeras(UpdateRule rule) {
+  return rule == UpdateRule::kKerasGradientDescent ||
+         rule == UpdateRule::kKerasMomentum ||
+         rule == UpdateRule::kKerasAdagrad || rule == UpdateRule::kKerasAdam;
+}
 
 template <typename T>
 struct Rules {
   UpdateParams<T> p;
   T alpha, one_minus_beta1, one_minus_beta2;
 
-  explicit Rules(const UpdateParams<T>& params)
+  // Adam's constants: ApplyAdam computes them in T from beta1, beta2 and the
+  // beta powers; Keras' are its inputs.
+  Rules(UpdateRule rule, const UpdateParams<T>& params)
       : p(params),
-        alpha(AdamStepSize(params)),
-        one_minus_beta1(T(1) - params.beta1),
-        one_minus_beta2(T(1) - params.beta2) {}
+        alpha(IsKeras(rule) ? params.alpha : AdamStepSize(params)),
+        one_minus_beta1(IsKeras(rule) ? params.one_minus_beta1
+                                      : T(1) - params.beta1),
+        one_minus_beta2(IsKeras(rule) ? params.one_minus_beta2
+                                      : T(1) - params.beta2) {}
 
-  // ApplyGradientDescent: var -= grad * lr.
+  // ApplyGradientDescent, and Keras' SGD without momentum: var -= grad * lr.
   void GradientDescent(T g, T* var) const { *var = *var - g * p.lr; }
 
   // ApplyMomentum: accum = accum * momentum + grad; var -= accum * lr, or
@@ -81,6 +91,15 @@ struct Rules {
     }
   }
 
+  // Keras' SGD with momentum: m = m * momentum - grad * lr; var += m, or
+  // with Nesterov var += m * momentum - grad * lr.
+  template <bool kNesterov>
+  void KerasMomentum(T g, T* var, T* m) const {
+    const T m1 = *m * p.momentum - g * p.lr;
+    *m = m1;
+    *var = *var + (kNesterov ? m1 * p.momentum - g * p.lr : m1);
+  }
+
   // ApplyAdagrad: accum += grad^2; var -= grad * lr * rsqrt(accum).
   void Adagrad(T g, T* var, T* accum) const {
     const T a = *accum + g * g;
@@ -88,8 +107,16 @@ struct Rules {
     *var = *var - g * p.lr * (T(1) / Sqrt(a));
   }
 
-  // ApplyAdam: m += (grad - m) * (1 - beta1); v += (grad^2 - v) * (1 - beta2);
-  // var -= m * alpha / (sqrt(v) + epsilon), or with Nesterov
+  // Keras' Adagrad: accum += grad^2; var -= lr * grad / sqrt(accum + epsilon).
+  void KerasAdagrad(T g, T* var, T* accum) const {
+    const T a = *accum + g * g;
+    *accum = a;
+    *var = *var - p.lr * g / Sqrt(a + p.epsilon);
+  }
+
+  // ApplyAdam and Keras' Adam: m += (grad - m) * (1 - beta1);
+  // v += (grad^2 - v) * (1 - beta2); var -= m * alpha / (sqrt(v) + epsilon),
+  // or with Nesterov (ApplyAdam only)
   // var -= (grad * (1 - beta1) + beta1 * m) * alpha / (sqrt(v) + epsilon).
   template <bool kNesterov>
   void Adam(T g, T* var, T* m, T* v) const {
@@ -104,51 +131,88 @@ struct Rules {
 };
 
 // Applies the rule to n elements: var[j], slot0[j], slot1[j] with gradient
-// element clipped(grad[j]).
-template <typename T, Form kForm, typename Clip>
+// element clipped(grad[j]), each var[j] first replaced by decayed(var[j]).
+template <typename T, Form kForm, typename Clip, typename Decay>
 void ApplyRunClipped(UpdateRule rule, const Rules<T>& rules, Clip clipped,
-                     T* var, T* slot0, T* slot1, const T* grad, int64_t n) {
+                     Decay decayed, T* var, T* slot0, T* slot1, const T* grad,
+                     int64_t n) {
+  // One loop per rule, the rule's variant chosen outside it.
+  auto each = [&](auto&& step) {
+    for (int64_t j = 0; j < n; ++j) {
+      var[j] = decayed(var[j]);
+      step(clipped(grad[j]), j);
+    }
+  };
+  const bool nesterov = rules.p.nesterov;
   switch (rule) {
     case UpdateRule::kGradientDescent:
-      for (int64_t j = 0; j < n; ++j) {
-        rules.GradientDescent(clipped(grad[j]), var + j);
-      }
+    case UpdateRule::kKerasGradientDescent:
+      each([&](T g, int64_t j) { rules.GradientDescent(g, var + j); });
       break;
     case UpdateRule::kMomentum:
-      if (rules.p.nesterov) {
-        for (int64_t j = 0; j < n; ++j) {
-          rules.template Momentum<kForm, true>(clipped(grad[j]), var + j,
-                                               slot0 + j);
-        }
+      if (nesterov) {
+        each([&](T g, int64_t j) {
+          rules.template Momentum<kForm, true>(g, var + j, slot0 + j);
+        });
       } else {
-        for (int64_t j = 0; j < n; ++j) {
-          rules.template Momentum<kForm, false>(clipped(grad[j]), var + j,
-                                                slot0 + j);
-        }
+        each([&](T g, int64_t j) {
+          rules.template Momentum<kForm, false>(g, var + j, slot0 + j);
+        });
+      }
+      break;
+    case UpdateRule::kKerasMomentum:
+      if (nesterov) {
+        each([&](T g, int64_t j) {
+          rules.template KerasMomentum<true>(g, var + j, slot0 + j);
+        });
+      } else {
+        each([&](T g, int64_t j) {
+          rules.template KerasMomentum<false>(g, var + j, slot0 + j);
+        });
       }
       break;
     case UpdateRule::kAdagrad:
-      for (int64_t j = 0; j < n; ++j) {
-        rules.Adagrad(clipped(grad[j]), var + j, slot0 + j);
-      }
+      each([&](T g, int64_t j) { rules.Adagrad(g, var + j, slot0 + j); });
+      break;
+    case UpdateRule::kKerasAdagrad:
+      each([&](T g, int64_t j) { rules.KerasAdagrad(g, var + j, slot0 + j); });
       break;
     case UpdateRule::kAdam:
-      if (rules.p.nesterov) {
-        for (int64_t j = 0; j < n; ++j) {
-          rules.template Adam<true>(clipped(grad[j]), var + j, slot0 + j,
-                                    slot1 + j);
-        }
+    case UpdateRule::kKerasAdam:
+      if (nesterov) {
+        each([&](T g, int64_t j) {
+          rules.template Adam<true>(g, var + j, slot0 + j, slot1 + j);
+        });
       } else {
-        for (int64_t j = 0; j < n; ++j) {
-          rules.template Adam<false>(clipped(grad[j]), var + j, slot0 + j,
-                                     slot1 + j);
-        }
+        each([&](T g, int64_t j) {
+          rules.template Adam<false>(g, var + j, slot0 + j, slot1 + j);
+        });
       }
       break;
   }
 }
 
-// ApplyRunClipped with the clip's action chosen once per run, so that each
+// ApplyRunClipped with the decay chosen once per run: none, or Keras'
+// decoupled weight decay. Keras writes var - var * weight_decay * lr; in a
+// tf.function (model.fit) Grappler's constant push-down makes it
+// var - var * (weight_decay * lr), the form computed here, in T. (Eager
+// Keras can differ from it in the last place.)
+template <typename T, Form kForm, typename Clip>
+void ApplyRunDecayed(UpdateRule rule, const Rules<T>& rules, Clip clipped,
+                     T* var, T* slot0, T* slot1, const T* grad, int64_t n) {
+  if (rules.p.decay) {
+    const T rate = rules.p.weight_decay * rules.p.lr;
+    ApplyRunClipped<T, kForm>(
+        rule, rules, clipped, [rate](T x) { return x - x * rate; }, var, slot0,
+        slot1, grad, n);
+  } else {
+    ApplyRunClipped<T, kForm>(
+        rule, rules, clipped, [](T x) { return x; }, var, slot0, slot1, grad,
+        n);
+  }
+}
+
+// ApplyRunDecayed with the clip's action chosen once per run, so that each
 // loop is one straight (vectorizable) formula: g, g * scale in T, or NaN
 // when the norm is not finite (as tf.clip_by_global_norm makes it).
 template <typename T, Form kForm>
@@ -158,18 +222,18 @@ void ApplyRun(UpdateRule rule, const Rules<T>& rules,
   switch (clip.action) {
     case ClipAction::kScale: {
       const T scale = clip.scale;
-      ApplyRunClipped<T, kForm>(
+      ApplyRunDecayed<T, kForm>(
           rule, rules, [scale](T g) { return g * scale; }, var, slot0, slot1,
           grad, n);
       break;
     }
     case ClipAction::kFillNaN:
-      ApplyRunClipped<T, kForm>(
+      ApplyRunDecayed<T, kForm>(
           rule, rules, [](T) { return std::numeric_limits<T>::quiet_NaN(); },
           var, slot0, slot1, grad, n);
       break;
     default:
-      ApplyRunClipped<T, kForm>(
+      ApplyRunDecayed<T, kForm>(
           rule, rules, [](T g) { return g; }, var, slot0, slot1, grad, n);
   }
 }
@@ -224,7 +288,7 @@ template <typename T>
 void ApplyDense(UpdateRule rule, const UpdateParams<T>& params,
                 const GradientClip<T>& clip, const DenseUpdateList<T>& list,
                 const ParallelFor& parallel_for) {
-  const Rules<T> rules(params);
+  const Rules<T> rules(rule, params);
   ParallelOverElements(Offsets(list.sizes, list.count), parallel_for,
                        [&](int64_t t, int64_t start, int64_t len) {
                          ApplyRun<T, Form::kDense>(
@@ -239,7 +303,7 @@ template <typename T>
 void ApplySparse(UpdateRule rule, const UpdateParams<T>& params,
                  const GradientClip<T>& clip, const SparseUpdateList<T>& list,
                  const ParallelFor& parallel_for) {
-  const Rules<T> rules(params);
+  const Rules<T> rules(rule, params);
   // A tensor's rows run in order on one thread (a row may repeat); the
   // tensors are spread over the threads.
   auto tensors = [&](int64_t begin, int64_t end) {

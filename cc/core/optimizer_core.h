@@ -4,9 +4,10 @@
 // whole list of variables, with the global-norm clip folded in.
 //
 // The update rules are TensorFlow's own (its ApplyGradientDescent,
-// ApplyMomentum, ApplyAdagrad and ApplyAdam kernels), written once, per
-// element, in the variable's type T: every operation of the formula is
-// rounded to T in the same order as TensorFlow's Eigen expression rounds it
+// ApplyMomentum, ApplyAdagrad and ApplyAdam kernels) and Keras 3's, written
+// once, per element, in the variable's type T: every operation of the
+// formula is rounded to T in the same order as TensorFlow's Eigen expression
+// (or Keras' ops, as Grappler leaves them in a tf.function) rounds it
 // (for half and bfloat16, as Eigen's scalar types do: each operation in
 // float, rounded to T). The clip multiplies each gradient element by the
 // clip scale rounded to T, as tf.clip_by_global_norm does, before the rule
@@ -24,23 +25,41 @@
 
 namespace monolith_ops {
 
-// The update rules. The number of slots each keeps per variable is
-// SlotCount().
-enum class UpdateRule { kGradientDescent, kMomentum, kAdagrad, kAdam };
+// The update rules: TensorFlow's (tf.compat.v1.train and its Apply*
+// kernels) and Keras 3's (keras.optimizers, whose update_step composes them
+// from ops). The number of slots each keeps per variable is SlotCount().
+enum class UpdateRule {
+  kGradientDescent,
+  kMomentum,
+  kAdagrad,
+  kAdam,
+  kKerasGradientDescent,
+  kKerasMomentum,
+  kKerasAdagrad,
+  kKerasAdam,
+};
 
 constexpr int SlotCount(UpdateRule rule) {
-  return rule == UpdateRule::kGradientDescent ? 0
-         : rule == UpdateRule::kAdam          ? 2
-                                              : 1;
+  return rule == UpdateRule::kGradientDescent ||
+                 rule == UpdateRule::kKerasGradientDescent
+             ? 0
+         : rule == UpdateRule::kAdam || rule == UpdateRule::kKerasAdam ? 2
+                                                                       : 1;
 }
 
 // The hyperparameters of a rule, in the variables' type. A rule reads only
-// its own: lr (all), momentum (kMomentum), beta1, beta2, epsilon, beta1_power
-// and beta2_power (kAdam); nesterov (kMomentum, kAdam).
+// its own: lr (all); momentum (kMomentum, kKerasMomentum); beta1, beta2,
+// beta1_power and beta2_power (kAdam); alpha, one_minus_beta1 and
+// one_minus_beta2 (kKerasAdam, which takes Keras' constants as Keras rounds
+// them); epsilon (kAdam, kKerasAdagrad, kKerasAdam); nesterov (kMomentum,
+// kAdam, kKerasMomentum). With decay, every variable first decays as Keras'
+// weight_decay (AdamW's decoupled decay) does: var -= var * weight_decay * lr.
 template <typename T>
 struct UpdateParams {
   T lr{}, momentum{}, beta1{}, beta2{}, epsilon{}, beta1_power{}, beta2_power{};
+  T alpha{}, one_minus_beta1{}, one_minus_beta2{}, weight_decay{};
   bool nesterov = false;
+  bool decay = false;
 };
 
 // What is done to each gradient element before the rule sees it.

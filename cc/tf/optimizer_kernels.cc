@@ -56,6 +56,16 @@ RuleInputs InputsOf(UpdateRule rule) {
       return {
           {"m", "v"},
           {"beta1_power", "beta2_power", "lr", "beta1", "beta2", "epsilon"}};
+    case UpdateRule::kKerasGradientDescent:
+      return {{}, {"lr", "weight_decay"}};
+    case UpdateRule::kKerasMomentum:
+      return {{"momentums"}, {"lr", "momentum", "weight_decay"}};
+    case UpdateRule::kKerasAdagrad:
+      return {{"accumulators"}, {"lr", "epsilon", "weight_decay"}};
+    case UpdateRule::kKerasAdam:
+      return {{"momentums", "velocities"},
+              {"lr", "alpha", "one_minus_beta1", "one_minus_beta2", "epsilon",
+               "weight_decay"}};
   }
   return {};
 }
@@ -75,6 +85,10 @@ Status ReadHyper(OpKernelContext* ctx, UpdateRule rule, UpdateParams<T>* p) {
     if (n == "epsilon") p->epsilon = value;
     if (n == "beta1_power") p->beta1_power = value;
     if (n == "beta2_power") p->beta2_power = value;
+    if (n == "alpha") p->alpha = value;
+    if (n == "one_minus_beta1") p->one_minus_beta1 = value;
+    if (n == "one_minus_beta2") p->one_minus_beta2 = value;
+    if (n == "weight_decay") p->weight_decay = value;
   }
   return Status();
 }
@@ -208,6 +222,9 @@ class MultiTensorApplyOp : public OpKernel {
     if (ctx->HasAttr("use_nesterov")) {
       OP_REQUIRES_OK(ctx, ctx->GetAttr("use_nesterov", &nesterov_));
     }
+    if (ctx->HasAttr("decay")) {
+      OP_REQUIRES_OK(ctx, ctx->GetAttr("decay", &decay_));
+    }
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -222,6 +239,7 @@ class MultiTensorApplyOp : public OpKernel {
     UpdateParams<T> params;
     OP_REQUIRES_OK(ctx, ReadHyper(ctx, kRule, &params));
     params.nesterov = nesterov_;
+    params.decay = decay_;
     GradientClip<T> clip;
     bool skip = false;
     const ::tensorflow::DataType norm_dtype =
@@ -361,6 +379,7 @@ class MultiTensorApplyOp : public OpKernel {
   bool clip_ = false;
   bool skip_nonfinite_ = false;
   bool nesterov_ = false;
+  bool decay_ = false;
 };
 
 #define MONOLITH_OPS_REGISTER_RULE(T, Rule)                                   \
@@ -372,13 +391,23 @@ class MultiTensorApplyOp : public OpKernel {
                               .Device(DEVICE_CPU)                             \
                               .TypeConstraint<T>("T"),                        \
                           MultiTensorApplyOp<T, UpdateRule::k##Rule, true>);
+#define MONOLITH_OPS_REGISTER_KERAS(T, Rule)                     \
+  REGISTER_KERNEL_BUILDER(Name("MonolithMultiTensorApply" #Rule) \
+                              .Device(DEVICE_CPU)                \
+                              .TypeConstraint<T>("T"),           \
+                          MultiTensorApplyOp<T, UpdateRule::k##Rule, false>);
 #define MONOLITH_OPS_REGISTER_CPU(T, tf_name, gpu_dtype, ComputeT, ...) \
   MONOLITH_OPS_REGISTER_RULE(T, GradientDescent)                        \
   MONOLITH_OPS_REGISTER_RULE(T, Momentum)                               \
   MONOLITH_OPS_REGISTER_RULE(T, Adagrad)                                \
-  MONOLITH_OPS_REGISTER_RULE(T, Adam)
+  MONOLITH_OPS_REGISTER_RULE(T, Adam)                                   \
+  MONOLITH_OPS_REGISTER_KERAS(T, KerasGradientDescent)                  \
+  MONOLITH_OPS_REGISTER_KERAS(T, KerasMomentum)                         \
+  MONOLITH_OPS_REGISTER_KERAS(T, KerasAdagrad)                          \
+  MONOLITH_OPS_REGISTER_KERAS(T, KerasAdam)
 MONOLITH_OPS_FOR_EACH_DTYPE(MONOLITH_OPS_REGISTER_CPU)
 #undef MONOLITH_OPS_REGISTER_CPU
+#undef MONOLITH_OPS_REGISTER_KERAS
 #undef MONOLITH_OPS_REGISTER_RULE
 
 }  // namespace

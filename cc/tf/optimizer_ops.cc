@@ -146,6 +146,54 @@ REGISTER_OP("MonolithMultiTensorSparseApplyAdam")
     .Attr("Tindices: {int32, int64}")
     .MONOLITH_OPS_CLIP_AND_ATTRS(8);
 
+// Keras 3's rules (dense gradients). Each takes the hyperparameters as
+// Keras' update_step computes them in the variable's type (alpha is Adam's
+// lr * sqrt(1 - beta2^t) / (1 - beta1^t)), and weight_decay: with attr decay
+// every variable first decays as Keras' weight_decay (AdamW) decays it,
+// var -= var * weight_decay * lr.
+REGISTER_OP("MonolithMultiTensorApplyKerasGradientDescent")
+    .Input("var: N * resource")
+    .Input("grad: N * T")
+    .Input("lr: T")
+    .Input("weight_decay: T")
+    .Attr("decay: bool = false")
+    .MONOLITH_OPS_CLIP_AND_ATTRS(4);
+
+REGISTER_OP("MonolithMultiTensorApplyKerasMomentum")
+    .Input("var: N * resource")
+    .Input("momentums: N * resource")
+    .Input("grad: N * T")
+    .Input("lr: T")
+    .Input("momentum: T")
+    .Input("weight_decay: T")
+    .Attr("use_nesterov: bool = false")
+    .Attr("decay: bool = false")
+    .MONOLITH_OPS_CLIP_AND_ATTRS(5);
+
+REGISTER_OP("MonolithMultiTensorApplyKerasAdagrad")
+    .Input("var: N * resource")
+    .Input("accumulators: N * resource")
+    .Input("grad: N * T")
+    .Input("lr: T")
+    .Input("epsilon: T")
+    .Input("weight_decay: T")
+    .Attr("decay: bool = false")
+    .MONOLITH_OPS_CLIP_AND_ATTRS(5);
+
+REGISTER_OP("MonolithMultiTensorApplyKerasAdam")
+    .Input("var: N * resource")
+    .Input("momentums: N * resource")
+    .Input("velocities: N * resource")
+    .Input("grad: N * T")
+    .Input("lr: T")
+    .Input("alpha: T")
+    .Input("one_minus_beta1: T")
+    .Input("one_minus_beta2: T")
+    .Input("epsilon: T")
+    .Input("weight_decay: T")
+    .Attr("decay: bool = false")
+    .MONOLITH_OPS_CLIP_AND_ATTRS(8);
+
 #undef MONOLITH_OPS_CLIP_AND_ATTRS
 
 }  // namespace monolith_ops

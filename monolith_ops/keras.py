@@ -30,6 +30,7 @@ from typing import Any, Optional
 import tensorflow as tf
 
 from monolith_ops import _multi_tensor, clip_ops
+from monolith_ops._clip.inputs import check_flags
 from monolith_ops._clip.tf_ops import in_xla_context
 
 __all__ = ["GlobalNormClipTransformer", "with_global_norm_clipping"]
@@ -65,7 +66,8 @@ def _combine_duplicates(grad):
 
 def _clip_summed(grads, clip_norm, resummed, inverse_scale=None):
     """Clips `grads` (a list that may hold None) by their global norm,
-    unscaling them by `inverse_scale` (None for none) in the same pass.
+    unscaling them by `inverse_scale` (None for none) in the same pass;
+    returns (clipped, norm).
 
     In a replica context of a strategy with several replicas the gradients
     are first summed over the replicas, and the clip is that of the sum.
@@ -76,18 +78,20 @@ def _clip_summed(grads, clip_norm, resummed, inverse_scale=None):
     grads = list(grads)
     ctx = tf.distribute.get_replica_context()
     if ctx is None or ctx.num_replicas_in_sync == 1:
-        return clip_ops.clip_by_global_norm(grads, clip_norm, inverse_scale=inverse_scale)[0]
+        return clip_ops.clip_by_global_norm(grads, clip_norm, inverse_scale=inverse_scale)
     positions = [i for i, g in enumerate(grads) if g is not None]
     if not positions:
-        return grads
+        return grads, tf.constant(0.0)
     summed = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [grads[i] for i in positions])
-    clipped, _ = clip_ops.clip_by_global_norm(list(summed), clip_norm, inverse_scale=inverse_scale)
+    clipped, norm = clip_ops.clip_by_global_norm(
+        list(summed), clip_norm, inverse_scale=inverse_scale
+    )
     if resummed:
         first = tf.equal(ctx.replica_id_in_sync_group, 0)
         clipped = [_keep_on_first_replica(first, g) for g in clipped]
     for i, g in zip(positions, clipped):
         grads[i] = g
-    return grads
+    return grads, norm
 
 
 # --- Keras 3 -------------------------------------------------------------------
@@ -141,11 +145,13 @@ def _fused_hyper(inner, rule, learning_rate, dtype):
     ]
 
 
-def _apply_fused(inner, grads, variables, clip_norm):
+def _apply_fused(inner, grads, variables, clip_norm, skipped_steps=None):
     """Keras 3's `inner.apply(clipped grads, variables)` with the dense
     updates of supported optimizers in one op per device and dtype, the clip
-    folded in. Returns False, having done nothing, where Keras' own path
-    must apply them (see docs/optimizers.md)."""
+    folded in. With `skipped_steps` (the counter of skip_nonfinite) a step
+    whose norm is not finite changes nothing but the counter. Returns False,
+    having done nothing, where Keras' own path must apply them (see
+    docs/optimizers.md)."""
     found = _fused_rule(inner)
     if (
         found is None
@@ -175,31 +181,43 @@ def _apply_fused(inner, grads, variables, clip_norm):
             slots[id(tf_var)] = [getattr(inner, a)[index].value for a in slot_attrs]
             decayed = inner.weight_decay is not None and inner._use_weight_decay(v)
             groups[decayed].append((g, tf_var))
+        skip = skipped_steps is not None
+        applied = []
         for decayed, group in groups.items():
-            _multi_tensor.apply_in_groups(
+            applied += _multi_tensor.apply_in_groups(
                 rule,
                 group,
                 lambda var: slots[id(var)],
                 lambda dtype: _fused_hyper(inner, rule, learning_rate, dtype),
                 norm,
                 clip_norm,
+                skip_nonfinite=skip,
                 attrs=dict(attrs, decay=decayed),
-            )
-        if others:
-            # Sparse gradients and other dtypes: clipped by the same norm,
-            # then Keras' own weight decay and update_step.
-            clipped, _ = clip_ops.clip_by_global_norm(
-                [g for g, _ in others], clip_norm, use_norm=norm
-            )
-            rest = [v for _, v in others]
-            inner._apply_weight_decay(rest)
-            inner._backend_update_step(
-                [_combine_duplicates(g) for g in clipped], rest, learning_rate
-            )
-        for _, v in pairs:
-            if v.constraint is not None:
-                v.assign(v.constraint(v))
-        inner._iterations.assign_add(1)
+            )[1]
+
+        def rest_of_step():
+            if others:
+                # Sparse gradients and other dtypes: clipped by the same
+                # norm, then Keras' own weight decay and update_step.
+                clipped, _ = clip_ops.clip_by_global_norm(
+                    [g for g, _ in others], clip_norm, use_norm=norm
+                )
+                rest = [v for _, v in others]
+                inner._apply_weight_decay(rest)
+                inner._backend_update_step(
+                    [_combine_duplicates(g) for g in clipped], rest, learning_rate
+                )
+            for _, v in pairs:
+                if v.constraint is not None:
+                    v.assign(v.constraint(v))
+            inner._iterations.assign_add(1)
+
+        if not skip:
+            rest_of_step()
+            return True
+        finite = tf.reduce_all(tf.stack(applied)) if applied else tf.math.is_finite(norm)
+        tf.cond(finite, rest_of_step, lambda: None)
+        skipped_steps.assign_add(tf.cast(tf.logical_not(finite), tf.int64))
     return True
 
 
@@ -227,7 +245,8 @@ if _K3 is not None:
         global_clipnorm=1.0)`` does, with the norm and the clip computed by
         ``monolith_ops.clip_ops.clip_by_global_norm`` (the fused kernel; TF
         ops inside XLA). Gradients below ``clip_norm`` pass through, and a
-        non-finite norm makes every gradient NaN, as in Keras.
+        non-finite norm makes every gradient NaN, as in Keras (unless
+        ``skip_nonfinite``).
 
         It works in ``model.fit`` (any ``jit_compile``), in custom loops
         (``apply_gradients`` / ``apply``), inside
@@ -251,6 +270,11 @@ if _K3 is not None:
           loss_scale_factor: Optional fixed loss scale factor. Defaults to
             the inner optimizer's, which this optimizer takes over, so that
             gradients are unscaled before they are clipped.
+          skip_nonfinite: A step whose global norm is inf or NaN changes
+            nothing (no variable, slot or ``iterations``) and is counted in
+            ``skipped_steps``, instead of making every variable NaN as Keras'
+            ``global_clipnorm`` does. Not under a strategy with several
+            replicas on Keras' path.
 
         Raises:
           TypeError: ``inner_optimizer`` is not a Keras 3 optimizer, or
@@ -266,6 +290,8 @@ if _K3 is not None:
             clip_norm: float,
             name: Optional[str] = None,
             loss_scale_factor: Optional[float] = None,
+            *,
+            skip_nonfinite: bool = False,
         ) -> None:
             if not isinstance(inner_optimizer, _K3.optimizers.Optimizer):
                 raise TypeError(
@@ -288,6 +314,7 @@ if _K3 is not None:
                     f"Keras, but the backend is {_K3.backend.backend()!r}"
                 )
             clip_norm = clip_ops.check_clip_norm(clip_norm)
+            check_flags(skip_nonfinite=skip_nonfinite)
             for arg in ("clipnorm", "clipvalue", "global_clipnorm", "gradient_accumulation_steps"):
                 if getattr(inner_optimizer, arg, None):
                     raise ValueError(
@@ -300,12 +327,24 @@ if _K3 is not None:
             super().__init__(learning_rate=0.0, name=name, loss_scale_factor=loss_scale_factor)
             self.inner_optimizer = inner_optimizer
             self.clip_norm = clip_norm
+            self.skip_nonfinite = bool(skip_nonfinite)
+            self._skipped_steps = None
             # The gradients are unscaled here, before they are clipped.
             self.inner_optimizer.loss_scale_factor = None
 
         def build(self, var_list):
             self.inner_optimizer.build(var_list)
             super().build(var_list)
+            if self.skip_nonfinite and self._skipped_steps is None:
+                self._skipped_steps = self.add_variable(
+                    (), initializer="zeros", dtype="int64", name="skipped_steps"
+                )
+
+        @property
+        def skipped_steps(self):
+            """With skip_nonfinite, the int64 variable counting the skipped
+            steps (saved with the optimizer's variables); else None."""
+            return self._skipped_steps
 
         @property
         def variables(self):
@@ -320,17 +359,41 @@ if _K3 is not None:
                 if not self.built:
                     self.build(trainable_variables)
             if self.loss_scale_factor is None and _apply_fused(
-                self.inner_optimizer, grads, trainable_variables, self.clip_norm
+                self.inner_optimizer,
+                grads,
+                trainable_variables,
+                self.clip_norm,
+                self._skipped_steps,
             ):
                 return
+            if self.skip_nonfinite:
+                ctx = tf.distribute.get_replica_context()
+                if ctx is not None and ctx.num_replicas_in_sync > 1:
+                    raise ValueError(
+                        "GlobalNormClipOptimizer(skip_nonfinite=True) does not "
+                        "work under a tf.distribute strategy with several "
+                        "replicas: the inner optimizer's merge call cannot run "
+                        "in the skip's condition"
+                    )
             # The loss scale is undone in the clip's pass over the gradients.
             inverse_scale = None
             if self.loss_scale_factor is not None:
                 inverse_scale = 1.0 / self.loss_scale_factor
             # The inner optimizer sums the gradients over the replicas again.
-            grads = _clip_summed(grads, self.clip_norm, resummed=True, inverse_scale=inverse_scale)
+            grads, norm = _clip_summed(
+                grads, self.clip_norm, resummed=True, inverse_scale=inverse_scale
+            )
             grads = [_combine_duplicates(g) for g in grads]
-            self.inner_optimizer.apply(grads, trainable_variables)
+            if not self.skip_nonfinite:
+                self.inner_optimizer.apply(grads, trainable_variables)
+                return
+            finite = tf.math.is_finite(norm)
+            tf.cond(
+                finite,
+                lambda: self.inner_optimizer.apply(grads, trainable_variables),
+                lambda: None,
+            )
+            self._skipped_steps.assign_add(tf.cast(tf.logical_not(finite), tf.int64))
 
         def apply_gradients(self, grads_and_vars):
             grads, trainable_variables = zip(*grads_and_vars)
@@ -363,6 +426,7 @@ if _K3 is not None:
                 "inner_optimizer": _K3.saving.serialize_keras_object(self.inner_optimizer),
                 "clip_norm": self.clip_norm,
                 "loss_scale_factor": self.loss_scale_factor,
+                "skip_nonfinite": self.skip_nonfinite,
             }
 
         @classmethod
@@ -494,7 +558,7 @@ def with_global_norm_clipping(optimizer_class: type) -> type:
                 return super().apply_gradients(grads_and_vars, name=name, **kwargs)
             grads, variables = zip(*grads_and_vars)
             if not skip_gradients_aggregation and aggregate:
-                grads = _clip_summed(grads, self.clip_norm, resummed=False)
+                grads, _ = _clip_summed(grads, self.clip_norm, resummed=False)
             else:
                 grads, _ = clip_ops.clip_by_global_norm(list(grads), self.clip_norm)
             return super().apply_gradients(

@@ -282,3 +282,70 @@ def test_model_fit_uses_the_op_and_matches_keras_path(jit_compile, monkeypatch):
         _assert_within(ours, ref, 4, "float32")
     else:
         _assert_bitwise(ours, ref)
+
+
+# --- skip_nonfinite ----------------------------------------------------------
+
+
+class KerasPathAdam(OPT.Adam):
+    """A subclass, which the wrapper leaves to Keras' path."""
+
+
+@pytest.mark.parametrize("mode", ["eager", "function", "xla"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: OPT.Adam(0.01),
+        lambda: OPT.AdamW(0.01, weight_decay=0.1),
+        lambda: OPT.SGD(0.1, momentum=0.9),
+        lambda: OPT.Adagrad(0.1),
+        lambda: KerasPathAdam(0.01),
+    ],
+    ids=["adam", "adamw", "momentum", "adagrad", "keras_path"],
+)
+def test_skip_nonfinite_changes_nothing_and_counts(make, mode):
+    """Steps 2 and 4 have an inf and a NaN gradient: with skip_nonfinite
+    they change no variable, slot or iterations, and are counted; the other
+    steps are those of a run that never saw them."""
+    init, grads = _data("float32", 5, 1.0)
+    grads[1][2][0, 1] = np.inf
+    grads[3][0][2, 3] = np.nan
+
+    def train(steps, skip):
+        variables = [keras.Variable(x) for x in init]
+        inner = make()
+        opt = GlobalNormClipOptimizer(inner, 0.5, skip_nonfinite=skip)
+
+        def step(gs):
+            opt.apply_gradients(zip(gs, variables))
+
+        if mode != "eager":
+            step = tf.function(step, jit_compile=mode == "xla")
+        for gs in steps:
+            step([tf.constant(g) for g in gs])
+        state = [v.numpy() for v in variables + list(inner.variables)]
+        return state, opt
+
+    ours, opt = train(grads, True)
+    ref, _ = train([grads[k] for k in (0, 2, 4)], False)
+    if mode == "xla":
+        _assert_within(ours, ref, 4, "float32")
+    else:
+        _assert_bitwise(ours, ref)
+    assert int(opt.skipped_steps.numpy()) == 2
+    assert int(opt.iterations.numpy()) == 3
+    unskipped, plain = train(grads, False)
+    assert plain.skipped_steps is None
+    assert all(np.isnan(v).all() for v in unskipped[: len(SHAPES)])
+
+
+def test_skip_nonfinite_is_checked_and_saved(tmp_path):
+    with pytest.raises(TypeError, match="skip_nonfinite"):
+        GlobalNormClipOptimizer(OPT.Adam(), 1.0, skip_nonfinite="yes")
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(GlobalNormClipOptimizer(OPT.Adam(), 1.0, skip_nonfinite=True), "mse")
+    model.fit(np.ones((4, 2), "float32"), np.ones((4, 1), "float32"), verbose=0)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.optimizer.skip_nonfinite is True

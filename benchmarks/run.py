@@ -46,6 +46,7 @@ median over ours; ours/floor is ours' median over the floor's.
 """
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -80,15 +81,23 @@ RULES = {
 }
 DEMO = os.path.join(ROOT, "examples", "recsys_demo.py")
 # The Keras workload's model and data (keras_model): `features` categorical
-# features, each an Embedding(vocab, dim) of one id, then a Dense(dim, relu)
-# of its own; their outputs and `dense` dense features concatenated into a
-# relu MLP of `hidden` units and one logit. 64 features: 3 * 64 + 2 * 3 =
-# 198 variables, most of them small. clip_norm is `clip_fraction` times the
-# gradients' global norm at the first step, so that the clip scales the
-# gradients on every step of the run.
+# features, each an Embedding(vocab, dim) of one id, then a Dense(dim) of its
+# own; their outputs and `dense` dense features concatenated into an MLP of
+# `hidden` units and one logit. 64 features: 3 * 64 + 2 * 3 = 198
+# variables, most of them small. The activation is swish, not relu: at
+# relu's kink the two clips' last-bit differences become a unit on in one
+# model and off in the other, and Adam makes that a full step (with relu
+# the weights drifted 0.0068 apart in 206 steps, as far as a wrong
+# optimizer's). The data are fixed: one batch of features and
+# `label_sets` sets of random labels for it, taken in turn: no weights fit
+# them all, so the gradients' norm does not go to 0 (on one set of labels it
+# fell from 0.29 to 5e-7 in 206 steps). clip_norm is `clip_fraction` times
+# the gradients' global norm at the first step, so that the clip scales the
+# gradients on every step of the run (the run says whether it still did at
+# its end).
 KERAS = dict(
     features=64, vocab=1000, dim=8, dense=13, hidden=(64, 32), batch=256,
-    learning_rate=1e-3, clip_fraction=1e-3,
+    label_sets=8, learning_rate=1e-3, clip_fraction=1e-3, activation="swish",
 )  # fmt: skip
 KERAS_TINY = dict(KERAS, features=4, vocab=100, dim=4, dense=3, hidden=(8,), batch=32)
 # After the timed steps, ours' weights must equal stock's within
@@ -523,11 +532,13 @@ def keras_model(cfg):
             ids[:, i]
         )
         towers.append(
-            keras.layers.Dense(cfg["dim"], activation="relu", name=f"tower_{i}")(embedded)
+            keras.layers.Dense(cfg["dim"], activation=cfg["activation"], name=f"tower_{i}")(
+                embedded
+            )
         )
     x = keras.layers.Concatenate()(towers + [dense])
     for units in cfg["hidden"]:
-        x = keras.layers.Dense(units, activation="relu")(x)
+        x = keras.layers.Dense(units, activation=cfg["activation"])(x)
     return keras.Model([ids, dense], keras.layers.Dense(1)(x))
 
 
@@ -565,19 +576,18 @@ class KerasGraph:
         _set_keras_threads(threads)
         cfg = KERAS_TINY if tiny else KERAS
         rng = np.random.default_rng(0)
-        self.batch = (
-            [
-                tf.constant(
-                    rng.integers(0, cfg["vocab"], (cfg["batch"], cfg["features"]), np.int32)
-                ),
-                tf.constant(rng.standard_normal((cfg["batch"], cfg["dense"]), dtype=np.float32)),
-            ],
-            tf.constant((rng.random((cfg["batch"], 1)) < 0.3).astype(np.float32)),
-        )
+        self.x = [
+            tf.constant(rng.integers(0, cfg["vocab"], (cfg["batch"], cfg["features"]), np.int32)),
+            tf.constant(rng.standard_normal((cfg["batch"], cfg["dense"]), dtype=np.float32)),
+        ]
+        self.labels = [
+            tf.constant((rng.random((cfg["batch"], 1)) < 0.3).astype(np.float32))
+            for _ in range(cfg["label_sets"])
+        ]
         self.loss = keras.losses.BinaryCrossentropy(from_logits=True)
         first = keras_model(cfg)
         weights = first.get_weights()
-        grads = self.gradients(first)
+        grads = self.gradients(first, 0)
         # The floats of the gradients: the embeddings' gathered rows and the
         # dense variables, as the demo counts them.
         self.num_elements = sum(
@@ -596,22 +606,25 @@ class KerasGraph:
             "stock": keras.optimizers.Adam(lr, global_clipnorm=self.clip_norm),
         }
         self.models, self.fns = {}, {}
-        x, y = self.batch
+        x, labels = self.x, self.labels
         for impl, optimizer in optimizers.items():
             model = keras_model(cfg)
             model.set_weights(weights)
             model.compile(optimizer=optimizer, loss=self.loss, jit_compile=False)
             self.models[impl] = model
-            self.fns[f"{impl}:step"] = lambda model=model: model.train_on_batch(x, y)
-        self.fns["inputs"] = lambda model=self.models["ours"]: model.test_on_batch(x, y)
+            # Each model's own turn through the label sets: the same sequence.
+            turns = itertools.cycle(labels)
+            self.fns[f"{impl}:step"] = lambda model=model, turns=turns: model.train_on_batch(
+                x, next(turns)
+            )
+        self.fns["inputs"] = lambda model=self.models["ours"]: model.test_on_batch(x, labels[0])
         self.num_variables = len(first.trainable_variables)
 
-    def gradients(self, model):
+    def gradients(self, model, label_set):
         import tensorflow as tf
 
-        x, y = self.batch
         with tf.GradientTape() as tape:
-            loss = self.loss(y, model(x, training=True))
+            loss = self.loss(self.labels[label_set], model(self.x, training=True))
         return tape.gradient(loss, model.trainable_variables)
 
     def steps(self, n=1):
@@ -649,7 +662,8 @@ class KerasGraph:
         steps = self.compare()
         import tensorflow as tf
 
-        norm = float(tf.linalg.global_norm(self.gradients(self.models["stock"])))
+        stock = self.models["stock"]
+        norm = float(tf.linalg.global_norm(self.gradients(stock, steps % len(self.labels))))
         print(
             f"  keras: {self.num_variables} variables; weights agree after {steps} steps; "
             f"gradient norm {self.first_norm:.4g} at the first step, {norm:.4g} after the "

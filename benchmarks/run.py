@@ -29,7 +29,14 @@ an optimizer's update of a list of resource variables, one train op run:
 
 and the demo's (examples/recsys_demo.py) whole training step, its model built
 once with each optimizer (inputs: the step's forward pass alone; floor: the
-Adagrad loop over as many floats as its gradients hold).
+Adagrad loop over as many floats as its gradients hold), and a Keras 3
+model's whole train_on_batch step (keras_model: embeddings and dense layers,
+198 variables), once with keras.optimizers.Adam(global_clipnorm=c) (stock)
+and once with monolith_ops.keras.GlobalNormClipOptimizer(Adam, c) (ours),
+from the same weights (inputs: test_on_batch, the forward pass and the loss;
+floor: the Adam loop over as many floats as its gradients hold). After the
+timed steps the two models' weights must agree (KERAS_RTOL, KERAS_ATOL). It
+is skipped, with a message, where Keras 3 is not installed.
 
 Every op's outputs are consumed by one IdentityN, which the graph optimizer
 cannot drop. Each timed run comes right after an untimed run of the same
@@ -39,6 +46,7 @@ median over ours; ours/floor is ours' median over the floor's.
 """
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -72,6 +80,30 @@ RULES = {
     "Adam": ("AdamOptimizer", dict(learning_rate=1e-3), "adam"),
 }
 DEMO = os.path.join(ROOT, "examples", "recsys_demo.py")
+# The Keras workload's model and data (keras_model): `features` categorical
+# features, each an Embedding(vocab, dim) of one id, then a Dense(dim) of its
+# own; their outputs and `dense` dense features concatenated into an MLP of
+# `hidden` units and one logit. 64 features: 3 * 64 + 2 * 3 = 198
+# variables, most of them small. The activation is swish, not relu: at
+# relu's kink the two clips' last-bit differences become a unit on in one
+# model and off in the other, and Adam makes that a full step (with relu
+# the weights drifted 0.0068 apart in 206 steps, as far as a wrong
+# optimizer's). The data are fixed: one batch of features and
+# `label_sets` sets of random labels for it, taken in turn: no weights fit
+# them all, so the gradients' norm does not go to 0 (on one set of labels it
+# fell from 0.29 to 5e-7 in 206 steps). clip_norm is `clip_fraction` times
+# the gradients' global norm at the first step, so that the clip scales the
+# gradients on every step of the run (the run says whether it still did at
+# its end).
+KERAS = dict(
+    features=64, vocab=1000, dim=8, dense=13, hidden=(64, 32), batch=256,
+    label_sets=8, learning_rate=1e-3, clip_fraction=1e-3, activation="swish",
+)  # fmt: skip
+KERAS_TINY = dict(KERAS, features=4, vocab=100, dim=4, dense=3, hidden=(8,), batch=32)
+# After the timed steps, ours' weights must equal stock's within
+# np.allclose(rtol=KERAS_RTOL, atol=KERAS_ATOL): float rounding (the two
+# clips sum the squares in another order), not a different update.
+KERAS_RTOL, KERAS_ATOL = 1e-4, 1e-5
 
 
 def workloads(tiny=False):
@@ -129,6 +161,13 @@ def optimizer_workloads(tiny=False):
             None,
             None,
             {"step": ("Adagrad", None)},
+            100,
+        ),
+        "keras": (
+            "a Keras 3 model (embeddings and dense layers), one train_on_batch step",
+            None,
+            None,
+            {"step": ("Adam", None)},
             100,
         ),
     }
@@ -466,6 +505,180 @@ class DemoGraph:
             session.close()
 
 
+def keras3_missing():
+    """None where Keras 3 is installed, else why the Keras workload is skipped."""
+    try:
+        import keras
+    except ImportError as e:
+        return f"Keras 3 is not installed ({e})"
+    version = str(getattr(keras, "__version__", "unknown"))
+    if not version.split(".")[0].isdigit() or int(version.split(".")[0]) < 3:
+        return f"Keras 3 is not installed (keras {version}; TensorFlow 2.16 or newer has it)"
+    return None
+
+
+def keras_model(cfg):
+    """The Keras workload's model (KERAS): a recommendation model's shape,
+    one small embedding and dense layer per categorical feature, then an
+    MLP. Its weights are drawn from keras.utils.set_random_seed(0)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((cfg["features"],), dtype="int32", name="ids")
+    dense = keras.Input((cfg["dense"],), name="dense_features")
+    towers = []
+    for i in range(cfg["features"]):
+        embedded = keras.layers.Embedding(cfg["vocab"], cfg["dim"], name=f"embedding_{i}")(
+            ids[:, i]
+        )
+        towers.append(
+            keras.layers.Dense(cfg["dim"], activation=cfg["activation"], name=f"tower_{i}")(
+                embedded
+            )
+        )
+    x = keras.layers.Concatenate()(towers + [dense])
+    for units in cfg["hidden"]:
+        x = keras.layers.Dense(units, activation=cfg["activation"])(x)
+    return keras.Model([ids, dense], keras.layers.Dense(1)(x))
+
+
+def _set_keras_threads(threads):
+    """Eager TensorFlow's intra-op threads; where the eager context has
+    already started they cannot change, and a note says what they are."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:
+        now = tf.config.threading.get_intra_op_parallelism_threads()
+        if now != threads:
+            print(
+                f"  keras: intra-op threads are {now or 'the default'}, not {threads}: "
+                "the eager context had started",
+                file=sys.stderr,
+            )
+
+
+class KerasGraph:
+    """The Keras workload: keras_model built twice from the same weights,
+    compiled with jit_compile=False, `stock` with Adam(global_clipnorm=c),
+    `ours` with `ours_optimizer(learning_rate, c)` (by default
+    GlobalNormClipOptimizer(Adam(learning_rate), c)), each step one
+    train_on_batch of one fixed batch; `inputs` is test_on_batch of that
+    batch (the forward pass and the loss) on ours' model."""
+
+    def __init__(self, threads, tiny=False, ours_optimizer=None):
+        import keras
+        import tensorflow as tf
+
+        from monolith_ops.keras import GlobalNormClipOptimizer
+
+        _set_keras_threads(threads)
+        cfg = KERAS_TINY if tiny else KERAS
+        rng = np.random.default_rng(0)
+        self.x = [
+            tf.constant(rng.integers(0, cfg["vocab"], (cfg["batch"], cfg["features"]), np.int32)),
+            tf.constant(rng.standard_normal((cfg["batch"], cfg["dense"]), dtype=np.float32)),
+        ]
+        self.labels = [
+            tf.constant((rng.random((cfg["batch"], 1)) < 0.3).astype(np.float32))
+            for _ in range(cfg["label_sets"])
+        ]
+        self.loss = keras.losses.BinaryCrossentropy(from_logits=True)
+        first = keras_model(cfg)
+        weights = first.get_weights()
+        grads = self.gradients(first, 0)
+        # The floats of the gradients: the embeddings' gathered rows and the
+        # dense variables, as the demo counts them.
+        self.num_elements = sum(
+            int(np.prod((g.values if isinstance(g, tf.IndexedSlices) else g).shape)) for g in grads
+        )
+        self.first_norm = float(tf.linalg.global_norm(grads))
+        self.clip_norm = cfg["clip_fraction"] * self.first_norm
+        lr = cfg["learning_rate"]
+        if ours_optimizer is None:
+
+            def ours_optimizer(learning_rate, clip_norm):
+                return GlobalNormClipOptimizer(keras.optimizers.Adam(learning_rate), clip_norm)
+
+        optimizers = {
+            "ours": ours_optimizer(lr, self.clip_norm),
+            "stock": keras.optimizers.Adam(lr, global_clipnorm=self.clip_norm),
+        }
+        self.models, self.fns = {}, {}
+        x, labels = self.x, self.labels
+        for impl, optimizer in optimizers.items():
+            model = keras_model(cfg)
+            model.set_weights(weights)
+            model.compile(optimizer=optimizer, loss=self.loss, jit_compile=False)
+            self.models[impl] = model
+            # Each model's own turn through the label sets: the same sequence.
+            turns = itertools.cycle(labels)
+            self.fns[f"{impl}:step"] = lambda model=model, turns=turns: model.train_on_batch(
+                x, next(turns)
+            )
+        self.fns["inputs"] = lambda model=self.models["ours"]: model.test_on_batch(x, labels[0])
+        self.num_variables = len(first.trainable_variables)
+
+    def gradients(self, model, label_set):
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = self.loss(self.labels[label_set], model(self.x, training=True))
+        return tape.gradient(loss, model.trainable_variables)
+
+    def steps(self, n=1):
+        """n steps of ours and of stock."""
+        for _ in range(n):
+            self.fns["ours:step"]()
+            self.fns["stock:step"]()
+
+    def compare(self):
+        """Raises unless ours and stock took as many steps and hold the same
+        weights, within KERAS_RTOL and KERAS_ATOL."""
+        ours, stock = self.models["ours"], self.models["stock"]
+        steps = int(ours.optimizer.iterations.numpy()), int(stock.optimizer.iterations.numpy())
+        if steps[0] != steps[1]:
+            raise RuntimeError(f"keras: ours took {steps[0]} steps, stock {steps[1]}")
+        worst = 0.0
+        for got, want in zip(ours.get_weights(), stock.get_weights()):
+            if not np.allclose(got, want, rtol=KERAS_RTOL, atol=KERAS_ATOL):
+                worst = max(worst, float(np.max(np.abs(got - want))))
+        if worst:
+            raise RuntimeError(
+                f"keras: after {steps[0]} steps ours' weights differ from stock's by up to "
+                f"{worst:.3g} (allowed: rtol {KERAS_RTOL}, atol {KERAS_ATOL})"
+            )
+        return steps[0]
+
+    def check(self):
+        """One step of each, then the weights must agree."""
+        self.steps(1)
+        self.compare()
+
+    def verify(self):
+        """After the timed steps: the weights must still agree; the norm of
+        the gradients then, against clip_norm, to stderr."""
+        steps = self.compare()
+        import tensorflow as tf
+
+        stock = self.models["stock"]
+        norm = float(tf.linalg.global_norm(self.gradients(stock, steps % len(self.labels))))
+        print(
+            f"  keras: {self.num_variables} variables; weights agree after {steps} steps; "
+            f"gradient norm {self.first_norm:.4g} at the first step, {norm:.4g} after the "
+            f"last, clip_norm {self.clip_norm:.4g} ({'scales' if norm > self.clip_norm else 'passes'})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def callables(self):
+        return dict(self.fns)
+
+    def close(self):
+        self.models.clear()
+
+
 def print_op_times(name, graph, top=4):
     """The op types that take the most of each variant's run, to stderr."""
     for variant, entries in graph.op_times().items():
@@ -474,11 +687,15 @@ def print_op_times(name, graph, top=4):
         print(f"  {name} {variant}: {nodes} nodes; {cells}", file=sys.stderr, flush=True)
 
 
-def run_optimizer_workload(name, shapes, sparse, ops, rounds, warmup, threads, op_times=False):
+def run_optimizer_workload(
+    name, shapes, sparse, ops, rounds, warmup, threads, op_times=False, tiny=False
+):
     """The rows of one optimizer workload: one per op, times in ms; with
     op_times, the op types that take the time, after the timed rounds."""
     if name == "demo":
         graph = DemoGraph(threads)
+    elif name == "keras":
+        graph = KerasGraph(threads, tiny)
     else:
         graph = OptimizerGraph(shapes, sparse, ops, threads)
     try:
@@ -495,6 +712,8 @@ def run_optimizer_workload(name, shapes, sparse, ops, rounds, warmup, threads, o
             fns[f"floor:{loop}:{t}"] = SelfTimed(lambda loop=loop, t=t: floor.run(loop, t))
     try:
         times = time_round_robin(fns, rounds, warmup)
+        if hasattr(graph, "verify"):  # the results after the timed runs
+            graph.verify()
         if op_times and hasattr(graph, "op_times"):
             print_op_times(name, graph)
     finally:
@@ -577,7 +796,7 @@ def write_chart(path, rows):
     ax.set_xscale("log")
     ax.set_xlabel("median ms per run (log scale); beside the bars: stock/ours")
     ax.set_xlim(right=ax.get_xlim()[1] * 3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper right")  # the longest bars are at the bottom
     ax.set_title("Clips and clipped optimizer steps on CPU: ours, stock TF, the compiled floor")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
@@ -603,6 +822,30 @@ def machine(threads):
     }
 
 
+def merge_results(old, new):
+    """`old` (a performance.json) with `new`'s workloads' rows in place of
+    its rows of those workloads (at the place of their first row; new
+    workloads at the end). `command` and `machine` stay old's; `merged`
+    lists each merged run's command, machine and workloads."""
+    replaced = {row["workload"] for row in new["rows"]}
+    rows, placed = [], False
+    for row in old["rows"]:
+        if row["workload"] not in replaced:
+            rows.append(row)
+        elif not placed:
+            rows += new["rows"]
+            placed = True
+    if not placed:
+        rows += new["rows"]
+    run = {"command": new["command"], "machine": new["machine"], "workloads": sorted(replaced)}
+    return dict(
+        old,
+        rounds={**old.get("rounds", {}), **new["rounds"]},
+        rows=rows,
+        merged=[m for m in old.get("merged", []) if set(m["workloads"]) - replaced] + [run],
+    )
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     all_names = list(workloads()) + list(optimizer_workloads())
@@ -612,6 +855,12 @@ def parse_args(argv):
     parser.add_argument("--rounds", type=int, help="timed rounds of every workload")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--out", default=DEFAULT_OUT, help="folder for performance.{json,png}")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the rows of the workloads not run from the performance.json in --out "
+        "(this run's replace theirs; its command and machine are listed under 'merged')",
+    )
     parser.add_argument(
         "--ops",
         action="store_true",
@@ -627,6 +876,9 @@ def main(argv=None):
     info = machine(args.threads)  # the load average at the start
     rows, rounds_used = [], {}
     for name in args.workloads:
+        if name == "keras" and keras3_missing():
+            print(f"keras: skipped: {keras3_missing()}", file=sys.stderr, flush=True)
+            continue
         if name in chosen:
             title, shapes, sparse, rounds = chosen[name]
         else:
@@ -644,8 +896,11 @@ def main(argv=None):
             rows += run_workload(name, shapes, sparse, rounds, warmup, args.threads)
         else:
             rows += run_optimizer_workload(
-                name, shapes, sparse, ops, rounds, warmup, args.threads, args.ops
+                name, shapes, sparse, ops, rounds, warmup, args.threads, args.ops, args.tiny
             )
+    if not rows:
+        print("nothing was timed: no table, nothing written", file=sys.stderr)
+        return
     print(format_table(rows))
     command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
     result = {
@@ -654,11 +909,15 @@ def main(argv=None):
         "rounds": rounds_used,
         "rows": rows,
     }
+    path = os.path.join(args.out, "performance.json")
+    if args.merge and os.path.exists(path):
+        with open(path) as f:
+            result = merge_results(json.load(f), result)
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "performance.json"), "w") as f:
+    with open(path, "w") as f:
         json.dump(result, f, indent=1)
         f.write("\n")
-    write_chart(os.path.join(args.out, "performance.png"), rows)
+    write_chart(os.path.join(args.out, "performance.png"), result["rows"])
     print(f"wrote {args.out}/performance.json and performance.png", file=sys.stderr)
 
 

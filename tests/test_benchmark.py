@@ -1,10 +1,14 @@
 # Copyright 2026 The monolith_ops Authors.
 # SPDX-License-Identifier: Apache-2.0
 """benchmarks/run.py in its tiny mode: the table, the result file and the
-chart are well-formed, every workload (the clip's, the optimizers' and the
-demo's step) has its rows, and every time printed is one that something
-took (positive and finite). Nothing here asserts how fast anything is."""
+chart are well-formed, every workload (the clip's, the optimizers', the
+demo's step and, with Keras 3, the Keras step) has its rows, and every time
+printed is one that something took (positive and finite); the Keras
+workload's weight check catches a wrong optimizer, and the workload is
+skipped without Keras 3; --merge keeps the rows of the workloads not run.
+Nothing here asserts how fast anything is."""
 
+import importlib.util
 import json
 import math
 import os
@@ -16,6 +20,17 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = os.path.join(ROOT, "benchmarks", "run.py")
+
+
+def _run_module():
+    spec = importlib.util.spec_from_file_location("benchmark_run", RUN)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+run = _run_module()
+KERAS3_MISSING = run.keras3_missing()
 WORKLOADS = ("dense53", "1000x100", "4x16M", "embedding")
 OPS = ("global_norm", "clip_scales", "clip_passes")
 # The optimizer workloads, their ops and the floor loop of each op.
@@ -25,6 +40,8 @@ OPTIMIZER_OPS = {
     "optembedding": {"adagrad_clips": "adagrad"},
     "demo": {"step": "adagrad"},
 }
+if not KERAS3_MISSING:
+    OPTIMIZER_OPS["keras"] = {"step": "adam"}
 EXPECTED_ROWS = [(w, op) for w in WORKLOADS for op in OPS]
 EXPECTED_ROWS += [(w, op) for w, ops in OPTIMIZER_OPS.items() for op in ops]
 HEADER = ["workload", "op", "ours ms", "stock ms", "stock/ours", "floor ms", "ours/floor"]
@@ -120,5 +137,123 @@ def test_help_names_the_modes():
     )
     for option in ("--quick", "--tiny", "--workloads", "--threads", "--out"):
         assert option in proc.stdout
-    for workload in WORKLOADS + tuple(OPTIMIZER_OPS):
+    for workload in WORKLOADS + tuple(OPTIMIZER_OPS) + ("keras",):
         assert workload in proc.stdout
+    assert "--merge" in proc.stdout
+
+
+def test_merge_keeps_the_rows_of_the_workloads_not_run(tiny, tmp_path):
+    out, _ = tiny
+    with open(os.path.join(out, "performance.json")) as f:
+        before = json.load(f)
+    with open(tmp_path / "performance.json", "w") as f:
+        json.dump(before, f)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            RUN,
+            "--tiny",
+            "--workloads",
+            "embedding",
+            "--merge",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=str(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    printed = [tuple(line.split()[:2]) for line in proc.stdout.strip().splitlines()[2:]]
+    assert printed == [("embedding", op) for op in OPS]
+    with open(tmp_path / "performance.json") as f:
+        after = json.load(f)
+    assert [(r["workload"], r["op"]) for r in after["rows"]] == EXPECTED_ROWS
+    for old, new in zip(before["rows"], after["rows"]):
+        if old["workload"] != "embedding":
+            assert new == old
+    assert after["command"] == before["command"]
+    assert after["machine"] == before["machine"]
+    merged = after["merged"]
+    assert [m["workloads"] for m in merged] == [["embedding"]]
+    assert merged[0]["command"].endswith(
+        "--tiny --workloads embedding --merge --out " + str(tmp_path)
+    )
+    with open(tmp_path / "performance.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+keras3 = pytest.mark.skipif(bool(KERAS3_MISSING), reason=str(KERAS3_MISSING))
+
+
+def _wrong_optimizers():
+    """A wrong optimizer each, (learning rate, clip_norm) -> optimizer."""
+    import keras
+
+    from monolith_ops.keras import GlobalNormClipOptimizer
+
+    return {
+        "adam_unclipped": lambda lr, c: keras.optimizers.Adam(lr),
+        "clip_norm_doubled": lambda lr, c: GlobalNormClipOptimizer(
+            keras.optimizers.Adam(lr), 2 * c
+        ),
+        "sgd": lambda lr, c: GlobalNormClipOptimizer(keras.optimizers.SGD(lr), c),
+        "no_update": lambda lr, c: keras.optimizers.SGD(0.0),
+    }
+
+
+@keras3
+def test_the_keras_weight_check_passes_for_the_wrapper():
+    graph = run.KerasGraph(1, tiny=True)
+    graph.check()
+    graph.steps(4)
+    assert graph.compare() == 5
+    assert 0 < graph.clip_norm < graph.first_norm
+    assert graph.num_elements > 0
+
+
+@keras3
+@pytest.mark.parametrize("wrong", ["adam_unclipped", "clip_norm_doubled", "sgd", "no_update"])
+def test_the_keras_weight_check_fails_for_a_wrong_optimizer(wrong):
+    graph = run.KerasGraph(1, tiny=True, ours_optimizer=_wrong_optimizers()[wrong])
+    with pytest.raises(RuntimeError, match="differ from stock's"):
+        graph.check()
+    graph.steps(4)  # and still after more steps, as after the timed ones
+    with pytest.raises(RuntimeError, match="after 5 steps ours' weights differ"):
+        graph.verify()
+
+
+@keras3
+def test_the_keras_weight_check_fails_when_the_step_counts_differ():
+    graph = run.KerasGraph(1, tiny=True)
+    graph.fns["ours:step"]()
+    with pytest.raises(RuntimeError, match="ours took 1 steps, stock 0"):
+        graph.compare()
+
+
+def test_the_keras_workload_is_skipped_without_keras3(tmp_path):
+    """A keras package of version 2 ahead on the path, as on TensorFlow
+    2.15: the Keras workload says why it is skipped, the others run."""
+    fake = tmp_path / "path" / "keras"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('__version__ = "2.15.0"\n')
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "path"))
+    out = tmp_path / "out"
+    for chosen, rows in (
+        (["keras", "embedding"], [("embedding", op) for op in OPS]),
+        (["keras"], []),
+    ):
+        proc = subprocess.run(
+            [sys.executable, RUN, "--tiny", "--workloads", *chosen, "--out", str(out)],
+            cwd=str(tmp_path),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "keras: skipped: Keras 3 is not installed (keras 2.15.0" in proc.stderr
+        printed = [tuple(line.split()[:2]) for line in proc.stdout.strip().splitlines()[2:]]
+        assert printed == rows
+    assert "nothing was timed" in proc.stderr

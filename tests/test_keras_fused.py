@@ -240,6 +240,7 @@ def test_mixed_gradients_none_sparse_constraint_decay_exclusion_and_dtypes():
     _assert_bitwise(ours, ref)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_model_fit_uses_the_op_and_matches_keras_path(jit_compile, monkeypatch):
     """model.fit with the fused update against the same model whose inner
@@ -339,6 +340,7 @@ def test_skip_nonfinite_changes_nothing_and_counts(make, mode):
     assert all(np.isnan(v).all() for v in unskipped[: len(SHAPES)])
 
 
+@pytest.mark.slow
 def test_skip_nonfinite_is_checked_and_saved(tmp_path):
     with pytest.raises(TypeError, match="skip_nonfinite"):
         GlobalNormClipOptimizer(OPT.Adam(), 1.0, skip_nonfinite="yes")

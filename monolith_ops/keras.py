@@ -97,16 +97,30 @@ def _clip_summed(grads, clip_norm, resummed, inverse_scale=None):
 # --- Keras 3 -------------------------------------------------------------------
 
 
-# The optimizers whose update_step one multi-tensor op computes: class name,
-# (op rule, slot list attributes) by the optimizer's configuration.
-def _fused_rule(inner):
-    """(rule, slot list attributes, op attrs) of the op that updates as
-    `inner`'s own update_step does, or None when Keras' path must."""
-    name = type(inner).__name__
-    if type(inner) is not getattr(_K3.optimizers, name, None) or getattr(inner, "use_ema", False):
+def _keras_package(kind):
+    """The keras package of an optimizer class of Keras' own: Keras 3,
+    tf_keras, or the Keras 2 of TensorFlow 2.15; None for any other class."""
+    top = kind.__module__.split(".")[0]
+    return importlib.import_module(top) if top in ("keras", "tf_keras") else None
+
+
+def _fused_rule(inner, kind):
+    """(rule, slot list attributes, op attrs) of the op that updates as the
+    update_step of `inner`, whose optimizer class is `kind`, does, or None
+    when Keras' path must."""
+    name = kind.__name__
+    package = _keras_package(kind)
+    if (
+        package is None
+        or kind is not getattr(package.optimizers, name, None)
+        or getattr(inner, "use_ema", False)
+        or getattr(inner, "jit_compile", False)  # Keras 2's XLA update_step
+        or getattr(inner, "_mesh", None) is not None
+    ):
         return None  # a subclass may change update_step; EMA is Keras'
     if name == "SGD":
-        if not inner.momentum:
+        # Keras 2's SGD keeps and updates its momentums at momentum 0 too.
+        if not inner.momentum and package is _K3:
             return "KerasGradientDescent", (), {}
         return "KerasMomentum", ("momentums",), {"use_nesterov": bool(inner.nesterov)}
     if name in ("Adam", "AdamW") and not inner.amsgrad:
@@ -116,12 +130,22 @@ def _fused_rule(inner):
     return None
 
 
-def _fused_hyper(inner, rule, learning_rate, dtype):
+class _TFOps:
+    """The few ops of Keras 2's update_steps (TF's), named as Keras 3's."""
+
+    cast = staticmethod(tf.cast)
+    power = staticmethod(tf.pow)
+    sqrt = staticmethod(tf.sqrt)
+    multiply = staticmethod(tf.multiply)
+    add = staticmethod(tf.add)
+
+
+def _fused_hyper(inner, rule, learning_rate, dtype, k):
     """The op's hyperparameters in `dtype`, each computed by the expression
-    of Keras' update_step (and _apply_weight_decay), so that each is the
-    value Keras rounds it to: a Python number meets a tensor of `dtype` in
-    the same Keras op as in update_step (1 * x and 0 + x are exact)."""
-    k = _K3.ops
+    of the optimizer's update_step (and _apply_weight_decay) with its ops
+    `k` (Keras 3's, or TF's for Keras 2), so that each is the value Keras
+    rounds it to: a Python number meets a tensor of `dtype` in the same op
+    as in update_step (1 * x and 0 + x are exact)."""
     lr = k.cast(learning_rate, dtype)
     one, zero = tf.ones([], dtype), tf.zeros([], dtype)
     decay = zero if inner.weight_decay is None else tf.cast(inner.weight_decay, dtype)
@@ -135,24 +159,29 @@ def _fused_hyper(inner, rule, learning_rate, dtype):
     beta_1_power = k.power(k.cast(inner.beta_1, dtype), local_step)
     beta_2_power = k.power(k.cast(inner.beta_2, dtype), local_step)
     alpha = lr * k.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+    epsilon = k.add(zero, inner.epsilon)
+    if getattr(inner, "adaptive_epsilon", False):  # tf_keras' option
+        epsilon = inner.epsilon * k.sqrt(1 - beta_2_power)
     return [
         lr,
         alpha,
         k.multiply(one, 1 - inner.beta_1),
         k.multiply(one, 1 - inner.beta_2),
-        k.add(zero, inner.epsilon),
+        epsilon,
         decay,
     ]
 
 
-def _apply_fused(inner, grads, variables, clip_norm, skipped_steps=None):
-    """Keras 3's `inner.apply(clipped grads, variables)` with the dense
-    updates of supported optimizers in one op per device and dtype, the clip
-    folded in. With `skipped_steps` (the counter of skip_nonfinite) a step
-    whose norm is not finite changes nothing but the counter. Returns False,
-    having done nothing, where Keras' own path must apply them (see
-    docs/optimizers.md)."""
-    found = _fused_rule(inner)
+def _apply_fused(inner, grads, variables, clip_norm, skipped_steps=None, kind=None):
+    """The optimizer's own apply of the clipped gradients (Keras 3's
+    `inner.apply`, Keras 2's `apply_gradients` without aggregation) with the
+    dense updates of SGD, Adam, AdamW and Adagrad in one op per device and
+    dtype, the clip folded in. With `skipped_steps` (the counter of
+    skip_nonfinite) a step whose norm is not finite changes nothing but the
+    counter. Returns False, having done nothing, where Keras' own path must
+    apply them (see docs/optimizers.md). `kind` is the class whose
+    update_step `inner` runs (by default its own)."""
+    found = _fused_rule(inner, kind or type(inner))
     if (
         found is None
         or variables is None
@@ -162,33 +191,53 @@ def _apply_fused(inner, grads, variables, clip_norm, skipped_steps=None):
     ):
         return False
     rule, slot_attrs, attrs = found
+    keras3 = _K3 is not None and isinstance(inner, _K3.optimizers.Optimizer)
     pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
-    if not pairs or any(getattr(v, "overwrite_with_gradient", False) for _, v in pairs):
+    tf_vars = [v.value if keras3 else v for _, v in pairs]
+    if (
+        not pairs
+        or any(getattr(v, "overwrite_with_gradient", False) for _, v in pairs)
+        or len({id(v) for v in tf_vars}) < len(tf_vars)  # Keras applies a repeat in turn
+    ):
         return False
+    if keras3:
+        inner._check_variables_are_known([v for _, v in pairs])
     with tf.name_scope(inner.name):
         pairs = [
             (g if isinstance(g, tf.IndexedSlices) else tf.convert_to_tensor(g), v) for g, v in pairs
         ]
         norm = _multi_tensor.global_norm([g for g, _ in pairs])
+        if not keras3:
+            inner._compute_current_learning_rate()
         learning_rate = inner.learning_rate
         slots, groups, others = {}, {False: [], True: []}, []
-        for g, v in pairs:
-            tf_var = v.value if isinstance(v, _K3.Variable) else v
-            if isinstance(g, tf.IndexedSlices) or not _multi_tensor.fusable(g, tf_var):
+        for (g, v), tf_var in zip(pairs, tf_vars):
+            if (
+                isinstance(g, tf.IndexedSlices)
+                or not _multi_tensor.fusable(g, tf_var)
+                or not g.shape.is_fully_defined()
+                or g.shape != tf_var.shape  # Keras broadcasts a smaller one
+            ):
                 others.append((g, v))
                 continue
-            index = inner._get_variable_index(v)
-            slots[id(tf_var)] = [getattr(inner, a)[index].value for a in slot_attrs]
-            decayed = inner.weight_decay is not None and inner._use_weight_decay(v)
+            if keras3:
+                index = inner._get_variable_index(v)
+            else:
+                index = inner._index_dict[inner._var_key(v)]
+            lists = [getattr(inner, a) for a in slot_attrs]
+            slots[id(tf_var)] = [s[index].value if keras3 else s[index] for s in lists]
+            # Keras asks with the tf.Variable, whose name is the full path.
+            decayed = inner.weight_decay is not None and inner._use_weight_decay(tf_var)
             groups[decayed].append((g, tf_var))
         skip = skipped_steps is not None
+        ops = _K3.ops if keras3 else _TFOps
         applied = []
         for decayed, group in groups.items():
             applied += _multi_tensor.apply_in_groups(
                 rule,
                 group,
                 lambda var: slots[id(var)],
-                lambda dtype: _fused_hyper(inner, rule, learning_rate, dtype),
+                lambda dtype: _fused_hyper(inner, rule, learning_rate, dtype, ops),
                 norm,
                 clip_norm,
                 skip_nonfinite=skip,
@@ -196,21 +245,27 @@ def _apply_fused(inner, grads, variables, clip_norm, skipped_steps=None):
             )[1]
 
         def rest_of_step():
+            counted = False
             if others:
                 # Sparse gradients and other dtypes: clipped by the same
-                # norm, then Keras' own weight decay and update_step.
+                # norm, then the optimizer's own weight decay and update.
                 clipped, _ = clip_ops.clip_by_global_norm(
                     [g for g, _ in others], clip_norm, use_norm=norm
                 )
                 rest = [v for _, v in others]
                 inner._apply_weight_decay(rest)
-                inner._backend_update_step(
-                    [_combine_duplicates(g) for g in clipped], rest, learning_rate
-                )
+                if keras3:
+                    clipped = [_combine_duplicates(g) for g in clipped]
+                    inner._backend_update_step(clipped, rest, learning_rate)
+                else:
+                    clipped = inner._deduplicate_sparse_grad(clipped)
+                    inner._internal_apply_gradients(list(zip(clipped, rest)))
+                    counted = True  # Keras 2's advances iterations
             for _, v in pairs:
                 if v.constraint is not None:
                     v.assign(v.constraint(v))
-            inner._iterations.assign_add(1)
+            if not counted:
+                inner.iterations.assign_add(1)
 
         if not skip:
             rest_of_step()
@@ -502,7 +557,9 @@ def with_global_norm_clipping(optimizer_class: type) -> type:
         ClippedAdam = with_global_norm_clipping(tf_keras.optimizers.Adam)
         optimizer = ClippedAdam(1.0, learning_rate=1e-3)  # clip_norm first
 
-    updates as ``tf_keras.optimizers.Adam(1e-3, global_clipnorm=1.0)``.
+    updates as ``tf_keras.optimizers.Adam(1e-3, global_clipnorm=1.0)``; for
+    SGD, Adam, AdamW and Adagrad the dense updates are one multi-tensor op
+    per device and dtype (docs/optimizers.md).
     ``apply_gradients`` sums the gradients over the replicas (unless told to
     skip that), clips the sum with ``clip_by_global_norm`` and hands it to
     the optimizer's own ``apply_gradients``. The class is registered as
@@ -557,6 +614,11 @@ def with_global_norm_clipping(optimizer_class: type) -> type:
             if not grads_and_vars:
                 return super().apply_gradients(grads_and_vars, name=name, **kwargs)
             grads, variables = zip(*grads_and_vars)
+            with tf.name_scope(name or self.name or "optimizer"):
+                with tf.init_scope():
+                    self.build(variables)
+                if _apply_fused(self, grads, variables, self.clip_norm, kind=optimizer_class):
+                    return self.iterations
             if not skip_gradients_aggregation and aggregate:
                 grads, _ = _clip_summed(grads, self.clip_norm, resummed=False)
             else:

@@ -129,3 +129,84 @@ def run_graph(build, feed=None):
         with tf.compat.v1.Session() as sess:
             feed_dict = {graph.get_tensor_by_name(k): v for k, v in (feed or {}).items()}
             return to_numpy(session_run(sess, out) if not feed else sess.run(out, feed_dict))
+
+
+# --- Keras ---------------------------------------------------------------------
+
+
+def keras_version():
+    """The version of the keras package ("" when it is missing); with
+    TensorFlow 2.15 it is the Keras 2 that tf.keras is."""
+    try:
+        import keras
+    except ImportError:
+        return ""
+    return keras.__version__
+
+
+def _keras3():
+    """The keras module when it is Keras 3, else None."""
+    if not keras_version() or int(keras_version().split(".")[0]) < 3:
+        return None
+    import keras
+
+    return keras
+
+
+K3 = _keras3()
+needs_keras3 = pytest.mark.skipif(
+    K3 is None,
+    reason="Keras 3 does not exist here: TensorFlow 2.15 comes "
+    "with Keras 2, which the Keras 2 tests below cover",
+)
+
+
+# Set by scripts/test.sh, which installs tf_keras: there its absence is an
+# error, not a reason to skip the Keras 2 tests.
+EXPECT_TF_KERAS = os.environ.get("MONOLITH_OPS_EXPECT_TF_KERAS") == "1"
+TF_KERAS_MISSING = "tf_keras is not installed"
+
+
+def tf_keras_or_fail():
+    """tf_keras, or None where it may be missing; fails where it is expected."""
+    try:
+        import tf_keras
+    except ImportError:
+        if EXPECT_TF_KERAS:
+            pytest.fail(f"{TF_KERAS_MISSING}, but MONOLITH_OPS_EXPECT_TF_KERAS=1 expects it")
+        return None
+    return tf_keras
+
+
+def keras2_modules():
+    """The Keras 2 packages present: tf_keras where it is importable, and
+    tf.keras when it is Keras 2 (TensorFlow 2.15). A missing tf_keras that
+    is expected is a param whose tests fail."""
+    found = []
+    try:
+        import tf_keras
+
+        found.append(pytest.param(tf_keras, id="tf_keras"))
+    except ImportError:
+        if EXPECT_TF_KERAS:
+            found.append(pytest.param(TF_KERAS_MISSING, id="tf_keras"))
+    if K3 is None and keras_version().startswith("2."):
+        found.append(pytest.param(tf.keras, id="tf.keras2"))
+    return found or [
+        pytest.param(
+            None,
+            id="none",
+            marks=pytest.mark.skip(reason="neither tf_keras nor a Keras 2 tf.keras is installed"),
+        )
+    ]
+
+
+@pytest.fixture(params=keras2_modules())
+def k2(request):
+    """Each Keras 2 package present (see keras2_modules), the float32
+    policy restored after the test."""
+    if request.param == TF_KERAS_MISSING:
+        tf_keras_or_fail()
+    yield request.param
+    if request.param is not None:
+        request.param.mixed_precision.set_global_policy("float32")

@@ -13,77 +13,17 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import run_python
+from conftest import (
+    K3,
+    keras_version,
+    needs_keras3,
+    run_python,
+    tf_keras_or_fail,
+)
 
 from monolith_ops import keras as mk
 
 CLIP = 0.05  # small enough that every step of these models is clipped
-
-
-def _keras_version():
-    """The version of the keras package ("" when it is missing); with
-    TensorFlow 2.15 it is the Keras 2 that tf.keras is."""
-    try:
-        import keras
-    except ImportError:
-        return ""
-    return keras.__version__
-
-
-def _keras3():
-    if not _keras_version() or int(_keras_version().split(".")[0]) < 3:
-        return None
-    import keras
-
-    return keras
-
-
-K3 = _keras3()
-needs_keras3 = pytest.mark.skipif(
-    K3 is None,
-    reason="Keras 3 does not exist here: TensorFlow 2.15 comes "
-    "with Keras 2, which the Keras 2 tests below cover",
-)
-
-
-# Set by scripts/test.sh, which installs tf_keras: there its absence is an
-# error, not a reason to skip the Keras 2 tests.
-EXPECT_TF_KERAS = os.environ.get("MONOLITH_OPS_EXPECT_TF_KERAS") == "1"
-_TF_KERAS_MISSING = "tf_keras is not installed"
-
-
-def _tf_keras_or_fail():
-    """tf_keras, or None where it may be missing; fails where it is expected."""
-    try:
-        import tf_keras
-    except ImportError:
-        if EXPECT_TF_KERAS:
-            pytest.fail(f"{_TF_KERAS_MISSING}, but MONOLITH_OPS_EXPECT_TF_KERAS=1 expects it")
-        return None
-    return tf_keras
-
-
-def _keras2_modules():
-    """The Keras 2 packages present: tf_keras where it is importable, and
-    tf.keras when it is Keras 2 (TensorFlow 2.15). A missing tf_keras that
-    is expected is a param whose tests fail."""
-    found = []
-    try:
-        import tf_keras
-
-        found.append(pytest.param(tf_keras, id="tf_keras"))
-    except ImportError:
-        if EXPECT_TF_KERAS:
-            found.append(pytest.param(_TF_KERAS_MISSING, id="tf_keras"))
-    if K3 is None and _keras_version().startswith("2."):
-        found.append(pytest.param(tf.keras, id="tf.keras2"))
-    return found or [
-        pytest.param(
-            None,
-            id="none",
-            marks=pytest.mark.skip(reason="neither tf_keras nor a Keras 2 tf.keras is installed"),
-        )
-    ]
 
 
 def _data():
@@ -351,15 +291,6 @@ def test_keras3_class_is_missing_with_a_clear_message_without_keras3():
 # --- Keras 2 -------------------------------------------------------------------
 
 
-@pytest.fixture(params=_keras2_modules())
-def k2(request):
-    if request.param == _TF_KERAS_MISSING:
-        _tf_keras_or_fail()
-    yield request.param
-    if request.param is not None:
-        request.param.mixed_precision.set_global_policy("float32")
-
-
 def _k2_fit(k2, optimizer, jit_compile, epochs=3):
     x, y = _data()
     k2.utils.set_random_seed(1)
@@ -451,9 +382,9 @@ def test_tf_keras_through_tf_use_legacy_keras(tmp_path):
     """With TF_USE_LEGACY_KERAS=1 tf.keras is tf_keras (set before
     TensorFlow is imported, so in a fresh interpreter)."""
 
-    if not _keras_version().startswith("3"):
+    if not keras_version().startswith("3"):
         pytest.skip("TF_USE_LEGACY_KERAS is for TensorFlow 2.16+: tf.keras is already Keras 2 here")
-    if _tf_keras_or_fail() is None:
+    if tf_keras_or_fail() is None:
         pytest.skip("tf_keras is not installed (TF_USE_LEGACY_KERAS needs it)")
     # (Not from the source tree, whose monolith_ops has no built library.)
     proc = run_python(

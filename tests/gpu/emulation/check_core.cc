@@ -12,8 +12,12 @@
 // dtypes writing by list position, bitwise independence from the grid size),
 // the finished norms with and without inverse_scale, and the clip with
 // unscaling, every output bit for bit against the rule written out here;
-// and the sum, the clip and the per-tensor reductions on grids of hundreds
-// of blocks, bitwise as on a grid of 3. Each table's host copy outlives its
+// lists at the by-value threshold (kMaxInlineTensors - 1 and
+// kMaxInlineTensors tensors by value, one more from a device table), of each
+// dtype and of mixed dtypes, in place and not, with the table's layout (no
+// sizes, no outputs in place, nothing copied by value); and the sum, the
+// clip and the per-tensor reductions on grids of hundreds of blocks,
+// bitwise as on a grid of 3. Each table's host copy outlives its
 // copy to the "device", which the emulation runs only when the stream gets
 // to it.
 //

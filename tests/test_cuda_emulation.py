@@ -248,8 +248,8 @@ SEEDED_BUGS = {
         [
             (
                 "gpu/multi_tensor.cuh",
-                "static_cast<int64_t>(V), table.sizes[t] - local));",
-                "static_cast<int64_t>(V), table.offsets[t + 1] - p));",
+                "static_cast<int64_t>(V), table.Size(t) - local));",
+                "static_cast<int64_t>(V), table.Offset(t + 1) - p));",
             )
         ],
     ),
@@ -268,8 +268,8 @@ SEEDED_BUGS = {
         [
             (
                 "gpu/per_tensor_kernels.cuh",
-                "min(first_chunk + chunks_per_block, table.num_chunks);",
-                "min(first_chunk + chunks_per_block + 1, table.num_chunks);",
+                "min(first_chunk + chunks_per_block, table.num_chunks());",
+                "min(first_chunk + chunks_per_block + 1, table.num_chunks());",
             )
         ],
     ),
@@ -282,6 +282,26 @@ SEEDED_BUGS = {
                 "  const char* h = static_cast<const char*>(host);\n"
                 "  const std::vector<char> staging(h, h + bytes);\n"
                 + _COPY_TABLE.replace("host, bytes", "staging.data(), bytes"),
+            )
+        ],
+    ),
+    "table: outputs dropped though they are not the inputs": (
+        "wrong elements",
+        [
+            (
+                "clip_core_gpu.cu",
+                "in_place = sizes[i] == 0 || outputs[i] == inputs[i];",
+                "in_place = true;",
+            )
+        ],
+    ),
+    "table: TableBytes and PackTable disagree at the by-value threshold": (
+        "tensors: by value",
+        [
+            (
+                "clip_core_gpu.cu",
+                "if (count <= kMaxInlineTensors) return 0;",
+                "if (count < kMaxInlineTensors) return 0;",
             )
         ],
     ),

@@ -295,9 +295,10 @@ struct ClipUnscaledFn {
 
 }  // namespace
 
-size_t TableBytes(int64_t count, bool with_outputs) {
-  if (count <= 0) return 0;
-  const int64_t arrays = with_outputs ? 4 : 3;  // offsets, sizes, in, out
+size_t TableBytes(int64_t count, bool with_outputs, bool with_positions) {
+  if (count <= kMaxInlineTensors) return 0;  // by value (or empty)
+  // ends, inputs, outputs, positions
+  const int64_t arrays = 2 + (with_outputs ? 1 : 0) + (with_positions ? 1 : 0);
   return static_cast<size_t>((arrays * count + 1) * 8);
 }
 
@@ -311,47 +312,59 @@ int64_t NumChunks(DType dtype, const int64_t* sizes, int64_t count) {
 }
 
 TensorTable PackTable(DType dtype, const void* const* inputs,
-                      void* const* outputs, const int64_t* sizes, int64_t count,
-                      void* host, void* device) {
+                      void* const* outputs, const int64_t* sizes,
+                      const int64_t* positions, int64_t count, void* host,
+                      void* device) {
   TensorTable table;
   table.dtype = dtype;
-  table.count = count;
-  table.all_in_place = outputs != nullptr || count <= 0;
   if (count <= 0 || ElementBytes(dtype) == 0) {
-    table.count = 0;
+    table.all_in_place = true;  // nothing to write
     return table;
   }
+  table.count = count;
   const int64_t width = kVectorBytes / ElementBytes(dtype);
-  // Layout: offsets[count + 1], sizes[count], inputs[count], outputs[count].
-  char* h = static_cast<char*>(host);
-  char* d = static_cast<char*>(device);
-  const size_t offsets_at = 0;
-  const size_t sizes_at = offsets_at + (count + 1) * 8;
-  const size_t inputs_at = sizes_at + count * 8;
-  const size_t outputs_at = inputs_at + count * 8;
-  auto* offsets = reinterpret_cast<int64_t*>(h + offsets_at);
-  int64_t padded = 0;
+  table.vector_width = static_cast<int32_t>(width);
+  bool in_place = outputs != nullptr;
+  for (int64_t i = 0; i < count && in_place; ++i) {
+    in_place = sizes[i] == 0 || outputs[i] == inputs[i];
+  }
+  table.all_in_place = in_place;
+  // Layout (clip_core_gpu.h): ends, inputs, then outputs unless in place
+  // (the inputs serve as outputs), then positions when given.
+  const int64_t inputs_at = count + 1;
+  int64_t next = inputs_at + count;
+  if (in_place) {
+    table.outputs_at = inputs_at;
+  } else if (outputs != nullptr) {
+    table.outputs_at = next;
+    next += count;
+  }
+  if (positions != nullptr) {
+    table.positions_at = next;
+    next += count;
+  }
+  const bool by_value = count <= kMaxInlineTensors;
+  int64_t* words = by_value ? table.inline_words : static_cast<int64_t*>(host);
+  int64_t end = 0;  // ends[i]
+  words[0] = 0;
   for (int64_t i = 0; i < count; ++i) {
-    offsets[i] = padded;
-    padded += RoundUp(sizes[i], width);
-    if (outputs != nullptr && sizes[i] > 0 && outputs[i] != inputs[i]) {
-      table.all_in_place = false;
-    }
+    const int64_t offset = RoundUp(end, width);
+    end = offset + sizes[i];
+    words[i + 1] = end;
   }
-  offsets[count] = padded;
-  std::memcpy(h + sizes_at, sizes, count * sizeof(int64_t));
-  std::memcpy(h + inputs_at, inputs, count * sizeof(void*));
-  if (outputs != nullptr) {
-    std::memcpy(h + outputs_at, outputs, count * sizeof(void*));
+  std::memcpy(words + inputs_at, inputs, count * sizeof(void*));
+  if (outputs != nullptr && !in_place) {
+    std::memcpy(words + table.outputs_at, outputs, count * sizeof(void*));
   }
-  table.offsets = reinterpret_cast<const int64_t*>(d + offsets_at);
-  table.sizes = reinterpret_cast<const int64_t*>(d + sizes_at);
-  table.inputs = reinterpret_cast<const void* const*>(d + inputs_at);
-  table.outputs = outputs != nullptr
-                      ? reinterpret_cast<void* const*>(d + outputs_at)
-                      : nullptr;
-  table.padded_total = padded;
-  table.num_chunks = (padded + kChunkElements - 1) / kChunkElements;
+  if (positions != nullptr) {
+    std::memcpy(words + table.positions_at, positions, count * sizeof(int64_t));
+  }
+  if (!by_value) {
+    table.device_words = static_cast<const int64_t*>(device);
+    table.device_bytes = next * 8;
+  }
+  table.padded_total = RoundUp(end, width);
+  table.num_chunks = (table.padded_total + kChunkElements - 1) / kChunkElements;
   return table;
 }
 
@@ -374,7 +387,7 @@ int LaunchSumOfSquares(const TensorTable& table, DType tnorm, double* partials,
 int LaunchClip(const TensorTable& table, DType tnorm, const void* norm,
                const void* clip_norm_ptr, double clip_norm_value,
                Stream stream) {
-  if (table.count > 0 && table.outputs == nullptr) return cudaErrorInvalidValue;
+  if (table.count > 0 && table.outputs_at == 0) return cudaErrorInvalidValue;
   return ClipAny(table, tnorm, norm, clip_norm_ptr, clip_norm_value, stream);
 }
 
@@ -382,7 +395,7 @@ int LaunchClipFused(const TensorTable& table, DType tnorm,
                     const void* clip_norm_ptr, double* partials, void* norm_out,
                     Stream stream) {
   if (!IsNormDType(tnorm)) return cudaErrorInvalidValue;
-  if (table.count > 0 && table.outputs == nullptr) return cudaErrorInvalidValue;
+  if (table.count > 0 && table.outputs_at == 0) return cudaErrorInvalidValue;
   cudaError_t err =
       ByDType(table.dtype, SumPartialsFn{table, partials, stream});
   if (err != cudaSuccess) return err;
@@ -417,7 +430,7 @@ int LaunchClipUnscaled(const TensorTable& table, DType tnorm, const void* norm,
                        const void* clip_norm, const void* inverse_scale,
                        Stream stream) {
   if (!IsNormDType(tnorm)) return cudaErrorInvalidValue;
-  if (table.count > 0 && table.outputs == nullptr) return cudaErrorInvalidValue;
+  if (table.count > 0 && table.outputs_at == 0) return cudaErrorInvalidValue;
   return ByNormDType(
       tnorm, ClipUnscaledFn{table, norm, clip_norm, inverse_scale, stream});
 }

@@ -12,9 +12,13 @@
 // captured into a CUDA graph.
 //
 // A list of tensors is described to the device by a table that the caller
-// builds on the host with PackTable() and copies to device memory (the
-// adapter on its own stream from pinned memory; CopyTableToDevice() does it
-// with the CUDA runtime). One launch per phase covers the whole list,
+// builds on the host with PackTable(). A short list (at most
+// kMaxInlineTensors tensors) is held inside the TensorTable itself and
+// reaches the kernels by value, as a kernel parameter: nothing to allocate,
+// copy or release. A longer one is laid out in a host buffer that the caller
+// copies to device memory (the adapter on its own stream from pinned memory;
+// CopyTableToDevice() does it with the CUDA runtime). The kernels read both
+// through the same code. One launch per phase covers the whole list,
 // whatever the number of tensors.
 //
 // Layout and determinism: each tensor is padded, in a virtual address space,
@@ -54,49 +58,97 @@ enum class DType : int32_t {
 // workspace. (Not the CPU core's reduction block: each has its own size.)
 constexpr int64_t kChunkElements = int64_t{1} << 13;
 
-// A tensor list as the kernels see it; every pointer is device memory inside
-// the table that PackTable() lays out. Passed to kernels by value.
-struct TensorTable {
-  const int64_t* offsets = nullptr;  // count + 1 padded offsets (elements)
-  const int64_t* sizes = nullptr;    // count element counts
-  const void* const* inputs = nullptr;
-  void* const* outputs = nullptr;  // null in a table without outputs
-  int64_t count = 0;               // number of tensors
-  int64_t padded_total = 0;        // offsets[count]
-  int64_t num_chunks = 0;          // chunks of the padded list
-  DType dtype = DType::kFloat;
-  bool all_in_place = false;  // outputs[i] == inputs[i] for every i
-  // Optional, set by the caller after PackTable(): device memory holding,
-  // for each entry, its position in the op's whole list (a list of several
-  // dtypes is one table per dtype). Null: entry i is position i. Only the
-  // per-tensor reduction reads it.
-  const int64_t* positions = nullptr;
-};
+// The CUDA limit on a kernel's parameters that the by-value table is sized
+// for: 4,096 bytes, as Apex's multi_tensor_apply sizes its
+// TensorListMetadata. CUDA 12.1 and newer (toolkit and driver) allow 32,764
+// bytes on Volta and newer, which this build's CUDA 13 runtime would have;
+// 4 KB is kept because it holds for every toolkit the core may be built
+// with, and because the block is passed on every launch, by-value or not.
+constexpr int64_t kKernelParameterBytes = 4096;
 
-// Bytes of host and device memory that PackTable() needs for a list of
-// `count` tensors (a multiple of 8; 0 for an empty list).
-size_t TableBytes(int64_t count, bool with_outputs);
+// Lists of at most this many tensors go to the kernels by value, in
+// TensorTable::inline_words; longer ones in a device table. A tensor takes
+// at most four 8-byte words (its end, its input, its output, its position)
+// and the list one more, so 123 tensors fill 493 words, 3,944 bytes; with the
+// rest of the TensorTable (72 bytes) that is 4,016 bytes, which leaves 80
+// bytes for the kernels' other parameters (24 at most today). The count is
+// the same for every kind of table (a reduction would fit 247), so whether
+// a list goes by value depends on its length alone.
+constexpr int64_t kMaxInlineTensors = 123;
+constexpr int64_t kInlineWords = 4 * kMaxInlineTensors + 1;
+
+// A tensor list as the kernels see it. Passed to kernels by value (as a
+// __grid_constant__ parameter, which the kernels read in place). Its arrays
+// are 8-byte words, laid out by PackTable() in this order:
+//   ends[count + 1]    ends[0] = 0; ends[i + 1] = offset(i) + size(i), where
+//                      offset(i) = ends[i] rounded up to the vector width
+//                      (16 bytes of elements): tensor i's padded offset, and
+//                      offset(count) = padded_total. The sizes are not stored:
+//                      size(i) = ends[i + 1] - offset(i).
+//   inputs[count]      at word count + 1
+//   outputs[count]     at word outputs_at; 0 for a reduction. Not stored
+//                      when every output is its input (all_in_place):
+//                      outputs_at is then count + 1, the inputs' array
+//   positions[count]   at word positions_at (0: not stored, entry i is
+//                      position i)
+// The words are inline_words when device_words is null (a list of at most
+// kMaxInlineTensors), else device memory at device_words.
+struct TensorTable {
+  const int64_t* device_words = nullptr;  // null: the table is inline
+  int64_t count = 0;                      // number of tensors
+  int64_t padded_total = 0;               // offset(count)
+  int64_t num_chunks = 0;                 // chunks of the padded list
+  int64_t outputs_at = 0;                 // word of outputs[0]; 0: none
+  int64_t positions_at = 0;  // word of positions[0]; 0: none stored
+  // Bytes of the host buffer that PackTable() filled and the caller copies to
+  // device_words (0 for an inline or empty table). Host side only.
+  int64_t device_bytes = 0;
+  DType dtype = DType::kFloat;
+  int32_t vector_width = 1;   // elements in 16 bytes of dtype
+  bool all_in_place = false;  // outputs were given, and outputs[i] ==
+                              // inputs[i] for every non-empty tensor i
+                              // (true for an empty list)
+  int64_t inline_words[kInlineWords] = {};  // read when device_words is null
+};
+static_assert(sizeof(TensorTable) + 64 <= kKernelParameterBytes,
+              "the by-value table and the kernels' other parameters must fit "
+              "CUDA's 4 KB of kernel parameters");
+
+// Bytes of host and device memory that PackTable() may fill for a list of
+// `count` tensors: 0 when the list goes by value (count <=
+// kMaxInlineTensors) or is empty; else the device table's size with every
+// array stored (a multiple of 8; in place, PackTable() fills less:
+// TensorTable::device_bytes).
+size_t TableBytes(int64_t count, bool with_outputs, bool with_positions);
 
 // Number of reduction chunks, hence of doubles of workspace that
 // LaunchSumOfSquares() and LaunchClipFused() need (0 for an empty list).
 int64_t NumChunks(DType dtype, const int64_t* sizes, int64_t count);
 
-// Writes the table of a list of `count` tensors into `host` (TableBytes()
-// bytes, 8-byte aligned) for a copy to `device`, and returns its description
-// with pointers into `device`. inputs[i] and outputs[i] point at sizes[i]
-// elements of `dtype` and may be null where sizes[i] is 0; `outputs` is null
-// for a reduction. Pointers must be aligned to their element size; 16-byte
-// alignment lets the kernels use vector loads.
+// The table of a list of `count` tensors. inputs[i] and outputs[i] point at
+// sizes[i] elements of `dtype` and may be null where sizes[i] is 0;
+// `outputs` is null for a reduction. `positions`, when not null, gives each
+// entry's position in the op's whole list (a list of several dtypes is one
+// table per dtype; only the per-tensor reduction reads them). Pointers must
+// be aligned to their element size; 16-byte alignment lets the kernels use
+// vector loads. A list of at most kMaxInlineTensors is written into the
+// returned table itself, and `host` and `device` are not used (they may be
+// null). A longer one is written into `host` (TableBytes() bytes, 8-byte
+// aligned), and the returned table points at `device`, to which the caller
+// copies the table's device_bytes bytes of `host` before the first launch.
 TensorTable PackTable(DType dtype, const void* const* inputs,
-                      void* const* outputs, const int64_t* sizes, int64_t count,
-                      void* host, void* device);
+                      void* const* outputs, const int64_t* sizes,
+                      const int64_t* positions, int64_t count, void* host,
+                      void* device);
 
 // All launchers return 0 on success, else a CUDA error code (ErrorString()
 // names it). They enqueue work on `stream` and never wait for it.
 
-// Copies a packed table to the device, asynchronously (cudaMemcpyAsync).
-// For a copy that overlaps nothing, `host` should be pinned memory, which
-// must stay untouched until the stream has passed the copy.
+// Copies a packed table to the device, asynchronously (cudaMemcpyAsync);
+// `bytes` is the table's device_bytes (0, for a table passed by value:
+// nothing is enqueued). For a copy that overlaps nothing, `host` should be
+// pinned memory, which must stay untouched until the stream has passed the
+// copy.
 int CopyTableToDevice(const void* host, void* device, size_t bytes,
                       Stream stream);
 
@@ -135,7 +187,7 @@ int LaunchClipFused(const TensorTable& table, DType tnorm,
 // (NormType, CombineReductions and UnscaledNorm of clip_decision.h). A list
 // whose tensors have several dtypes is one table per dtype: each table's
 // per-tensor reductions go into one array indexed by list position
-// (TensorTable::positions), then one launch finishes the norms of the list.
+// (PackTable()'s positions), then one launch finishes the norms of the list.
 
 // Doubles of workspace that LaunchPerTensorReduce() needs for `table`:
 // one per (chunk, tensor) pair that shares elements, at most num_chunks +

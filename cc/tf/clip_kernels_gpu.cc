@@ -8,9 +8,12 @@
 // here, and none of TensorFlow's GPU headers reaches nvcc.
 //
 // No kernel reads device memory from the host or waits for the device. The
-// tensor list's table (pointers and sizes) is packed into pinned host memory,
-// copied on the op's stream and released by TensorFlow's EventMgr once the
-// stream has passed the copy, as TensorFlow's own GpuDeviceArrayOnHost does.
+// tensor list's table (pointers and sizes) goes to the kernels by value, as
+// a kernel parameter, for a list of at most gpu::kMaxInlineTensors tensors
+// (no host buffer, no copy, no event). A longer list's table is packed into
+// pinned host memory, copied on the op's stream and released by
+// TensorFlow's EventMgr once the stream has passed the copy, as
+// TensorFlow's own GpuDeviceArrayOnHost does.
 // Consequences, documented in docs/gpu.md:
 // - When the norm is at most clip_norm the outputs are copies of the inputs
 //   (or the inputs themselves where TensorFlow lets an input buffer be
@@ -29,7 +32,6 @@
 // caller asks for the check (error_if_nonfinite).
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 #include "cc/core/clip_core_gpu.h"
@@ -83,7 +85,8 @@ Status CudaStatus(int code, const char* what) {
       what, " failed to launch on the GPU: ", gpu::ErrorString(code));
 }
 
-// The device-side table of a tensor list, valid on the op's stream.
+// The table of a tensor list, valid on the op's stream: by value for a
+// short list, else in device memory.
 class DeviceTable {
  public:
   // `outputs` is null for a reduction.
@@ -97,8 +100,7 @@ class DeviceTable {
 
   // The table of `tensors`, all of `dtype`; `outputs` (one per tensor) is
   // null for a reduction. `positions`, when not null, gives each tensor's
-  // position in the op's whole list (TensorTable::positions), copied with
-  // the table.
+  // position in the op's whole list, packed with the table.
   Status Init(OpKernelContext* ctx, gpu::DType dtype,
               const std::vector<const Tensor*>& tensors,
               const std::vector<void*>* outputs,
@@ -112,15 +114,15 @@ class DeviceTable {
       sizes.push_back(t->NumElements());
     }
     const int64_t count = static_cast<int64_t>(tensors.size());
-    const size_t table_bytes = gpu::TableBytes(count, outputs != nullptr);
-    const size_t bytes =
-        table_bytes + (positions != nullptr && count > 0
-                           ? static_cast<size_t>(count) * sizeof(int64_t)
-                           : 0);
     void* const* out = outputs != nullptr ? outputs->data() : nullptr;
+    const int64_t* pos = positions != nullptr ? positions->data() : nullptr;
+    const size_t bytes =
+        gpu::TableBytes(count, outputs != nullptr, positions != nullptr);
     if (bytes == 0) {
-      table_ =
-          gpu::PackTable(dtype, nullptr, nullptr, nullptr, 0, nullptr, nullptr);
+      // At most kMaxInlineTensors tensors (or none): the table is a kernel
+      // parameter. Nothing is allocated, copied or released.
+      table_ = gpu::PackTable(dtype, inputs.data(), out, sizes.data(), pos,
+                              count, nullptr, nullptr);
       return Status();
     }
     // Checked before anything is copied: an error returned after the copy
@@ -139,19 +141,13 @@ class DeviceTable {
         ctx->allocate_temp(tensorflow::DT_INT8, shape, &host, pinned));
     TF_RETURN_IF_ERROR(
         ctx->allocate_temp(tensorflow::DT_INT8, shape, &device_));
-    table_ = gpu::PackTable(dtype, inputs.data(), out, sizes.data(), count,
+    table_ = gpu::PackTable(dtype, inputs.data(), out, sizes.data(), pos, count,
                             host.data(), device_.data());
-    if (positions != nullptr) {
-      // After the table (a multiple of 8 bytes): the positions.
-      char* host_positions = static_cast<char*>(host.data()) + table_bytes;
-      std::memcpy(host_positions, positions->data(), count * sizeof(int64_t));
-      table_.positions = reinterpret_cast<const int64_t*>(
-          static_cast<char*>(device_.data()) + table_bytes);
-    }
-    TF_RETURN_IF_ERROR(
-        CudaStatus(gpu::CopyTableToDevice(host.data(), device_.data(), bytes,
-                                          CudaStream(ctx)),
-                   "copying the tensor table"));
+    TF_RETURN_IF_ERROR(CudaStatus(
+        gpu::CopyTableToDevice(host.data(), device_.data(),
+                               static_cast<size_t>(table_.device_bytes),
+                               CudaStream(ctx)),
+        "copying the tensor table"));
     // The copy may run after Compute returns: the pinned buffer is held
     // until the stream has passed it (info, checked before the copy).
     TensorReference ref(host);
@@ -162,7 +158,9 @@ class DeviceTable {
   const gpu::TensorTable& table() const { return table_; }
 
  private:
-  Tensor device_;  // freed with the op; TensorFlow orders reuse on the stream
+  // A long list's table, freed with the op (TensorFlow orders its reuse on
+  // the stream); empty for a table passed by value.
+  Tensor device_;
   gpu::TensorTable table_;
 };
 

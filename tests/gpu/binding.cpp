@@ -72,6 +72,7 @@ PYBIND11_MODULE(clip_core_gpu, m) {
     m.attr(name.c_str()) = static_cast<int>(row.dtype);
   }
   m.attr("CHUNK") = gpu::kChunkElements;
+  m.attr("MAX_INLINE_TENSORS") = gpu::kMaxInlineTensors;
   m.attr("L2") = static_cast<int>(monolith_ops::NormType::kL2);
   m.attr("INF") = static_cast<int>(monolith_ops::NormType::kInf);
 
@@ -79,10 +80,14 @@ PYBIND11_MODULE(clip_core_gpu, m) {
       .def_readonly("count", &gpu::TensorTable::count)
       .def_readonly("num_chunks", &gpu::TensorTable::num_chunks)
       .def_readonly("padded_total", &gpu::TensorTable::padded_total)
-      .def_readonly("all_in_place", &gpu::TensorTable::all_in_place);
+      .def_readonly("all_in_place", &gpu::TensorTable::all_in_place)
+      .def_readonly("device_bytes", &gpu::TensorTable::device_bytes)
+      .def_property_readonly("by_value", [](const gpu::TensorTable& t) {
+        return t.device_words == nullptr;
+      });
 
   m.def("table_bytes", &gpu::TableBytes, py::arg("count"),
-        py::arg("with_outputs"));
+        py::arg("with_outputs"), py::arg("with_positions") = false);
   m.def(
       "num_chunks",
       [](int dtype, const std::vector<int64_t>& sizes) {
@@ -93,7 +98,8 @@ PYBIND11_MODULE(clip_core_gpu, m) {
   m.def(
       "pack_table",
       [](int dtype, const std::vector<uintptr_t>& inputs, py::object outputs,
-         const std::vector<int64_t>& sizes, uintptr_t host, uintptr_t device) {
+         const std::vector<int64_t>& sizes, uintptr_t host, uintptr_t device,
+         py::object positions) {
         if (inputs.size() != sizes.size()) {
           throw std::invalid_argument("inputs and sizes differ in length");
         }
@@ -110,13 +116,26 @@ PYBIND11_MODULE(clip_core_gpu, m) {
             throw std::invalid_argument("inputs and outputs differ in length");
           }
         }
+        std::vector<int64_t> pos;
+        if (!positions.is_none()) {
+          pos = positions.cast<std::vector<int64_t>>();
+          if (pos.size() != in.size()) {
+            throw std::invalid_argument(
+                "inputs and positions differ in length");
+          }
+        }
         return gpu::PackTable(
             AsDType(dtype), in.data(), outputs.is_none() ? nullptr : out.data(),
-            sizes.data(), static_cast<int64_t>(sizes.size()),
-            reinterpret_cast<void*>(host), reinterpret_cast<void*>(device));
+            sizes.data(), positions.is_none() ? nullptr : pos.data(),
+            static_cast<int64_t>(sizes.size()), reinterpret_cast<void*>(host),
+            reinterpret_cast<void*>(device));
       },
       py::arg("dtype"), py::arg("inputs"), py::arg("outputs"), py::arg("sizes"),
-      py::arg("host"), py::arg("device"));
+      py::arg("host"), py::arg("device"), py::arg("positions") = py::none(),
+      "The table of a list: by value (host and device unused) for at most "
+      "MAX_INLINE_TENSORS tensors, else packed into `host` for a copy of its "
+      "device_bytes to `device`. `positions`: each entry's position in the "
+      "whole list (None: entry i is position i).");
   m.def(
       "copy_table",
       [](uintptr_t host, uintptr_t device, size_t bytes, uintptr_t stream) {
@@ -162,15 +181,6 @@ PYBIND11_MODULE(clip_core_gpu, m) {
       },
       py::arg("table"), py::arg("tnorm"), py::arg("clip_norm"),
       py::arg("partials"), py::arg("norm_out"), py::arg("stream"));
-  m.def(
-      "with_positions",
-      [](gpu::TensorTable table, uintptr_t positions) {
-        table.positions = reinterpret_cast<const int64_t*>(positions);
-        return table;
-      },
-      py::arg("table"), py::arg("positions"),
-      "A copy of the table whose entries have the list positions held by "
-      "the device array of int64 at `positions` (0: entry i is position i).");
   m.def("per_tensor_workspace", &gpu::PerTensorWorkspace, py::arg("table"));
   m.def(
       "per_tensor_reduce",

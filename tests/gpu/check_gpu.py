@@ -24,6 +24,10 @@ temporary folder, then, with torch as the reference and the allocator:
   positions), inf and NaN, float32 overflow, bad inverse_scale and clip_norm,
   empty lists and tensors, in place, many tiny tensors, determinism, a CUDA
   graph;
+* checks lists at the by-value threshold (MAX_INLINE_TENSORS - 1 and
+  MAX_INLINE_TENSORS tensors go to the kernels by value, one more in a
+  device table): every dtype, and the V2 ops on mixed dtypes, in place and
+  not;
 * benchmarks the global norm and the clip against torch._foreach_norm and
   torch.nn.utils.clip_grad_norm_(foreach=True) on the 53 dense gradient
   shapes, 1,000 x 100 floats and 4 x 16M floats, next to a device-to-device
@@ -185,7 +189,8 @@ class Core:
 
 
 class Prepared:
-    """A tensor list packed for the core: its table copied to the device."""
+    """A tensor list packed for the core: its table by value (at most
+    MAX_INLINE_TENSORS tensors), or copied to the device."""
 
     def __init__(self, core, tensors, outputs, dtype, positions=None):
         torch = core.torch
@@ -194,9 +199,10 @@ class Prepared:
         self.outputs = None if outputs is None else list(outputs)
         dtype = dtype or self.tensors[0].dtype
         sizes = [t.numel() for t in self.tensors]
-        self.nbytes = core.m.table_bytes(len(sizes), outputs is not None)
-        self.host = torch.empty(max(self.nbytes, 8), dtype=torch.uint8, pin_memory=True)
-        self.device = torch.empty(max(self.nbytes, 8), dtype=torch.uint8, device="cuda")
+        # positions: the entries' positions in a whole list (None: their own).
+        capacity = core.m.table_bytes(len(sizes), outputs is not None, positions is not None)
+        self.host = torch.empty(max(capacity, 8), dtype=torch.uint8, pin_memory=True)
+        self.device = torch.empty(max(capacity, 8), dtype=torch.uint8, device="cuda")
         self.table = core.m.pack_table(
             core.codes[dtype],
             [t.data_ptr() for t in self.tensors],
@@ -204,28 +210,30 @@ class Prepared:
             sizes,
             self.host.data_ptr(),
             self.device.data_ptr(),
+            None if positions is None else [int(p) for p in positions],
         )
         assert self.table.num_chunks == core.m.num_chunks(core.codes[dtype], sizes)
+        assert self.table.by_value == (len(sizes) <= core.m.MAX_INLINE_TENSORS)
+        self.nbytes = self.table.device_bytes  # 0: by value, nothing to copy
         self.partials = torch.empty(
             max(1, self.table.num_chunks), dtype=torch.float64, device="cuda"
         )
-        self.positions = None
-        if positions is not None:  # the entries' positions in a whole list
-            self.positions = torch.tensor(positions, dtype=torch.int64, device="cuda")
-            self.table = core.m.with_positions(self.table, self.positions.data_ptr())
         self.upload()
 
     def upload(self):
         """Copies the table on the current stream through torch, which records
         the copy against the pinned buffer (from torch's caching host
         allocator) and so never hands the buffer out again before the copy has
-        run, even when this object is dropped at once."""
-        self.device.copy_(self.host, non_blocking=True)
+        run, even when this object is dropped at once. A table passed by
+        value has nothing to copy."""
+        if self.nbytes:
+            self.device[: self.nbytes].copy_(self.host[: self.nbytes], non_blocking=True)
 
     def upload_core(self):
         """Copies the table with the core's CopyTableToDevice, as the
         TensorFlow kernels do. torch does not see this copy: only for an
-        object that outlives a synchronization of the stream (the timings)."""
+        object that outlives a synchronization of the stream (the timings).
+        A table passed by value enqueues nothing."""
         self.core.m.copy_table(
             self.host.data_ptr(), self.device.data_ptr(), self.nbytes, self.core.stream()
         )
@@ -516,6 +524,38 @@ def check_many(core, res, gen, count):
         clip_factors=(0.5,),
         flat=flat,
     )
+
+
+def check_threshold(core, res, gen):
+    """Lists at the by-value threshold, on both sides: the table is a kernel
+    parameter for MAX_INLINE_TENSORS tensors or fewer, in device memory for
+    more. Small tensors, empty ones and one over a chunk, most misaligned."""
+    torch = core.torch
+    limit = core.m.MAX_INLINE_TENSORS
+    dtypes = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+    for count in (limit - 1, limit, limit + 1):
+        sizes = torch.randint(0, 41, (count,), generator=gen, device="cuda").tolist()
+        sizes[count // 2] = core.m.CHUNK + 3
+        for dtype in dtypes:
+            xs = random_list(torch, dtype, sizes, gen=gen)
+            check_list(core, res, f"{count} {str(dtype)[6:]}", xs, dtype, torch.float32, (0.5,))
+        # The V2 ops: float32 tables on either side of the threshold, with
+        # outputs and positions (the largest layout), and bfloat16 ones.
+        other = torch.randint(0, 41, (2 * limit - count,), generator=gen, device="cuda")
+        mixed = random_list(torch, torch.float32, sizes, gen=gen)
+        mixed += random_list(torch, torch.bfloat16, other.tolist(), gen=gen)
+        for in_place in (False, True):
+            check_v2_list(
+                core,
+                res,
+                f"{count}+{2 * limit - count} mixed",
+                [x.clone() for x in mixed],
+                "l2",
+                torch.float32,
+                0.5,
+                0.5,
+                in_place=in_place,
+            )
 
 
 def check_huge(core, res, gen):
@@ -1384,7 +1424,9 @@ def bench_v2_and_parts(core, gen, copy_bw, quick=False):
             )
         )
 
-    # The table's upload, as each TensorFlow kernel call does it.
+    # The table's upload, as each TensorFlow kernel call does it for a list
+    # of more than MAX_INLINE_TENSORS tensors (a shorter one goes by value
+    # and uploads nothing, so it has no row).
     sizes = [100] * count
     flat = torch.randn(sum(sizes), device="cuda", generator=gen)
     xs = list(torch.split(flat, sizes))
@@ -1392,6 +1434,8 @@ def bench_v2_and_parts(core, gen, copy_bw, quick=False):
         (f"{count:,} tensors", core.prepare(xs, xs)),
         (name, core.prepare(grads, outs)),
     ):
+        if p.nbytes == 0:
+            continue
         t_ours = time_per_call(torch, lambda i, p=p: p.upload_core(), quick=quick)
         t_torch = time_per_call(torch, lambda i, p=p: p.upload(), quick=quick)
         for impl, t in (("core CopyTableToDevice", t_ours), ("torch copy_", t_torch)):
@@ -1504,6 +1548,7 @@ def run_phase(phase, core, res, gen, args):
         res.run("determinism", check_determinism, core, res, gen)
     if phase in ("all", "quick"):
         res.run("CUDA graph", check_graph, core, res, gen)
+        res.run("by-value threshold", check_threshold, core, res, gen)
         res.run("V2 dtypes", check_v2_dtypes, core, res, gen)
         res.run("V2 special values", check_v2_special, core, res, gen)
     if phase in ("all", "quick", "large"):

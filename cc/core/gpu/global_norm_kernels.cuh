@@ -27,7 +27,9 @@ namespace {
 // Writes partials[c] = the sum of squares of chunk c, in double.
 template <DType D>
 __global__ void __launch_bounds__(kThreads)
-    SumOfSquaresKernel(TensorTable table, double* partials) {
+    SumOfSquaresKernel(const __grid_constant__ TensorTable packed,
+                       double* partials) {
+  const TableView table(packed);
   using E = Elem<D>;
   constexpr int V = VectorWidth<D>();
   __shared__ double scratch[kThreads / 32];
@@ -90,12 +92,12 @@ __device__ typename Elem<D>::Compute ElementScale(Tn scale) {
 // of the inputs (kPassThrough; nothing written where in place), or each
 // element times `scale` in its compute type, then rounded (kScale).
 template <DType D>
-__device__ void ApplyClip(const TensorTable& table, ClipAction action,
+__device__ void ApplyClip(const TableView& table, ClipAction action,
                           typename Elem<D>::Compute scale) {
   using E = Elem<D>;
   using Storage = typename E::Storage;
   constexpr int V = VectorWidth<D>();
-  if (action == ClipAction::kPassThrough && table.all_in_place) return;
+  if (action == ClipAction::kPassThrough && table.all_in_place()) return;
   auto on_group = [&](const Slot<D>(&slots)[kUnroll]) {
     Storage v[kUnroll][V];
     // A pass-through leaves alone a tensor that is its own output.
@@ -136,8 +138,9 @@ __device__ void ApplyClip(const TensorTable& table, ClipAction action,
 
 template <DType D, typename Tn>
 __global__ void __launch_bounds__(kThreads)
-    ClipKernel(TensorTable table, const Tn* norm, const Tn* clip_norm_ptr,
-               Tn clip_norm_value) {
+    ClipKernel(const __grid_constant__ TensorTable packed, const Tn* norm,
+               const Tn* clip_norm_ptr, Tn clip_norm_value) {
+  const TableView table(packed);
   const Tn clip_norm =
       clip_norm_ptr != nullptr ? *clip_norm_ptr : clip_norm_value;
   Tn scale_tn = Tn(1);

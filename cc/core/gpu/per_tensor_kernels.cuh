@@ -36,7 +36,9 @@ namespace {
 // not depend on the grid size.
 template <DType D, NormType kType>
 __global__ void __launch_bounds__(kThreads)
-    PerTensorChunkKernel(TensorTable table, double* workspace) {
+    PerTensorChunkKernel(const __grid_constant__ TensorTable packed,
+                         double* workspace) {
+  const TableView table(packed);
   using E = Elem<D>;
   constexpr int V = VectorWidth<D>();
   constexpr int kWarps = kThreads / 32;
@@ -44,15 +46,15 @@ __global__ void __launch_bounds__(kThreads)
   const int lane = threadIdx.x % 32;
   const int warp = threadIdx.x / 32;
   const int64_t chunks_per_block =
-      (table.num_chunks + gridDim.x - 1) / gridDim.x;
+      (table.num_chunks() + gridDim.x - 1) / gridDim.x;
   const int64_t first_chunk = blockIdx.x * chunks_per_block;
   const int64_t end_chunk =
-      min(first_chunk + chunks_per_block, table.num_chunks);
+      min(first_chunk + chunks_per_block, table.num_chunks());
   for (int64_t chunk = first_chunk; chunk < end_chunk; ++chunk) {
     const int64_t begin = chunk * kChunkElements;
-    const int64_t end = min(begin + kChunkElements, table.padded_total);
-    const int64_t first = BlockFindTensor(table.offsets, table.count, begin);
-    const int64_t last = BlockFindTensor(table.offsets, table.count, end - 1);
+    const int64_t end = min(begin + kChunkElements, table.padded_total());
+    const int64_t first = BlockFindTensor(table, begin);
+    const int64_t last = BlockFindTensor(table, end - 1);
     if (first == last) {
       double acc[V];
 #pragma unroll
@@ -75,8 +77,8 @@ __global__ void __launch_bounds__(kThreads)
       continue;
     }
     for (int64_t t = first + warp; t <= last; t += kWarps) {
-      const int64_t seg_begin = max(begin, table.offsets[t]);
-      const int64_t seg_end = min(end, table.offsets[t + 1]);
+      const int64_t seg_begin = max(begin, table.Offset(t));
+      const int64_t seg_end = min(end, table.Offset(t + 1));
       if (seg_begin >= seg_end) continue;  // an empty tensor
       double acc[V];
 #pragma unroll
@@ -102,15 +104,16 @@ __global__ void __launch_bounds__(kThreads)
 // empty tensor.
 template <NormType kType>
 __global__ void __launch_bounds__(kThreads)
-    PerTensorGatherKernel(TensorTable table, const double* workspace,
-                          double* per_tensor) {
+    PerTensorGatherKernel(const __grid_constant__ TensorTable packed,
+                          const double* workspace, double* per_tensor) {
+  const TableView table(packed);
   const int lane = threadIdx.x % 32;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * (kThreads / 32);
   for (int64_t t = static_cast<int64_t>(blockIdx.x) * (kThreads / 32) +
                    threadIdx.x / 32;
-       t < table.count; t += warps) {
-    const int64_t begin = table.offsets[t];
-    const int64_t end = table.offsets[t + 1];
+       t < table.count(); t += warps) {
+    const int64_t begin = table.Offset(t);
+    const int64_t end = table.Offset(t + 1);
     double acc = 0.0;
     if (begin < end) {
       const int64_t first_chunk = begin / kChunkElements;
@@ -121,7 +124,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     acc = WarpReduce<kType>(acc);
     if (lane == 0) {
-      per_tensor[table.positions != nullptr ? table.positions[t] : t] = acc;
+      per_tensor[table.Position(t)] = acc;
     }
   }
 }
@@ -173,8 +176,10 @@ __global__ void __launch_bounds__(kFinalThreads)
 // The clip with unscaling (LaunchClipUnscaled()).
 template <DType D, typename Tn>
 __global__ void __launch_bounds__(kThreads)
-    ClipUnscaledKernel(TensorTable table, const Tn* norm, const Tn* clip_norm,
+    ClipUnscaledKernel(const __grid_constant__ TensorTable packed,
+                       const Tn* norm, const Tn* clip_norm,
                        const Tn* inverse_scale_ptr) {
+  const TableView table(packed);
   using Compute = typename Elem<D>::Compute;
   const Tn inverse_scale =
       inverse_scale_ptr != nullptr ? *inverse_scale_ptr : Tn(1);

@@ -12,8 +12,12 @@
 // dtypes writing by list position, bitwise independence from the grid size),
 // the finished norms with and without inverse_scale, and the clip with
 // unscaling, every output bit for bit against the rule written out here;
-// and the sum, the clip and the per-tensor reductions on grids of hundreds
-// of blocks, bitwise as on a grid of 3. Each table's host copy outlives its
+// lists at the by-value threshold (kMaxInlineTensors - 1 and
+// kMaxInlineTensors tensors by value, one more from a device table), of each
+// dtype and of mixed dtypes, in place and not, with the table's layout (no
+// sizes, no outputs in place, nothing copied by value); and the sum, the
+// clip and the per-tensor reductions on grids of hundreds of blocks,
+// bitwise as on a grid of 3. Each table's host copy outlives its
 // copy to the "device", which the emulation runs only when the stream gets
 // to it.
 //
@@ -43,6 +47,7 @@ using monolith_ops::NormType;
 using monolith_ops::gpu::CopyTableToDevice;
 using monolith_ops::gpu::DType;
 using monolith_ops::gpu::kChunkElements;
+using monolith_ops::gpu::kMaxInlineTensors;
 using monolith_ops::gpu::LaunchClip;
 using monolith_ops::gpu::LaunchClipFused;
 using monolith_ops::gpu::LaunchClipUnscaled;
@@ -173,20 +178,53 @@ struct List {
   }
 };
 
-// A packed table: "device" memory is host memory under the emulation.
+// A packed table: "device" memory is host memory under the emulation. A
+// list of at most kMaxInlineTensors is held in the TensorTable (by value:
+// nothing to copy); a longer one is copied from `host` to `device`.
 struct Table {
   std::vector<int64_t> host, device;
   TensorTable table;
   std::vector<double> partials;
 
   Table(DType d, const std::vector<const void*>& in,
-        const std::vector<void*>* out, const std::vector<int64_t>& sizes) {
-    const size_t bytes = TableBytes(sizes.size(), out != nullptr);
+        const std::vector<void*>* out, const std::vector<int64_t>& sizes,
+        const std::vector<int64_t>* positions = nullptr) {
+    const int64_t count = sizes.size();
+    const size_t bytes =
+        TableBytes(count, out != nullptr, positions != nullptr);
     host.resize(bytes / 8 + 1);
     device.resize(bytes / 8 + 1);
     table = PackTable(d, in.data(), out != nullptr ? out->data() : nullptr,
-                      sizes.data(), sizes.size(), host.data(), device.data());
-    EXPECT(CopyTableToDevice(host.data(), device.data(), bytes, nullptr) == 0,
+                      sizes.data(),
+                      positions != nullptr ? positions->data() : nullptr, count,
+                      host.data(), device.data());
+    const bool by_value = count <= kMaxInlineTensors;
+    EXPECT(by_value == (bytes == 0) &&
+               by_value == (table.device_words == nullptr) &&
+               by_value == (table.device_bytes == 0),
+           "%lld tensors: by value %d, %zu bytes, %lld copied",
+           (long long)count, (int)by_value, bytes,
+           (long long)table.device_bytes);
+    // Sizes are never stored; outputs only where some output is not its
+    // input (in place, the inputs' array serves); positions only where given.
+    const bool outputs_stored = table.outputs_at > count + 1;
+    const int64_t arrays =
+        2 + (outputs_stored ? 1 : 0) + (table.positions_at != 0 ? 1 : 0);
+    EXPECT(table.device_bytes == 0 ||
+               table.device_bytes == (arrays * count + 1) * 8,
+           "%lld tensors: %lld bytes copied", (long long)count,
+           (long long)table.device_bytes);
+    EXPECT(static_cast<size_t>(table.device_bytes) <= bytes,
+           "device_bytes %lld > TableBytes %zu", (long long)table.device_bytes,
+           bytes);
+    EXPECT(
+        outputs_stored == (out != nullptr && count > 0 && !table.all_in_place),
+        "outputs stored in place (or not stored out of place)");
+    EXPECT((table.outputs_at == count + 1) ==
+               (out != nullptr && count > 0 && table.all_in_place),
+           "in place, the outputs are not the inputs' array");
+    EXPECT(CopyTableToDevice(host.data(), device.data(), table.device_bytes,
+                             nullptr) == 0,
            "copy");
     EXPECT(table.num_chunks == NumChunks(d, sizes.data(), sizes.size()),
            "NumChunks %lld != %lld",
@@ -260,6 +298,7 @@ void CheckClip(List<S>& list, DType tnorm, Tn norm, Tn clip_norm, bool fused,
   ClipTargets<S> targets(list, in_place);
   List<S>& target = targets.target;
   Table t(list.dtype, targets.work.data, &targets.outputs, list.sizes);
+  EXPECT(t.table.outputs_at != 0 || list.sizes.empty(), "%s: outputs", what);
   if (in_place) EXPECT(t.table.all_in_place, "%s: all_in_place", what);
   Tn used_norm = norm;
   if (fused) {
@@ -369,8 +408,7 @@ int ReduceTable(List<S>& list, const std::vector<int64_t>* positions,
                 NormType type, std::vector<double>* per_tensor,
                 int multiprocessors) {
   emulation::multiprocessors = multiprocessors;
-  Table t(list.dtype, list.data, nullptr, list.sizes);
-  if (positions != nullptr) t.table.positions = positions->data();
+  Table t(list.dtype, list.data, nullptr, list.sizes, positions);
   std::vector<double> workspace(PerTensorWorkspace(t.table) + 1, -7.0);
   const int status = LaunchPerTensorReduce(t.table, type, workspace.data(),
                                            per_tensor->data(), nullptr);
@@ -529,12 +567,14 @@ S ExpectedUnscaled(S x, DType d, Tn norm, Tn clip_norm, Tn inv) {
 // checked; `inv` < -50 passes no inverse_scale (1).
 template <typename S, typename Tn>
 void CheckClipUnscaled(List<S>& list, DType tnorm, Tn norm, Tn clip_norm,
-                       double inv_value, bool in_place, const char* what) {
+                       double inv_value, bool in_place, const char* what,
+                       const std::vector<int64_t>* positions = nullptr) {
   const bool given = inv_value > -50;
   const Tn inv = static_cast<Tn>(given ? inv_value : 1.0);
   ClipTargets<S> targets(list, in_place);
   List<S>& target = targets.target;
-  Table t(list.dtype, targets.work.data, &targets.outputs, list.sizes);
+  Table t(list.dtype, targets.work.data, &targets.outputs, list.sizes,
+          positions);
   EXPECT(LaunchClipUnscaled(t.table, tnorm, &norm, &clip_norm,
                             given ? &inv : nullptr, nullptr) == 0,
          "%s: LaunchClipUnscaled", what);
@@ -702,6 +742,129 @@ void CheckV2Edges() {
          "unscaled clip with a half norm");
 }
 
+// Lists at the by-value threshold: kMaxInlineTensors - 1 and
+// kMaxInlineTensors tensors go to the kernels by value, one more in a device
+// table. Small tensors, empty ones and one of two chunks (so the walk
+// searches across tensors), misaligned; the sum (bitwise the same on grids
+// of 1 and 3), the clip, fused or not, in place or not, the unscaled clip
+// and the per-tensor reductions, every output against its rule. And across
+// the two paths: the first kMaxInlineTensors tensors of the longer list
+// (device table) reduce bitwise as the list of just them (by value).
+template <typename S>
+void CheckThreshold(DType d, const char* name, std::mt19937_64& rng) {
+  std::uniform_int_distribution<int> small(0, 40);
+  std::vector<int64_t> sizes;
+  for (int64_t i = 0; i <= kMaxInlineTensors; ++i)
+    sizes.push_back(i % 11 == 0 ? 0 : small(rng));
+  sizes[kMaxInlineTensors / 2] = kChunkElements + 3;
+  List<S> full(d, sizes, true);
+  full.Fill(rng, 2.0);
+  std::vector<std::vector<double>> reductions;
+  for (int64_t count :
+       {kMaxInlineTensors - 1, kMaxInlineTensors, kMaxInlineTensors + 1}) {
+    const std::vector<int64_t> head(sizes.begin(), sizes.begin() + count);
+    List<S> list(d, head, true);
+    list.CopyFrom(full);
+    {
+      Table t(d, list.data, nullptr, list.sizes);
+      EXPECT((t.table.device_words == nullptr) == (count <= kMaxInlineTensors),
+             "%s, %lld tensors: by value %d", name, (long long)count,
+             (int)(t.table.device_words == nullptr));
+    }
+    const double ref = static_cast<double>(list.ReferenceSum());
+    const double a = Sum<double>(list, DType::kDouble, 3);
+    const double b = Sum<double>(list, DType::kDouble, 1);
+    EXPECT(std::fabs(a - ref) <= 1e-12 * ref && std::memcmp(&a, &b, 8) == 0,
+           "%s, %lld tensors: sum %.17g (grid 1: %.17g), reference %.17g", name,
+           (long long)count, a, b, ref);
+    const double norm = std::sqrt(ref);
+    for (bool in_place : {false, true}) {
+      CheckClip<S, double>(list, DType::kDouble, norm, norm * 0.5, false,
+                           in_place, "threshold: clip");
+      CheckClip<S, float>(list, DType::kFloat, 0.0f,
+                          static_cast<float>(norm * 0.5), true, in_place,
+                          "threshold: fused");
+      CheckClip<S, float>(list, DType::kFloat, static_cast<float>(norm),
+                          static_cast<float>(norm * 2 + 1), false, in_place,
+                          "threshold: pass-through");
+      CheckClipUnscaled<S, float>(list, DType::kFloat,
+                                  static_cast<float>(norm * 0.5),
+                                  static_cast<float>(norm * 0.1), 0.5, in_place,
+                                  "threshold: unscaled clip");
+    }
+    CheckPerTensor(list, name);
+    std::vector<double> r(count);
+    EXPECT(ReduceTable(list, nullptr, NormType::kL2, &r, 3) == 0, "reduce");
+    reductions.push_back(r);
+  }
+  EXPECT(std::memcmp(reductions[1].data(), reductions[2].data(),
+                     8 * kMaxInlineTensors) == 0,
+         "%s: the same tensors reduce differently by value and from a device "
+         "table",
+         name);
+  std::printf("%s: by-value threshold checked\n", name);
+}
+
+// Mixed dtypes at the threshold, as the V2 ops pack them: one table per
+// dtype, each with outputs and list positions (the largest by-value layout,
+// four words a tensor), float tables of kMaxInlineTensors - 1 ..
+// kMaxInlineTensors + 1 tensors and bfloat16 ones of the other side, a
+// double one of 2, their entries at shuffled positions.
+void CheckMixedThreshold(std::mt19937_64& rng) {
+  std::uniform_int_distribution<int> small(0, 40);
+  for (int64_t nf :
+       {kMaxInlineTensors - 1, kMaxInlineTensors, kMaxInlineTensors + 1}) {
+    const int64_t nb = 2 * kMaxInlineTensors - nf;
+    std::vector<int64_t> sf, sb;
+    for (int64_t i = 0; i < nf; ++i) sf.push_back(i % 9 == 0 ? 0 : small(rng));
+    for (int64_t i = 0; i < nb; ++i) sb.push_back(i % 7 == 0 ? 0 : small(rng));
+    sf[1] = kChunkElements + 5;
+    List<float> f(DType::kFloat, sf, true);
+    List<unsigned short> b(DType::kBFloat16, sb, true);
+    List<double> e(DType::kDouble, {kChunkElements + 3, 2}, true);
+    f.Fill(rng, 2.0);
+    b.Fill(rng, 2.0);
+    e.Fill(rng, 2.0);
+    const int64_t total = nf + nb + 2;
+    std::vector<int64_t> order(total);
+    for (int64_t i = 0; i < total; ++i) order[i] = i;
+    std::shuffle(order.begin(), order.end(), rng);
+    const std::vector<int64_t> pf(order.begin(), order.begin() + nf);
+    const std::vector<int64_t> pb(order.begin() + nf, order.begin() + nf + nb);
+    const std::vector<int64_t> pe(order.begin() + nf + nb, order.end());
+    for (NormType type : {NormType::kL2, NormType::kInf}) {
+      std::vector<double> r(total + 1, -1.0);
+      EXPECT(ReduceTable(f, &pf, type, &r, 3) == 0, "mixed: float");
+      EXPECT(ReduceTable(b, &pb, type, &r, 2) == 0, "mixed: bfloat16");
+      EXPECT(ReduceTable(e, &pe, type, &r, 1) == 0, "mixed: double");
+      for (int64_t i = 0; i < nf; ++i)
+        ExpectReduction(f, i, type, r[pf[i]], "mixed threshold float");
+      for (int64_t i = 0; i < nb; ++i)
+        ExpectReduction(b, i, type, r[pb[i]], "mixed threshold bfloat16");
+      for (int64_t i = 0; i < 2; ++i)
+        ExpectReduction(e, i, type, r[pe[i]], "mixed threshold double");
+      EXPECT(r[total] == -1.0, "mixed threshold: written past the list");
+      r.pop_back();
+      CheckFinish<double>(DType::kDouble, type, r, "mixed threshold");
+    }
+    const double norm = std::sqrt(static_cast<double>(
+        f.ReferenceSum() + b.ReferenceSum() + e.ReferenceSum()));
+    for (bool in_place : {false, true}) {
+      CheckClipUnscaled<float, double>(f, DType::kDouble, norm, norm * 0.25,
+                                       0.5, in_place, "mixed threshold float",
+                                       &pf);
+      CheckClipUnscaled<unsigned short, double>(
+          b, DType::kDouble, norm, norm * 0.25, 0.5, in_place,
+          "mixed threshold bfloat16", &pb);
+      CheckClipUnscaled<double, float>(e, DType::kFloat,
+                                       static_cast<float>(norm),
+                                       static_cast<float>(norm * 0.25), 1.0,
+                                       in_place, "mixed threshold double", &pe);
+    }
+  }
+  std::printf("mixed dtypes at the by-value threshold: checked\n");
+}
+
 // Grids like a real GPU's: hundreds of blocks (a device of 264
 // multiprocessors), resident_blocks of them at once and interleaved, on a
 // list of a few hundred chunks: the sum, the fused clip and the per-tensor
@@ -767,6 +930,11 @@ int main() {
   CheckNormsV2<unsigned short>(DType::kHalf, "half", rng);
   CheckNormsV2<unsigned short>(DType::kBFloat16, "bfloat16", rng);
   CheckMixedPositions(rng);
+  CheckThreshold<float>(DType::kFloat, "float", rng);
+  CheckThreshold<double>(DType::kDouble, "double", rng);
+  CheckThreshold<unsigned short>(DType::kHalf, "half", rng);
+  CheckThreshold<unsigned short>(DType::kBFloat16, "bfloat16", rng);
+  CheckMixedThreshold(rng);
   CheckV2Edges();
   CheckLargeGrid(rng);
   std::printf("schedule %s, results digest %016llx\n",

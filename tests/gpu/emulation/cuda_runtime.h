@@ -87,6 +87,10 @@
 #define __host__
 #define __shared__ static
 #define __launch_bounds__(...)
+// A kernel's parameter is a copy of the argument made for each emulated
+// thread, which lives as long as the kernel does: its address may be taken,
+// as of a __grid_constant__ parameter on a device.
+#define __grid_constant__
 
 struct CUstream_st;
 typedef CUstream_st* cudaStream_t;

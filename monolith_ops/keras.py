@@ -210,13 +210,19 @@ def _apply_fused(inner, grads, variables, clip_norm, skipped_steps=None, kind=No
         if not keras3:
             inner._compute_current_learning_rate()
         learning_rate = inner.learning_rate
-        slots, groups, others = {}, {False: [], True: []}, []
+        # Keras 3's Adam and momentum SGD subtract a dense tensor from an
+        # IndexedSlices gradient, which densifies it (tf.convert_to_tensor):
+        # their update of an embedding is the dense rule on that tensor.
+        densifies = keras3 and rule in ("KerasAdam", "KerasMomentum")
+        slots, groups, others = {}, {}, []
         for (g, v), tf_var in zip(pairs, tf_vars):
+            sparse = isinstance(g, tf.IndexedSlices)
+            shape = g.values.shape[1:] if sparse else g.shape
             if (
-                isinstance(g, tf.IndexedSlices)
+                (sparse and not densifies)
                 or not _multi_tensor.fusable(g, tf_var)
-                or not g.shape.is_fully_defined()
-                or g.shape != tf_var.shape  # Keras broadcasts a smaller one
+                or not shape.is_fully_defined()
+                or shape != (tf_var.shape[1:] if sparse else tf_var.shape)  # Keras broadcasts
             ):
                 others.append((g, v))
                 continue
@@ -228,18 +234,28 @@ def _apply_fused(inner, grads, variables, clip_norm, skipped_steps=None, kind=No
             slots[id(tf_var)] = [s[index].value if keras3 else s[index] for s in lists]
             # Keras asks with the tf.Variable, whose name is the full path.
             decayed = inner.weight_decay is not None and inner._use_weight_decay(tf_var)
-            groups[decayed].append((g, tf_var))
+            groups.setdefault((decayed, sparse), []).append((g, tf_var))
         skip = skipped_steps is not None
         ops = _K3.ops if keras3 else _TFOps
         applied = []
-        for decayed, group in groups.items():
+        for (decayed, sparse), group in groups.items():
+            op_clip_norm = clip_norm
+            if sparse:
+                # Clipped and their repeated rows summed as on Keras' path,
+                # then made dense as Keras' ops make them.
+                clipped, _ = clip_ops.clip_by_global_norm(
+                    [g for g, _ in group], clip_norm, use_norm=norm
+                )
+                dense = [tf.convert_to_tensor(_combine_duplicates(g)) for g in clipped]
+                group = [(g, v) for g, (_, v) in zip(dense, group)]
+                op_clip_norm = None
             applied += _multi_tensor.apply_in_groups(
                 rule,
                 group,
                 lambda var: slots[id(var)],
                 lambda dtype: _fused_hyper(inner, rule, learning_rate, dtype, ops),
                 norm,
-                clip_norm,
+                op_clip_norm,
                 skip_nonfinite=skip,
                 attrs=dict(attrs, decay=decayed),
             )[1]

@@ -212,8 +212,8 @@ def test_xla_takes_keras_path():
 
 @needs_keras3
 def test_mixed_gradients_none_sparse_constraint_decay_exclusion_and_dtypes():
-    """One step over: a None gradient, an embedding's IndexedSlices with a
-    repeated id (Keras' path, clipped by the same norm), a constrained
+    """Two steps over: a None gradient, an embedding's IndexedSlices with a
+    repeated id (clipped by the same norm, its rows summed), a constrained
     variable, a float64 variable (its own op) and a variable excluded from
     AdamW's weight decay (an op without decay)."""
 
@@ -273,14 +273,18 @@ def test_mixed_gradients_none_sparse_constraint_decay_exclusion_and_dtypes():
     ours, graph = run(True)
     ref, _ = run(False)
     fused = [op for op in graph.get_operations() if op.type == "MonolithMultiTensorApplyKerasAdam"]
-    # float32 with decay, float32 without (bias), float64 with decay.
+    # float32 with decay, float32 without (bias), float64 with decay, and
+    # the embedding's IndexedSlices, made dense as Keras' Adam makes them,
+    # clipped before (clip False).
     assert sorted(
-        (op.get_attr("T").name, op.get_attr("decay"), len(op.inputs)) for op in fused
+        (op.get_attr("T").name, op.get_attr("decay"), op.get_attr("clip"), len(op.inputs))
+        for op in fused
     ) == sorted(
         [
-            ("float32", True, 4 * 2 + 8),  # dense, kept: var, m, v, grad each
-            ("float32", False, 4 + 8),  # bias
-            ("float64", True, 4 + 8),  # wide
+            ("float32", True, True, 4 * 2 + 8),  # dense, kept: var, m, v, grad each
+            ("float32", False, True, 4 + 8),  # bias
+            ("float64", True, True, 4 + 8),  # wide
+            ("float32", True, False, 4 + 8),  # table
         ]
     )
     assert np.all(ours[5] >= 0)
@@ -477,3 +481,51 @@ def test_an_unknown_variable_is_refused_before_anything_changes():
         opt.apply_gradients([(tf.ones(2), known), (tf.ones(1, tf.float64), stranger)])
     np.testing.assert_array_equal(known.numpy(), [1.0, 2.0])
     assert int(opt.iterations.numpy()) == 0
+
+
+@needs_keras3
+@pytest.mark.parametrize("mode", ["eager", "function"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        ("SGD", dict(learning_rate=0.1, momentum=0.9)),
+        ("SGD", dict(learning_rate=0.1, momentum=0.9, nesterov=True)),
+        ("Adam", dict(learning_rate=0.05)),
+        ("AdamW", dict(learning_rate=0.05, weight_decay=0.3)),
+        ("SGD", dict(learning_rate=0.1)),  # stays sparse: Keras' path
+        ("Adagrad", dict(learning_rate=0.1)),  # Keras' path
+    ],
+    ids=["momentum", "nesterov", "adam", "adamw", "sgd", "adagrad"],
+)
+def test_embedding_gradients_against_keras_path(config, mode):
+    """IndexedSlices with repeated ids over three steps: Adam's and momentum
+    SGD's (which Keras makes dense) in the op, bitwise equal to the
+    wrapper's Keras path (a subclass of the same class)."""
+    name, kwargs = config
+
+    def run(subclass):
+        cls = getattr(OPT, name)
+        if subclass:
+            cls = type("Keras" + name, (cls,), {})
+        table = K3.Variable(np.linspace(-1, 1, 12, dtype="float32").reshape(6, 2))
+        opt = mk.GlobalNormClipOptimizer(cls(**kwargs), 0.2)
+        rng = np.random.default_rng(4)
+        steps = [
+            tf.IndexedSlices(
+                tf.constant(rng.standard_normal((3, 2)).astype("float32")),
+                tf.constant(ids),
+                tf.constant([6, 2]),
+            )
+            for ids in ([4, 1, 4], [0, 0, 5], [2, 3, 2])
+        ]
+
+        def step(g):
+            opt.apply_gradients([(g, table)])
+
+        if mode == "function":
+            step = tf.function(step)
+        for g in steps:
+            step(g)
+        return [table.numpy()] + [v.numpy() for v in opt.variables]
+
+    _assert_bitwise(run(False), run(True))

@@ -287,9 +287,15 @@ def _apply_fused(inner, grads, variables, clip_norm, skipped_steps=None, kind=No
             rest_of_step()
             return True
         finite = tf.reduce_all(tf.stack(applied)) if applied else tf.math.is_finite(norm)
-        tf.cond(finite, rest_of_step, lambda: None)
-        skipped_steps.assign_add(tf.cast(tf.logical_not(finite), tf.int64))
+        _run_if_finite(finite, rest_of_step, skipped_steps)
     return True
+
+
+def _run_if_finite(finite, step, skipped_steps):
+    """step() when `finite` (a bool tensor) holds, else the step is counted
+    in skipped_steps: the skip of skip_nonfinite, on either path."""
+    tf.cond(finite, step, lambda: None)
+    skipped_steps.assign_add(tf.cast(tf.logical_not(finite), tf.int64))
 
 
 def _keras3():
@@ -458,13 +464,11 @@ if _K3 is not None:
             if not self.skip_nonfinite:
                 self.inner_optimizer.apply(grads, trainable_variables)
                 return
-            finite = tf.math.is_finite(norm)
-            tf.cond(
-                finite,
+            _run_if_finite(
+                tf.math.is_finite(norm),
                 lambda: self.inner_optimizer.apply(grads, trainable_variables),
-                lambda: None,
+                self._skipped_steps,
             )
-            self._skipped_steps.assign_add(tf.cast(tf.logical_not(finite), tf.int64))
 
         def apply_gradients(self, grads_and_vars):
             grads, trainable_variables = zip(*grads_and_vars)
